@@ -1,0 +1,37 @@
+# w2s-align: weak-to-strong generalization on alignment tasks (arXiv 2410.12621), stage by stage.
+#   splits -> weak model -> weak labels -> student (weak labels) / ceiling (ground truth) -> metrics -> tables
+# Paths: results/{task}/splits|weak|ceiling|student|metrics/..., results/tables/summary.{csv,md}
+from snakemake.utils import min_version
+
+min_version("9.19")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/splits.smk"
+include: "workflow/rules/weak.smk"
+include: "workflow/rules/strong.smk"
+include: "workflow/rules/metrics.smk"
+
+
+wildcard_constraints:
+    task=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
+    weak=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
+    strong=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
+    label_mode="soft|hard",
+    seed=r"\d+",
+
+
+localrules:
+    all,
+    split_data,
+    metrics,
+    summary,
+
+
+rule all:
+    default_target: True
+    input:
+        rules.summary.output,

@@ -1,0 +1,176 @@
+"""Classification data: load a source, clean it, and cut the weak_train / weak_label / val / test splits."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from w2s_align.io import PipelineError, short_hash, write_parquet
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("weak_train", "weak_label", "val", "test")
+HF_PREFIX = "hf:"
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """How to read one classification task (the `data:` block of a task in config.yaml)."""
+
+    source: str
+    text_fields: list[str]
+    label_field: str
+    label_map: dict[str, int]
+    sizes: dict[str, int]
+    group_field: str | None = None
+    hf_split: str = "train"
+    test_seed: int = 0
+
+    @classmethod
+    def from_json(cls, text: str) -> "TaskData":
+        return cls(**json.loads(text))
+
+
+def load_source(spec: TaskData) -> pd.DataFrame:
+    """Read a local CSV / JSONL / parquet file, or a Hugging Face dataset given as `hf:<id>`."""
+    if spec.source.startswith(HF_PREFIX):
+        import datasets
+
+        name = spec.source[len(HF_PREFIX):]
+        try:
+            return datasets.load_dataset(name, split=spec.hf_split).to_pandas()
+        except Exception as exc:
+            offline = " (HF_HUB_OFFLINE is set: the hub cannot be reached)" if os.environ.get("HF_HUB_OFFLINE") else ""
+            raise PipelineError(f"cannot load Hugging Face dataset {name!r}{offline}: {exc}") from exc
+    path = Path(spec.source)
+    if not path.is_file():
+        raise PipelineError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            df = pd.read_csv(path, encoding="utf-8")
+        elif suffix in (".jsonl", ".json"):
+            df = pd.read_json(path, lines=suffix == ".jsonl", encoding="utf-8", dtype=False)
+        elif suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            raise PipelineError(f"unsupported data file type {suffix!r} for {path} (use .csv, .jsonl or .parquet)")
+    except UnicodeDecodeError as exc:
+        raise PipelineError(f"{path} is not valid UTF-8: {exc}") from exc
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise PipelineError(f"cannot parse {path}: {exc}") from exc
+    return df
+
+
+def _normalize(text: pd.Series) -> pd.Series:
+    """Key for duplicate and label-conflict detection: lower-case, whitespace collapsed."""
+    return text.str.lower().str.replace(r"\s+", " ", regex=True)
+
+
+def _label_strings(values: pd.Series) -> pd.Series:
+    """Raw labels as strings; integral floats (1.0) read as '1' so numeric columns map cleanly."""
+    if pd.api.types.is_float_dtype(values) and values.dropna().apply(float.is_integer).all():
+        values = values.astype("Int64")
+    return values.astype("string")
+
+
+def clean(df: pd.DataFrame, spec: TaskData) -> pd.DataFrame:
+    """Strip, drop empty texts, map labels, drop prompts carrying both labels, dedupe; log each drop."""
+    needed = [*spec.text_fields, spec.label_field] + ([spec.group_field] if spec.group_field else [])
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise PipelineError(f"{spec.source}: missing column(s) {missing}; columns are {list(df.columns)}")
+    n0 = len(df)
+    out = pd.DataFrame(index=df.index)
+    for i, field in enumerate(spec.text_fields):
+        out["text" if i == 0 else "text_pair"] = df[field].astype("string").str.strip()
+    if "text_pair" not in out:
+        out["text_pair"] = pd.Series(pd.NA, index=df.index, dtype="string")
+    text_cols = ["text", "text_pair"] if len(spec.text_fields) > 1 else ["text"]
+    empty = out[text_cols].isna().any(axis=1) | (out[text_cols] == "").any(axis=1)
+    raw_label = _label_strings(df[spec.label_field])
+    no_label = raw_label.isna()
+    out = out[~empty & ~no_label]
+    raw_label = raw_label[out.index]
+    unknown = sorted(set(raw_label) - set(spec.label_map))
+    if unknown:
+        raise PipelineError(
+            f"{spec.source}: label value(s) {unknown[:10]} in column {spec.label_field!r} are not in label_map "
+            f"{sorted(spec.label_map)}"
+        )
+    out["gt_label"] = raw_label.map(spec.label_map).astype("int64")
+    out["group"] = (df.loc[out.index, spec.group_field].astype("string") if spec.group_field else pd.NA)
+    key = _normalize(out["text"]) + "\x1f" + _normalize(out["text_pair"].fillna(""))
+    conflicting = key.map(out.groupby(key)["gt_label"].nunique()) > 1
+    kept = out[~conflicting]
+    dup = key[~conflicting].duplicated()
+    kept = kept[~dup.values]
+    log.info(
+        "cleaning %s: %d rows read, %d empty text, %d missing label, %d with both labels, %d duplicates, %d kept",
+        spec.source, n0, int(empty.sum()), int((no_label & ~empty).sum()), int(conflicting.sum()), int(dup.sum()),
+        len(kept),
+    )
+    if kept.empty:
+        raise PipelineError(f"{spec.source}: no rows left after cleaning")
+    kept = kept.reset_index(drop=True)
+    kept.insert(0, "id", [short_hash(a + "\x1f" + (b if isinstance(b, str) else "")) for a, b in zip(kept["text"], kept["text_pair"])])
+    return kept
+
+
+def _take(groups: np.ndarray, sizes: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Take whole groups in the given order until `target` rows are reached."""
+    cut = int(np.searchsorted(np.cumsum(sizes), target, side="left")) + 1
+    return groups[:cut], groups[cut:]
+
+
+def split(df: pd.DataFrame, spec: TaskData, seed: int) -> dict[str, pd.DataFrame]:
+    """Cut the four splits. The test pool depends only on `test_seed`; the rest on the run `seed`.
+
+    Rows of one group (e.g. one legal question) always land in one split.
+    """
+    need = sum(spec.sizes[s] for s in SPLITS)
+    if need > len(df):
+        raise PipelineError(
+            f"{spec.source}: split sizes {dict(spec.sizes)} need {need} rows but only {len(df)} remain after cleaning"
+        )
+    groups = df["group"].fillna(df["id"]) if spec.group_field else df["id"]
+    counts = groups.value_counts().sort_index()
+    names, sizes = counts.index.to_numpy(), counts.to_numpy()
+    order = np.random.default_rng(spec.test_seed).permutation(len(names))
+    test_groups, rest = _take(names[order], sizes[order], spec.sizes["test"])
+    rest_sizes = counts[rest].to_numpy()
+    order = np.random.default_rng(seed).permutation(len(rest))
+    rest, rest_sizes = rest[order], rest_sizes[order]
+    assigned = {"test": test_groups}
+    for name in ("weak_train", "weak_label", "val"):
+        taken, rest = _take(rest, rest_sizes, spec.sizes[name])
+        rest_sizes = rest_sizes[len(taken):]
+        assigned[name] = taken
+    out = {}
+    for name in SPLITS:
+        part = df[groups.isin(assigned[name])]
+        if spec.group_field:  # whole groups overshoot the row target by at most one group
+            part = part.sample(n=min(len(part), spec.sizes[name]), random_state=seed) if name != "test" else part
+        part = part.sort_values("id").reset_index(drop=True)
+        classes = part["gt_label"].nunique()
+        if classes < 2:
+            raise PipelineError(
+                f"{spec.source}: split {name!r} ({len(part)} rows) has only one class; use more rows or other sizes"
+            )
+        out[name] = part.assign(split=name)
+        log.info("split %-10s %5d rows, %.1f%% positive", name, len(part), 100 * part["gt_label"].mean())
+    return out
+
+
+def make_splits(spec_json: str, seed: int, outputs: dict[str, str]) -> None:
+    spec = TaskData.from_json(spec_json)
+    parts = split(clean(load_source(spec), spec), spec, seed)
+    for name, part in parts.items():
+        write_parquet(part, outputs[name])

@@ -1,0 +1,102 @@
+"""Atomic artifact writes, canonical JSON and stage logging shared by every stage."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pandas as pd
+
+log = logging.getLogger("w2s_align")
+
+
+class PipelineError(RuntimeError):
+    """A user-facing error: bad config, bad data or a corrupt artifact. The message names the cause."""
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: equal configs give equal strings."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def short_hash(text: str, n: int = 16) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_atomic(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def write_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    write_atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def read_parquet(path: str | os.PathLike, required: list[str] | None = None) -> pd.DataFrame:
+    """Read a pipeline parquet; a truncated file or missing column is an error naming the file."""
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise PipelineError(f"cannot read parquet artifact {path}: {exc}") from exc
+    missing = sorted(set(required or []) - set(df.columns))
+    if missing:
+        raise PipelineError(f"{path} lacks required columns {missing}")
+    return df
+
+
+def read_split(path: str | os.PathLike, split: str, required: list[str] | None = None) -> pd.DataFrame:
+    df = read_parquet(path, ["split", *(required or [])])
+    rows = df[df["split"] == split].reset_index(drop=True)
+    if rows.empty:
+        raise PipelineError(f"{path} has no rows of split {split!r}")
+    return rows
+
+
+def setup_stage_logging(log_file: str | os.PathLike | None) -> None:
+    """Log to the rule's log file and stderr; uncaught errors land in the log too."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    for noisy in ("httpx", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+    def excepthook(exc_type, exc, tb):
+        if issubclass(exc_type, PipelineError):
+            log.error("%s", exc)
+        else:
+            log.error("stage failed", exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = excepthook

@@ -1,0 +1,202 @@
+"""Training and inference for the weak, student and ceiling classifiers (one loop for all)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import accuracy_score, roc_auc_score
+from tqdm.auto import tqdm
+
+from w2s_align.io import PipelineError, canonical_json, read_split, short_hash
+from w2s_align.losses import harden, soft_cross_entropy
+from w2s_align.models import ModelSpec, build_tfidf, build_transformer, save_tfidf, save_transformer
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("gt", "weak_soft", "weak_hard")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    lr: float = 1e-4
+    epochs: int = 2
+    batch_size: int = 16
+    eval_batch_size: int = 64
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainParams":
+        return cls(**json.loads(text))
+
+
+def setup_torch(threads: int, seed: int) -> torch.device:
+    """Threads, seeds and determinism; CUDA when visible, else CPU (logged)."""
+    from transformers import set_seed
+
+    torch.set_num_threads(max(1, threads))
+    set_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    log.info("device: %s (%s)", device, name)
+    return device
+
+
+def autocast(device: torch.device):
+    """bf16 autocast where the GPU supports it; plain fp32 on CPU."""
+    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+def joined_texts(df: pd.DataFrame) -> list[str]:
+    """Text and optional text_pair as one string (for TF-IDF and tokenizer training)."""
+    pair = df["text_pair"].fillna("")
+    return [a if not b else f"{a} [SEP] {b}" for a, b in zip(df["text"], pair)]
+
+
+def encode(tokenizer, df: pd.DataFrame, max_length: int) -> list[dict]:
+    pairs = df["text_pair"].notna().any()
+    enc = tokenizer(
+        df["text"].tolist(), df["text_pair"].tolist() if pairs else None,
+        truncation="only_second" if pairs else True, max_length=max_length,
+    )
+    return [{k: enc[k][i] for k in enc.keys()} for i in range(len(df))]
+
+
+def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar length: shuffle, sort within windows of 50 batches, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    window = 50 * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def predict_proba(model, tokenizer, features: list[dict], batch_size: int, device: torch.device,
+                  desc: str = "predict") -> np.ndarray:
+    """P(class 1) per row, batched by length with dynamic padding."""
+    from transformers import DataCollatorWithPadding
+
+    collate = DataCollatorWithPadding(tokenizer)
+    order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")
+    out = np.empty(len(features), dtype=np.float64)
+    model.eval()
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+            idx = order[start:start + batch_size]
+            batch = collate([features[i] for i in idx]).to(device)
+            with autocast(device):
+                logits = model(**batch).logits
+            out[idx] = torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy()
+    return out
+
+
+def selection_score(reference: np.ndarray, p1: np.ndarray) -> float:
+    """AUROC against the reference labels (ground truth, or weak labels for students)."""
+    if len(np.unique(reference)) < 2:
+        return float(accuracy_score(reference, p1 >= 0.5))
+    return float(roc_auc_score(reference, p1))
+
+
+def fit_transformer(model, tokenizer, train_feats, targets: torch.Tensor, val_feats, val_reference: np.ndarray,
+                    hp: TrainParams, device: torch.device, seed: int):
+    """AdamW + linear warmup/decay; keeps the epoch with the best validation score (no test labels)."""
+    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+
+    collate = DataCollatorWithPadding(tokenizer)
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    steps = hp.epochs * math.ceil(len(train_feats) / hp.batch_size)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * steps), steps)
+    rng = np.random.default_rng(seed)
+    lengths = [len(f["input_ids"]) for f in train_feats]
+    best = (-math.inf, -1, None)
+    history = []
+    for epoch in range(hp.epochs):
+        model.train()
+        batches = length_grouped_batches(lengths, hp.batch_size, rng)
+        total = 0.0
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{hp.epochs}", leave=False)
+        for idx in bar:
+            batch = collate([train_feats[i] for i in idx]).to(device)
+            with autocast(device):
+                logits = model(**batch).logits
+            loss = soft_cross_entropy(logits, targets[idx].to(device))
+            if not torch.isfinite(loss):
+                raise PipelineError(f"training diverged: loss {loss.item()} at epoch {epoch + 1}; lower the lr")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        score = selection_score(val_reference, predict_proba(model, tokenizer, val_feats, hp.eval_batch_size,
+                                                             device, "validate"))
+        history.append({"epoch": epoch + 1, "train_loss": total / len(batches), "val_score": score})
+        log.info("epoch %d/%d: train loss %.4f, validation score %.4f", epoch + 1, hp.epochs,
+                 total / len(batches), score)
+        if score > best[0]:
+            best = (score, epoch + 1, copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()}))
+    model.load_state_dict(best[2])
+    log.info("selected epoch %d (validation score %.4f)", best[1], best[0])
+    return model.cpu(), {"selected_epoch": best[1], "history": history}
+
+
+def targets_for(df: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """(N x 2 training targets, validation reference labels) for the chosen supervision."""
+    if target == "gt":
+        p1 = df["gt_label"].to_numpy(dtype=np.float64)
+        ref = df["gt_label"].to_numpy()
+    elif target in ("weak_soft", "weak_hard"):
+        p1 = df["weak_p1"].to_numpy(dtype=np.float64)
+        ref = df["weak_hard"].to_numpy()
+    else:
+        raise PipelineError(f"unknown training target {target!r}; expected one of {TARGETS}")
+    probs = torch.tensor(np.stack([1 - p1, p1], axis=1), dtype=torch.float32)
+    return (harden(probs) if target == "weak_hard" else probs), ref
+
+
+def train_classifier(train_path: str, train_split: str, val_path: str, target: str, spec_json: str,
+                     hparams_json: str, max_length: int, seed: int, threads: int, model_out: str,
+                     meta_out: str) -> None:
+    """Train one classifier on `train_split` rows with the given supervision and save its checkpoint."""
+    spec, hp = ModelSpec.from_json(spec_json), TrainParams.from_json(hparams_json)
+    needs = ["text", "text_pair", "gt_label"] + (["weak_p1", "weak_hard"] if target != "gt" else [])
+    train_df = read_split(train_path, train_split, needs)
+    val_df = read_split(val_path, "val", needs)
+    train_targets, _ = targets_for(train_df, target)
+    _, val_reference = targets_for(val_df, target)
+    log.info("training %s model on %d %s rows (target: %s), validating on %d rows",
+             spec.kind, len(train_df), train_split, target, len(val_df))
+    extra = {"spec": json.loads(spec_json), "hparams": json.loads(hparams_json), "target": target,
+             "max_length": max_length, "seed": seed, "config_hash": short_hash(spec_json + hparams_json)}
+    if spec.kind == "tfidf":
+        vec, clf = build_tfidf(spec)
+        labels = train_targets.argmax(dim=1).numpy()
+        clf.fit(vec.fit_transform(joined_texts(train_df)), labels)
+        val_p1 = clf.predict_proba(vec.transform(joined_texts(val_df)))[:, 1]
+        log.info("validation score %.4f", selection_score(val_reference, val_p1))
+        save_tfidf(vec, clf, model_out, meta_out, extra)
+        return
+    device = setup_torch(threads, seed)
+    model, tokenizer = build_transformer(spec, joined_texts(train_df), max_length)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log.info("model: %s, %.2fM trainable parameters", spec.path or spec.architecture, n_train / 1e6)
+    model, info = fit_transformer(
+        model, tokenizer, encode(tokenizer, train_df, max_length), train_targets,
+        encode(tokenizer, val_df, max_length), val_reference, hp, device, seed,
+    )
+    save_transformer(model, tokenizer, model_out, meta_out, {**extra, **info})

@@ -1,0 +1,55 @@
+# The strong model trained on ground truth (ceiling, shared by all students) and on weak labels (student).
+# Each writes its checkpoint and its predictions on val and test.
+
+
+rule train_ceiling:
+    input:
+        train=split_path("weak_label"),
+        val=split_path("val"),
+        test=split_path("test"),
+        code=package_code("w2s_align.train", "w2s_align.predict"),
+    output:
+        model="results/{task}/ceiling/{strong}/seed{seed}/model.safetensors",
+        meta="results/{task}/ceiling/{strong}/seed{seed}/model.json",
+        predictions="results/{task}/ceiling/{strong}/seed{seed}/predictions.parquet",
+    params:
+        spec=lambda wc: model_spec(wc.strong),
+        hparams=lambda wc: train_hparams(wc.strong, "ceiling"),
+        max_length=max_length,
+        target="gt",
+        train_split="weak_label",
+    threads: 2
+    resources:
+        gpu=lambda wc: gpus(wc.strong),
+        mem_mb=scaled(16000),
+        runtime=scaled(120),
+    log:
+        "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/ceiling/{strong}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/train.py"
+
+
+use rule train_ceiling as train_student with:
+    input:
+        train="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
+        val="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
+        test=split_path("test"),
+        code=package_code("w2s_align.train", "w2s_align.predict"),
+    output:
+        model="results/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/model.safetensors",
+        meta="results/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/model.json",
+        predictions="results/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/predictions.parquet",
+    params:
+        spec=lambda wc: model_spec(wc.strong),
+        hparams=lambda wc: train_hparams(wc.strong, "student"),
+        max_length=max_length,
+        target=lambda wc: LABEL_TARGETS[wc.label_mode],
+        train_split="weak_label",
+    log:
+        "logs/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/train.tsv"

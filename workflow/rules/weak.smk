@@ -1,0 +1,54 @@
+rule train_weak:
+    input:
+        train=split_path("weak_train"),
+        val=split_path("val"),
+        code=package_code("w2s_align.train"),
+    output:
+        model="results/{task}/weak/{weak}/seed{seed}/model.safetensors",
+        meta="results/{task}/weak/{weak}/seed{seed}/model.json",
+    params:
+        spec=lambda wc: model_spec(wc.weak),
+        hparams=lambda wc: train_hparams(wc.weak, "weak"),
+        max_length=max_length,
+        target="gt",
+        train_split="weak_train",
+    threads: 2
+    resources:
+        gpu=lambda wc: gpus(wc.weak),
+        mem_mb=scaled(8000),
+        runtime=scaled(60),
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/weak/{weak}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/train.py"
+
+
+rule weak_labels:
+    input:
+        model=rules.train_weak.output.model,
+        meta=rules.train_weak.output.meta,
+        weak_label=split_path("weak_label"),
+        val=split_path("val"),
+        test=split_path("test"),
+        code=package_code("w2s_align.predict"),
+    output:
+        "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
+    params:
+        model_name=lambda wc: wc.weak,
+    threads: 2
+    resources:
+        gpu=lambda wc: gpus(wc.weak),
+        mem_mb=scaled(8000),
+        runtime=scaled(30),
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
+    benchmark:
+        "results/benchmarks/{task}/weak/{weak}/seed{seed}/weak_labels.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/weak_labels.py"

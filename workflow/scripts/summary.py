@@ -1,0 +1,8 @@
+"""Aggregate every run's metrics into results/tables/summary.{csv,md}."""
+from w2s_align.io import setup_stage_logging
+
+setup_stage_logging(snakemake.log[0])
+
+from w2s_align.tables import summarize
+
+summarize(list(snakemake.input.metrics), snakemake.output.csv, snakemake.output.md)

@@ -1,0 +1,16 @@
+"""The weak model labels the held-out weak_label split (and val, test) with soft and hard labels."""
+from w2s_align.io import setup_stage_logging
+
+setup_stage_logging(snakemake.log[0])
+
+from w2s_align.predict import write_predictions
+
+write_predictions(
+    snakemake.input.model,
+    snakemake.input.meta,
+    {s: snakemake.input[s] for s in ("weak_label", "val", "test")},
+    snakemake.output[0],
+    prefix="weak",
+    model_name=snakemake.params.model_name,
+    threads=snakemake.threads,
+)
