@@ -6,7 +6,6 @@ import logging
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from w2s_align.io import PipelineError, read_split, write_parquet
@@ -50,16 +49,17 @@ def evaluate(y: np.ndarray, p1: dict[str, np.ndarray], n_boot: int, seed: int, c
     n_metrics = len(METRICS)
 
     def statistic(idx):
-        idx = idx.astype(int)
         table = score_table(y[idx], {r: p[idx] for r, p in p1.items()}, weak_hard[idx])
         gaps = table[2, :n_metrics] - table[0, :n_metrics]
         return np.concatenate([table.ravel(), pgr(table[0, :n_metrics], table[1, :n_metrics], table[2, :n_metrics]),
                                gaps])
 
-    point = statistic(np.arange(len(y)))
-    boot = stats.bootstrap((np.arange(len(y)),), statistic, vectorized=False, n_resamples=n_boot,
-                           confidence_level=ci, method="percentile", random_state=seed)
-    low, high = boot.confidence_interval
+    n = len(y)
+    point = statistic(np.arange(n))
+    rng = np.random.default_rng(seed)
+    samples = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_boot)])
+    # percentile CIs; a resample whose gap is exactly 0 has no PGR and is left out (nan)
+    low, high = np.nanpercentile(samples, [50 * (1 - ci), 50 * (1 + ci)], axis=0)
     rows = []
     k = 0
     for role in ROLES:

@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine with Python >= 3.11:
+#   make run    create .venv, install pinned dependencies, run the default pipeline offline on CPU
+#   make test   same set-up, then the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Extra pip options for torch, e.g. TORCH_PIP="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP ?=
+CORES ?= all
+ARGS ?=
+
+.PHONY: run test lint dry-run report clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP)
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES) --show-failed-logs $(ARGS)
+	@echo "Results: results/tables/summary.md"
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/pytest $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+dry-run: $(STAMP)
+	$(BIN)/snakemake -n $(ARGS)
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,82 @@
+"""Bad input fails with an error that names the cause, and leaves no output behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import snakemake
+
+
+def set_config(work: Path, change) -> None:
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    change(cfg)
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+def outputs(work: Path) -> list[Path]:
+    return [p for p in (work / "results").rglob("*") if p.is_file()] if (work / "results").exists() else []
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(bogus_key=1), "'bogus_key' was unexpected"),
+    (lambda c: c["models"]["tiny-gpt2"].update(lr=0.1), "'lr' was unexpected"),
+    (lambda c: c.update(seeds="zero"), "'zero' is not of type 'array'"),
+    (lambda c: c.update(seeds=[0, 0]), "has non-unique elements"),
+    (lambda c: c["tasks"]["safety"]["data"]["sizes"].update(test=-5), "-5 is less than the minimum of 1"),
+    (lambda c: c.update(weak_models=["no-such-model"]), "unknown model(s) ['no-such-model']"),
+    (lambda c: c["tasks"]["safety"]["data"].update(source="resources/data/missing.csv"),
+     "data file not found: resources/data/missing.csv"),
+    (lambda c: c["models"].update({"bad__name": {"kind": "tfidf"}}), "does not match"),
+])
+def test_config_errors_at_dag_time(workflow_copy, change, message):
+    set_config(workflow_copy, change)
+    proc = snakemake(workflow_copy, "-n", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert outputs(workflow_copy) == []
+
+
+def bad_task(work: Path, rows: pd.DataFrame, **data) -> str:
+    rows.to_csv(work / "resources/data/bad.csv", index=False)
+
+    def change(cfg):
+        cfg["tasks"] = {"bad": {"max_length": 16, "data": {
+            "source": "resources/data/bad.csv", "text_fields": ["prompt"], "label_field": "label",
+            "label_map": {"yes": 1, "no": 0},
+            "sizes": {"weak_train": 20, "weak_label": 20, "val": 10, "test": 10}, **data}}}
+    set_config(work, change)
+    return "results/bad/splits/seed0/test.parquet"
+
+
+def rows(n=100, labels=("yes", "no")):
+    return pd.DataFrame({"prompt": [f"text {i}" for i in range(n)], "label": [labels[i % len(labels)] for i in range(n)]})
+
+
+@pytest.mark.parametrize("data, extra, message", [
+    (rows(labels=("yes", "no", "maybe")), {}, "['maybe'] in column 'label' are not in label_map"),
+    (rows().assign(prompt="   "), {}, "no rows left after cleaning"),
+    (rows(labels=("yes",) * 50 + ("no",)), {}, "has only one class"),
+    (rows(40), {}, "need 60 rows but only 40 remain"),
+    (rows().rename(columns={"prompt": "body"}), {}, "missing column(s) ['prompt']"),
+    (rows(), {"label_field": "gold"}, "missing column(s) ['gold']"),
+])
+def test_data_errors_name_the_cause_and_leave_nothing(workflow_copy, data, extra, message):
+    target = bad_task(workflow_copy, data, **extra)
+    proc = snakemake(workflow_copy, "--cores", "1", target, check=False)
+    assert proc.returncode != 0
+    log = (workflow_copy / "logs/bad/splits/seed0.log").read_text()
+    assert message in log
+    assert outputs(workflow_copy) == []
+
+
+def test_non_utf8_data_file(workflow_copy):
+    target = bad_task(workflow_copy, rows())
+    (workflow_copy / "resources/data/bad.csv").write_bytes(b"prompt,label\n\xff\xfebroken,yes\n")
+    proc = snakemake(workflow_copy, "--cores", "1", target, check=False)
+    assert proc.returncode != 0
+    assert "is not valid UTF-8" in (workflow_copy / "logs/bad/splits/seed0.log").read_text()
+    assert outputs(workflow_copy) == []
