@@ -31,5 +31,8 @@ lint: $(STAMP)
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n $(ARGS)
 
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html $(ARGS)
+
 clean:
 	rm -rf results logs .snakemake

@@ -9,6 +9,9 @@ min_version("9.19")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/weak.smk"
@@ -20,18 +23,24 @@ wildcard_constraints:
     task=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
     weak=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
     strong=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
-    label_mode="soft|hard",
+    strategy=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
     seed=r"\d+",
+
+
+ruleorder: ensemble_labels > weak_labels
 
 
 localrules:
     all,
     split_data,
+    ensemble_labels,
     metrics,
     summary,
+    plots,
 
 
 rule all:
     default_target: True
     input:
         rules.summary.output,
+        rules.plots.output,

@@ -13,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SHIMS = Path(__file__).resolve().parent / "bin"  # see bin/scontrol
 COPIED = ["Snakefile", "config.yaml", "workflow", "envs", "resources", "src", "tests/configs"]
 
 
@@ -29,7 +30,7 @@ def copy_repo(dest: Path) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run([SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:

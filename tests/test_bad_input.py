@@ -31,6 +31,12 @@ def outputs(work: Path) -> list[Path]:
     (lambda c: c["tasks"]["safety"]["data"].update(source="resources/data/missing.csv"),
      "data file not found: resources/data/missing.csv"),
     (lambda c: c["models"].update({"bad__name": {"kind": "tfidf"}}), "does not match"),
+    (lambda c: c["student_strategies"].append("nope"), "unknown strategy(s) ['nope']"),
+    (lambda c: c["strategies"].update(odd={"loss": "hinge"}), "'hinge' is not one of"),
+    (lambda c: (c["models"].update(ens={"kind": "ensemble", "members": ["tfidf", "ghost"]}),
+                c["weak_models"].append("ens")), "an ensemble needs two or more non-ensemble member"),
+    (lambda c: (c["models"].update(ens={"kind": "ensemble", "members": ["tfidf", "tiny-gpt2"]}),
+                c["strong_models"].append("ens")), "can only be a weak model"),
 ])
 def test_config_errors_at_dag_time(workflow_copy, change, message):
     set_config(workflow_copy, change)

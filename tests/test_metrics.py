@@ -64,12 +64,12 @@ def test_summary_tables(tmp_path):
     for seed in (0, 1):
         y, p = predictions(seed=seed)
         t = evaluate(y, p, n_boot=50, seed=seed)
-        for k, v in {"task": "t", "weak_model": "w", "strong_model": "s", "label_mode": "soft", "seed": seed}.items():
+        for k, v in {"task": "t", "weak_model": "w", "strong_model": "s", "strategy": "naive", "seed": seed}.items():
             t[k] = v
         files.append(tmp_path / f"m{seed}.parquet")
         t.to_parquet(files[-1])
-    summarize([str(f) for f in files], str(tmp_path / "s.csv"), str(tmp_path / "s.md"))
+    summarize([str(f) for f in files], str(tmp_path / "s.csv"), str(tmp_path / "s.parquet"), str(tmp_path / "s.md"))
     md = (tmp_path / "s.md").read_text()
-    assert "| t | w | s | soft | 2 |" in md
+    assert "| t | w | s | naive | 2 |" in md
     csv = pd.read_csv(tmp_path / "s.csv")
     assert set(csv["seed"]) == {0, 1} and np.isfinite(csv["value"]).all()

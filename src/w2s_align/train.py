@@ -15,12 +15,13 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from tqdm.auto import tqdm
 
 from w2s_align.io import PipelineError, canonical_json, read_split, short_hash
-from w2s_align.losses import harden, soft_cross_entropy
+from w2s_align.losses import StudentLoss
 from w2s_align.models import ModelSpec, build_tfidf, build_transformer, save_tfidf, save_transformer
+from w2s_align.strategies import Strategy, confidence_mask
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("gt", "weak_soft", "weak_hard")
+TARGETS = ("gt", "weak")
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,14 @@ class TrainParams:
         return cls(**json.loads(text))
 
 
+def set_seed(seed: int) -> None:
+    from transformers import set_seed as hf_set_seed
+
+    hf_set_seed(seed)
+
+
 def setup_torch(threads: int, seed: int) -> torch.device:
     """Threads, seeds and determinism; CUDA when visible, else CPU (logged)."""
-    from transformers import set_seed
-
     torch.set_num_threads(max(1, threads))
     set_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -110,7 +115,7 @@ def selection_score(reference: np.ndarray, p1: np.ndarray) -> float:
 
 
 def fit_transformer(model, tokenizer, train_feats, targets: torch.Tensor, val_feats, val_reference: np.ndarray,
-                    hp: TrainParams, device: torch.device, seed: int):
+                    hp: TrainParams, device: torch.device, seed: int, strategy: Strategy = Strategy()):
     """AdamW + linear warmup/decay; keeps the epoch with the best validation score (no test labels)."""
     from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
@@ -120,6 +125,7 @@ def fit_transformer(model, tokenizer, train_feats, targets: torch.Tensor, val_fe
     optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
     steps = hp.epochs * math.ceil(len(train_feats) / hp.batch_size)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * steps), steps)
+    loss_fn = StudentLoss(total_steps=steps, **strategy.loss_kwargs())
     rng = np.random.default_rng(seed)
     lengths = [len(f["input_ids"]) for f in train_feats]
     best = (-math.inf, -1, None)
@@ -133,7 +139,7 @@ def fit_transformer(model, tokenizer, train_feats, targets: torch.Tensor, val_fe
             batch = collate([train_feats[i] for i in idx]).to(device)
             with autocast(device):
                 logits = model(**batch).logits
-            loss = soft_cross_entropy(logits, targets[idx].to(device))
+            loss = loss_fn(logits, targets[idx].to(device))
             if not torch.isfinite(loss):
                 raise PipelineError(f"training diverged: loss {loss.item()} at epoch {epoch + 1}; lower the lr")
             loss.backward()
@@ -155,48 +161,68 @@ def fit_transformer(model, tokenizer, train_feats, targets: torch.Tensor, val_fe
     return model.cpu(), {"selected_epoch": best[1], "history": history}
 
 
-def targets_for(df: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """(N x 2 training targets, validation reference labels) for the chosen supervision."""
+def supervision(df: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """(P(class 1) to learn from, reference labels for epoch selection) for ground truth or weak labels."""
     if target == "gt":
-        p1 = df["gt_label"].to_numpy(dtype=np.float64)
-        ref = df["gt_label"].to_numpy()
-    elif target in ("weak_soft", "weak_hard"):
-        p1 = df["weak_p1"].to_numpy(dtype=np.float64)
-        ref = df["weak_hard"].to_numpy()
-    else:
-        raise PipelineError(f"unknown training target {target!r}; expected one of {TARGETS}")
-    probs = torch.tensor(np.stack([1 - p1, p1], axis=1), dtype=torch.float32)
-    return (harden(probs) if target == "weak_hard" else probs), ref
+        return df["gt_label"].to_numpy(dtype=np.float64), df["gt_label"].to_numpy()
+    if target == "weak":
+        return df["weak_p1"].to_numpy(dtype=np.float64), df["weak_hard"].to_numpy()
+    raise PipelineError(f"unknown training target {target!r}; expected one of {TARGETS}")
+
+
+def as_targets(p1: np.ndarray, hard: bool) -> torch.Tensor:
+    """N x 2 target probabilities (one-hot when `hard`)."""
+    if hard:
+        p1 = (p1 >= 0.5).astype(np.float64)
+    return torch.tensor(np.stack([1 - p1, p1], axis=1), dtype=torch.float32)
 
 
 def train_classifier(train_path: str, train_split: str, val_path: str, target: str, spec_json: str,
                      hparams_json: str, max_length: int, seed: int, threads: int, model_out: str,
-                     meta_out: str) -> None:
-    """Train one classifier on `train_split` rows with the given supervision and save its checkpoint."""
-    spec, hp = ModelSpec.from_json(spec_json), TrainParams.from_json(hparams_json)
-    needs = ["text", "text_pair", "gt_label"] + (["weak_p1", "weak_hard"] if target != "gt" else [])
+                     meta_out: str, strategy_json: str = "{}") -> None:
+    """Train one classifier on `train_split` rows (ground truth, or weak labels used as the strategy
+    says) and save its checkpoint. Epochs are selected on `val` with the same kind of labels."""
+    spec, hp, strategy = ModelSpec.from_json(spec_json), TrainParams.from_json(hparams_json), Strategy.from_json(strategy_json)
+    needs = ["text", "text_pair", "gt_label"] + (["weak_p1", "weak_hard"] if target == "weak" else [])
     train_df = read_split(train_path, train_split, needs)
     val_df = read_split(val_path, "val", needs)
-    train_targets, _ = targets_for(train_df, target)
-    _, val_reference = targets_for(val_df, target)
-    log.info("training %s model on %d %s rows (target: %s), validating on %d rows",
-             spec.kind, len(train_df), train_split, target, len(val_df))
+    train_p1, _ = supervision(train_df, target)
+    _, val_reference = supervision(val_df, target)
+    keep = confidence_mask(train_p1, strategy.confidence_threshold, strategy.top_fraction)
+    if not keep.all():
+        log.info("confidence filter keeps %d of %d weak labels", keep.sum(), len(keep))
+        train_df, train_p1 = train_df[keep].reset_index(drop=True), train_p1[keep]
+    if len(np.unique(train_p1 >= 0.5)) < 2:
+        raise PipelineError(f"{train_path}: the {len(train_df)} training labels are all one class")
+    log.info("training %s model on %d %s rows (target: %s, strategy: %s), validating on %d rows",
+             spec.kind, len(train_df), train_split, target, strategy.describe(), len(val_df))
     extra = {"spec": json.loads(spec_json), "hparams": json.loads(hparams_json), "target": target,
-             "max_length": max_length, "seed": seed, "config_hash": short_hash(spec_json + hparams_json)}
+             "strategy": json.loads(strategy_json), "max_length": max_length, "seed": seed,
+             "config_hash": short_hash(spec_json + hparams_json + strategy_json)}
     if spec.kind == "tfidf":
+        if strategy.loss != "xent" or strategy.bootstrap_rounds:
+            raise PipelineError("tfidf models train with plain cross-entropy; use a transformer for this strategy")
         vec, clf = build_tfidf(spec)
-        labels = train_targets.argmax(dim=1).numpy()
-        clf.fit(vec.fit_transform(joined_texts(train_df)), labels)
+        clf.fit(vec.fit_transform(joined_texts(train_df)), (train_p1 >= 0.5).astype(int))
         val_p1 = clf.predict_proba(vec.transform(joined_texts(val_df)))[:, 1]
         log.info("validation score %.4f", selection_score(val_reference, val_p1))
         save_tfidf(vec, clf, model_out, meta_out, extra)
         return
     device = setup_torch(threads, seed)
-    model, tokenizer = build_transformer(spec, joined_texts(train_df), max_length)
-    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    log.info("model: %s, %.2fM trainable parameters", spec.path or spec.architecture, n_train / 1e6)
-    model, info = fit_transformer(
-        model, tokenizer, encode(tokenizer, train_df, max_length), train_targets,
-        encode(tokenizer, val_df, max_length), val_reference, hp, device, seed,
-    )
-    save_transformer(model, tokenizer, model_out, meta_out, {**extra, **info})
+    rounds = []
+    for round_ in range(1 + strategy.bootstrap_rounds):
+        if round_:  # bootstrapping: a fresh student learns from the previous student's soft predictions
+            train_p1 = predict_proba(model.to(device), tokenizer, train_feats, hp.eval_batch_size, device, "relabel")
+            log.info("bootstrap round %d: student labels agree with the previous targets on %.1f%% of rows",
+                     round_, 100 * np.mean((train_p1 >= 0.5) == (targets[:, 1].numpy() >= 0.5)))
+            set_seed(seed + round_)
+        model, tokenizer = build_transformer(spec, joined_texts(train_df), max_length)
+        if not round_:
+            n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            log.info("model: %s, %.2fM trainable parameters", spec.path or spec.architecture, n_train / 1e6)
+        train_feats = encode(tokenizer, train_df, max_length)
+        targets = as_targets(train_p1, strategy.hard_labels)
+        model, info = fit_transformer(model, tokenizer, train_feats, targets, encode(tokenizer, val_df, max_length),
+                                      val_reference, hp, device, seed + round_, strategy)
+        rounds.append(info)
+    save_transformer(model, tokenizer, model_out, meta_out, {**extra, **rounds[-1], "rounds": len(rounds)})

@@ -3,6 +3,7 @@ import ast
 import functools
 import json
 import os
+import re
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -12,7 +13,6 @@ from snakemake.utils import validate
 validate(config, "../schemas/config.schema.yaml")
 
 SPLITS = ["weak_train", "weak_label", "val", "test"]
-LABEL_TARGETS = {"soft": "weak_soft", "hard": "weak_hard"}
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "w2s_align"
 
 
@@ -26,6 +26,17 @@ def check_config():
         model = config["models"][name]
         if model["kind"] == "pretrained" and "path" not in model:
             raise WorkflowError(f"config models.{name}: kind 'pretrained' needs a `path`")
+        if model["kind"] == "ensemble":
+            members = model.get("members", [])
+            bad = [m for m in members if m not in config["models"] or config["models"][m]["kind"] == "ensemble"]
+            if len(members) < 2 or bad:
+                raise WorkflowError(f"config models.{name}: an ensemble needs two or more non-ensemble member "
+                                    f"models defined under `models` (bad: {bad or members})")
+            if name in config["strong_models"]:
+                raise WorkflowError(f"config strong_models: {name!r} is an ensemble, which can only be a weak model")
+    unknown = [s for s in config["student_strategies"] if s not in config["strategies"]]
+    if unknown:
+        raise WorkflowError(f"config student_strategies: unknown strategy(s) {unknown}; defined: {sorted(config['strategies'])}")
     for name, task in config["tasks"].items():
         source = task["data"]["source"]
         if not source.startswith("hf:") and not Path(source).is_file():
@@ -62,6 +73,24 @@ def train_hparams(name, role):
     """Training hyperparameters of `name` as weak, ceiling or student (student overrides apply)."""
     model = config["models"][name]
     return canonical({**model["train"], **(model["student"] if role == "student" else {})})
+
+
+def strategy_spec(wildcards):
+    return canonical(config["strategies"][wildcards.strategy])
+
+
+def ensembles():
+    return [name for name, model in config["models"].items() if model["kind"] == "ensemble"]
+
+
+def names_regex(names):
+    """A wildcard constraint matching exactly these names (nothing when empty)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def ensemble_members(wildcards):
+    members = config["models"][wildcards.weak]["members"]
+    return {m: f"results/{wildcards.task}/weak/{m}/seed{wildcards.seed}/weak_labels.parquet" for m in members}
 
 
 def gpus(name):
@@ -104,12 +133,12 @@ def split_path(split):
 def run_identity(wildcards):
     """Identity columns of a run's metric rows."""
     return canonical({"task": wildcards.task, "weak_model": wildcards.weak, "strong_model": wildcards.strong,
-                      "label_mode": wildcards.label_mode, "seed": int(wildcards.seed)})
+                      "strategy": wildcards.strategy, "seed": int(wildcards.seed)})
 
 
 def all_metrics():
     return expand(
-        "results/{task}/metrics/{weak}__{strong}/{label_mode}/seed{seed}.parquet",
+        "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.parquet",
         task=config["tasks"], weak=config["weak_models"], strong=config["strong_models"],
-        label_mode=config["label_modes"], seed=config["seeds"],
+        strategy=config["student_strategies"], seed=config["seeds"],
     )

@@ -1,16 +1,16 @@
 rule metrics:
     input:
         weak_labels="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
-        student="results/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/predictions.parquet",
+        student="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/predictions.parquet",
         ceiling="results/{task}/ceiling/{strong}/seed{seed}/predictions.parquet",
         code=package_code("w2s_align.metrics"),
     output:
-        "results/{task}/metrics/{weak}__{strong}/{label_mode}/seed{seed}.parquet",
+        "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.parquet",
     params:
         identity=run_identity,
         n_boot=config["metrics"]["bootstrap"],
     log:
-        "logs/{task}/metrics/{weak}__{strong}/{label_mode}/seed{seed}.log",
+        "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.log",
     conda:
         "../../envs/w2s.yaml"
     script:
@@ -22,11 +22,37 @@ rule summary:
         metrics=all_metrics(),
         code=package_code("w2s_align.tables"),
     output:
-        csv="results/tables/summary.csv",
-        md="results/tables/summary.md",
+        csv=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
+        parquet="results/tables/summary.parquet",
+        md=report("results/tables/summary.md", caption="../report/summary_md.rst", category="Tables"),
     log:
         "logs/tables/summary.log",
     conda:
         "../../envs/w2s.yaml"
     script:
         "../scripts/summary.py"
+
+
+rule plots:
+    input:
+        summary=rules.summary.output.parquet,
+        code=package_code("w2s_align.plots"),
+    output:
+        scores=report(
+            expand("results/plots/{task}_scores.png", task=config["tasks"]),
+            caption="../report/scores.rst",
+            category="Plots",
+        ),
+        pgr=report(
+            expand("results/plots/{task}_pgr.png", task=config["tasks"]),
+            caption="../report/pgr.rst",
+            category="Plots",
+        ),
+    params:
+        tasks=list(config["tasks"]),
+    log:
+        "logs/plots/plots.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/plots.py"

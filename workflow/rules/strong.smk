@@ -40,16 +40,17 @@ use rule train_ceiling as train_student with:
         test=split_path("test"),
         code=package_code("w2s_align.train", "w2s_align.predict"),
     output:
-        model="results/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/model.safetensors",
-        meta="results/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/model.json",
-        predictions="results/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/predictions.parquet",
+        model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/model.safetensors",
+        meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/model.json",
+        predictions="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/predictions.parquet",
     params:
         spec=lambda wc: model_spec(wc.strong),
         hparams=lambda wc: train_hparams(wc.strong, "student"),
         max_length=max_length,
-        target=lambda wc: LABEL_TARGETS[wc.label_mode],
+        target="weak",
         train_split="weak_label",
+        strategy=strategy_spec,
     log:
-        "logs/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/train.log",
+        "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
     benchmark:
-        "results/benchmarks/{task}/student/{weak}__{strong}/{label_mode}/seed{seed}/train.tsv"
+        "results/benchmarks/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"

@@ -52,3 +52,21 @@ rule weak_labels:
         "../../envs/w2s.yaml"
     script:
         "../scripts/weak_labels.py"
+
+
+rule ensemble_labels:
+    input:
+        unpack(ensemble_members),
+        code=package_code("w2s_align.strategies"),
+    output:
+        "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
+    wildcard_constraints:
+        weak=names_regex(ensembles()),
+    params:
+        members=lambda wc: config["models"][wc.weak]["members"],
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/ensemble_labels.py"

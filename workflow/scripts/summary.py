@@ -5,4 +5,4 @@ setup_stage_logging(snakemake.log[0])
 
 from w2s_align.tables import summarize
 
-summarize(list(snakemake.input.metrics), snakemake.output.csv, snakemake.output.md)
+summarize(list(snakemake.input.metrics), snakemake.output.csv, snakemake.output.parquet, snakemake.output.md)

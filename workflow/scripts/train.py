@@ -18,6 +18,7 @@ train_classifier(
     threads=snakemake.threads,
     model_out=snakemake.output.model,
     meta_out=snakemake.output.meta,
+    strategy_json=snakemake.params.get("strategy", "{}"),
 )
 if hasattr(snakemake.output, "predictions"):
     from w2s_align.predict import write_predictions

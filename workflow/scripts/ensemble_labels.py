@@ -1,0 +1,8 @@
+"""An ensemble supervisor: the mean of its members' soft weak labels."""
+from w2s_align.io import setup_stage_logging
+
+setup_stage_logging(snakemake.log[0])
+
+from w2s_align.strategies import ensemble_labels
+
+ensemble_labels({m: snakemake.input[m] for m in snakemake.params.members}, snakemake.output[0], snakemake.wildcards.weak)
