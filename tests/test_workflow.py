@@ -168,6 +168,12 @@ def test_weak_labels_are_byte_identical_when_rerun(tiny_run):
     assert (tiny_run / target).read_bytes() == before
 
 
+def test_report_bundles_tables_and_plots(tiny_run):
+    snakemake(tiny_run, "--report", "results/report.html")
+    html = (tiny_run / "results/report.html").read_text()
+    assert "Performance gap recovered" in html and "legal_scores.png" in html and "summary.csv" in html
+
+
 def test_lint_passes(tiny_run):
     proc = snakemake(tiny_run, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -139,6 +139,6 @@ def run_identity(wildcards):
 def all_metrics():
     return expand(
         "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.parquet",
-        task=config["tasks"], weak=config["weak_models"], strong=config["strong_models"],
+        task=sorted(config["tasks"]), weak=config["weak_models"], strong=config["strong_models"],
         strategy=config["student_strategies"], seed=config["seeds"],
     )

@@ -39,17 +39,17 @@ rule plots:
         code=package_code("w2s_align.plots"),
     output:
         scores=report(
-            expand("results/plots/{task}_scores.png", task=config["tasks"]),
+            expand("results/plots/{task}_scores.png", task=sorted(config["tasks"])),
             caption="../report/scores.rst",
             category="Plots",
         ),
         pgr=report(
-            expand("results/plots/{task}_pgr.png", task=config["tasks"]),
+            expand("results/plots/{task}_pgr.png", task=sorted(config["tasks"])),
             caption="../report/pgr.rst",
             category="Plots",
         ),
     params:
-        tasks=list(config["tasks"]),
+        tasks=sorted(config["tasks"]),
     log:
         "logs/plots/plots.log",
     conda:
