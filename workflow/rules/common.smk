@@ -66,7 +66,7 @@ def max_length(wildcards):
 
 def model_spec(name):
     """The model's identity and architecture, without training hyperparameters."""
-    return canonical({k: v for k, v in config["models"][name].items() if k not in ("train", "student")})
+    return canonical({k: v for k, v in config["models"][name].items() if k not in ("train", "student", "resources")})
 
 
 def train_hparams(name, role):
@@ -101,6 +101,12 @@ def gpus(name):
 def scaled(base):
     """A resource that grows with each retry (attempt 1, 2, ...)."""
     return lambda wildcards, attempt: base * attempt
+
+
+def model_request(role, key, share=1.0):
+    """The `resources` estimate `key` of the model named by wildcard `role` (weak or strong), times
+    `share`, growing with each retry (attempt 1, 2, ...)."""
+    return lambda wildcards, attempt: max(1, round(config["models"][wildcards[role]]["resources"][key] * share)) * attempt
 
 
 @functools.cache

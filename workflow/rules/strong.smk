@@ -21,8 +21,9 @@ rule train_ceiling:
     threads: 2
     resources:
         gpu=lambda wc: gpus(wc.strong),
-        mem_mb=scaled(16000),
-        runtime=scaled(120),
+        cpus_per_gpu=lambda wc, threads: threads,
+        mem_mb=model_request("strong", "mem_mb"),
+        runtime=model_request("strong", "runtime"),
     log:
         "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
     benchmark:

@@ -15,8 +15,9 @@ rule train_weak:
     threads: 2
     resources:
         gpu=lambda wc: gpus(wc.weak),
-        mem_mb=scaled(8000),
-        runtime=scaled(60),
+        cpus_per_gpu=lambda wc, threads: threads,
+        mem_mb=model_request("weak", "mem_mb"),
+        runtime=model_request("weak", "runtime"),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/train.log",
     benchmark:
@@ -42,8 +43,9 @@ rule weak_labels:
     threads: 2
     resources:
         gpu=lambda wc: gpus(wc.weak),
-        mem_mb=scaled(8000),
-        runtime=scaled(30),
+        cpus_per_gpu=lambda wc, threads: threads,
+        mem_mb=model_request("weak", "mem_mb"),
+        runtime=model_request("weak", "runtime", share=0.5),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
     benchmark:
