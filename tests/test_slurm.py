@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO, SNAKEMAKE, copy_repo, snakemake
 
 GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student"}
-LOCAL_RULES = {"split_data", "metrics", "summary", "all"}
+LOCAL_RULES = {"split_data", "metrics", "summary", "plots", "all"}
 PROFILE_ENV = ("W2S_SLURM_ACCOUNT", "W2S_SLURM_GPU_MODEL", "W2S_SLURM_GPU_CONSTRAINT", "W2S_SLURM_GRES",
                "SNAKEMAKE_SLURM_PARTITIONS")
 
@@ -115,9 +115,9 @@ def test_paper_config_builds_its_dag_quickly(default_copy, clean_env):
     print(f"paper DAG: {len(jobs)} jobs, dry run {seconds:.1f} s")
     assert seconds < 10
     counts = {rule: sum(j["rule"] == rule for j in jobs) for rule in GPU_RULES | LOCAL_RULES}
-    # 2 tasks x 5 seeds; 6 strong models; 2 label modes
+    # 2 tasks x 5 seeds; 6 strong models; 3 strategies
     assert counts == {"split_data": 10, "train_weak": 10, "weak_labels": 10, "train_ceiling": 60,
-                      "train_student": 120, "metrics": 120, "summary": 1, "all": 1}
+                      "train_student": 180, "metrics": 180, "summary": 1, "plots": 1, "all": 1}
     models = model_resources(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
     check_requests(jobs, models)
     assert models["qwen2.5-7b"]["mem_mb"] > models["gpt2-medium"]["mem_mb"]
