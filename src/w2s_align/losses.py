@@ -17,11 +17,6 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()
 
 
-def harden(probs: torch.Tensor) -> torch.Tensor:
-    """One-hot of the argmax: hard labels from soft ones."""
-    return F.one_hot(probs.argmax(dim=-1), probs.shape[-1]).to(probs.dtype)
-
-
 def logconf_coef(step: int, total_steps: int, alpha: float, warmup_frac: float) -> float:
     """c = alpha * min(1, progress / warmup_frac): a linear ramp, then flat (no jump at the end of warmup)."""
     progress = step / max(1, total_steps)

@@ -98,11 +98,6 @@ def gpus(name):
     return 0 if config["models"][name]["kind"] == "tfidf" else 1
 
 
-def scaled(base):
-    """A resource that grows with each retry (attempt 1, 2, ...)."""
-    return lambda wildcards, attempt: base * attempt
-
-
 def model_request(role, key, share=1.0):
     """The `resources` estimate `key` of the model named by wildcard `role` (weak or strong), times
     `share`, growing with each retry (attempt 1, 2, ...)."""
