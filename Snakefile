@@ -1,5 +1,6 @@
 # w2s-align: weak-to-strong generalization on alignment tasks (arXiv 2410.12621), stage by stage.
 #   splits -> weak model -> weak labels -> student (weak labels) / ceiling (ground truth) -> metrics -> tables
+#   generation tasks: weak labels are the weak LM's continuations; every model's are scored for toxicity
 # Paths: results/{task}/splits|weak|ceiling|student|metrics/..., results/tables/summary.{csv,md}
 from snakemake.utils import min_version
 
@@ -16,6 +17,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/weak.smk"
 include: "workflow/rules/strong.smk"
+include: "workflow/rules/generation.smk"
 include: "workflow/rules/metrics.smk"
 
 
@@ -34,7 +36,9 @@ localrules:
     all,
     split_data,
     ensemble_labels,
+    split_corpus,
     metrics,
+    toxicity_metrics,
     summary,
     plots,
 

@@ -37,6 +37,18 @@ def outputs(work: Path) -> list[Path]:
                 c["weak_models"].append("ens")), "an ensemble needs two or more non-ensemble member"),
     (lambda c: (c["models"].update(ens={"kind": "ensemble", "members": ["tfidf", "tiny-gpt2"]}),
                 c["strong_models"].append("ens")), "can only be a weak model"),
+    # generation tasks
+    (lambda c: c["tasks"]["toxicity"].update(weak_models=["tfidf"]), "['tfidf'] cannot generate text"),
+    (lambda c: c["tasks"]["toxicity"].update(scorer="ghost"), "unknown scorer 'ghost'"),
+    (lambda c: c["tasks"]["toxicity"].update(reference_lm="tiny-gpt2"), "is not a pretrained model"),
+    (lambda c: c["tasks"]["toxicity"].update(student_strategies=["logconf"]), "which only apply to classification"),
+    (lambda c: c["tasks"]["toxicity"].pop("corpus"), "'corpus' is a required property"),
+    (lambda c: c["tasks"]["toxicity"]["prompts"].update(source="resources/data/none.jsonl"),
+     "data file not found: resources/data/none.jsonl"),
+    (lambda c: (c["strategies"].update({"best-of-2": {"best_of": 2, "selector": "tfidf-davidson"}}),
+                c["tasks"]["toxicity"]["student_strategies"].append("best-of-2")), "is an oracle"),
+    (lambda c: (c["strategies"].update({"best-of-2": {"best_of": 2, "selector": "tfidf-davidson-b"}}),
+                c["student_strategies"].append("best-of-2")), "apply to generation tasks only"),
 ])
 def test_config_errors_at_dag_time(workflow_copy, change, message):
     set_config(workflow_copy, change)
@@ -86,3 +98,33 @@ def test_non_utf8_data_file(workflow_copy):
     assert proc.returncode != 0
     assert "is not valid UTF-8" in (workflow_copy / "logs/bad/splits/seed0.log").read_text()
     assert outputs(workflow_copy) == []
+
+
+def perspective_scores(work: Path, env: dict[str, str], url: str | None = None):
+    """Score the tiny weak LM's continuations with the Perspective scorer (built on the way)."""
+    def change(cfg):
+        cfg["scorers"]["perspective"] = {"kind": "perspective", "qps": 50, "max_retries": 0, "timeout": 5,
+                                         **({"url": url} if url else {})}
+    set_config(work, change)
+    target = "results/toxicity/weak/tiny-gpt2/seed0/toxicity_perspective.parquet"
+    return target, snakemake(work, "--cores", "2", target, check=False, env=env)
+
+
+def test_perspective_scorer_without_key_fails_and_leaves_no_scores(workflow_copy):
+    target, proc = perspective_scores(workflow_copy, {"PERSPECTIVE_API_KEY": ""})
+    assert proc.returncode != 0
+    log = (workflow_copy / "logs/toxicity/weak/tiny-gpt2/seed0/toxicity_perspective.log").read_text()
+    assert "PERSPECTIVE_API_KEY" in log
+    assert not (workflow_copy / target).exists()
+
+
+def test_perspective_key_never_reaches_results_or_logs(workflow_copy, fake_perspective):
+    secret = "sk-test-SECRET-0123456789"
+    target, proc = perspective_scores(workflow_copy, {"PERSPECTIVE_API_KEY": secret}, url=fake_perspective)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert pd.read_parquet(workflow_copy / target)["toxicity"].between(0, 1).all()
+    for folder in ("results", "logs", ".snakemake/log"):
+        for path in (workflow_copy / folder).rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+    assert secret not in proc.stdout + proc.stderr

@@ -14,12 +14,37 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, copy_repo, snakemake
+from conftest import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
 
-GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student"}
-LOCAL_RULES = {"split_data", "metrics", "summary", "plots", "all"}
+# Rules whose jobs declare gpu, cpus_per_gpu, mem_mb and runtime, each from one model's registry entry
+# (`models.<name>.resources`): rule -> (what names the model, share of its mem_mb, share of its runtime).
+#   weak / strong: that wildcard; model_run: the strong model of a ceiling/<strong>/... or
+#   student/<weak>__<strong>/... path; reference_lm: the task's reference LM; scorer: a trained scorer's
+#   `model`, no model (DEFAULT_REQUEST) for the others (API / hub scorers).
+MODEL_REQUESTS = {
+    "train_weak": ("weak", 1, 1), "weak_labels": ("weak", 1, 0.5),
+    "train_ceiling": ("strong", 1, 1), "train_student": ("strong", 1, 1),
+    "train_weak_lm": ("weak", 1, 1), "weak_generations": ("weak", 1, 0.5), "best_of_n": ("weak", 1, 0.5),
+    "train_lm_ceiling": ("strong", 1, 1), "train_lm_student": ("strong", 1, 1),
+    "lm_generations": ("model_run", 1, 0.5), "base_generations": ("strong", 1, 0.5),
+    "perplexity": ("reference_lm", 1, 0.5),
+    "train_scorer": ("scorer", 1, 1), "score_generations": ("scorer", 1, 0.5),
+}
+GPU_RULES = set(MODEL_REQUESTS)
+CLASSIFICATION_GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student"}
+GENERATION_GPU_RULES = GPU_RULES - CLASSIFICATION_GPU_RULES
+LOCAL_RULES = {"split_data", "split_corpus", "metrics", "toxicity_metrics", "summary", "plots", "all"}
+LIGHT_RULES = {"convert_gguf"}  # SLURM jobs without a GPU: its model's memory, half its runtime
+DEFAULT_REQUEST = {"mem_mb": 8000, "runtime": 60}  # jobs of no model (API scorers); also the schema defaults
 PROFILE_ENV = ("W2S_SLURM_ACCOUNT", "W2S_SLURM_GPU_MODEL", "W2S_SLURM_GPU_CONSTRAINT", "W2S_SLURM_GRES",
                "SNAKEMAKE_SLURM_PARTITIONS")
+# a distinct request per model (halves included), so that a job charged to the wrong model shows
+DISTINCT_REQUESTS = """models:
+  gpt2-scratch: {resources: {mem_mb: 1000, runtime: 10}}
+  minilm-l6: {resources: {mem_mb: 2600, runtime: 26}}
+  smollm2-135m: {resources: {mem_mb: 7000, runtime: 70}}
+  tfidf: {resources: {mem_mb: 11000, runtime: 110}}
+"""
 
 
 def profile_copy(dest: Path, config: str | None = None) -> Path:
@@ -48,28 +73,70 @@ def parse_jobs(out: str) -> list[dict]:
     return jobs
 
 
-def model_resources(*configs: Path) -> dict[str, dict]:
-    """The `resources` of every model after layering `configs`, with the schema defaults."""
-    models: dict[str, dict] = {}
+def slurm_comment(job: dict) -> str:
+    """The --comment the SLURM executor gives a job (slashes of wildcard values become underscores)."""
+    wildcards = "_".join(job["wildcards"].values()).replace("/", "_")
+    return f"rule_{job['rule']}_wildcards_{wildcards}" if wildcards else f"rule_{job['rule']}"
+
+
+def layered_config(*configs: Path) -> dict:
+    """The config after layering `configs` as Snakemake does (--configfile: nested mappings merged)."""
+    def merge(base: dict, over: dict) -> dict:
+        for key, value in over.items():
+            base[key] = merge(dict(base.get(key) or {}), value) if isinstance(value, dict) else value
+        return base
+
+    config: dict = {}
     for path in configs:
-        for name, spec in (yaml.safe_load(path.read_text()).get("models") or {}).items():
-            models.setdefault(name, {}).update(spec.get("resources", {}))
-    return {name: {"mem_mb": 8000, "runtime": 60, **res} for name, res in models.items()}
+        merge(config, yaml.safe_load(path.read_text()) or {})
+    return config
 
 
-def check_requests(jobs: list[dict], models: dict[str, dict]) -> None:
-    """GPU on the jobs of the training rules unless the model is TF-IDF; memory and time from the registry."""
+def model_resources(config: dict) -> dict[str, dict]:
+    """The `resources` of every model, with the schema defaults."""
+    return {name: {**DEFAULT_REQUEST, **(spec.get("resources") or {})} for name, spec in config["models"].items()}
+
+
+def request_model(job: dict, config: dict) -> str | None:
+    """The model whose registry entry sizes this job (None: an API scorer, DEFAULT_REQUEST)."""
+    wc = job["wildcards"]
+    source = MODEL_REQUESTS[job["rule"]][0]
+    if source in ("weak", "strong"):
+        return wc[source]
+    if source == "model_run":  # ceiling/<strong>/seedN or student/<weak>__<strong>/<strategy>/seedN
+        stage, models = wc["model_run"].split("/")[:2]
+        assert stage in ("ceiling", "student"), job
+        return models.split("__")[1] if stage == "student" else models
+    if source == "reference_lm":
+        return config["tasks"][wc["task"]]["reference_lm"]
+    scorer = config["scorers"][wc["scorer"]]
+    return scorer["model"] if scorer["kind"] == "trained" else None
+
+
+def check_requests(jobs: list[dict], config: dict) -> None:
+    """GPU on the jobs of the model rules unless the model is TF-IDF (or an API scorer); memory and time
+    from the registry entry of the job's own model; local and light rules ask for no GPU."""
+    models = model_resources(config)
     for job in jobs:
-        res, wc = job["resources"], job["wildcards"]
-        if job["rule"] not in GPU_RULES:
-            assert job["rule"] in LOCAL_RULES and "gpu" not in res, job
+        res, rule = job["resources"], job["rule"]
+        if rule not in GPU_RULES:
+            assert rule in LOCAL_RULES | LIGHT_RULES and "gpu" not in res and "cpus_per_gpu" not in res, job
+            if rule in LIGHT_RULES:
+                request = models[job["wildcards"]["model"]]
+                assert (int(res["mem_mb"]), int(res["runtime"])) == (
+                    request["mem_mb"], max(1, round(request["runtime"] * 0.5))), job
             continue
-        model = wc["strong"] if job["rule"] in ("train_ceiling", "train_student") else wc["weak"]
-        assert res["gpu"] == ("0" if model == "tfidf" else "1"), job
+        model = request_model(job, config)
+        if rule == "score_generations" and config["scorers"][job["wildcards"]["scorer"]]["kind"] == "hf":
+            gpu = "1"  # a hub classifier
+        else:
+            gpu = "0" if model is None or config["models"][model]["kind"] == "tfidf" else "1"
+        assert res["gpu"] == gpu, job
         assert "cpus_per_gpu" in res, job
-        share = 0.5 if job["rule"] == "weak_labels" else 1
-        assert int(res["mem_mb"]) == models[model]["mem_mb"], job
-        assert int(res["runtime"]) == round(models[model]["runtime"] * share), job
+        request = models[model] if model else DEFAULT_REQUEST
+        _, mem_share, time_share = MODEL_REQUESTS[rule]
+        assert int(res["mem_mb"]) == max(1, round(request["mem_mb"] * mem_share)), (model, job)
+        assert int(res["runtime"]) == max(1, round(request["runtime"] * time_share)), (model, job)
 
 
 @pytest.fixture
@@ -96,15 +163,55 @@ def test_default_config_asks_for_gpus_on_training_jobs_only(default_copy, clean_
     proc = snakemake(default_copy, "--profile", "slurm", "-n")
     assert "Using profile slurm" in proc.stdout + proc.stderr
     jobs = parse_jobs(proc.stdout)
-    assert {j["rule"] for j in jobs} == GPU_RULES | LOCAL_RULES
-    check_requests(jobs, model_resources(default_copy / "config.yaml"))
+    # the toxicity (generation) task is part of the default config; best-of-N strategies are not
+    assert {j["rule"] for j in jobs} == (GPU_RULES - {"best_of_n"}) | LOCAL_RULES | LIGHT_RULES
+    check_requests(jobs, layered_config(default_copy / "config.yaml"))
 
 
 def test_tiny_config_tfidf_jobs_ask_for_no_gpu(default_copy, clean_env):
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n", "--configfile",
                                 "tests/configs/tiny.yaml").stdout)
-    check_requests(jobs, model_resources(default_copy / "config.yaml", default_copy / "tests/configs/tiny.yaml"))
-    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in GPU_RULES} == {"0", "1"}
+    assert {j["rule"] for j in jobs} == (GPU_RULES - {"best_of_n"}) | LOCAL_RULES | LIGHT_RULES
+    check_requests(jobs, layered_config(default_copy / "config.yaml", default_copy / "tests/configs/tiny.yaml"))
+    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in CLASSIFICATION_GPU_RULES} == {"0", "1"}
+    # the tiny toxicity task scores with a TF-IDF scorer: trained and applied without a GPU
+    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in ("train_scorer", "score_generations")} == {"0"}
+    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in GENERATION_GPU_RULES - {
+        "train_scorer", "score_generations"}} == {"1"}
+
+
+def test_generation_jobs_take_requests_from_their_own_model(default_copy, clean_env):
+    """Every model with its own request: each job must carry the one of the model the rule names."""
+    (default_copy / "distinct-requests.yaml").write_text(DISTINCT_REQUESTS)
+    # strategies: best-of-N with two selectors; layered files go after one --configfile (repeating the
+    # flag keeps only the last)
+    layers = ("configs/strategies.yaml", "distinct-requests.yaml")
+    jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
+                                "--configfile", *layers).stdout)
+    assert {j["rule"] for j in jobs} == GPU_RULES | LOCAL_RULES | LIGHT_RULES
+    check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
+    scorers = {j["wildcards"]["scorer"]: j["resources"]["gpu"] for j in jobs if j["rule"] == "train_scorer"}
+    assert scorers == {"minilm-davidson": "1", "tfidf-davidson": "0"}  # the TF-IDF selector needs no GPU
+    best_of = {j["wildcards"]["scorer"]: j["resources"] for j in jobs if j["rule"] == "best_of_n"}
+    assert set(best_of) == {"minilm-davidson", "tfidf-davidson"}
+    assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in best_of.values()} == {("1", "1000", "5")}  # weak LM's
+
+
+@pytest.mark.parametrize("scorer,gpu", [("perspective", "0"), ("toxic-bert", "1")])
+def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env, scorer, gpu):
+    """Scorers without a registry model (an API, a hub classifier) are charged as a default-size model."""
+    overlay = default_copy / f"scorer-{scorer}.yaml"
+    overlay.write_text(f"tasks: {{toxicity: {{scorer: {scorer}}}}}\n")
+    layers = ("distinct-requests.yaml", overlay.name)
+    (default_copy / layers[0]).write_text(DISTINCT_REQUESTS)
+    jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
+                                "--configfile", *layers).stdout)
+    check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
+    assert not any(j["rule"] == "train_scorer" for j in jobs)
+    scoring = [j["resources"] for j in jobs if j["rule"] == "score_generations"]
+    assert len(scoring) == 4  # weak, base, ceiling, student
+    assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in scoring} == {
+        (gpu, str(DEFAULT_REQUEST["mem_mb"] // 2), str(DEFAULT_REQUEST["runtime"] // 2))}
 
 
 def test_paper_config_builds_its_dag_quickly(default_copy, clean_env):
@@ -114,12 +221,19 @@ def test_paper_config_builds_its_dag_quickly(default_copy, clean_env):
     jobs = parse_jobs(proc.stdout)
     print(f"paper DAG: {len(jobs)} jobs, dry run {seconds:.1f} s")
     assert seconds < 10
-    counts = {rule: sum(j["rule"] == rule for j in jobs) for rule in GPU_RULES | LOCAL_RULES}
-    # 2 tasks x 5 seeds; 6 strong models; 3 strategies
+    counts = {rule: sum(j["rule"] == rule for j in jobs) for rule in {j["rule"] for j in jobs}}
+    # classification: 2 tasks x 5 seeds; 6 strong models; 3 strategies
+    # toxicity (from config.yaml; paper.yaml leaves it, with its own models and strategy): 5 seeds,
+    #   1 weak x 1 strong x 1 strategy; generations of weak, base, ceiling, student (lm_generations:
+    #   ceiling and student), each scored and its perplexity measured; one GGUF conversion, one scorer
     assert counts == {"split_data": 10, "train_weak": 10, "weak_labels": 10, "train_ceiling": 60,
-                      "train_student": 180, "metrics": 180, "summary": 1, "plots": 1, "all": 1}
-    models = model_resources(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
-    check_requests(jobs, models)
+                      "train_student": 180, "metrics": 180, "summary": 1, "plots": 1, "all": 1,
+                      "split_corpus": 5, "train_weak_lm": 5, "weak_generations": 5, "train_lm_ceiling": 5,
+                      "train_lm_student": 5, "base_generations": 5, "lm_generations": 10, "perplexity": 20,
+                      "score_generations": 20, "toxicity_metrics": 5, "convert_gguf": 1, "train_scorer": 1}
+    config = layered_config(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
+    check_requests(jobs, config)
+    models = model_resources(config)
     assert models["qwen2.5-7b"]["mem_mb"] > models["gpt2-medium"]["mem_mb"]
 
 
@@ -128,15 +242,37 @@ def test_cluster_values_come_from_the_environment(default_copy, clean_env):
     clean_env.setenv("W2S_SLURM_GPU_MODEL", "a100")
     clean_env.setenv("W2S_SLURM_GPU_CONSTRAINT", "a100|h100")
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout)
+    assert {j["rule"] for j in jobs} >= CLASSIFICATION_GPU_RULES | LOCAL_RULES | LIGHT_RULES
     for job in jobs:
         res = job["resources"]
         assert res["slurm_account"] == "12345"
-        gpu_rule = job["rule"] in GPU_RULES
-        assert (res.get("gpu_model"), res.get("constraint")) == (("a100", "a100|h100") if gpu_rule else (None, None))
+        if job["rule"] in CLASSIFICATION_GPU_RULES:
+            assert (res.get("gpu_model"), res.get("constraint")) == ("a100", "a100|h100"), job
+        elif job["rule"] not in GPU_RULES:  # generation GPU rules: test_cluster_values_reach_every_gpu_job
+            assert (res.get("gpu_model"), res.get("constraint"), res.get("gres")) == (None, None, None), job
     clean_env.setenv("W2S_SLURM_GRES", "1")  # gres-only clusters: --gres instead of --gpus
     for job in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout):
-        if job["rule"] in GPU_RULES:
+        if job["rule"] in CLASSIFICATION_GPU_RULES:
             assert job["resources"]["gpu"] == "0" and job["resources"]["gres"] == "gpu:a100:1", job
+        elif job["rule"] not in GPU_RULES:
+            assert "gres" not in job["resources"] and job["resources"].get("gpu", "0") == "0", job
+
+
+def test_cluster_values_reach_every_gpu_job(default_copy, clean_env):
+    """Every job that asks for a GPU (generation rules too) gets the cluster's GPU model and constraint,
+    and on gres-only clusters asks through --gres, never --gpus."""
+    plain = {(j["rule"], tuple(j["wildcards"].items())): j["resources"]["gpu"]
+             for j in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout) if j["rule"] in GPU_RULES}
+    assert {rule for rule, _ in plain} >= GENERATION_GPU_RULES - {"best_of_n"} and set(plain.values()) == {"1"}
+    clean_env.setenv("W2S_SLURM_GPU_MODEL", "a100")
+    clean_env.setenv("W2S_SLURM_GPU_CONSTRAINT", "a100|h100")
+    for job in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout):
+        if job["rule"] in GPU_RULES:
+            assert (job["resources"].get("gpu_model"), job["resources"].get("constraint")) == ("a100", "a100|h100"), job
+    clean_env.setenv("W2S_SLURM_GRES", "1")
+    for job in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout):
+        if job["rule"] in GPU_RULES:
+            assert job["resources"]["gpu"] == "0" and job["resources"].get("gres") == "gpu:a100:1", job
 
 
 # ---------------------------------------------------------------- a real one-node SLURM cluster
@@ -148,15 +284,28 @@ models:
   tfidf: {resources: {mem_mb: 300, runtime: 10}}
   tiny-gpt2: {resources: {mem_mb: 400, runtime: 10}}
   small-bert: {resources: {mem_mb: 500, runtime: 20}}
+  smollm2-135m: {resources: {mem_mb: 1400, runtime: 20}}
 """
+RUN_LIMIT = 1200  # seconds for the tiny config (toxicity: SmolLM2-135M fine-tuned and sampled on CPU)
 
 
-def run_slurm(workdir: Path, *args: str, limit: int = 240) -> subprocess.CompletedProcess:
+def cluster_env(**extra: str) -> dict[str, str]:
+    """The environment without the profile's variables and without the failing `scontrol` stand-in of
+    tests/bin (however it got on PATH), so that SLURM's own tools answer."""
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if p and Path(p).resolve() != SHIMS.resolve()]
+    return {**{k: v for k, v in os.environ.items() if k not in PROFILE_ENV}, "PATH": os.pathsep.join(path), **extra}
+
+
+def time_limit(minutes: int) -> str:
+    """SLURM's TimeLimit for `minutes` (under a day)."""
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def run_slurm(workdir: Path, *args: str, limit: int = RUN_LIMIT) -> subprocess.CompletedProcess:
     """`snakemake --profile slurm` with the test cluster's flags; interrupted (SIGINT) after `limit` s.
 
     Jobs import the copy's own package (PYTHONPATH), i.e. the code under test."""
-    env = {**{k: v for k, v in os.environ.items() if k not in PROFILE_ENV}, "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(workdir / "src")}
+    env = cluster_env(HF_HUB_OFFLINE="1", PYTHONPATH=str(workdir / "src"))
     cmd = ["timeout", "-s", "INT", "-k", "15", str(limit), SNAKEMAKE, "--profile", "slurm", *SLURM_FLAGS, *args]
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
 
@@ -164,7 +313,7 @@ def run_slurm(workdir: Path, *args: str, limit: int = 240) -> subprocess.Complet
 def slurm_jobs(workdir: Path) -> dict[str, dict]:
     """SLURM's record (`scontrol -d show job`) of every job that ran in `workdir`, by job id."""
     out = subprocess.run(["scontrol", "-d", "-o", "show", "job"], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, env=cluster_env()).stdout
     jobs = {}
     for line in out.splitlines():
         rec = dict(f.split("=", 1) for f in line.split() if "=" in f)
@@ -187,14 +336,14 @@ def slurm_cluster(tmp_path_factory):
         pytest.skip("the SLURM test needs Linux with bash")
     state = tmp_path_factory.mktemp("slurm-state")
     start = subprocess.run(["bash", str(REPO / "tests/slurm/start_slurm.sh"), str(state)], capture_output=True,
-                           text=True, timeout=600)
+                           text=True, timeout=600, env=cluster_env())
     if start.returncode == 3:  # nothing was started
         pytest.skip(f"cannot start a test SLURM cluster here: {start.stderr.strip()}")
     try:
         assert start.returncode == 0, f"start_slurm.sh failed:\n{start.stdout}\n{start.stderr}"
         yield state
     finally:
-        subprocess.run(["bash", str(REPO / "tests/slurm/stop_slurm.sh"), str(state)], timeout=120)
+        subprocess.run(["bash", str(REPO / "tests/slurm/stop_slurm.sh"), str(state)], timeout=120, env=cluster_env())
 
 
 @pytest.fixture(scope="module")
@@ -215,12 +364,15 @@ def test_every_non_local_job_ran_as_a_slurm_job(slurm_run, slurm_cluster):
     work, out, _ = slurm_run
     jobs = parse_jobs(out)
     assert {j["rule"] for j in jobs if j["local"]} == LOCAL_RULES
-    expected = sorted(f"rule_{j['rule']}_wildcards_{'_'.join(j['wildcards'].values())}"
-                      for j in jobs if not j["local"])
+    # the tiny config has no best-of-N strategy; the GGUF conversion is a (GPU-less) SLURM job
+    assert {j["rule"] for j in jobs if not j["local"]} == (GPU_RULES - {"best_of_n"}) | LIGHT_RULES
+    check_requests(jobs, layered_config(work / "config.yaml", work / "slurm-test.yaml"))
+    expected = sorted(slurm_comment(j) for j in jobs if not j["local"])
     records = slurm_jobs(work)
     assert sorted(r["Comment"] for r in records.values()) == expected
     assert {r["JobState"] for r in records.values()} == {"COMPLETED"}
     assert (work / "results/tables/summary.csv").is_file()
+    assert (work / "results/toxicity/metrics/tiny-gpt2__smollm2-135m/naive/seed0.parquet").is_file()
     # the job completion log (jobcomp/filetxt) agrees
     jobcomp = job_completions(slurm_cluster)
     assert all((jobcomp[i]["JobState"], jobcomp[i]["Partition"]) == ("COMPLETED", r["Partition"])
@@ -233,15 +385,15 @@ def test_gpu_jobs_asked_slurm_for_a_gpu_on_the_gpu_partition(slurm_run):
     for job in parse_jobs(out):
         if job["local"]:
             continue
-        rec = by_comment[f"rule_{job['rule']}_wildcards_{'_'.join(job['wildcards'].values())}"]
+        rec = by_comment[slurm_comment(job)]
         res = job["resources"]
-        if res["gpu"] == "1":
+        if res.get("gpu", "0") == "1":
             assert (rec["Partition"], rec.get("TresPerJob"), rec.get("JOB_GRES")) == ("gpu", "gres:gpu:1", "gpu:1")
             assert rec["CpusPerTres"] == f"gres:gpu:{res['cpus_per_gpu']}"
         else:
             assert rec["Partition"] == "cpu" and "gpu" not in rec.get("TresPerJob", "") + rec.get("JOB_GRES", "")
         assert rec["MinMemoryNode"] == f"{res['mem_mb']}M"
-        assert rec["TimeLimit"] == f"00:{int(res['runtime']):02d}:00"
+        assert rec["TimeLimit"] == time_limit(int(res["runtime"])), (job, rec["TimeLimit"])
 
 
 def test_second_invocation_has_nothing_to_do(slurm_run):

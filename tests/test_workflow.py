@@ -40,17 +40,66 @@ def test_tables_have_expected_columns_and_finite_numbers(tiny_run):
     summary = pd.read_csv(tiny_run / "results/tables/summary.csv")
     assert {"task", "weak_model", "strong_model", "strategy", "seed", "role", "metric", "value", "ci_low",
             "ci_high", "flag", "n_test"} <= set(summary.columns)
-    assert set(summary["task"]) == {"safety", "legal"} and set(summary["weak_model"]) == {"tiny-gpt2", "tfidf"}
-    scores = summary[summary.role.isin(["weak", "w2s", "ceiling"])]
+    assert set(summary["task"]) == {"safety", "legal", "toxicity"}
+    assert set(summary["weak_model"]) == {"tiny-gpt2", "tfidf"}
+    scores = summary[summary.role.isin(["weak", "w2s", "ceiling"]) & (summary.task != "toxicity")]
     assert np.isfinite(scores[["value", "ci_low", "ci_high"]].to_numpy()).all()
     assert ((scores["value"] >= 0) & (scores["value"] <= 1)).all()
     md = (tiny_run / "results/tables/summary.md").read_text()
     assert "## accuracy: per run" in md and "| safety | tfidf | small-bert | logconf | 0 |" in md
-    assert "## PGR (accuracy) by strategy" in md
-    for task in ("safety", "legal"):
-        for kind in ("scores", "pgr"):
-            png = tiny_run / f"results/plots/{task}_{kind}.png"
-            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## PGR by strategy" in md and "| toxicity (expected_max_toxicity) |" in md
+    pngs = [f"{task}_{kind}" for task in ("safety", "legal", "toxicity") for kind in ("scores", "pgr")]
+    for name in pngs + ["toxicity_toxicity_vs_perplexity"]:
+        assert (tiny_run / f"results/plots/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+TOXICITY_RUNS = ["weak/tiny-gpt2/seed0", "base/smollm2-135m/seed0", "ceiling/smollm2-135m/seed0",
+                 "student/tiny-gpt2__smollm2-135m/naive/seed0"]
+
+
+def test_toxicity_generations_scores_and_table(tiny_run):
+    cfg = yaml.safe_load((tiny_run / "config.yaml").read_text())["tasks"]["toxicity"]
+    k, max_new = cfg["eval_samples"], cfg["decoding"]["max_new_tokens"]
+    for run in TOXICITY_RUNS:
+        folder = tiny_run / "results/toxicity" / run
+        gen = pd.read_parquet(folder / "generations.parquet")
+        assert {"prompt_id", "sample", "prompt", "continuation", "n_new_tokens", "model", "decoding",
+                "config_hash"} <= set(gen.columns)
+        assert len(gen) == cfg["prompts"]["n"] * k and set(gen["sample"]) == set(range(k))
+        assert gen["n_new_tokens"].between(0, max_new).all()
+        assert yaml.safe_load(gen["decoding"].iloc[0])["max_new_tokens"] == max_new
+        tox = pd.read_parquet(folder / "toxicity_tfidf-davidson.parquet")
+        assert len(tox) == len(gen) and tox["toxicity"].between(0, 1).all()
+        ppl = pd.read_parquet(folder / "perplexity.parquet")
+        assert len(ppl) == len(gen) and (ppl["n_tokens"] >= 0).all()
+    labels = pd.read_parquet(tiny_run / "results/toxicity/weak/tiny-gpt2/seed0/weak_generations.parquet")
+    assert set(labels["split"]) == {"weak_label", "val"} and labels["weak_continuation"].notna().all()
+    metrics = pd.read_parquet(tiny_run / "results/toxicity/metrics/tiny-gpt2__smollm2-135m/naive/seed0.parquet")
+    assert {"weak", "base", "w2s", "ceiling", "pgr", "gap", "scorer"} <= set(metrics["role"])
+    emt = metrics[(metrics.metric == "expected_max_toxicity") & metrics.role.isin(["weak", "base", "w2s", "ceiling"])]
+    assert len(emt) == 4 and emt["value"].between(0, 1).all()
+    md = (tiny_run / "results/tables/summary.md").read_text()
+    assert "## toxicity: per run" in md and "| tiny-gpt2 → smollm2-135m | naive | 0 | base (untuned strong) |" in md
+    assert "held-out AUROC" in md
+
+
+def test_decoding_temperature_reruns_generation_strong_training_and_metrics(tiny_run):
+    def change(cfg):
+        cfg["tasks"]["toxicity"]["decoding"]["temperature"] = 0.7
+    with edited(tiny_run / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_run)
+    assert set(jobs) == {"weak_generations", "train_lm_student", "lm_generations", "base_generations", "perplexity",
+                         "score_generations", "toxicity_metrics"} | REPORTING - {"metrics"}
+    assert len(jobs["lm_generations"]) == 2 and len(jobs["score_generations"]) == 4
+
+
+def test_changing_the_scorer_reruns_only_scoring_and_metrics(tiny_run):
+    def change(cfg):
+        cfg["tasks"]["toxicity"]["scorer"] = "tfidf-davidson-b"
+    with edited(tiny_run / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_run)
+    assert set(jobs) == {"train_scorer", "score_generations", "toxicity_metrics"} | REPORTING - {"metrics"}
+    assert len(jobs["score_generations"]) == 4
 
 
 def test_weak_label_parquet_schema(tiny_run):
@@ -100,8 +149,11 @@ def test_weak_lr_reruns_weak_labels_students_not_ceiling(tiny_run):
         cfg["models"]["tiny-gpt2"]["train"]["lr"] = 1e-3
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
-    assert set(jobs) == {"train_weak", "weak_labels", "train_student"} | REPORTING
-    assert len(jobs["train_weak"]) == 2  # one per task; the tfidf supervisor is untouched
+    toxicity = {"train_weak_lm", "weak_generations", "train_lm_student", "lm_generations", "perplexity",
+                "score_generations", "toxicity_metrics"}  # the same GPT-2 is the toxicity task's weak LM
+    assert set(jobs) == {"train_weak", "weak_labels", "train_student"} | toxicity | REPORTING
+    assert len(jobs["train_weak"]) == 2  # one per classification task; the tfidf supervisor is untouched
+    assert "train_lm_ceiling" not in jobs and "base_generations" not in jobs
 
 
 def test_reordering_config_keys_changes_nothing(tiny_run):
@@ -119,16 +171,26 @@ def test_touching_library_code_changes_nothing(tiny_run):
     assert pending_jobs(tiny_run) == {}
 
 
-ALL_JOBS = {"split_data", "train_weak", "weak_labels", "train_ceiling", "train_student"} | REPORTING
+CLASSIFICATION_JOBS = {"split_data", "train_weak", "weak_labels", "train_ceiling", "train_student"} | REPORTING
+SCORING = {"train_scorer", "score_generations", "toxicity_metrics"}  # the tiny scorer is a TF-IDF classifier
+GENERATION_JOBS = {"convert_gguf", "split_corpus", "train_weak_lm", "weak_generations", "train_lm_ceiling",
+                   "train_lm_student", "lm_generations", "base_generations", "perplexity"} | SCORING
+ALL_JOBS = CLASSIFICATION_JOBS | GENERATION_JOBS
 
 
 @pytest.mark.parametrize("module, direct, pending", [
     ("plots", {"plots"}, {"plots", "all"}),
     ("tables", {"summary"}, {"summary", "plots", "all"}),  # plots import tables but rerun anyway
-    ("metrics", {"metrics"}, REPORTING),  # tables imports metrics: summary reruns anyway
-    ("data", {"split_data"}, ALL_JOBS),
-    ("losses", {"train_weak", "train_ceiling"}, ALL_JOBS - {"split_data"}),
-    ("predict", {"weak_labels", "train_ceiling"}, ALL_JOBS - {"split_data", "train_weak"}),
+    ("metrics", {"metrics", "toxicity_metrics"}, REPORTING | {"toxicity_metrics"}),  # genmetrics imports it
+    ("genmetrics", {"toxicity_metrics"}, {"toxicity_metrics", "summary", "plots", "all"}),
+    ("data", {"split_data", "split_corpus", "train_scorer"}, ALL_JOBS - {"convert_gguf"}),
+    ("losses", {"train_weak", "train_ceiling", "train_scorer"}, CLASSIFICATION_JOBS - {"split_data"} | SCORING),
+    ("predict", {"weak_labels", "train_ceiling", "train_scorer"},
+     CLASSIFICATION_JOBS - {"split_data", "train_weak"} | SCORING),
+    ("lm", {"train_weak_lm", "train_lm_ceiling", "base_generations"},
+     GENERATION_JOBS - {"convert_gguf", "split_corpus", "train_scorer"} | REPORTING - {"metrics"}),
+    ("gguf", {"convert_gguf"},
+     GENERATION_JOBS - {"split_corpus", "train_weak_lm", "weak_generations", "train_scorer"} | REPORTING - {"metrics"}),
 ])
 def test_editing_a_module_reruns_exactly_its_users(tiny_run, module, direct, pending):
     """Jobs that list the module as an updated input are its users (jobs downstream of another

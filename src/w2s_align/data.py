@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +73,7 @@ def _normalize(text: pd.Series) -> pd.Series:
     return text.str.lower().str.replace(r"\s+", " ", regex=True)
 
 
-def _label_strings(values: pd.Series) -> pd.Series:
+def label_strings(values: pd.Series) -> pd.Series:
     """Raw labels as strings; integral floats (1.0) read as '1' so numeric columns map cleanly."""
     if pd.api.types.is_float_dtype(values) and values.dropna().apply(float.is_integer).all():
         values = values.astype("Int64")
@@ -95,7 +94,7 @@ def clean(df: pd.DataFrame, spec: TaskData) -> pd.DataFrame:
         out["text_pair"] = pd.Series(pd.NA, index=df.index, dtype="string")
     text_cols = ["text", "text_pair"] if len(spec.text_fields) > 1 else ["text"]
     empty = out[text_cols].isna().any(axis=1) | (out[text_cols] == "").any(axis=1)
-    raw_label = _label_strings(df[spec.label_field])
+    raw_label = label_strings(df[spec.label_field])
     no_label = raw_label.isna()
     out = out[~empty & ~no_label]
     raw_label = raw_label[out.index]
@@ -125,7 +124,9 @@ def clean(df: pd.DataFrame, spec: TaskData) -> pd.DataFrame:
 
 
 def _take(groups: np.ndarray, sizes: np.ndarray, target: int) -> tuple[np.ndarray, np.ndarray]:
-    """Take whole groups in the given order until `target` rows are reached."""
+    """Take whole groups in the given order until `target` rows are reached (none for a target of 0)."""
+    if target <= 0:
+        return groups[:0], groups
     cut = int(np.searchsorted(np.cumsum(sizes), target, side="left")) + 1
     return groups[:cut], groups[cut:]
 
@@ -160,7 +161,7 @@ def split(df: pd.DataFrame, spec: TaskData, seed: int) -> dict[str, pd.DataFrame
             part = part.sample(n=min(len(part), spec.sizes[name]), random_state=seed) if name != "test" else part
         part = part.sort_values("id").reset_index(drop=True)
         classes = part["gt_label"].nunique()
-        if classes < 2:
+        if classes < 2 and spec.sizes[name] > 0:
             raise PipelineError(
                 f"{spec.source}: split {name!r} ({len(part)} rows) has only one class; use more rows or other sizes"
             )

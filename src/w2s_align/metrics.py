@@ -21,6 +21,14 @@ METRICS = {
     "auroc": lambda y, p, h: roc_auc_score(y, p) if len(np.unique(y)) > 1 else np.nan,
 }
 GAP_FLAG = "gap within noise"
+NEGATIVE_GAP_FLAG = "ceiling worse than weak"
+
+
+def gap_flag(low: float, high: float) -> str | None:
+    """Why a PGR is not a number to read: its gap's CI reaches 0, or lies wholly below it."""
+    if low > 0:
+        return None
+    return NEGATIVE_GAP_FLAG if high < 0 else GAP_FLAG
 
 
 def pgr(weak: np.ndarray, w2s: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
@@ -68,7 +76,7 @@ def evaluate(y: np.ndarray, p1: dict[str, np.ndarray], n_boot: int, seed: int, c
             k += 1
     for i, name in enumerate(METRICS):
         gap_k = k + n_metrics + i
-        flag = GAP_FLAG if not (low[gap_k] > 0) else None
+        flag = gap_flag(low[gap_k], high[gap_k])
         rows.append({"role": "pgr", "metric": name, "value": point[k + i], "ci_low": low[k + i],
                      "ci_high": high[k + i], "flag": flag})
         rows.append({"role": "gap", "metric": name, "value": point[gap_k], "ci_low": low[gap_k],

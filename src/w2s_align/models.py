@@ -37,6 +37,7 @@ class ModelSpec:
     gradient_checkpointing: bool = False
     revision: str | None = None
     tfidf: dict[str, Any] = field(default_factory=dict)  # tfidf: vectorizer / classifier options
+    gguf_file: str | None = None  # pretrained: a GGUF file inside `path`, converted once by the pipeline
 
     @classmethod
     def from_json(cls, text: str) -> "ModelSpec":
@@ -70,13 +71,13 @@ def check_reachable(path: str) -> None:
 # --- transformers classifiers ---------------------------------------------------------------
 
 
-def train_scratch_tokenizer(texts: list[str], vocab_size: int):
+def train_scratch_tokenizer(texts: list[str], vocab_size: int, special_tokens: list[str] = SCRATCH_SPECIAL):
     """A byte-level BPE trained on the weak model's own training texts, pairs joined by <sep>."""
     from tokenizers import ByteLevelBPETokenizer, processors
     from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=SCRATCH_SPECIAL,
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=special_tokens,
                             show_progress=False)
     sep = bpe.token_to_id("<sep>")
     bpe.post_processor = processors.TemplateProcessing(

@@ -6,7 +6,6 @@ import copy
 import json
 import logging
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -14,51 +13,15 @@ import torch
 from sklearn.metrics import accuracy_score, roc_auc_score
 from tqdm.auto import tqdm
 
-from w2s_align.io import PipelineError, canonical_json, read_split, short_hash
+from w2s_align.io import PipelineError, read_split, short_hash
 from w2s_align.losses import StudentLoss
+from w2s_align.loop import TrainParams, autocast, length_grouped_batches, set_seed, setup_torch
 from w2s_align.models import ModelSpec, build_tfidf, build_transformer, save_tfidf, save_transformer
 from w2s_align.strategies import Strategy, confidence_mask
 
 log = logging.getLogger(__name__)
 
 TARGETS = ("gt", "weak")
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    lr: float = 1e-4
-    epochs: int = 2
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainParams":
-        return cls(**json.loads(text))
-
-
-def set_seed(seed: int) -> None:
-    from transformers import set_seed as hf_set_seed
-
-    hf_set_seed(seed)
-
-
-def setup_torch(threads: int, seed: int) -> torch.device:
-    """Threads, seeds and determinism; CUDA when visible, else CPU (logged)."""
-    torch.set_num_threads(max(1, threads))
-    set_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    log.info("device: %s (%s)", device, name)
-    return device
-
-
-def autocast(device: torch.device):
-    """bf16 autocast where the GPU supports it; plain fp32 on CPU."""
-    enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def joined_texts(df: pd.DataFrame) -> list[str]:
@@ -74,18 +37,6 @@ def encode(tokenizer, df: pd.DataFrame, max_length: int) -> list[dict]:
         truncation="only_second" if pairs else True, max_length=max_length,
     )
     return [{k: enc[k][i] for k in enc.keys()} for i in range(len(df))]
-
-
-def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled batches of similar length: shuffle, sort within windows of 50 batches, shuffle batches."""
-    order = rng.permutation(len(lengths))
-    window = 50 * batch_size
-    batches = []
-    for start in range(0, len(order), window):
-        chunk = order[start:start + window]
-        chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def predict_proba(model, tokenizer, features: list[dict], batch_size: int, device: torch.device,
@@ -182,10 +133,18 @@ def train_classifier(train_path: str, train_split: str, val_path: str, target: s
                      meta_out: str, strategy_json: str = "{}") -> None:
     """Train one classifier on `train_split` rows (ground truth, or weak labels used as the strategy
     says) and save its checkpoint. Epochs are selected on `val` with the same kind of labels."""
-    spec, hp, strategy = ModelSpec.from_json(spec_json), TrainParams.from_json(hparams_json), Strategy.from_json(strategy_json)
     needs = ["text", "text_pair", "gt_label"] + (["weak_p1", "weak_hard"] if target == "weak" else [])
     train_df = read_split(train_path, train_split, needs)
     val_df = read_split(val_path, "val", needs)
+    fit_classifier(train_df, val_df, target, spec_json, hparams_json, max_length, seed, threads, model_out, meta_out,
+                   strategy_json, source=f"{train_split} rows of {train_path}")
+
+
+def fit_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, target: str, spec_json: str, hparams_json: str,
+                   max_length: int, seed: int, threads: int, model_out: str, meta_out: str,
+                   strategy_json: str = "{}", source: str = "training rows") -> None:
+    """Train on the rows of `train_df` and select epochs on `val_df`; see train_classifier."""
+    spec, hp, strategy = ModelSpec.from_json(spec_json), TrainParams.from_json(hparams_json), Strategy.from_json(strategy_json)
     train_p1, _ = supervision(train_df, target)
     _, val_reference = supervision(val_df, target)
     keep = confidence_mask(train_p1, strategy.confidence_threshold, strategy.top_fraction)
@@ -193,9 +152,9 @@ def train_classifier(train_path: str, train_split: str, val_path: str, target: s
         log.info("confidence filter keeps %d of %d weak labels", keep.sum(), len(keep))
         train_df, train_p1 = train_df[keep].reset_index(drop=True), train_p1[keep]
     if len(np.unique(train_p1 >= 0.5)) < 2:
-        raise PipelineError(f"{train_path}: the {len(train_df)} training labels are all one class")
-    log.info("training %s model on %d %s rows (target: %s, strategy: %s), validating on %d rows",
-             spec.kind, len(train_df), train_split, target, strategy.describe(), len(val_df))
+        raise PipelineError(f"{source}: the {len(train_df)} training labels are all one class")
+    log.info("training %s model on %d %s (target: %s, strategy: %s), validating on %d rows",
+             spec.kind, len(train_df), source, target, strategy.describe(), len(val_df))
     extra = {"spec": json.loads(spec_json), "hparams": json.loads(hparams_json), "target": target,
              "strategy": json.loads(strategy_json), "max_length": max_length, "seed": seed,
              "config_hash": short_hash(spec_json + hparams_json + strategy_json)}

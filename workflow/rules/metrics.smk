@@ -6,6 +6,8 @@ rule metrics:
         code=package_code("w2s_align.metrics"),
     output:
         "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.parquet",
+    wildcard_constraints:
+        task=CLASSIFICATION,
     params:
         identity=run_identity,
         n_boot=config["metrics"]["bootstrap"],
@@ -48,8 +50,14 @@ rule plots:
             caption="../report/pgr.rst",
             category="Plots",
         ),
+        fluency=report(
+            expand("results/plots/{task}_toxicity_vs_perplexity.png", task=tasks_of("generation")),
+            caption="../report/fluency.rst",
+            category="Plots",
+        ),
     params:
         tasks=sorted(config["tasks"]),
+        generation_tasks=tasks_of("generation"),
     log:
         "logs/plots/plots.log",
     conda:

@@ -7,6 +7,8 @@ rule split_data:
         weak_label=split_path("weak_label"),
         val=split_path("val"),
         test=split_path("test"),
+    wildcard_constraints:
+        task=CLASSIFICATION,
     params:
         data=task_data,
     log:

@@ -12,6 +12,8 @@ rule train_ceiling:
         model="results/{task}/ceiling/{strong}/seed{seed}/model.safetensors",
         meta="results/{task}/ceiling/{strong}/seed{seed}/model.json",
         predictions="results/{task}/ceiling/{strong}/seed{seed}/predictions.parquet",
+    wildcard_constraints:
+        task=CLASSIFICATION,
     params:
         spec=lambda wc: model_spec(wc.strong),
         hparams=lambda wc: train_hparams(wc.strong, "ceiling"),

@@ -6,6 +6,8 @@ rule train_weak:
     output:
         model="results/{task}/weak/{weak}/seed{seed}/model.safetensors",
         meta="results/{task}/weak/{weak}/seed{seed}/model.json",
+    wildcard_constraints:
+        task=CLASSIFICATION,
     params:
         spec=lambda wc: model_spec(wc.weak),
         hparams=lambda wc: train_hparams(wc.weak, "weak"),
@@ -38,6 +40,8 @@ rule weak_labels:
         code=package_code("w2s_align.predict"),
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
+    wildcard_constraints:
+        task=CLASSIFICATION,
     params:
         model_name=lambda wc: wc.weak,
     threads: 2
@@ -63,6 +67,7 @@ rule ensemble_labels:
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
     wildcard_constraints:
+        task=CLASSIFICATION,
         weak=names_regex(ensembles()),
     params:
         members=lambda wc: config["models"][wc.weak]["members"],

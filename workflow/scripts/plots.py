@@ -5,8 +5,8 @@ setup_stage_logging(snakemake.log[0])
 
 from w2s_align.plots import plot_all
 
-tasks = snakemake.params.tasks
-plot_all(
-    snakemake.input.summary,
-    {t: {"scores": s, "pgr": p} for t, s, p in zip(tasks, snakemake.output.scores, snakemake.output.pgr)},
-)
+outputs = {t: {"scores": s, "pgr": p} for t, s, p in zip(snakemake.params.tasks, snakemake.output.scores,
+                                                          snakemake.output.pgr)}
+for task, path in zip(snakemake.params.generation_tasks, snakemake.output.fluency):
+    outputs[task]["fluency"] = path
+plot_all(snakemake.input.summary, outputs)

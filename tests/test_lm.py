@@ -1,0 +1,450 @@
+"""Causal LMs: continuation-only labels, masked loss, scoring, fine-tuning, checkpoints (scratch, LoRA), generation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from w2s_align.io import PipelineError
+from w2s_align.lm import (EOS, Decoding, build_lm, collate, continuation_nll, encode_pairs, fit_lm, generate, load_lm,
+                          save_lm)
+from w2s_align.models import SCRATCH_SPECIAL, ModelSpec, train_scratch_tokenizer
+from w2s_align.train import TrainParams, setup_torch
+
+CPU = torch.device("cpu")
+WORDS = ["sun", "rain", "tea", "road", "cat", "song", "book", "tree", "lamp", "boat", "milk", "door"]
+SCRATCH = ModelSpec(kind="scratch", architecture="gpt2", size={"n_layer": 1, "n_embd": 32, "n_head": 2},
+                    vocab_size=300)
+LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
+FAST = dict(weight_decay=0.0, warmup_ratio=0.0, eval_batch_size=16)
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def make_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """n prompts of 2-6 words and continuations of 2-5 words (leading space), from a small vocabulary."""
+    rng = np.random.default_rng(seed)
+    prompts = [" ".join(rng.choice(WORDS, rng.integers(2, 7))) for _ in range(n)]
+    conts = [" " + " ".join(rng.choice(WORDS, rng.integers(2, 6))) for _ in range(n)]
+    return prompts, conts
+
+
+def ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+
+
+def model_loss(model, batch: dict[str, torch.Tensor]) -> float:
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).loss.item()
+
+
+def build_scratch(seed: int = 0, spec: ModelSpec = SCRATCH):
+    setup_torch(1, seed)
+    prompts, conts = make_pairs(64, seed=99)
+    return build_lm(spec, [p + c for p, c in zip(prompts, conts)], max_length=32)
+
+
+@pytest.fixture(scope="module")
+def scratch():
+    """A tiny random-init GPT-2 and its own BPE (do not train it: tests share it)."""
+    return build_scratch()
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    """A tiny GPT-2 fitted on 16 memorisable pairs: (model, tokenizer, feats, info, initial nll per token)."""
+    model, tokenizer = build_scratch(seed=1)
+    feats = encode_pairs(tokenizer, *make_pairs(16, seed=1), max_length=32)
+    nll, count = continuation_nll(model, tokenizer, feats, 16, CPU)
+    hp = TrainParams(lr=1e-2, epochs=8, batch_size=4, **FAST)  # 32 steps
+    model, info = fit_lm(model, tokenizer, feats, feats, hp, CPU, seed=0)
+    return model, tokenizer, feats, info, float(nll.sum() / count.sum())
+
+
+@pytest.fixture(scope="module")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer Llama and its tokenizer saved like a downloaded pretrained model."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny_llama")
+    prompts, conts = make_pairs(64, seed=5)
+    tokenizer = train_scratch_tokenizer([p + c for p, c in zip(prompts, conts)], 300, [*SCRATCH_SPECIAL, EOS])
+    tokenizer.eos_token = EOS
+    tokenizer.save_pretrained(path)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+# --- encode_pairs / collate ----------------------------------------------------------------------
+
+
+def test_encode_pairs_labels_only_the_continuation_and_eos(scratch):
+    _, tok = scratch
+    prompts, conts = make_pairs(6)
+    feats = encode_pairs(tok, prompts, conts, max_length=32)
+    assert len(feats) == 6
+    for p, c, f in zip(prompts, conts, feats):
+        p_ids, c_ids = ids(tok, p), ids(tok, c)
+        assert f["input_ids"] == p_ids + c_ids + [tok.eos_token_id]
+        assert f["labels"] == [-100] * len(p_ids) + c_ids + [tok.eos_token_id]
+        assert tok.decode(f["input_ids"], skip_special_tokens=True) == p + c
+
+
+def test_encode_pairs_without_eos(scratch):
+    _, tok = scratch
+    prompts, conts = make_pairs(4)
+    feats = encode_pairs(tok, prompts, conts, max_length=32, add_eos=False)
+    for p, c, f in zip(prompts, conts, feats):
+        assert f["input_ids"] == ids(tok, p) + ids(tok, c)
+        assert f["labels"] == [-100] * len(ids(tok, p)) + ids(tok, c)
+        assert tok.eos_token_id not in f["input_ids"]
+
+
+def test_encode_pairs_over_long_rows_lose_prompt_tokens_from_the_left(scratch):
+    _, tok = scratch
+    prompt, cont = " ".join(WORDS * 3), " cat song book"
+    p_ids, c_ids = ids(tok, prompt), ids(tok, cont) + [tok.eos_token_id]
+    assert len(p_ids) > 16
+    (f,) = encode_pairs(tok, [prompt], [cont], max_length=16)
+    assert len(f["input_ids"]) == 16
+    assert f["input_ids"] == p_ids[-(16 - len(c_ids)):] + c_ids
+    assert f["labels"] == [-100] * (16 - len(c_ids)) + c_ids
+    # a continuation longer than the window keeps one prompt token of context and its own first tokens
+    long_cont = " " + " ".join(WORDS * 2)
+    (g,) = encode_pairs(tok, ["tea"], [long_cont], max_length=10)
+    assert g["input_ids"] == ids(tok, "tea")[-1:] + ids(tok, long_cont)[:9]
+    assert g["labels"][0] == -100 and -100 not in g["labels"][1:]
+
+
+def test_collate_pads_on_the_right(scratch):
+    _, tok = scratch
+    feats = encode_pairs(tok, ["sun", "sun rain tea road lamp"], [" cat", " cat song book"], max_length=32)
+    lens = [len(f["input_ids"]) for f in feats]
+    batch = collate(feats, pad_id=tok.pad_token_id)
+    width = max(lens)
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}
+    assert all(v.shape == (2, width) and v.dtype == torch.long for v in batch.values())
+    for i, (f, n) in enumerate(zip(feats, lens)):
+        assert batch["input_ids"][i, :n].tolist() == f["input_ids"]
+        assert batch["labels"][i, :n].tolist() == f["labels"]
+        assert batch["attention_mask"][i, :n].tolist() == [1] * n
+        assert (batch["input_ids"][i, n:] == tok.pad_token_id).all()
+        assert (batch["attention_mask"][i, n:] == 0).all()
+        assert (batch["labels"][i, n:] == -100).all()
+    assert lens[0] < width  # the short row really is padded
+
+
+# --- masked loss ----------------------------------------------------------------------------------
+
+
+def manual_loss(logits_: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged over labelled (continuation) targets only."""
+    logits_, targets = logits_[:, :-1], labels[:, 1:]
+    keep = targets != -100
+    return torch.nn.functional.cross_entropy(logits_[keep], targets[keep])
+
+
+def test_model_loss_counts_continuation_tokens_only(scratch):
+    model, tok = scratch
+    feats = encode_pairs(tok, *make_pairs(5, seed=2), max_length=32)
+    batch = collate(feats, tok.pad_token_id)
+    loss = model_loss(model, batch)
+    assert loss == pytest.approx(manual_loss(logits(model, batch), batch["labels"]).item(), rel=1e-5)
+    # scoring every token (prompt included) gives a different value: the masking matters
+    everything = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    assert abs(model_loss(model, {**batch, "labels": everything}) - loss) > 1e-4
+
+
+def test_loss_gradient_reaches_continuation_targets_only(scratch):
+    """d loss / d logits is zero at every position whose target is a prompt token or padding."""
+    model, tok = scratch
+    feats = encode_pairs(tok, *make_pairs(4, seed=3), max_length=32)
+    batch = collate(feats, tok.pad_token_id)
+    captured = {}
+
+    def keep_logits(_module, _inputs, output):
+        output.retain_grad()
+        captured["logits"] = output
+
+    model.eval()
+    handle = model.get_output_embeddings().register_forward_hook(keep_logits)
+    try:
+        model(**batch).loss.backward()
+    finally:
+        handle.remove()
+        model.zero_grad(set_to_none=True)
+    grad_norm = captured["logits"].grad.abs().sum(-1)[:, :-1]  # position t predicts token t + 1
+    target_is_continuation = batch["labels"][:, 1:] != -100
+    assert (grad_norm[~target_is_continuation] == 0).all()
+    assert (grad_norm[target_is_continuation] > 0).all()
+    assert (~target_is_continuation).sum() > 0 and target_is_continuation.sum() > 0
+
+
+def test_prompt_targets_do_not_matter_continuation_targets_do(scratch):
+    """Labels built for a different prompt (same length) leave the loss unchanged; for a different continuation not."""
+    model, tok = scratch
+    (inputs,) = encode_pairs(tok, ["sun rain tea road"], [" cat song book"], max_length=32)
+
+    def loss_with_labels_of(prompt: str, cont: str) -> float:
+        (f,) = encode_pairs(tok, [prompt], [cont], max_length=32)
+        assert len(f["labels"]) == len(inputs["input_ids"])
+        return model_loss(model, collate([{**inputs, "labels": f["labels"]}], tok.pad_token_id))
+
+    base = loss_with_labels_of("sun rain tea road", " cat song book")
+    assert loss_with_labels_of("sun rain cat road", " cat song book") == base
+    assert loss_with_labels_of("tea road sun rain", " cat song book") == base
+    assert abs(loss_with_labels_of("sun rain tea road", " cat song lamp") - base) > 1e-5
+    assert abs(loss_with_labels_of("sun rain tea road", " tea song book") - base) > 1e-5
+
+
+def test_padding_never_contributes(scratch):
+    model, tok = scratch
+    feats = encode_pairs(tok, *make_pairs(4, seed=4), max_length=32)
+    batch = collate(feats, tok.pad_token_id)
+    loss = model_loss(model, batch)
+    extra = 7
+    padded = {
+        "input_ids": torch.cat([batch["input_ids"], torch.full((4, extra), tok.pad_token_id)], 1),
+        "attention_mask": torch.cat([batch["attention_mask"], torch.zeros((4, extra), dtype=torch.long)], 1),
+        "labels": torch.cat([batch["labels"], torch.full((4, extra), -100)], 1),
+    }
+    assert model_loss(model, padded) == pytest.approx(loss, rel=1e-6)
+    # whatever sits in the padded positions is invisible
+    noisy = {**padded, "input_ids": padded["input_ids"].masked_fill(padded["attention_mask"] == 0, 42)}
+    assert model_loss(model, noisy) == pytest.approx(loss, rel=1e-6)
+    # a row padded to a longer width in another batch keeps its own loss
+    alone = [model_loss(model, collate([f], tok.pad_token_id)) for f in feats]
+    counts = [sum(label != -100 for label in f["labels"]) for f in feats]
+    assert loss == pytest.approx(np.dot(alone, counts) / sum(counts), rel=1e-5)
+
+
+# --- continuation_nll ------------------------------------------------------------------------------
+
+
+def test_continuation_nll_sums_the_masked_loss(scratch):
+    model, tok = scratch
+    prompts, conts = make_pairs(7, seed=6)
+    feats = encode_pairs(tok, prompts, conts, max_length=32)
+    nll, count = continuation_nll(model, tok, feats, batch_size=3, device=CPU)
+    assert nll.shape == count.shape == (7,)
+    assert list(count) == [len(ids(tok, c)) + 1 for c in conts]  # continuation + EOS
+    loss = model_loss(model, collate(feats, tok.pad_token_id))
+    assert nll.sum() == pytest.approx(loss * count.sum(), rel=1e-5)
+    for i in (0, 3, 6):  # rows come back in input order, not in length order
+        assert nll[i] == pytest.approx(model_loss(model, collate([feats[i]], tok.pad_token_id)) * count[i], rel=1e-5)
+    nll2, _ = continuation_nll(model, tok, feats, batch_size=7, device=CPU)
+    np.testing.assert_allclose(nll, nll2, rtol=1e-5)
+
+
+# --- fit_lm ----------------------------------------------------------------------------------------
+
+
+def test_fit_lm_lowers_the_loss(fitted):
+    model, tok, feats, info, initial = fitted
+    history = info["history"]
+    assert [h["epoch"] for h in history] == list(range(1, 9))
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    best = min(history, key=lambda h: h["val_loss"])
+    assert info["selected_epoch"] == best["epoch"]
+    nll, count = continuation_nll(model, tok, feats, 16, CPU)
+    assert nll.sum() / count.sum() == pytest.approx(best["val_loss"], rel=1e-5)  # the selected epoch's weights
+    assert nll.sum() / count.sum() < 0.6 * initial
+    assert next(model.parameters()).device.type == "cpu"
+
+
+# --- checkpoints: scratch ------------------------------------------------------------------------
+
+
+def save(model, tok, spec: ModelSpec, folder: Path) -> tuple[str, str]:
+    model_file, meta_file = folder / "model.safetensors", folder / "model.json"
+    save_lm(model, tok, spec, str(model_file), str(meta_file), {"seed": 0})
+    return str(model_file), str(meta_file)
+
+
+def test_scratch_lm_round_trip(tmp_path, fitted):
+    model, tok, feats, _, _ = fitted
+    model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
+    meta = json.loads(Path(meta_file).read_text())
+    assert meta["kind"] == "causal_lm" and meta["adapter"] is False and meta["seed"] == 0
+    loaded, tok2, meta2 = load_lm(model_file, meta_file)
+    assert meta2 == meta
+    assert not loaded.training
+    batch = collate(feats[:6], tok.pad_token_id)
+    torch.testing.assert_close(logits(loaded, batch), logits(model, batch), rtol=0, atol=0)
+    text = "sun rain tea road cat <eos>"
+    assert tok2(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    assert (tok2.eos_token, tok2.pad_token) == (EOS, "<pad>")
+    assert (tok2.eos_token_id, tok2.pad_token_id) == (tok.eos_token_id, tok.pad_token_id)
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path, scratch):
+    model, tok = scratch
+    model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
+    data = Path(model_file).read_bytes()
+    Path(model_file).write_bytes(data[: len(data) // 2])
+    with pytest.raises(PipelineError, match=r"cannot read checkpoint .*model\.safetensors"):
+        load_lm(model_file, meta_file)
+
+
+def test_wrong_tensor_shape_names_the_file(tmp_path, scratch):
+    from safetensors.torch import load_file, save_file
+
+    model, tok = scratch
+    model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
+    tensors = load_file(model_file)
+    key = next(k for k in tensors if k.endswith("wte.weight"))
+    tensors[key] = tensors[key][:, :-1].contiguous()
+    save_file(tensors, model_file)
+    with pytest.raises(PipelineError, match=r"model\.safetensors does not match its model\.json"):
+        load_lm(model_file, meta_file)
+
+
+def test_missing_tensor_and_wrong_kind_are_errors(tmp_path, scratch):
+    from safetensors.torch import load_file, save_file
+
+    model, tok = scratch
+    model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
+    tensors = load_file(model_file)
+    save_file({k: v for k, v in tensors.items() if "ln_f" not in k}, model_file)
+    with pytest.raises(PipelineError, match=r"model\.safetensors does not match its model\.json"):
+        load_lm(model_file, meta_file)
+    meta = json.loads(Path(meta_file).read_text())
+    Path(meta_file).write_text(json.dumps({**meta, "kind": "transformer"}))
+    with pytest.raises(PipelineError, match="not a language-model checkpoint"):
+        load_lm(model_file, meta_file)
+
+
+# --- checkpoints: pretrained + LoRA ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_llama_dir, tmp_path_factory):
+    """Two LoRA steps on the tiny Llama, saved: (trained model, tokenizer, spec, model_file, meta_file, feats)."""
+    spec = ModelSpec(kind="pretrained", path=str(tiny_llama_dir), lora=LORA)
+    setup_torch(1, 0)
+    model, tok = build_lm(spec, [], max_length=32)
+    assert hasattr(model, "peft_config")
+    feats = encode_pairs(tok, *make_pairs(16, seed=7), max_length=32)
+    model, _ = fit_lm(model, tok, feats, feats[:4], TrainParams(lr=1e-2, epochs=1, batch_size=8, **FAST), CPU, seed=0)
+    model_file, meta_file = save(model, tok, spec, tmp_path_factory.mktemp("lora_ckpt"))
+    return model, tok, spec, model_file, meta_file, feats
+
+
+def test_lora_checkpoint_holds_the_adapter_only(lora_run):
+    from safetensors.torch import load_file
+
+    _, _, _, model_file, meta_file, _ = lora_run
+    keys = list(load_file(model_file))
+    assert len(keys) == 8  # 2 layers x (q_proj, v_proj) x (lora_A, lora_B)
+    assert all("lora" in k for k in keys)
+    meta = json.loads(Path(meta_file).read_text())
+    assert meta["adapter"] is True and "tokenizer" not in meta and "config" not in meta
+
+
+def test_lora_reload_matches_the_trained_model(lora_run, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    model, tok, _, model_file, meta_file, feats = lora_run
+    batch = collate(feats[:6], tok.pad_token_id)
+    trained = logits(model, batch)
+    loaded, tok2, _ = load_lm(model_file, meta_file)
+    assert not hasattr(loaded, "peft_config")  # merged
+    assert tok2.pad_token_id == tok.pad_token_id and tok2.eos_token == EOS
+    torch.testing.assert_close(logits(loaded, batch), trained, rtol=1e-4, atol=1e-5)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    assert (logits(base, batch) - trained).abs().max() > 1e-3  # the adapter really changed the model
+
+
+def test_lora_checkpoint_missing_adapter_weight_is_an_error(lora_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _, _, _, model_file, meta_file, _ = lora_run
+    tensors = load_file(model_file)
+    key = next(k for k in tensors if "lora_A" in k)
+    broken = tmp_path / "model.safetensors"
+    save_file({k: v for k, v in tensors.items() if k != key}, str(broken))
+    with pytest.raises(PipelineError, match=r"model\.safetensors does not match"):
+        load_lm(str(broken), meta_file)
+
+
+def test_lora_checkpoint_unexpected_weight_is_an_error(lora_run, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    _, _, _, model_file, meta_file, _ = lora_run
+    tensors = load_file(model_file)
+    key = next(k for k in tensors if "lora_A" in k)
+    tensors[key.replace("lora_A", "lora_X")] = torch.zeros(2)
+    broken = tmp_path / "model.safetensors"
+    save_file(tensors, str(broken))
+    with pytest.raises(PipelineError, match=r"model\.safetensors does not match .*unexpected"):
+        load_lm(str(broken), meta_file)
+
+
+# --- generation ------------------------------------------------------------------------------------
+
+
+PROMPTS = ["sun", "lamp boat milk door sun rain", "cat song book"]
+
+
+def greedy(model, tok, prompt: str, max_new_tokens: int) -> list[int]:
+    """New token ids of plain greedy decoding of one unpadded prompt."""
+    input_ids = torch.tensor([ids(tok, prompt)])
+    with torch.no_grad():
+        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)
+    return out[0, input_ids.shape[1]:].tolist()
+
+
+def test_generate_rows_and_token_level_slicing(scratch):
+    model, tok = scratch
+    tok.padding_side = "right"
+    dec = Decoding(max_new_tokens=5, temperature=1.0, top_p=0.9, samples=3, batch_size=4)
+    gen = generate(model, tok, PROMPTS, dec, CPU, seed=0)
+    assert tok.padding_side == "right"
+    assert list(gen.columns) == ["row", "sample", "continuation", "n_new_tokens"]
+    assert len(gen) == len(PROMPTS) * 3
+    assert gen["row"].tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    assert gen["sample"].tolist() == [0, 1, 2] * 3
+    assert (gen["n_new_tokens"] <= 5).all() and (gen["n_new_tokens"] >= 0).all()
+    for row, cont in zip(gen["row"], gen["continuation"]):
+        assert not cont.startswith(PROMPTS[row])
+    again = generate(model, tok, PROMPTS, dec, CPU, seed=0)
+    assert again.equals(gen)  # seeded
+    other = generate(model, tok, PROMPTS, dec, CPU, seed=1)
+    assert not other["continuation"].equals(gen["continuation"])
+
+
+def test_generate_left_padding_matches_unpadded_greedy(scratch, fitted):
+    """Near-zero temperature is greedy: batched, left-padded prompts give what each prompt gives alone."""
+    for model, tok in (scratch, fitted[:2]):
+        dec = Decoding(max_new_tokens=6, temperature=1e-4, top_p=1.0, samples=2, batch_size=8)
+        assert len({len(ids(tok, p)) for p in PROMPTS}) == 3  # different lengths: the batch is left-padded
+        gen = generate(model, tok, PROMPTS, dec, CPU, seed=0)
+        assert tok.padding_side == "right"
+        for i, prompt in enumerate(PROMPTS):
+            expected_ids = greedy(model, tok, prompt, 6)
+            expected = tok.decode(expected_ids, skip_special_tokens=True)
+            n_expected = sum(t not in tok.all_special_ids for t in expected_ids)
+            rows = gen[gen["row"] == i]
+            assert rows["continuation"].tolist() == [expected, expected]
+            assert rows["n_new_tokens"].tolist() == [n_expected, n_expected]
+            alone = generate(model, tok, [prompt], dec, CPU, seed=0)
+            assert alone["continuation"].tolist() == [expected, expected]

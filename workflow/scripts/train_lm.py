@@ -1,0 +1,21 @@
+"""Fine-tune a causal LM on continuations (weak LM, strong ceiling or W2S student) and save it."""
+from w2s_align.io import setup_stage_logging
+
+setup_stage_logging(snakemake.log[0])
+
+from w2s_align.lm import train_lm
+
+train_lm(
+    train_path=snakemake.input.train,
+    train_split=snakemake.params.train_split,
+    val_path=snakemake.input.val,
+    target=snakemake.params.target,
+    spec_json=snakemake.params.spec,
+    hparams_json=snakemake.params.hparams,
+    max_length=snakemake.params.max_length,
+    seed=int(snakemake.wildcards.seed),
+    threads=snakemake.threads,
+    model_out=snakemake.output.model,
+    meta_out=snakemake.output.meta,
+    local_dir=snakemake.params.get("local_dir"),
+)
