@@ -303,28 +303,29 @@ def test_truncated_checkpoint_names_the_file(tmp_path, scratch):
         load_lm(model_file, meta_file)
 
 
-def test_wrong_tensor_shape_names_the_file(tmp_path, scratch):
-    from safetensors.torch import load_file, save_file
-
-    model, tok = scratch
-    model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
-    tensors = load_file(model_file)
+def shrink_embedding(tensors):
     key = next(k for k in tensors if k.endswith("wte.weight"))
-    tensors[key] = tensors[key][:, :-1].contiguous()
-    save_file(tensors, model_file)
-    with pytest.raises(PipelineError, match=r"model\.safetensors does not match its model\.json"):
-        load_lm(model_file, meta_file)
+    return {**tensors, key: tensors[key][:, :-1].contiguous()}
 
 
-def test_missing_tensor_and_wrong_kind_are_errors(tmp_path, scratch):
+def drop_final_norm(tensors):
+    return {k: v for k, v in tensors.items() if "ln_f" not in k}
+
+
+@pytest.mark.parametrize("corrupt", [shrink_embedding, drop_final_norm])
+def test_wrong_or_missing_tensor_names_the_file(tmp_path, scratch, corrupt):
     from safetensors.torch import load_file, save_file
 
     model, tok = scratch
     model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
-    tensors = load_file(model_file)
-    save_file({k: v for k, v in tensors.items() if "ln_f" not in k}, model_file)
+    save_file(corrupt(load_file(model_file)), model_file)
     with pytest.raises(PipelineError, match=r"model\.safetensors does not match its model\.json"):
         load_lm(model_file, meta_file)
+
+
+def test_wrong_checkpoint_kind_is_an_error(tmp_path, scratch):
+    model, tok = scratch
+    model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
     meta = json.loads(Path(meta_file).read_text())
     Path(meta_file).write_text(json.dumps({**meta, "kind": "transformer"}))
     with pytest.raises(PipelineError, match="not a language-model checkpoint"):

@@ -223,14 +223,13 @@ def test_paper_config_builds_its_dag_quickly(default_copy, clean_env):
     assert seconds < 10
     counts = {rule: sum(j["rule"] == rule for j in jobs) for rule in {j["rule"] for j in jobs}}
     # classification: 2 tasks x 5 seeds; 6 strong models; 3 strategies
-    # toxicity (from config.yaml; paper.yaml leaves it, with its own models and strategy): 5 seeds,
-    #   1 weak x 1 strong x 1 strategy; generations of weak, base, ceiling, student (lm_generations:
-    #   ceiling and student), each scored and its perplexity measured; one GGUF conversion, one scorer
+    # toxicity: 5 seeds, 1 weak (GPT-2) x 6 strong LMs x 1 strategy; generations of weak, base, ceiling,
+    #   student, each scored (Perspective: no scorer training) and its perplexity measured under GPT-2 XL
     assert counts == {"split_data": 10, "train_weak": 10, "weak_labels": 10, "train_ceiling": 60,
                       "train_student": 180, "metrics": 180, "summary": 1, "plots": 1, "all": 1,
-                      "split_corpus": 5, "train_weak_lm": 5, "weak_generations": 5, "train_lm_ceiling": 5,
-                      "train_lm_student": 5, "base_generations": 5, "lm_generations": 10, "perplexity": 20,
-                      "score_generations": 20, "toxicity_metrics": 5, "convert_gguf": 1, "train_scorer": 1}
+                      "split_corpus": 5, "train_weak_lm": 5, "weak_generations": 5, "train_lm_ceiling": 30,
+                      "train_lm_student": 30, "base_generations": 30, "lm_generations": 60, "perplexity": 95,
+                      "score_generations": 95, "toxicity_metrics": 30}
     config = layered_config(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
     check_requests(jobs, config)
     models = model_resources(config)

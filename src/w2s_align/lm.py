@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from w2s_align.io import PipelineError, canonical_json, read_split, short_hash, write_atomic, write_parquet, write_text
 from w2s_align.models import (SCRATCH_SPECIAL, ModelSpec, check_reachable, read_meta, resolve_path,
                               train_scratch_tokenizer)
-from w2s_align.loop import TrainParams, autocast, length_grouped_batches, setup_torch
+from w2s_align.loop import Optimisation, TrainParams, autocast, length_grouped_batches, setup_torch
 
 log = logging.getLogger(__name__)
 
@@ -218,13 +218,9 @@ def continuation_nll(model, tokenizer, feats: list[dict], batch_size: int, devic
 def fit_lm(model, tokenizer, train_feats: list[dict], val_feats: list[dict], hp: TrainParams,
            device: torch.device, seed: int):
     """AdamW + linear warmup/decay on the continuation tokens; keeps the epoch with the lowest val loss."""
-    from transformers import get_linear_schedule_with_warmup
-
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
     steps = hp.epochs * math.ceil(len(train_feats) / hp.batch_size)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * steps), steps)
+    optimisation = Optimisation(model, hp, steps)
     rng = np.random.default_rng(seed)
     lengths = [len(f["input_ids"]) for f in train_feats]
     best, history = (math.inf, -1, None), []
@@ -237,15 +233,9 @@ def fit_lm(model, tokenizer, train_feats: list[dict], val_feats: list[dict], hp:
             batch = {k: v.to(device) for k, v in collate([train_feats[i] for i in idx], tokenizer.pad_token_id).items()}
             with autocast(device):
                 loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise PipelineError(f"training diverged: loss {loss.item()} at epoch {epoch + 1}; lower the lr")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            value = optimisation.step(loss, epoch + 1)
+            total += value
+            bar.set_postfix(loss=f"{value:.3f}")
         nll, count = continuation_nll(model, tokenizer, val_feats, hp.eval_batch_size, device, "validate")
         val_loss = float(nll.sum() / max(count.sum(), 1))
         history.append({"epoch": epoch + 1, "train_loss": total / len(batches), "val_loss": val_loss})

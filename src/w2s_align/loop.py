@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from w2s_align.io import PipelineError
+
 log = logging.getLogger(__name__)
 
 
@@ -59,3 +61,25 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.G
         chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
         batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class Optimisation:
+    """AdamW with linear warmup then decay over `steps`, and gradient clipping at norm 1."""
+
+    def __init__(self, model, hp: TrainParams, steps: int):
+        from transformers import get_linear_schedule_with_warmup
+
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay)
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(hp.warmup_ratio * steps), steps)
+
+    def step(self, loss: torch.Tensor, epoch: int) -> float:
+        """One update from `loss`; a non-finite loss stops training with a clear error."""
+        if not torch.isfinite(loss):
+            raise PipelineError(f"training diverged: loss {loss.item()} at epoch {epoch}; lower the lr")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss.item()

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from w2s_align.io import PipelineError, read_split, short_hash
 from w2s_align.losses import StudentLoss
-from w2s_align.loop import TrainParams, autocast, length_grouped_batches, set_seed, setup_torch
+from w2s_align.loop import Optimisation, TrainParams, autocast, length_grouped_batches, set_seed, setup_torch
 from w2s_align.models import ModelSpec, build_tfidf, build_transformer, save_tfidf, save_transformer
 from w2s_align.strategies import Strategy, confidence_mask
 
@@ -68,14 +68,12 @@ def selection_score(reference: np.ndarray, p1: np.ndarray) -> float:
 def fit_transformer(model, tokenizer, train_feats, targets: torch.Tensor, val_feats, val_reference: np.ndarray,
                     hp: TrainParams, device: torch.device, seed: int, strategy: Strategy = Strategy()):
     """AdamW + linear warmup/decay; keeps the epoch with the best validation score (no test labels)."""
-    from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
+    from transformers import DataCollatorWithPadding
 
     collate = DataCollatorWithPadding(tokenizer)
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
     steps = hp.epochs * math.ceil(len(train_feats) / hp.batch_size)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * steps), steps)
+    optimisation = Optimisation(model, hp, steps)
     loss_fn = StudentLoss(total_steps=steps, **strategy.loss_kwargs())
     rng = np.random.default_rng(seed)
     lengths = [len(f["input_ids"]) for f in train_feats]
@@ -91,15 +89,9 @@ def fit_transformer(model, tokenizer, train_feats, targets: torch.Tensor, val_fe
             with autocast(device):
                 logits = model(**batch).logits
             loss = loss_fn(logits, targets[idx].to(device))
-            if not torch.isfinite(loss):
-                raise PipelineError(f"training diverged: loss {loss.item()} at epoch {epoch + 1}; lower the lr")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            value = optimisation.step(loss, epoch + 1)
+            total += value
+            bar.set_postfix(loss=f"{value:.4f}")
         score = selection_score(val_reference, predict_proba(model, tokenizer, val_feats, hp.eval_batch_size,
                                                              device, "validate"))
         history.append({"epoch": epoch + 1, "train_loss": total / len(batches), "val_score": score})
