@@ -46,6 +46,7 @@ def test_kill_9_mid_epoch_leaves_nothing_finished_and_rerun_matches(workflow_cop
     kill_during_second_epoch(workflow_copy, METRICS)
     declared = ["model.safetensors", "model.json", "predictions.parquet"]
     assert not any((workflow_copy / CEILING / name).exists() for name in declared)
+    snakemake(workflow_copy, "--unlock")  # the killed controller left its lock, as after a power loss
     snakemake(workflow_copy, "--cores", "2", METRICS)  # Snakemake notices and reruns the killed job
     resumed = pd.read_parquet(workflow_copy / METRICS)
     snakemake(workflow_copy, "--cores", "2", "--forcerun", "train_ceiling", METRICS)  # uninterrupted
