@@ -303,7 +303,7 @@ rule train_scorer:
         data=lambda wc: canonical(config["scorers"][wc.scorer]["data"]),
         spec=lambda wc: model_spec(config["scorers"][wc.scorer]["model"]),
         hparams=lambda wc: canonical({**config["models"][config["scorers"][wc.scorer]["model"]]["train"],
-                                      **config["scorers"][wc.scorer]["train"]}),
+                                      **config["scorers"][wc.scorer].get("train", {})}),
         max_length=lambda wc: config["scorers"][wc.scorer]["max_length"],
     threads: 2
     resources:
