@@ -25,7 +25,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,6 +153,41 @@ def other_heavy_processes() -> list[str]:
     return found
 
 
+class ContentionMonitor:
+    """Samples other snakemake/pytest processes and the load average every few seconds in the background."""
+
+    def __init__(self, every: float = 5.0):
+        self.every, self.stop = every, threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.reset()
+
+    def reset(self) -> None:
+        self.samples, self.busy, self.seen, self.max_load = 0, 0, [], 0.0
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            found = other_heavy_processes()
+            self.samples += 1
+            self.busy += bool(found)
+            self.seen += [f for f in found if f not in self.seen]
+            self.max_load = max(self.max_load, os.getloadavg()[0])
+
+    def summary(self) -> list[str]:
+        if not self.busy:
+            return []
+        examples = "; ".join(f"`{x}`" for x in self.seen[:3]) + (f" (+{len(self.seen) - 3} more)"
+                                                                    if len(self.seen) > 3 else "")
+        return [f"present in {self.busy} of {self.samples} samples, max 1-min load {self.max_load:.1f}: {examples}"]
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
 def workflow_env(workdir: Path) -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}",
             "PYTHONPATH": str(workdir / "src")}
@@ -204,6 +241,12 @@ def copy_workflow(dest: Path, config: Path | None = None) -> Path:
     return dest
 
 
+class SnakemakeFailed(RuntimeError):
+    def __init__(self, message: str, seconds: float, log: str):
+        super().__init__(message)
+        self.seconds, self.log = seconds, log
+
+
 def run_snakemake(workdir: Path, *args: str, timeout: int = 3600) -> tuple[float, str]:
     """Run snakemake in `workdir`; (wall seconds, stdout+stderr). Raises with the log tail on failure."""
     start = time.perf_counter()
@@ -211,9 +254,18 @@ def run_snakemake(workdir: Path, *args: str, timeout: int = 3600) -> tuple[float
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"snakemake {' '.join(args)} failed in {workdir} ({proc.returncode}):\n"
-                           f"{proc.stdout[-3000:]}")
+        raise SnakemakeFailed(f"snakemake {' '.join(args)} failed in {workdir} ({proc.returncode}):\n"
+                              f"{proc.stdout[-3000:]}", seconds, proc.stdout)
     return seconds, proc.stdout
+
+
+def run_snakemake_checked(workdir: Path, *args: str, timeout: int = 3600) -> tuple[float, str, bool]:
+    """Like run_snakemake, but a failing run returns (seconds, log, False) instead of raising."""
+    try:
+        seconds, log = run_snakemake(workdir, *args, timeout=timeout)
+        return seconds, log, True
+    except SnakemakeFailed as exc:
+        return exc.seconds, exc.log, False
 
 
 def executed_jobs(log: str) -> Counter:
@@ -571,11 +623,15 @@ def bench_dry_run(args, cfg: dict) -> Section:
 # --- 5. incremental reruns ---------------------------------------------------------------------------
 
 
-def config_changes(cfg: dict) -> list[tuple[str, str, callable]]:
-    """(key, description, edit) for the three edits: strong-model lr, a new strategy, the scorer."""
+def config_changes(cfg: dict) -> list[tuple[str, str, callable, tuple | None]]:
+    """(key, description, edit, fallback) for the three edits: strong-model lr, a new strategy, the scorer.
+    `fallback` is another (key, description, edit) to time when the edit itself makes the run fail."""
     strong = next(m for m in cfg["strong_models"] if cfg["models"][m]["kind"] != "tfidf")
     lr = cfg["models"][strong].get("train", {}).get("lr", 1e-4)
-    strategy = next(n for n in ("confident", "confident-50", "confident-half") if n not in cfg["strategies"])
+    fresh = [n for n in ("confident", "confident-50", "confident-half", "hard", "hard-labels")
+             if n not in cfg["strategies"]]
+    confident = next(n for n in fresh if n.startswith("confident"))
+    hard = next(n for n in fresh if n.startswith("hard"))
     tox = next((t for t, v in cfg["tasks"].items() if v.get("kind") == "generation"), None)
     scorer = tox and cfg["tasks"][tox]["scorer"]
     other = tox and next((s for s, v in cfg["scorers"].items() if s != scorer and v.get("kind") == "trained"), None)
@@ -583,19 +639,40 @@ def config_changes(cfg: dict) -> list[tuple[str, str, callable]]:
     def lr_change(c):
         c["models"][strong].setdefault("train", {})["lr"] = lr / 2
 
-    def new_strategy(c):
-        c["strategies"][strategy] = {"top_fraction": 0.5}
-        c["student_strategies"] = [*c["student_strategies"], strategy]
+    def add_strategy(name, spec):
+        def edit(c):
+            c["strategies"][name] = spec
+            c["student_strategies"] = [*c["student_strategies"], name]
+        return edit
 
     def scorer_change(c):
         c["tasks"][tox]["scorer"] = other
 
-    changes = [("a", f"strong-model lr: `models.{strong}.train.lr` {lr:g} → {lr / 2:g}", lr_change),
-               ("b", f"new strategy `{strategy}: {{top_fraction: 0.5}}` in `strategies` and `student_strategies`",
-                new_strategy)]
+    fallback = ("b'", f"new strategy `{hard}: {{hard_labels: true}}` (as (b) failed)",
+                add_strategy(hard, {"hard_labels": True}))
+    changes = [("a", f"strong-model lr: `models.{strong}.train.lr` {lr:g} → {lr / 2:g}", lr_change, None),
+               ("b", f"new strategy `{confident}: {{top_fraction: 0.5}}` in `strategies` and `student_strategies`",
+                add_strategy(confident, {"top_fraction": 0.5}), fallback)]
     if other:
-        changes.append(("c", f"scorer: `tasks.{tox}.scorer` {scorer} → {other}", scorer_change))
+        changes.append(("c", f"scorer: `tasks.{tox}.scorer` {scorer} → {other}", scorer_change, None))
     return changes
+
+
+def failure_reason(log: str) -> str:
+    """The pipeline's own error line (w2s_align ERROR ...) or snakemake's last error line."""
+    errors = re.findall(r"ERROR w2s_align\S*: (.*)", log) or re.findall(r"^(Error in rule \w+):", log, flags=re.M)
+    return errors[-1].strip() if errors else "snakemake failed (see its log)"
+
+
+def timed_edit(workdir: Path, original: str, changed: dict, cores: str) -> dict:
+    """Run with the edited config (timed), restore the original config and run again (untimed)."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
+    seconds, log, ok = run_snakemake_checked(workdir, "--cores", cores)
+    (workdir / "config.yaml").write_text(original)
+    restore, restore_log = run_snakemake(workdir, "--cores", cores)
+    _, pending = run_snakemake(workdir, "-n")
+    return {"seconds": seconds, "jobs": executed_jobs(log), "ok": ok, "error": "" if ok else failure_reason(log),
+            "restore": restore, "restore_jobs": executed_jobs(restore_log), "pending": job_total(pending)}
 
 
 def bench_reruns(args, cfg: dict) -> Section:
@@ -612,26 +689,29 @@ def bench_reruns(args, cfg: dict) -> Section:
         full_jobs = executed_jobs(log)
         sec.details.append(f"Copy of the workflow in {'`' + tmp + '` (kept)' if keep else 'a temporary folder'} with "
                            f"`{config_path.relative_to(REPO)}` as config.yaml, PYTHONPATH = the copy's src. "
-                           f"Full run `snakemake --cores {cores}`: {full:.1f} s, {sum(full_jobs.values())} jobs. "
-                           f"Each edit: change config.yaml, `snakemake --cores {cores}` (timed), then restore "
-                           f"config.yaml and run again (untimed) to get back to the finished state.")
+                           f"Full run `snakemake --cores {cores}`: {full:.1f} s, {sum(full_jobs.values())} jobs "
+                           f"({jobs_text(full_jobs)}). Each edit: change config.yaml, `snakemake --cores {cores}` "
+                           f"(timed), then restore config.yaml and run again (untimed) to get back to the finished "
+                           f"state; a dry run then checks nothing is pending.")
         sec.details += ["", "| edit | wall s | fraction of full run | jobs that ran | restore run (untimed) |",
                         "|---|---|---|---|---|"]
-        for key, description, edit in config_changes(run_cfg):
+        todo = config_changes(run_cfg)
+        while todo:
+            key, description, edit, fallback = todo.pop(0)
             changed = copy.deepcopy(run_cfg)
             edit(changed)
-            (workdir / "config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
-            seconds, log = run_snakemake(workdir, "--cores", cores)
-            jobs = executed_jobs(log)
-            (workdir / "config.yaml").write_text(original)
-            restore, restore_log = run_snakemake(workdir, "--cores", cores)
-            _, pending = run_snakemake(workdir, "-n")
-            left = job_total(pending)
-            sec.details.append(f"| ({key}) {description} | {seconds:.1f} | {seconds / full:.3f} | {jobs_text(jobs)} | "
-                               f"{restore:.1f} s: {jobs_text(executed_jobs(restore_log))}"
-                               f"{f'; **{left} jobs still pending**' if left else ''} |")
-            sec.rows.append(Row("5", f"rerun ({key}) {description.split(':')[0]}: {sum(jobs.values())} jobs",
-                                f"{seconds:.1f} s", f"full run {full:.1f} s", seconds / full))
+            r = timed_edit(workdir, original, changed, cores)
+            status = "" if r["ok"] else f" — **failed**: {r['error']}"
+            pending = f"; **{r['pending']} jobs still pending**" if r["pending"] else ""
+            sec.details.append(f"| ({key}) {description} | {r['seconds']:.1f} | {r['seconds'] / full:.3f} | "
+                               f"{jobs_text(r['jobs'])}{status} | {r['restore']:.1f} s: "
+                               f"{jobs_text(r['restore_jobs'])}{pending} |")
+            n_jobs = sum(r["jobs"].values())
+            sec.rows.append(Row("5", f"rerun ({key}) {description.split(':')[0]}: {n_jobs} jobs"
+                                     + ("" if r["ok"] else " — **failed**, see details"),
+                                f"{r['seconds']:.1f} s", f"full run {full:.1f} s", r["seconds"] / full))
+            if not r["ok"] and fallback:
+                todo.insert(0, (*fallback, None))
     return sec
 
 
@@ -675,9 +755,11 @@ def report(args, sections: list[Section], started: datetime.datetime, seconds: f
              f"- machine: {machine_line(args.threads)}",
              f"- threads: torch.set_num_threads({args.threads}); snakemake --cores {args.cores}; "
              f"load average at start {os.getloadavg()[0]:.2f}"]
-    contention = [f"{s.title.split(':')[0]}: {c}" for s in sections for c in s.contention]
-    lines.append("- other snakemake/pytest processes during the run: "
-                 + ("; ".join(contention) if contention else "none seen"))
+    contention = [f"  - benchmark {s.title.split('.')[0]}: {c}" for s in sections for c in s.contention]
+    lines.append("- other snakemake/pytest processes (sampled every 5 s): "
+                 + ("**the CPU was shared while measuring; treat the ratios with care**" if contention
+                    else "none seen"))
+    lines += contention
     lines += ["", "Every figure is a ratio of two measurements taken in this run on this machine "
               "(ratio = measured / baseline; for reruns, a fraction of the full run; for dry runs, time / goal).",
               "", table(rows), ""]
@@ -698,20 +780,27 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cfg = load_config()
     started, t0 = datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-    sections = []
-    for number in args.only:
-        busy_before = other_heavy_processes()
-        print(f"[{time.perf_counter() - t0:7.1f} s] benchmark {number} ...", flush=True)
-        start = time.perf_counter()
-        section = BENCHMARKS[number](args, cfg)
-        section.seconds = time.perf_counter() - start
-        section.contention = sorted(set(busy_before) | set(other_heavy_processes()))
-        sections.append(section)
-        print(table(section.rows), flush=True)
-    text = report(args, sections, started, time.perf_counter() - t0, argv)
-    Path(args.output).write_text(text, encoding="utf-8")
+    sections, failed = [], False
+    with ContentionMonitor() as monitor:
+        for number in args.only:
+            print(f"[{time.perf_counter() - t0:7.1f} s] benchmark {number} ...", flush=True)
+            monitor.reset()
+            start = time.perf_counter()
+            try:
+                section = BENCHMARKS[number](args, cfg)
+            except Exception as exc:  # report it and go on with the other benchmarks
+                failed = True
+                section = Section(f"{number}. {BENCHMARKS[number].__name__} **failed**",
+                                  details=["```", traceback.format_exc()[-3000:], "```"])
+                print(f"benchmark {number} failed: {exc}", file=sys.stderr, flush=True)
+            section.seconds = time.perf_counter() - start
+            section.contention = monitor.summary()
+            sections.append(section)
+            print(table(section.rows), flush=True)
+            text = report(args, sections, started, time.perf_counter() - t0, argv)
+            Path(args.output).write_text(text, encoding="utf-8")  # partial results survive a crash
     print(f"\n{text}\nwritten to {args.output}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
