@@ -285,17 +285,33 @@ def jobs_text(jobs: Counter) -> str:
 # --- 1. training throughput ---------------------------------------------------------------------
 
 
+@dataclass
+class Timing:
+    """Wall seconds and this process's CPU seconds (all threads) of a timed block. CPU time hardly
+    changes when other processes share the cores, so its ratio is a cross-check of the wall-time ratio."""
+
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+@contextlib.contextmanager
+def stopwatch():
+    timing, wall, cpu = Timing(), time.perf_counter(), time.process_time()
+    yield timing
+    timing.wall, timing.cpu = time.perf_counter() - wall, time.process_time() - cpu
+
+
 class _TimedBar:
-    """Wraps the pipeline's tqdm bar over the training batches; records the wall time of the whole
+    """Wraps the pipeline's tqdm bar over the training batches; records the time of the whole
     iteration (first batch fetched to last optimizer step done), i.e. the optimisation steps only."""
 
-    def __init__(self, bar, sink: list[float]):
+    def __init__(self, bar, sink: list[Timing]):
         self.bar, self.sink = bar, sink
 
     def __iter__(self):
-        start = time.perf_counter()
-        yield from self.bar
-        self.sink.append(time.perf_counter() - start)
+        with stopwatch() as timing:
+            yield from self.bar
+        self.sink.append(timing)
 
     def __len__(self):
         return len(self.bar)
@@ -305,7 +321,7 @@ class _TimedBar:
 
 
 @contextlib.contextmanager
-def timed_training_epochs(sink: list[float]):
+def timed_training_epochs(sink: list[Timing]):
     """Patch w2s_align.train's tqdm so that its `epoch i/n` loops report their time to `sink`;
     the validation pass (`validate` bar) and the checkpoint copy are left out."""
     import w2s_align.train as train
@@ -324,13 +340,13 @@ def timed_training_epochs(sink: list[float]):
 
 
 def pipeline_epoch(model, init_state, tokenizer, feats, targets, val_feats, val_ref, hp, device, seed):
-    """fit_transformer for one epoch from `init_state`: (optimisation seconds, total seconds, mean loss)."""
+    """fit_transformer for one epoch from `init_state`: (optimisation Timing, total seconds, mean loss)."""
     from w2s_align.loop import set_seed
     from w2s_align.train import fit_transformer
 
     model.load_state_dict(init_state)
     set_seed(seed)
-    sink: list[float] = []
+    sink: list[Timing] = []
     start = time.perf_counter()
     with timed_training_epochs(sink), quiet():
         _, info = fit_transformer(model, tokenizer, feats, targets, val_feats, val_ref, hp, device, seed)
@@ -339,7 +355,7 @@ def pipeline_epoch(model, init_state, tokenizer, feats, targets, val_feats, val_
 
 def bare_epoch(model, init_state, batches, hp, device, seed):
     """A hand-written PyTorch loop over pre-collated batches: AdamW + the same linear schedule,
-    cross-entropy, backward, clip, step. (optimisation seconds, mean loss)."""
+    cross-entropy, backward, clip, step. (optimisation Timing, mean loss)."""
     import torch
     import torch.nn.functional as F
     from transformers import get_linear_schedule_with_warmup
@@ -353,17 +369,16 @@ def bare_epoch(model, init_state, batches, hp, device, seed):
     optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * len(batches)), len(batches))
     losses = []
-    start = time.perf_counter()
-    for inputs, labels in batches:
-        loss = F.cross_entropy(model(**inputs).logits, labels)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.detach())
-    seconds = time.perf_counter() - start
-    return seconds, float(torch.stack(losses).mean())
+    with stopwatch() as timing:
+        for inputs, labels in batches:
+            loss = F.cross_entropy(model(**inputs).logits, labels)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+    return timing, float(torch.stack(losses).mean())
 
 
 def bench_training(args, cfg: dict) -> Section:
@@ -389,8 +404,9 @@ def bench_training(args, cfg: dict) -> Section:
                        f"Order alternates pipeline/bare (PB, BP, PB, ...) after one warm-up, "
                        f"{', '.join(f'{k}: {v}' for k, v in args.train_repeats.items())} runs of each; best of each.")
     sec.details.append("")
-    sec.details.append("| model | batch | steps | pipeline s (total call s) | bare s | mean loss pipeline / bare |")
-    sec.details.append("|---|---|---|---|---|---|")
+    sec.details.append("| model | batch | steps | pipeline s (total call s) | bare s | CPU-time ratio (best) "
+                       "| mean loss pipeline / bare |")
+    sec.details.append("|---|---|---|---|---|---|---|")
     for name in ("minilm-l6", "gpt2-scratch"):
         spec = model_spec(cfg, name)
         hp = train_params(cfg, name, epochs=1)
@@ -420,12 +436,14 @@ def bench_training(args, cfg: dict) -> Section:
                 else:
                     s, losses["bare"] = bare_epoch(model, init_state, batches, hp, device, seed)
                     bare.append(s)
-        p, b = min(pipe), min(bare)
+        p, b = min(t.wall for t in pipe), min(t.wall for t in bare)
+        cpu_ratio = min(t.cpu for t in bare) / min(t.cpu for t in pipe)
         sec.rows.append(Row("1", f"training steps/s, {name} ({n} steps × {hp.batch_size})",
                             f"pipeline {n / p:.2f} steps/s ({p:.1f} s)", f"bare {n / b:.2f} steps/s ({b:.1f} s)",
                             b / p, ">= 0.9"))
-        sec.details.append(f"| {name} | {hp.batch_size} | {n} | {', '.join(f'{x:.2f}' for x in pipe)} "
-                           f"({', '.join(f'{x:.2f}' for x in pipe_total)}) | {', '.join(f'{x:.2f}' for x in bare)} | "
+        sec.details.append(f"| {name} | {hp.batch_size} | {n} | {', '.join(f'{t.wall:.2f}' for t in pipe)} "
+                           f"({', '.join(f'{x:.2f}' for x in pipe_total)}) | "
+                           f"{', '.join(f'{t.wall:.2f}' for t in bare)} | {cpu_ratio:.3f} | "
                            f"{losses['pipeline']:.5f} / {losses['bare']:.5f} |")
         del model, batches
     sec.details.append("")
@@ -538,16 +556,15 @@ def bench_padding(args, cfg: dict) -> Section:
 # --- 3. generation throughput ---------------------------------------------------------------------
 
 
-def time_generation(model, tokenizer, prompts: list[str], decoding, seed: int) -> tuple[float, int, int]:
-    """(seconds, continuations, new tokens) of w2s_align.lm.generate."""
+def time_generation(model, tokenizer, prompts: list[str], decoding, seed: int) -> tuple[Timing, int, int]:
+    """(Timing, continuations, new tokens) of w2s_align.lm.generate."""
     import torch
 
     from w2s_align.lm import generate
 
-    start = time.perf_counter()
-    with quiet():
+    with stopwatch() as timing, quiet():
         df = generate(model, tokenizer, prompts, decoding, torch.device("cpu"), seed)
-    return time.perf_counter() - start, len(df), int(df["n_new_tokens"].sum())
+    return timing, len(df), int(df["n_new_tokens"].sum())
 
 
 def bench_generation(args, cfg: dict) -> Section:
@@ -579,19 +596,24 @@ def bench_generation(args, cfg: dict) -> Section:
                        f"temperature {decoding['temperature']}, "
                        f"`w2s_align.lm.generate` on CPU ({torch.get_num_threads()} threads); batch size "
                        f"{args.gen_batch} vs 1; one warm-up call first.")
-    sec.details += ["", "| model | batch | seconds | continuations/s | new tokens | new tokens/s |",
-                    "|---|---|---|---|---|---|"]
+    sec.details += ["", "| model | batch | seconds | CPU s | continuations/s | new tokens | new tokens/s |",
+                    "|---|---|---|---|---|---|---|"]
+    cpu_ratios = []
     for label, model, tokenizer in models:
         time_generation(model, tokenizer, prompts[:2], Decoding(**{**decoding, "max_new_tokens": 2}, batch_size=2), 0)
         result = {}
         for batch_size in (args.gen_batch, 1):
-            s, n, tokens = time_generation(model, tokenizer, prompts, Decoding(**decoding, batch_size=batch_size), 0)
-            result[batch_size] = (s, n)
-            sec.details.append(f"| {label} | {batch_size} | {s:.2f} | {n / s:.2f} | {tokens} | {tokens / s:.1f} |")
-        (sb, nb), (s1, n1) = result[args.gen_batch], result[1]
+            t, n, tokens = time_generation(model, tokenizer, prompts, Decoding(**decoding, batch_size=batch_size), 0)
+            result[batch_size] = (t, n)
+            sec.details.append(f"| {label} | {batch_size} | {t.wall:.2f} | {t.cpu:.2f} | {n / t.wall:.2f} | {tokens} | "
+                               f"{tokens / t.wall:.1f} |")
+        (tb, nb), (t1, n1) = result[args.gen_batch], result[1]
+        sb, s1 = tb.wall, t1.wall
+        cpu_ratios.append(f"{label}: {(nb / tb.cpu) / (n1 / t1.cpu):.2f}")
         sec.rows.append(Row("3", f"continuations/s, {label}, batch {args.gen_batch} vs 1",
                             f"batched {nb / sb:.2f}/s ({sb:.1f} s)", f"one at a time {n1 / s1:.2f}/s ({s1:.1f} s)",
                             (nb / sb) / (n1 / s1), ">= 8"))
+    sec.details += ["", f"Ratio of continuations per CPU-second (batched / one at a time): {'; '.join(cpu_ratios)}."]
     return sec
 
 
