@@ -42,7 +42,7 @@ def kill_during_second_epoch(work: Path, target: str) -> None:
 
 
 def test_kill_9_mid_epoch_leaves_nothing_finished_and_rerun_matches(workflow_copy):
-    slow_strong_model(workflow_copy, epochs=6)
+    slow_strong_model(workflow_copy, epochs=12)
     kill_during_second_epoch(workflow_copy, METRICS)
     declared = ["model.safetensors", "model.json", "predictions.parquet"]
     assert not any((workflow_copy / CEILING / name).exists() for name in declared)
