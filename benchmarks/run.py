@@ -595,7 +595,8 @@ def bench_generation(args, cfg: dict) -> Section:
                        f"{args.new_tokens} new tokens, top_p {decoding['top_p']}, "
                        f"temperature {decoding['temperature']}, "
                        f"`w2s_align.lm.generate` on CPU ({torch.get_num_threads()} threads); batch size "
-                       f"{args.gen_batch} vs 1; one warm-up call first.")
+                       f"{args.gen_batch} vs 1; one warm-up call first; calls shorter than 2 s in all are "
+                       f"repeated (best of up to 10). Same sampling seed both ways.")
     sec.details += ["", "| model | batch | seconds | CPU s | continuations/s | new tokens | new tokens/s |",
                     "|---|---|---|---|---|---|---|"]
     cpu_ratios = []
@@ -603,7 +604,10 @@ def bench_generation(args, cfg: dict) -> Section:
         time_generation(model, tokenizer, prompts[:2], Decoding(**{**decoding, "max_new_tokens": 2}, batch_size=2), 0)
         result = {}
         for batch_size in (args.gen_batch, 1):
-            t, n, tokens = time_generation(model, tokenizer, prompts, Decoding(**decoding, batch_size=batch_size), 0)
+            runs = [time_generation(model, tokenizer, prompts, Decoding(**decoding, batch_size=batch_size), 0)]
+            while sum(r[0].wall for r in runs) < 2.0 and len(runs) < 10:  # short: repeat, keep the best
+                runs.append(time_generation(model, tokenizer, prompts, Decoding(**decoding, batch_size=batch_size), 0))
+            t, n, tokens = min(runs, key=lambda r: r[0].wall)
             result[batch_size] = (t, n)
             sec.details.append(f"| {label} | {batch_size} | {t.wall:.2f} | {t.cpu:.2f} | {n / t.wall:.2f} | {tokens} | "
                                f"{tokens / t.wall:.1f} |")
@@ -731,7 +735,8 @@ def bench_reruns(args, cfg: dict) -> Section:
             n_jobs = sum(r["jobs"].values())
             sec.rows.append(Row("5", f"rerun ({key}) {description.split(':')[0]}: {n_jobs} jobs"
                                      + ("" if r["ok"] else " — **failed**, see details"),
-                                f"{r['seconds']:.1f} s", f"full run {full:.1f} s", r["seconds"] / full))
+                                f"{r['seconds']:.1f} s", f"full run {full:.1f} s",
+                                r["seconds"] / full if r["ok"] else math.nan))
             if not r["ok"] and fallback:
                 todo.insert(0, (*fallback, None))
     return sec
