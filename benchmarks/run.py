@@ -617,7 +617,9 @@ def bench_generation(args, cfg: dict) -> Section:
         sec.rows.append(Row("3", f"continuations/s, {label}, batch {args.gen_batch} vs 1",
                             f"batched {nb / sb:.2f}/s ({sb:.1f} s)", f"one at a time {n1 / s1:.2f}/s ({s1:.1f} s)",
                             (nb / sb) / (n1 / s1), ">= 8"))
-    sec.details += ["", f"Ratio of continuations per CPU-second (batched / one at a time): {'; '.join(cpu_ratios)}."]
+    sec.details += ["", f"Ratio of continuations per CPU-second (batched / one at a time): {'; '.join(cpu_ratios)}. "
+                    "A prompt generated alone stops at its EOS; a batch runs until every row has stopped (or "
+                    "max_new_tokens), so a model that often ends early (few new tokens) gains little from batching."]
     return sec
 
 
@@ -733,7 +735,7 @@ def bench_reruns(args, cfg: dict) -> Section:
                                f"{jobs_text(r['jobs'])}{status} | {r['restore']:.1f} s: "
                                f"{jobs_text(r['restore_jobs'])}{pending} |")
             n_jobs = sum(r["jobs"].values())
-            sec.rows.append(Row("5", f"rerun ({key}) {description.split(':')[0]}: {n_jobs} jobs"
+            sec.rows.append(Row("5", f"rerun ({key}) {description.split(':')[0].replace('`', '')}: {n_jobs} jobs"
                                      + ("" if r["ok"] else " — **failed**, see details"),
                                 f"{r['seconds']:.1f} s", f"full run {full:.1f} s",
                                 r["seconds"] / full if r["ok"] else math.nan))
