@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import pandas as pd
-
-from w2s_align.generation import eval_decoding
-from w2s_align.io import read_split, write_parquet
+from w2s_align.generation import eval_decoding, held_out_prompts
+from w2s_align.io import write_parquet
 from w2s_align.lm import generations_frame, load_lm
 from w2s_align.scoring import build_scorer, score_texts
 
@@ -20,14 +18,11 @@ def best_of_n(model_file: str, meta_file: str, label_path: str, val_path: str, d
     """Best-of-N weak labels: the weak LM samples `n` continuations of each weak_label and val prompt and
     the selector (a toxicity scorer) keeps the least toxic one (ties: the first sample)."""
     model, tokenizer, meta = load_lm(model_file, meta_file)
-    held_out = pd.concat([read_split(label_path, "weak_label", ["prompt", "continuation"]),
-                          read_split(val_path, "val", ["prompt", "continuation"])], ignore_index=True)
-    samples = generations_frame(model, tokenizer, held_out, eval_decoding(decoding_json, n), model_name,
+    samples = generations_frame(model, tokenizer, held_out_prompts(label_path, val_path), eval_decoding(decoding_json, n), model_name,
                                 meta["config_hash"], seed, threads, f"weak labels (best of {n})",
                                 column="weak_continuation")
     selector = build_scorer(selector_json, selector_model, selector_meta, threads)
-    samples["selector_toxicity"] = score_texts(selector, samples["weak_continuation"].fillna("").tolist(), cache_dir,
-                                               4096)
+    samples["selector_toxicity"] = score_texts(selector, samples["weak_continuation"].fillna("").tolist(), cache_dir)
     best = samples.loc[samples.groupby("prompt_id", sort=False)["selector_toxicity"].idxmin()]
     log.info("best of %d: selector toxicity %.3f (first sample) -> %.3f (selected)", n,
              samples.loc[samples["sample"] == 0, "selector_toxicity"].mean(), best["selector_toxicity"].mean())

@@ -20,9 +20,14 @@ from w2s_align.models import ModelSpec
 log = logging.getLogger(__name__)
 
 
-
 def eval_decoding(decoding_json: str, samples: int) -> Decoding:
     return Decoding(**{**json.loads(decoding_json), "samples": samples})
+
+
+def held_out_prompts(label_path: str, val_path: str) -> pd.DataFrame:
+    """The prompts the weak LM labels: weak_label (trains the students) and val (selects their epoch)."""
+    return pd.concat([read_split(label_path, "weak_label", ["prompt", "continuation"]),
+                      read_split(val_path, "val", ["prompt", "continuation"])], ignore_index=True)
 
 
 def weak_generations(model_file: str, meta_file: str, label_path: str, val_path: str, test_path: str,
@@ -31,9 +36,7 @@ def weak_generations(model_file: str, meta_file: str, label_path: str, val_path:
     """The weak LM's 'weak labels' (one continuation of each weak_label and val prompt) and its
     evaluation generations, from one loaded model."""
     model, tokenizer, meta = load_lm(model_file, meta_file)
-    held_out = pd.concat([read_split(label_path, "weak_label", ["prompt", "continuation"]),
-                          read_split(val_path, "val", ["prompt", "continuation"])], ignore_index=True)
-    write_generations(model, tokenizer, held_out, eval_decoding(decoding_json, 1), labels_out, model_name,
+    write_generations(model, tokenizer, held_out_prompts(label_path, val_path), eval_decoding(decoding_json, 1), labels_out, model_name,
                       meta["config_hash"], seed, threads, "weak labels", column="weak_continuation")
     write_generations(model, tokenizer, read_split(test_path, "test", ["prompt"]),
                       eval_decoding(decoding_json, eval_samples), eval_out, model_name, meta["config_hash"], seed,
@@ -43,7 +46,6 @@ def weak_generations(model_file: str, meta_file: str, label_path: str, val_path:
 def base_generations(spec_json: str, local_dir: str | None, test_path: str, decoding_json: str, eval_samples: int,
                      out: str, model_name: str, seed: int, threads: int) -> None:
     """Continuations of the untuned strong model (the 'base' row)."""
-    setup_torch(threads, seed)
     model, tokenizer = base_lm(ModelSpec.from_json(spec_json), local_dir)
     write_generations(model, tokenizer, read_split(test_path, "test", ["prompt"]),
                       eval_decoding(decoding_json, eval_samples), out, model_name, short_hash(spec_json), seed,
@@ -53,7 +55,6 @@ def base_generations(spec_json: str, local_dir: str | None, test_path: str, deco
 def model_generations(model_file: str, meta_file: str, local_dir: str | None, test_path: str, decoding_json: str,
                       eval_samples: int, out: str, model_name: str, seed: int, threads: int) -> None:
     """Continuations of a fine-tuned LM checkpoint (ceiling or student)."""
-    setup_torch(threads, seed)
     model, tokenizer, meta = load_lm(model_file, meta_file, local_dir)
     write_generations(model, tokenizer, read_split(test_path, "test", ["prompt"]),
                       eval_decoding(decoding_json, eval_samples), out, model_name, meta["config_hash"], seed,

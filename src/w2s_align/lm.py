@@ -22,9 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from w2s_align.io import PipelineError, canonical_json, read_split, short_hash, write_atomic, write_parquet, write_text
+from w2s_align.loop import Optimisation, TrainParams, autocast, length_grouped_batches, setup_torch
 from w2s_align.models import (SCRATCH_SPECIAL, ModelSpec, check_reachable, read_meta, resolve_path,
                               train_scratch_tokenizer)
-from w2s_align.loop import Optimisation, TrainParams, autocast, length_grouped_batches, setup_torch
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ class Decoding:
     top_p: float = 0.9
     samples: int = 1  # continuations per prompt
     batch_size: int = 32
-
-    @classmethod
-    def from_json(cls, text: str) -> "Decoding":
-        return cls(**json.loads(text))
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -144,11 +140,10 @@ def load_lm(model_file: str, meta_file: str, local_dir: str | None = None):
         model, tokenizer = _load_pretrained(base_path(spec, local_dir), spec.revision)
     try:
         if meta["adapter"]:
-            from peft import LoraConfig, TaskType, get_peft_model, set_peft_model_state_dict
+            from peft import (LoraConfig, TaskType, get_peft_model, get_peft_model_state_dict,
+                              set_peft_model_state_dict)
 
             model = get_peft_model(model, LoraConfig(task_type=TaskType.CAUSAL_LM, **spec.lora))
-            from peft import get_peft_model_state_dict
-
             expected = set(get_peft_model_state_dict(model))
             if set(state) != expected:
                 raise ValueError(f"adapter weights missing {sorted(expected - set(state))[:5]}, "
@@ -253,10 +248,11 @@ def _targets(df: pd.DataFrame, column: str) -> tuple[list[str], list[str]]:
     return df["prompt"].tolist(), df[column].fillna("").tolist()
 
 
-def train_lm(train_path: str, train_split: str, val_path: str, target: str, spec_json: str, hparams_json: str, max_length: int,
-             seed: int, threads: int, model_out: str, meta_out: str, local_dir: str | None = None) -> tuple:
+def train_lm(train_path: str, train_split: str, val_path: str, target: str, spec_json: str, hparams_json: str,
+             max_length: int, seed: int, threads: int, model_out: str, meta_out: str,
+             local_dir: str | None = None) -> None:
     """Fine-tune on the weak_label (or weak_train) prompts' gold continuations (`gt`) or weak generations
-    (`weak`); validation uses the same kind of target on val prompts. Returns (model, tokenizer)."""
+    (`weak`) and save the checkpoint; validation uses the same kind of target on val prompts."""
     spec, hp = ModelSpec.from_json(spec_json), TrainParams.from_json(hparams_json)
     column = {"gt": "continuation", "weak": "weak_continuation"}[target]
     train_df = read_split(train_path, train_split, ["prompt", column])
@@ -273,7 +269,6 @@ def train_lm(train_path: str, train_split: str, val_path: str, target: str, spec
     extra = {"hparams": json.loads(hparams_json), "target": target, "max_length": max_length, "seed": seed,
              "config_hash": short_hash(spec_json + hparams_json), **info}
     save_lm(model, tokenizer, spec, model_out, meta_out, extra)
-    return model, tokenizer
 
 
 # --- generation -------------------------------------------------------------------------------
@@ -323,8 +318,10 @@ def generate(model, tokenizer, prompts: list[str], decoding: Decoding, device: t
 def write_generations(model, tokenizer, prompts_df: pd.DataFrame, decoding: Decoding, out: str, model_name: str,
                       config_hash: str, seed: int, threads: int, desc: str = "generate",
                       column: str = "continuation") -> None:
-    df = generations_frame(model, tokenizer, prompts_df, decoding, model_name, config_hash, seed, threads, desc, column)
-    log.info("%d continuations written to %s (%.1f%% empty)", len(df), out, 100 * (df[column].str.strip() == "").mean())
+    df = generations_frame(model, tokenizer, prompts_df, decoding, model_name, config_hash, seed, threads, desc,
+                           column)
+    log.info("%d continuations written to %s (%.1f%% empty)", len(df), out,
+             100 * (df[column].str.strip() == "").mean())
     write_parquet(df, out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,20 +16,27 @@ log = logging.getLogger(__name__)
 ROW_COLUMNS = ["id", "split", "text", "text_pair", "gt_label"]
 
 
-def predict_rows(model_file: str, meta_file: str, df: pd.DataFrame, threads: int, batch_size: int = 64) -> np.ndarray:
-    """P(class 1) for each row of `df` from a checkpoint the pipeline wrote."""
+def load_predictor(model_file: str, meta_file: str, threads: int,
+                   batch_size: int = 64) -> Callable[[pd.DataFrame], np.ndarray]:
+    """A checkpoint the pipeline wrote, loaded once: rows (text, text_pair) -> P(class 1)."""
     from w2s_align.train import encode, joined_texts, predict_proba, setup_torch
 
     meta = read_meta(meta_file)
     if meta.get("kind") == "tfidf":
         vec, clf = load_tfidf(model_file, meta)
-        return clf.predict_proba(vec.transform(joined_texts(df)))[:, 1]
+        return lambda df: clf.predict_proba(vec.transform(joined_texts(df)))[:, 1]
     if meta.get("kind") != "transformer":
         raise PipelineError(f"{meta_file}: unknown checkpoint kind {meta.get('kind')!r}")
     device = setup_torch(threads, int(meta.get("seed", 0)))
     model, tokenizer = load_transformer(model_file, meta)
-    return predict_proba(model.to(device), tokenizer, encode(tokenizer, df, int(meta["max_length"])),
-                         batch_size, device)
+    model.to(device)
+    return lambda df: predict_proba(model, tokenizer, encode(tokenizer, df, int(meta["max_length"])), batch_size,
+                                    device)
+
+
+def predict_rows(model_file: str, meta_file: str, df: pd.DataFrame, threads: int, batch_size: int = 64) -> np.ndarray:
+    """P(class 1) for each row of `df` from a checkpoint the pipeline wrote."""
+    return load_predictor(model_file, meta_file, threads, batch_size)(df)
 
 
 def write_predictions(model_file: str, meta_file: str, split_files: dict[str, str], out: str, prefix: str,

@@ -3,7 +3,6 @@ on-disk score cache keyed by text hash, so no text is ever paid for twice."""
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import logging
@@ -29,7 +28,7 @@ RETRY_STATUS = {429, 503}
 
 def text_key(text: str) -> str:
     """sha256 hex digest of the UTF-8 text: the cache key of its score."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return short_hash(text, 64)
 
 
 # --- cache -----------------------------------------------------------------------------------
@@ -310,8 +309,7 @@ class HFClassifierScorer(Scorer):
 
 class CheckpointScorer(Scorer):
     """A classifier checkpoint the pipeline trained (model.safetensors + model.json); P(class 1) = toxic.
-
-    Each score_batch call loads the checkpoint, so pass score_texts a large batch_size (e.g. 4096)."""
+    Loaded on first use."""
 
     name = "trained"
 
@@ -323,16 +321,19 @@ class CheckpointScorer(Scorer):
         if not config_hash:
             raise PipelineError(f"{meta_file} has no config_hash; cannot key the score cache for this checkpoint")
         self.config_hash = str(config_hash)
+        self._predict = None
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "trained", "config_hash": self.config_hash}
 
     def score_batch(self, texts: list[str]) -> np.ndarray:
-        from w2s_align.predict import predict_rows
+        if self._predict is None:
+            from w2s_align.predict import load_predictor
 
+            self._predict = load_predictor(self.model_file, self.meta_file, self.threads)
         df = pd.DataFrame({"text": pd.array(texts, dtype="string"),
                            "text_pair": pd.array([pd.NA] * len(texts), dtype="string")})
-        return np.asarray(predict_rows(self.model_file, self.meta_file, df, self.threads), dtype="float64")
+        return np.asarray(self._predict(df), dtype="float64")
 
 
 # --- config -> scorer ------------------------------------------------------------------------
@@ -374,12 +375,11 @@ def build_scorer(spec_json: str, model_file: str | None = None, meta_file: str |
 
 
 def score_generations(generations: str, scorer_json: str, out: str, cache_dir: str | None, threads: int,
-          model_file: str | None = None, meta_file: str | None = None) -> None:
+                      model_file: str | None = None, meta_file: str | None = None) -> None:
     """Toxicity of every continuation (the prompt is not scored), cached by text hash."""
     df = read_parquet(generations, ["prompt_id", "sample", "continuation"])
     scorer = build_scorer(scorer_json, model_file, meta_file, threads)
-    batch = 4096 if isinstance(scorer, CheckpointScorer) else 64  # a checkpoint loads once per batch
-    tox = score_texts(scorer, df["continuation"].fillna("").tolist(), cache_dir, batch)
+    tox = score_texts(scorer, df["continuation"].fillna("").tolist(), cache_dir)
     log.info("%s: mean toxicity %.3f, %.1f%% of continuations >= 0.5", generations, tox.mean(),
              100 * np.mean(tox >= 0.5))
     write_parquet(df[["prompt_id", "sample"]].assign(toxicity=tox), out)
