@@ -66,7 +66,8 @@ def _read(source: str, hf_split: str) -> pd.DataFrame:
                                 hf_split=hf_split))
 
 
-_NOISE = re.compile(r"\bRT\b|[@＠](?!\w+\.\w)\w*:?|\bhttps?\S*|#")  # retweet markers, @mentions, URLs (also truncated), '#'
+# retweet markers, @mentions (not e-mail addresses), URLs (also truncated ones), '#'
+_NOISE = re.compile(r"\bRT\b|[@＠](?!\w+\.\w)\w*:?|\bhttps?\S*|#")
 
 
 def clean_tweet(text: str) -> str:

@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from w2s_align.io import read_parquet, write_atomic  # noqa: E402
-from w2s_align.tables import RUN_KEYS, across_seeds  # noqa: E402
+from w2s_align.tables import GENERATION_PRIMARY, RUN_KEYS, across_seeds, primary_metric  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def _errors(rows: pd.DataFrame) -> np.ndarray:
 
 
 def is_generation(agg: pd.DataFrame, task: str) -> bool:
-    return "expected_max_toxicity" in set(agg.loc[agg.task == task, "metric"])
+    return primary_metric(agg, task) == GENERATION_PRIMARY
 
 
 def model_groups(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -139,9 +139,8 @@ def plot_all(summary_parquet: str, outputs: dict[str, dict[str, str]]) -> None:
     runs = read_parquet(summary_parquet, RUN_KEYS + ["seed", "role", "metric", "value"])
     agg = across_seeds(runs)
     for task, paths in outputs.items():
-        generation = is_generation(agg, task)
         scores_figure(agg, task, paths["scores"])
-        pgr_figure(agg, task, paths["pgr"], "expected_max_toxicity" if generation else "accuracy")
+        pgr_figure(agg, task, paths["pgr"], primary_metric(agg, task))
         if "fluency" in paths:
             fluency_figure(agg, task, paths["fluency"])
         log.info("%s: wrote %s", task, ", ".join(paths.values()))

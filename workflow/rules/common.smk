@@ -245,7 +245,7 @@ def task_setting(key):
     return lambda wc: canonical(config["tasks"][wc.task][key])
 
 
-def run_task_models(wc):
+def run_strong_model(wc):
     """Strong model of a model-run path (ceiling/<strong>/..., student/<weak>__<strong>/...)."""
     parts = wc.model_run.split("/")
     return parts[1].split("__")[-1] if parts[0] == "student" else parts[1]

@@ -199,7 +199,7 @@ use rule train_lm_ceiling as train_lm_student with:
 rule lm_generations:
     """Continuations of the evaluation prompts by a fine-tuned strong LM (ceiling or student)."""
     input:
-        unpack(lambda wc: base_files(run_task_models(wc))),
+        unpack(lambda wc: base_files(run_strong_model(wc))),
         model="results/{task}/{model_run}/model.safetensors",
         meta="results/{task}/{model_run}/model.json",
         test=lambda wc: f"results/{wc.task}/splits/{wc.model_run.split('/')[-1]}/test.parquet",
@@ -213,13 +213,13 @@ rule lm_generations:
         local_dir=local_dir,
         decoding=task_setting("decoding"),
         eval_samples=lambda wc: config["tasks"][wc.task]["eval_samples"],
-        model_name=run_task_models,
+        model_name=run_strong_model,
     threads: 2
     resources:
         gpu=1,
         cpus_per_gpu=lambda wc, threads: threads,
-        mem_mb=model_request(run_task_models, "mem_mb"),
-        runtime=model_request(run_task_models, "runtime", share=0.5),
+        mem_mb=model_request(run_strong_model, "mem_mb"),
+        runtime=model_request(run_strong_model, "runtime", share=0.5),
     log:
         "logs/{task}/{model_run}/generate.log",
     benchmark:
