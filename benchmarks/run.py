@@ -353,9 +353,10 @@ def pipeline_epoch(model, init_state, tokenizer, feats, targets, val_feats, val_
     return sink[0], time.perf_counter() - start, info["history"][0]["train_loss"]
 
 
-def bare_epoch(model, init_state, batches, hp, device, seed):
-    """A hand-written PyTorch loop over pre-collated batches: AdamW + the same linear schedule,
-    cross-entropy, backward, clip, step. (optimisation Timing, mean loss)."""
+def bare_epoch(model, init_state, batches, hp, device, seed, fused: bool = True):
+    """A hand-written PyTorch loop over pre-collated batches: AdamW (fused, as in the pipeline, or
+    torch's CPU default that updates one tensor at a time) + the same linear schedule, cross-entropy,
+    backward, clip, step. (Timing, mean loss, wall seconds inside optimizer.step)."""
     import torch
     import torch.nn.functional as F
     from transformers import get_linear_schedule_with_warmup
@@ -366,26 +367,39 @@ def bare_epoch(model, init_state, batches, hp, device, seed):
     set_seed(seed)
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay, fused=fused)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(hp.warmup_ratio * len(batches)), len(batches))
-    losses = []
+    losses, in_step = [], 0.0
     with stopwatch() as timing:
         for inputs, labels in batches:
             loss = F.cross_entropy(model(**inputs).logits, labels)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+            start = time.perf_counter()
             optimizer.step()
+            in_step += time.perf_counter() - start
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.detach())
-    return timing, float(torch.stack(losses).mean())
+    return timing, float(torch.stack(losses).mean()), in_step
+
+
+def collated_batches(feats: list[dict], labels: np.ndarray, tokenizer, batch_size: int, device, seed: int) -> list:
+    """The pipeline's length-grouped batch order, collated beforehand (outside any timer)."""
+    import torch
+    from transformers import DataCollatorWithPadding
+
+    from w2s_align.loop import length_grouped_batches
+
+    collate = DataCollatorWithPadding(tokenizer)
+    order = length_grouped_batches([len(f["input_ids"]) for f in feats], batch_size, np.random.default_rng(seed))
+    return [(collate([feats[i] for i in idx]).to(device), torch.tensor(labels[idx]).to(device)) for idx in order]
 
 
 def bench_training(args, cfg: dict) -> Section:
     import torch
-    from transformers import DataCollatorWithPadding
 
-    from w2s_align.loop import length_grouped_batches, setup_torch
+    from w2s_align.loop import setup_torch
     from w2s_align.models import build_transformer
     from w2s_align.train import as_targets, encode, joined_texts
 
@@ -400,7 +414,7 @@ def bench_training(args, cfg: dict) -> Section:
                        f"Pipeline = `w2s_align.train.fit_transformer`, timed over its training-batch loop only "
                        f"(validation on 4 rows and the checkpoint copy excluded; total call time shown too). "
                        f"Bare = the same batches (same `length_grouped_batches` order, collated beforehand, "
-                       f"outside the timer), `F.cross_entropy`, AdamW + linear warmup/decay, clip 1.0. "
+                       f"outside the timer), `F.cross_entropy`, fused AdamW + linear warmup/decay, clip 1.0. "
                        f"Order alternates pipeline/bare (PB, BP, PB, ...) after one warm-up, "
                        f"{', '.join(f'{k}: {v}' for k, v in args.train_repeats.items())} runs of each; best of each.")
     sec.details.append("")
@@ -419,9 +433,7 @@ def bench_training(args, cfg: dict) -> Section:
         labels = rows["gt_label"].to_numpy()
         targets = as_targets(labels.astype(np.float64), hard=False)
         init_state = copy.deepcopy(model.state_dict())
-        collate = DataCollatorWithPadding(tokenizer)
-        order = length_grouped_batches([len(f["input_ids"]) for f in feats], hp.batch_size, np.random.default_rng(seed))
-        batches = [(collate([feats[i] for i in idx]).to(device), torch.tensor(labels[idx]).to(device)) for idx in order]
+        batches = collated_batches(feats, labels, tokenizer, hp.batch_size, device, seed)
         n = len(batches)
         bare_epoch(model, init_state, batches[:3], hp, device, seed)  # warm-up
         pipe, bare, pipe_total, losses = [], [], [], {}
@@ -434,7 +446,7 @@ def bench_training(args, cfg: dict) -> Section:
                     pipe.append(s)
                     pipe_total.append(total)
                 else:
-                    s, losses["bare"] = bare_epoch(model, init_state, batches, hp, device, seed)
+                    s, losses["bare"], _ = bare_epoch(model, init_state, batches, hp, device, seed)
                     bare.append(s)
         p, b = min(t.wall for t in pipe), min(t.wall for t in bare)
         cpu_ratio = min(t.cpu for t in bare) / min(t.cpu for t in pipe)
@@ -692,15 +704,29 @@ def failure_reason(log: str) -> str:
     return errors[-1].strip() if errors else "snakemake failed (see its log)"
 
 
-def timed_edit(workdir: Path, original: str, changed: dict, cores: str) -> dict:
-    """Run with the edited config (timed), restore the original config and run again (untimed)."""
+RUN_STATE = ("results", "logs", ".snakemake")  # what a snakemake run changes in the workflow copy
+
+
+def copy_state(src: Path, dest: Path) -> None:
+    """Replace dest's run state by src's (copy2 keeps modification times, which snakemake compares)."""
+    for name in RUN_STATE:
+        shutil.rmtree(dest / name, ignore_errors=True)
+        if (src / name).exists():
+            shutil.copytree(src / name, dest / name, symlinks=True)
+
+
+def timed_edit(workdir: Path, snapshot: Path, original: str, changed: dict, cores: str) -> dict:
+    """Run with the edited config (timed), then put back the original config and the finished state
+    saved in `snapshot`; a dry run checks that nothing is pending."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     seconds, log, ok = run_snakemake_checked(workdir, "--cores", cores)
     (workdir / "config.yaml").write_text(original)
-    restore, restore_log = run_snakemake(workdir, "--cores", cores)
+    start = time.perf_counter()
+    copy_state(snapshot, workdir)
+    restore = time.perf_counter() - start
     _, pending = run_snakemake(workdir, "-n")
     return {"seconds": seconds, "jobs": executed_jobs(log), "ok": ok, "error": "" if ok else failure_reason(log),
-            "restore": restore, "restore_jobs": executed_jobs(restore_log), "pending": job_total(pending)}
+            "restore": restore, "pending": job_total(pending)}
 
 
 def bench_reruns(args, cfg: dict) -> Section:
@@ -711,29 +737,32 @@ def bench_reruns(args, cfg: dict) -> Section:
     keep = tempfile.mkdtemp(prefix="w2s-bench-rerun-") if args.keep else None
     with contextlib.ExitStack() as stack:
         tmp = keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="w2s-bench-rerun-"))
-        workdir = copy_workflow(Path(tmp), config_path)
+        workdir = copy_workflow(Path(tmp) / "workflow", config_path)
         original = (workdir / "config.yaml").read_text()
         full, log = run_snakemake(workdir, "--cores", cores)
         full_jobs = executed_jobs(log)
+        args.job_seconds = (job_seconds(workdir), f"benchmark 5's full run of `{config_path.relative_to(REPO)}`")
+        snapshot = Path(tmp) / "finished"
+        copy_state(workdir, snapshot)
         sec.details.append(f"Copy of the workflow in {'`' + tmp + '` (kept)' if keep else 'a temporary folder'} with "
                            f"`{config_path.relative_to(REPO)}` as config.yaml, PYTHONPATH = the copy's src. "
                            f"Full run `snakemake --cores {cores}`: {full:.1f} s, {sum(full_jobs.values())} jobs "
-                           f"({jobs_text(full_jobs)}). Each edit: change config.yaml, `snakemake --cores {cores}` "
-                           f"(timed), then restore config.yaml and run again (untimed) to get back to the finished "
-                           f"state; a dry run then checks nothing is pending.")
-        sec.details += ["", "| edit | wall s | fraction of full run | jobs that ran | restore run (untimed) |",
+                           f"({jobs_text(full_jobs)}). Its finished state ({', '.join(RUN_STATE)}) is copied aside "
+                           f"with modification times. Each edit: change config.yaml, `snakemake --cores {cores}` "
+                           f"(timed), then put the original config.yaml and the finished state back; a dry run "
+                           f"then checks that nothing is pending.")
+        sec.details += ["", "| edit | wall s | fraction of full run | jobs that ran | state restored |",
                         "|---|---|---|---|---|"]
         todo = config_changes(run_cfg)
         while todo:
             key, description, edit, fallback = todo.pop(0)
             changed = copy.deepcopy(run_cfg)
             edit(changed)
-            r = timed_edit(workdir, original, changed, cores)
+            r = timed_edit(workdir, snapshot, original, changed, cores)
             status = "" if r["ok"] else f" — **failed**: {r['error']}"
-            pending = f"; **{r['pending']} jobs still pending**" if r["pending"] else ""
+            pending = f"**{r['pending']} jobs still pending**" if r["pending"] else "nothing pending"
             sec.details.append(f"| ({key}) {description} | {r['seconds']:.1f} | {r['seconds'] / full:.3f} | "
-                               f"{jobs_text(r['jobs'])}{status} | {r['restore']:.1f} s: "
-                               f"{jobs_text(r['restore_jobs'])}{pending} |")
+                               f"{jobs_text(r['jobs'])}{status} | {r['restore']:.1f} s; {pending} |")
             n_jobs = sum(r["jobs"].values())
             sec.rows.append(Row("5", f"rerun ({key}) {description.split(':')[0].replace('`', '')}: {n_jobs} jobs"
                                      + ("" if r["ok"] else " — **failed**, see details"),
@@ -744,21 +773,90 @@ def bench_reruns(args, cfg: dict) -> Section:
     return sec
 
 
+# --- 6. the slowest stage, profiled and fixed -----------------------------------------------------------
+
+
+def job_seconds(workdir: Path) -> dict[str, float]:
+    """Wall seconds of every job with a `benchmark:` file (results/benchmarks/...tsv) in `workdir`."""
+    root = workdir / "results" / "benchmarks"
+    return {str(p.relative_to(root).with_suffix("")): float(p.read_text().splitlines()[1].split("\t")[0])
+            for p in sorted(root.rglob("*.tsv"))}
+
+
+def bench_slowest_stage(args, cfg: dict) -> Section:
+    """Rank the default run's jobs, then time the fix of what profiling its slowest one (MiniLM on
+    legal) showed: legal training steps with fused AdamW (the pipeline's) vs torch's per-tensor CPU
+    default, same batches, alternating."""
+    import torch
+
+    from w2s_align.loop import setup_torch
+    from w2s_align.models import build_transformer
+    from w2s_align.train import encode, joined_texts
+
+    sec = Section("6. Slowest stage of the default run: profiled, fixed, gain")
+    times, source = getattr(args, "job_seconds", None) or (job_seconds(REPO), "`results/` of this checkout")
+    if times:
+        slowest = sorted(times.items(), key=lambda kv: -kv[1])[:5]
+        sec.details.append(f"Slowest jobs ({source}, from their `benchmark:` files): "
+                           + ", ".join(f"{job} {seconds:.0f} s" for job, seconds in slowest) + ".")
+    else:
+        sec.details.append("No finished run found to rank jobs (run benchmark 5 with the default config, "
+                           "or the pipeline, first).")
+    sec.details.append("")
+    sec.details.append("The profile (py-spy) and the fix are described in benchmarks/README.md (benchmark 6): "
+                       "AdamW ran torch's per-tensor CPU loop; the pipeline now uses `AdamW(fused=True)`. Below, "
+                       "the same batches and init in one loop, only the optimizer differs.")
+    task, name, seed = "legal", "minilm-l6", 0
+    max_length = cfg["tasks"][task]["max_length"]
+    splits = task_splits(cfg, task, seed)
+    hp = train_params(cfg, name, epochs=1)
+    with quiet():
+        device = setup_torch(args.threads, seed)
+        model, tokenizer = build_transformer(model_spec(cfg, name), joined_texts(splits["weak_label"]), max_length)
+    rows = splits["weak_label"].iloc[:args.fix_steps * hp.batch_size].reset_index(drop=True)
+    batches = collated_batches(encode(tokenizer, rows, max_length), rows["gt_label"].to_numpy(), tokenizer,
+                               hp.batch_size, device, seed)
+    init_state = copy.deepcopy(model.state_dict())
+    bare_epoch(model, init_state, batches[:2], hp, device, seed)  # warm-up
+    runs = {True: [], False: []}
+    for r in range(args.fix_repeats):
+        for fused in ((True, False) if r % 2 == 0 else (False, True)):
+            runs[fused].append(bare_epoch(model, init_state, batches, hp, device, seed, fused=fused))
+    sec.details += ["", f"{task} weak_label rows, {name}, batch {hp.batch_size}, max_length {max_length}, "
+                    f"{len(batches)} steps, {torch.get_num_threads()} threads, {args.fix_repeats} alternating "
+                    f"runs each (best shown):", "",
+                    "| AdamW | seconds (runs) | steps/s | time in optimizer.step | mean loss |", "|---|---|---|---|---|"]
+    best = {}
+    for fused, label in ((False, "per-tensor (torch CPU default, before)"), (True, "fused (pipeline now)")):
+        timing, loss, in_step = min(runs[fused], key=lambda x: x[0].wall)
+        best[fused] = timing.wall
+        sec.details.append(f"| {label} | {timing.wall:.2f} ({', '.join(f'{x[0].wall:.2f}' for x in runs[fused])}) | "
+                           f"{len(batches) / timing.wall:.2f} | {in_step:.2f} s ({in_step / timing.wall:.0%}) | "
+                           f"{loss:.5f} |")
+    sec.rows.append(Row("6", f"training steps/s, {task} {name} (slowest stage), fused vs per-tensor AdamW",
+                        f"fused {len(batches) / best[True]:.2f} steps/s ({best[True]:.1f} s)",
+                        f"per-tensor {len(batches) / best[False]:.2f} steps/s ({best[False]:.1f} s)",
+                        best[False] / best[True]))
+    return sec
+
+
 # --- driver -------------------------------------------------------------------------------------------
 
 
-BENCHMARKS = {1: bench_training, 2: bench_padding, 3: bench_generation, 4: bench_dry_run, 5: bench_reruns}
+BENCHMARKS = {1: bench_training, 2: bench_padding, 3: bench_generation, 4: bench_dry_run, 5: bench_reruns,
+              6: bench_slowest_stage}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="1,2,3,4,5", help="comma-separated benchmark numbers (default: all)")
+    ap.add_argument("--only", default=",".join(map(str, BENCHMARKS)),
+                    help="comma-separated benchmark numbers (default: all)")
     ap.add_argument("--quick", action="store_true",
                     help="fewer steps and prompts, one dry run (minutes, for trying out)")
     ap.add_argument("--threads", type=int, default=available_cores(), help="torch threads (default: all cores)")
     ap.add_argument("--cores", type=int, default=available_cores(), help="snakemake --cores for benchmark 5")
-    ap.add_argument("--rerun-config", default="tests/configs/tiny.yaml",
-                    help="config for benchmark 5, relative to the repo (config.yaml = the ~20 min default run)")
+    ap.add_argument("--rerun-config", help="config for benchmark 5, relative to the repo (default: config.yaml, "
+                    "the ~21 min default run; with --quick: tests/configs/tiny.yaml)")
     ap.add_argument("--repeats", type=int, help="alternating pipeline/bare runs per model in benchmark 1 "
                     "(default: 3 for MiniLM, 6 for the scratch GPT-2; best of each)")
     ap.add_argument("--keep", action="store_true", help="keep benchmark 5's finished workflow copy")
@@ -772,6 +870,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.padding_rows = 16 if args.quick else 64
     args.prompts, args.new_tokens, args.gen_batch = (8, 8, 8) if args.quick else (32, 20, 32)
     args.dry_runs = 1 if args.quick else 3
+    args.rerun_config = args.rerun_config or ("tests/configs/tiny.yaml" if args.quick else "config.yaml")
+    args.fix_steps, args.fix_repeats = (6, 1) if args.quick else (30, 2)
     return args
 
 

@@ -433,6 +433,20 @@ def test_generate_rows_and_token_level_slicing(scratch):
     assert not other["continuation"].equals(gen["continuation"])
 
 
+@pytest.mark.parametrize("top_k, expect_calls", [(0, False), (5, True)])
+def test_generate_applies_top_k_only_when_configured(scratch, monkeypatch, top_k, expect_calls):
+    """transformers' generate() filters to the 50 most likely tokens unless top_k is passed; the RTP
+    protocol is nucleus sampling only, so top_k=0 must leave the top-k filter out."""
+    from transformers.generation.logits_process import TopKLogitsWarper
+
+    calls = []
+    original = TopKLogitsWarper.__call__
+    monkeypatch.setattr(TopKLogitsWarper, "__call__", lambda self, *a: calls.append(self.top_k) or original(self, *a))
+    model, tok = scratch
+    generate(model, tok, PROMPTS, Decoding(max_new_tokens=3, top_k=top_k, batch_size=4), CPU, seed=0)
+    assert bool(calls) is expect_calls and all(k == top_k for k in calls)
+
+
 def test_generate_left_padding_matches_unpadded_greedy(scratch, fitted):
     """Near-zero temperature is greedy: batched, left-padded prompts give what each prompt gives alone."""
     for model, tok in (scratch, fitted[:2]):

@@ -67,15 +67,25 @@ def test_gradients_are_finite_for_low_precision_logits(dtype, name):
     assert torch.isfinite(loss) and torch.isfinite(logits.grad.float()).all()
 
 
-def test_confidence_filter_keeps_exactly_the_fraction():
+def test_confidence_filter_keeps_the_fraction_of_each_weak_class():
     p1 = np.random.default_rng(0).random(1001)
+    conf, positive = np.maximum(p1, 1 - p1), p1 >= 0.5
     for fraction in (0.1, 0.5, 0.75, 1.0):
         keep = confidence_mask(p1, top_fraction=fraction)
-        assert keep.sum() == round(fraction * 1001)
-        conf = np.maximum(p1, 1 - p1)
-        assert conf[keep].min() >= conf[~keep].max() if (~keep).any() else True
+        for cls in (positive, ~positive):
+            assert (keep & cls).sum() == round(fraction * cls.sum())
+            dropped = cls & ~keep
+            assert not dropped.any() or conf[keep & cls].min() >= conf[dropped].max()
     keep = confidence_mask(p1, threshold=0.9)
-    assert (np.maximum(p1, 1 - p1)[keep] >= 0.9).all() and keep.sum() == (np.maximum(p1, 1 - p1) >= 0.9).sum()
+    assert (conf[keep] >= 0.9).all() and keep.sum() == (conf >= 0.9).sum()
+
+
+def test_confidence_filter_keeps_the_prior_when_one_class_is_more_confident():
+    # every class-1 label is more confident than every class-0 label: a global top half would keep
+    # only class 1 (the student then cannot train); per class it keeps half of each
+    p1 = np.concatenate([np.full(60, 0.4), np.full(40, 0.99)])
+    keep = confidence_mask(p1, top_fraction=0.5)
+    assert keep[:60].sum() == 30 and keep[60:].sum() == 20
 
 
 def test_strategy_defaults_and_unknown_loss():

@@ -38,6 +38,7 @@ class Decoding:
     max_new_tokens: int = 20
     temperature: float = 1.0
     top_p: float = 0.9
+    top_k: int = 0  # 0 = off; always passed, since transformers' generate applies top_k=50 when unset
     samples: int = 1  # continuations per prompt
     batch_size: int = 32
 
@@ -300,7 +301,7 @@ def generate(model, tokenizer, prompts: list[str], decoding: Decoding, device: t
             with autocast(device):
                 out = model.generate(
                     **batch, do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p,
-                    max_new_tokens=decoding.max_new_tokens, num_return_sequences=decoding.samples,
+                    top_k=decoding.top_k, max_new_tokens=decoding.max_new_tokens, num_return_sequences=decoding.samples,
                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                 )
             new = out[:, batch["input_ids"].shape[1]:].cpu()

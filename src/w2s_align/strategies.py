@@ -47,14 +47,16 @@ class Strategy:
 
 def confidence_mask(p1: np.ndarray, threshold: float | None = None, top_fraction: float | None = None) -> np.ndarray:
     """Rows whose weak label is confident: max(p, 1-p) >= threshold and/or among the top fraction
-    (exactly round(fraction * n) rows; ties broken by position)."""
+    of their weak class (round(fraction * n_class) rows of each class, so the weak labels' class
+    prior is kept even when the weak model is more confident on one class; ties by position)."""
     conf = np.maximum(p1, 1 - p1)
     keep = np.ones(len(p1), dtype=bool)
     if threshold is not None:
         keep &= conf >= threshold
     if top_fraction is not None:
         top = np.zeros(len(p1), dtype=bool)
-        top[np.argsort(-conf, kind="stable")[: int(round(top_fraction * len(p1)))]] = True
+        for rows in (np.flatnonzero(p1 < 0.5), np.flatnonzero(p1 >= 0.5)):
+            top[rows[np.argsort(-conf[rows], kind="stable")[: int(round(top_fraction * len(rows)))]]] = True
         keep &= top
     return keep
 
