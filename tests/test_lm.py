@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from w2s_align.io import PipelineError
-from w2s_align.lm import (EOS, Decoding, build_lm, collate, continuation_nll, encode_pairs, fit_lm, generate, load_lm,
-                          save_lm)
+from w2s_align.lm import (EOS, Decoding, NucleusWarper, build_lm, collate, continuation_nll, encode_pairs, fit_lm,
+                          generate, load_lm, sampling_warpers, save_lm)
 from w2s_align.models import SCRATCH_SPECIAL, ModelSpec, train_scratch_tokenizer
 from w2s_align.train import TrainParams, setup_torch
 
@@ -431,6 +431,26 @@ def test_generate_rows_and_token_level_slicing(scratch):
     assert again.equals(gen)  # seeded
     other = generate(model, tok, PROMPTS, dec, CPU, seed=1)
     assert not other["continuation"].equals(gen["continuation"])
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0, 10.0])  # flat rows need the full sort, peaked ones do not
+def test_nucleus_warper_keeps_what_transformers_top_p_keeps(scale):
+    from transformers import TopPLogitsWarper
+
+    scores = torch.randn(64, 5000, generator=torch.Generator().manual_seed(0)) * scale
+    ids = torch.zeros(64, 1, dtype=torch.long)
+    for top_p in (0.1, 0.5, 0.9, 0.99):
+        ours, theirs = NucleusWarper(top_p, k=64)(ids, scores), TopPLogitsWarper(top_p)(ids, scores)
+        assert torch.equal(torch.isinf(ours), torch.isinf(theirs))
+        assert torch.equal(ours[~torch.isinf(ours)], scores[~torch.isinf(ours)])
+
+
+def test_sampling_warpers_apply_temperature_before_top_k_and_top_p():
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper
+
+    kinds = [type(w) for w in sampling_warpers(Decoding(temperature=0.7, top_k=50, top_p=0.9))]
+    assert kinds == [TemperatureLogitsWarper, TopKLogitsWarper, NucleusWarper]
+    assert not sampling_warpers(Decoding(temperature=1.0, top_k=0, top_p=1.0))
 
 
 @pytest.mark.parametrize("top_k, expect_calls", [(0, False), (5, True)])

@@ -38,9 +38,49 @@ class Decoding:
     max_new_tokens: int = 20
     temperature: float = 1.0
     top_p: float = 0.9
-    top_k: int = 0  # 0 = off; always passed, since transformers' generate applies top_k=50 when unset
+    top_k: int = 0  # 0 = off (transformers' generate would apply top_k=50 when unset)
     samples: int = 1  # continuations per prompt
     batch_size: int = 32
+
+
+def sampling_warpers(decoding: Decoding):
+    """transformers' temperature -> top-k -> top-p warpers, top-p done on the most likely tokens only
+    (see NucleusWarper). Passed to generate() as its logits_processor, with its own warpers turned off."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper
+
+    warpers = LogitsProcessorList()
+    if decoding.temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(decoding.temperature))
+    if decoding.top_k:
+        warpers.append(TopKLogitsWarper(decoding.top_k))
+    if decoding.top_p < 1.0:
+        warpers.append(NucleusWarper(decoding.top_p))
+    return warpers
+
+
+class NucleusWarper:
+    """Nucleus (top-p) filtering that sorts only the `k` most likely tokens when they hold at least
+    `top_p` of the probability (nearly every row of a trained LM), else the row's whole vocabulary
+    (transformers' TopPLogitsWarper). Keeps the same tokens: the most likely ones until their mass
+    reaches top_p, at least one. Sorting SmolLM2's 49k-token vocabulary for 32 rows took 60 ms a step,
+    top-256 takes 4 ms."""
+
+    def __init__(self, top_p: float, k: int = 256):
+        from transformers import TopPLogitsWarper
+
+        self.top_p, self.k, self.full_sort = top_p, k, TopPLogitsWarper(top_p)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        top, idx = scores.topk(min(self.k, scores.shape[-1]), dim=-1)  # descending
+        probs = (top - scores.logsumexp(dim=-1, keepdim=True)).exp()
+        more_likely_mass = probs.cumsum(dim=-1) - probs
+        keep = more_likely_mass < self.top_p
+        keep[:, 0] = True
+        out = torch.full_like(scores, -math.inf).scatter_(1, idx, top.masked_fill(~keep, -math.inf))
+        short = probs.sum(dim=-1) < self.top_p  # the nucleus reaches past the top k
+        if short.any():
+            out[short] = self.full_sort(input_ids[short], scores[short])
+        return out
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -294,15 +334,17 @@ def generate(model, tokenizer, prompts: list[str], decoding: Decoding, device: t
     torch.manual_seed(seed)
     model.to(device).eval()
     padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    warpers = sampling_warpers(decoding)
     with torch.inference_mode(), _restore(tokenizer, padding_side):
         for start in tqdm(range(0, len(order), per_batch), desc=desc, leave=False):
             idx = order[start:start + per_batch]
             batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
             with autocast(device):
                 out = model.generate(
-                    **batch, do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p,
-                    top_k=decoding.top_k, max_new_tokens=decoding.max_new_tokens, num_return_sequences=decoding.samples,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                    **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,  # done by the warpers
+                    logits_processor=warpers, max_new_tokens=decoding.max_new_tokens,
+                    num_return_sequences=decoding.samples, pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id,
                 )
             new = out[:, batch["input_ids"].shape[1]:].cpu()
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
