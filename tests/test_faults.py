@@ -4,23 +4,37 @@ a truncated artifact stops its consumer with an error naming the file."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
-from conftest import SHIMS, SNAKEMAKE, snakemake
+from conftest import SHIMS, SNAKEMAKE, copy_repo, snakemake
 
 METRICS = "results/safety/metrics/tiny-gpt2__small-bert/naive/seed0.parquet"
 CEILING = Path("results/safety/ceiling/small-bert/seed0")
 
 
-def slow_strong_model(work: Path, epochs: int) -> None:
+@pytest.fixture
+def finished_copy(tiny_run, tmp_path) -> Path:
+    """A fresh repository copy holding the finished tiny run's safety results and Snakemake's records."""
+    work = copy_repo(tmp_path)
+    for name in ("results/safety", ".snakemake"):
+        shutil.copytree(tiny_run / name, work / name, symlinks=True)
+    return work
+
+
+def slow_ceiling(work: Path, epochs: int) -> None:
+    """More epochs for the ceiling only (the students keep theirs, so they stay up to date)."""
     cfg = yaml.safe_load((work / "config.yaml").read_text())
-    cfg["models"]["small-bert"]["train"]["epochs"] = epochs
+    model = cfg["models"]["small-bert"]
+    model["student"] = {**model.get("student", {}), "epochs": model["train"]["epochs"]}
+    model["train"]["epochs"] = epochs
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
@@ -41,27 +55,28 @@ def kill_during_second_epoch(work: Path, target: str) -> None:
         proc.wait()
 
 
-def test_kill_9_mid_epoch_leaves_nothing_finished_and_rerun_matches(workflow_copy):
-    slow_strong_model(workflow_copy, epochs=12)
-    kill_during_second_epoch(workflow_copy, METRICS)
+def test_kill_9_mid_epoch_leaves_nothing_finished_and_rerun_matches(finished_copy):
+    slow_ceiling(finished_copy, epochs=12)
+    plan = snakemake(finished_copy, "-n", METRICS).stdout
+    assert "train_ceiling" in plan and "train_student" not in plan and "train_weak" not in plan
+    kill_during_second_epoch(finished_copy, METRICS)
     declared = ["model.safetensors", "model.json", "predictions.parquet"]
-    assert not any((workflow_copy / CEILING / name).exists() for name in declared)
-    snakemake(workflow_copy, "--unlock")  # the killed controller left its lock, as after a power loss
-    snakemake(workflow_copy, "--cores", "2", METRICS)  # Snakemake notices and reruns the killed job
-    resumed = pd.read_parquet(workflow_copy / METRICS)
-    snakemake(workflow_copy, "--cores", "2", "--forcerun", "train_ceiling", METRICS)  # uninterrupted
-    pd.testing.assert_frame_equal(resumed, pd.read_parquet(workflow_copy / METRICS))
+    assert not any((finished_copy / CEILING / name).exists() for name in declared)
+    snakemake(finished_copy, "--unlock")  # the killed controller left its lock, as after a power loss
+    snakemake(finished_copy, "--cores", "2", METRICS)  # Snakemake notices and reruns the killed job
+    resumed = pd.read_parquet(finished_copy / METRICS)
+    snakemake(finished_copy, "--cores", "2", "--forcerun", "train_ceiling", METRICS)  # uninterrupted
+    pd.testing.assert_frame_equal(resumed, pd.read_parquet(finished_copy / METRICS))
 
 
-def test_truncated_weak_labels_stop_the_student_with_the_file_named(workflow_copy):
-    labels = workflow_copy / "results/safety/weak/tiny-gpt2/seed0/weak_labels.parquet"
-    snakemake(workflow_copy, "--cores", "2", str(labels.relative_to(workflow_copy)))
+def test_truncated_weak_labels_stop_the_student_with_the_file_named(finished_copy):
+    labels = finished_copy / "results/safety/weak/tiny-gpt2/seed0/weak_labels.parquet"
     data = labels.read_bytes()
     labels.write_bytes(data[: len(data) // 2])
     student = "results/safety/student/tiny-gpt2__small-bert/naive/seed0/model.safetensors"
-    proc = snakemake(workflow_copy, "--cores", "2", student, check=False)
+    proc = snakemake(finished_copy, "--cores", "2", student, check=False)
     assert proc.returncode != 0
-    log = (workflow_copy / "logs/safety/student/tiny-gpt2__small-bert/naive/seed0/train.log").read_text()
-    assert f"cannot read parquet artifact {labels.relative_to(workflow_copy)}" in log
-    assert not (workflow_copy / student).exists()
-    assert not list((workflow_copy / student).parent.glob("*.parquet"))
+    log = (finished_copy / "logs/safety/student/tiny-gpt2__small-bert/naive/seed0/train.log").read_text()
+    assert f"cannot read parquet artifact {labels.relative_to(finished_copy)}" in log
+    assert not (finished_copy / student).exists()
+    assert not list((finished_copy / student).parent.glob("*.parquet"))

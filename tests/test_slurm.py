@@ -350,8 +350,12 @@ def slurm_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory):
-    """The tiny config run to completion through SLURM: (workdir, controller output, seconds)."""
+    """The tiny config (safety and toxicity) run to completion through SLURM: (workdir, output, seconds)."""
     work = profile_copy(tmp_path_factory.mktemp("slurm-run"), "tests/configs/tiny.yaml")
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    del cfg["tasks"]["legal"]  # safety runs every classification rule; one strategy runs train_student
+    cfg["student_strategies"] = ["naive"]
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (work / "slurm-test.yaml").write_text(SMALL_REQUESTS)
     start = time.perf_counter()
     proc = run_slurm(work, "--configfile", "slurm-test.yaml")

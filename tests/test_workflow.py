@@ -102,6 +102,16 @@ def test_changing_the_scorer_reruns_only_scoring_and_metrics(tiny_run):
     assert len(jobs["score_generations"]) == 4
 
 
+def test_tuning_the_scorers_model_leaves_the_scorer_alone(tiny_run):
+    """A trained scorer has its own training settings: editing its model's `train` (here the TF-IDF
+    weak model's) reruns that model's jobs, never the evaluation yardstick."""
+    def change(cfg):
+        cfg["models"]["tfidf"]["train"] = {"epochs": 7}
+    with edited(tiny_run / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_run)
+    assert "train_weak" in jobs and not {"train_scorer", "score_generations"} & set(jobs)
+
+
 def test_weak_label_parquet_schema(tiny_run):
     df = pd.read_parquet(tiny_run / "results/legal/weak/tiny-gpt2/seed0/weak_labels.parquet")
     assert {"id", "split", "text", "text_pair", "gt_label", "weak_p1", "weak_hard", "weak_model",

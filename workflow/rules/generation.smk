@@ -302,8 +302,7 @@ rule train_scorer:
     params:
         data=lambda wc: canonical(config["scorers"][wc.scorer]["data"]),
         spec=lambda wc: model_spec(config["scorers"][wc.scorer]["model"]),
-        hparams=lambda wc: canonical({**config["models"][config["scorers"][wc.scorer]["model"]]["train"],
-                                      **config["scorers"][wc.scorer].get("train", {})}),
+        hparams=lambda wc: canonical(config["scorers"][wc.scorer].get("train", {})),  # not the model's: fixed yardstick
         max_length=lambda wc: config["scorers"][wc.scorer]["max_length"],
     threads: 2
     resources:
