@@ -43,6 +43,11 @@ def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
     return proc
 
 
+def executed_rules(proc: subprocess.CompletedProcess) -> list[str]:
+    """The rule of every job a (real) snakemake run executed, from its `rule X:` / `localrule X:` lines."""
+    return re.findall(r"^\s*(?:local)?rule (\w+):", proc.stdout + proc.stderr, flags=re.M)
+
+
 def pending_jobs(workdir: Path, *args: str) -> dict[str, list[str]]:
     """Rule name -> reasons of every job a dry run would execute."""
     out = snakemake(workdir, "-n", *args).stdout

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import SHIMS, SNAKEMAKE, copy_repo, snakemake
+from conftest import SHIMS, SNAKEMAKE, copy_repo, executed_rules, snakemake
 
 METRICS = "results/safety/metrics/tiny-gpt2__small-bert/naive/seed0.parquet"
 CEILING = Path("results/safety/ceiling/small-bert/seed0")
@@ -49,14 +49,14 @@ def kill_during_second_epoch(work: Path, target: str) -> None:
         while "epoch 1/" not in (log.read_text() if log.exists() else ""):
             assert proc.poll() is None, "the run ended before the ceiling trained"
             assert time.monotonic() < deadline, "the ceiling never finished an epoch"
-            time.sleep(0.2)
+            time.sleep(0.05)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
 
 
 def test_kill_9_mid_epoch_leaves_nothing_finished_and_rerun_matches(finished_copy):
-    slow_ceiling(finished_copy, epochs=12)
+    slow_ceiling(finished_copy, epochs=40)  # ~3 s of training: the kill lands well before the end
     plan = snakemake(finished_copy, "-n", METRICS).stdout
     assert "train_ceiling" in plan and "train_student" not in plan and "train_weak" not in plan
     kill_during_second_epoch(finished_copy, METRICS)
@@ -65,7 +65,8 @@ def test_kill_9_mid_epoch_leaves_nothing_finished_and_rerun_matches(finished_cop
     snakemake(finished_copy, "--unlock")  # the killed controller left its lock, as after a power loss
     snakemake(finished_copy, "--cores", "2", METRICS)  # Snakemake notices and reruns the killed job
     resumed = pd.read_parquet(finished_copy / METRICS)
-    snakemake(finished_copy, "--cores", "2", "--forcerun", "train_ceiling", METRICS)  # uninterrupted
+    proc = snakemake(finished_copy, "--cores", "2", METRICS, "--forcerun", "train_ceiling")  # uninterrupted
+    assert sorted(executed_rules(proc)) == ["metrics", "train_ceiling"]
     pd.testing.assert_frame_equal(resumed, pd.read_parquet(finished_copy / METRICS))
 
 

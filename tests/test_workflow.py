@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import pending_jobs, snakemake
+from conftest import executed_rules, pending_jobs, snakemake
 
 STRONG_JOBS = {"train_student", "train_ceiling", "metrics", "summary", "plots", "all"}
 REPORTING = {"metrics", "summary", "plots", "all"}
@@ -236,7 +236,8 @@ def test_adding_a_weak_ensemble_reuses_its_members(tiny_run):
 def test_weak_labels_are_byte_identical_when_rerun(tiny_run):
     target = "results/safety/weak/tiny-gpt2/seed0/weak_labels.parquet"
     before = (tiny_run / target).read_bytes()
-    snakemake(tiny_run, "--cores", "2", "--forcerun", "train_weak", target)
+    proc = snakemake(tiny_run, "--cores", "2", target, "--forcerun", "train_weak")  # targets first: --forcerun takes a list
+    assert sorted(executed_rules(proc)) == ["train_weak", "weak_labels"]
     assert (tiny_run / target).read_bytes() == before
 
 
