@@ -663,15 +663,11 @@ def bench_dry_run(args, cfg: dict) -> Section:
 # --- 5. incremental reruns ---------------------------------------------------------------------------
 
 
-def config_changes(cfg: dict) -> list[tuple[str, str, callable, tuple | None]]:
-    """(key, description, edit, fallback) for the three edits: strong-model lr, a new strategy, the scorer.
-    `fallback` is another (key, description, edit) to time when the edit itself makes the run fail."""
+def config_changes(cfg: dict) -> list[tuple[str, str, callable]]:
+    """(key, description, edit) for the three edits: strong-model lr, a new strategy, the scorer."""
     strong = next(m for m in cfg["strong_models"] if cfg["models"][m]["kind"] != "tfidf")
     lr = cfg["models"][strong].get("train", {}).get("lr", 1e-4)
-    fresh = [n for n in ("confident", "confident-50", "confident-half", "hard", "hard-labels")
-             if n not in cfg["strategies"]]
-    confident = next(n for n in fresh if n.startswith("confident"))
-    hard = next(n for n in fresh if n.startswith("hard"))
+    strategy = next(n for n in ("confident", "confident-50", "confident-half") if n not in cfg["strategies"])
     tox = next((t for t, v in cfg["tasks"].items() if v.get("kind") == "generation"), None)
     scorer = tox and cfg["tasks"][tox]["scorer"]
     other = tox and next((s for s, v in cfg["scorers"].items() if s != scorer and v.get("kind") == "trained"), None)
@@ -679,22 +675,18 @@ def config_changes(cfg: dict) -> list[tuple[str, str, callable, tuple | None]]:
     def lr_change(c):
         c["models"][strong].setdefault("train", {})["lr"] = lr / 2
 
-    def add_strategy(name, spec):
-        def edit(c):
-            c["strategies"][name] = spec
-            c["student_strategies"] = [*c["student_strategies"], name]
-        return edit
+    def new_strategy(c):
+        c["strategies"][strategy] = {"top_fraction": 0.5}
+        c["student_strategies"] = [*c["student_strategies"], strategy]
 
     def scorer_change(c):
         c["tasks"][tox]["scorer"] = other
 
-    fallback = ("b'", f"new strategy `{hard}: {{hard_labels: true}}` (as (b) failed)",
-                add_strategy(hard, {"hard_labels": True}))
-    changes = [("a", f"strong-model lr: `models.{strong}.train.lr` {lr:g} → {lr / 2:g}", lr_change, None),
-               ("b", f"new strategy `{confident}: {{top_fraction: 0.5}}` in `strategies` and `student_strategies`",
-                add_strategy(confident, {"top_fraction": 0.5}), fallback)]
+    changes = [("a", f"strong-model lr: `models.{strong}.train.lr` {lr:g} → {lr / 2:g}", lr_change),
+               ("b", f"new strategy `{strategy}: {{top_fraction: 0.5}}` in `strategies` and `student_strategies`",
+                new_strategy)]
     if other:
-        changes.append(("c", f"scorer: `tasks.{tox}.scorer` {scorer} → {other}", scorer_change, None))
+        changes.append(("c", f"scorer: `tasks.{tox}.scorer` {scorer} → {other}", scorer_change))
     return changes
 
 
@@ -753,9 +745,7 @@ def bench_reruns(args, cfg: dict) -> Section:
                            f"then checks that nothing is pending.")
         sec.details += ["", "| edit | wall s | fraction of full run | jobs that ran | state restored |",
                         "|---|---|---|---|---|"]
-        todo = config_changes(run_cfg)
-        while todo:
-            key, description, edit, fallback = todo.pop(0)
+        for key, description, edit in config_changes(run_cfg):
             changed = copy.deepcopy(run_cfg)
             edit(changed)
             r = timed_edit(workdir, snapshot, original, changed, cores)
@@ -768,8 +758,6 @@ def bench_reruns(args, cfg: dict) -> Section:
                                      + ("" if r["ok"] else " — **failed**, see details"),
                                 f"{r['seconds']:.1f} s", f"full run {full:.1f} s",
                                 r["seconds"] / full if r["ok"] else math.nan))
-            if not r["ok"] and fallback:
-                todo.insert(0, (*fallback, None))
     return sec
 
 

@@ -18,9 +18,9 @@ def best_of_n(model_file: str, meta_file: str, label_path: str, val_path: str, d
     """Best-of-N weak labels: the weak LM samples `n` continuations of each weak_label and val prompt and
     the selector (a toxicity scorer) keeps the least toxic one (ties: the first sample)."""
     model, tokenizer, meta = load_lm(model_file, meta_file)
-    samples = generations_frame(model, tokenizer, held_out_prompts(label_path, val_path), eval_decoding(decoding_json, n), model_name,
-                                meta["config_hash"], seed, threads, f"weak labels (best of {n})",
-                                column="weak_continuation")
+    samples = generations_frame(model, tokenizer, held_out_prompts(label_path, val_path),
+                                eval_decoding(decoding_json, n), model_name, meta["config_hash"], seed, threads,
+                                f"weak labels (best of {n})", column="weak_continuation")
     selector = build_scorer(selector_json, selector_model, selector_meta, threads)
     samples["selector_toxicity"] = score_texts(selector, samples["weak_continuation"].fillna("").tolist(), cache_dir)
     best = samples.loc[samples.groupby("prompt_id", sort=False)["selector_toxicity"].idxmin()]

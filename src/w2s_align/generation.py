@@ -36,8 +36,9 @@ def weak_generations(model_file: str, meta_file: str, label_path: str, val_path:
     """The weak LM's 'weak labels' (one continuation of each weak_label and val prompt) and its
     evaluation generations, from one loaded model."""
     model, tokenizer, meta = load_lm(model_file, meta_file)
-    write_generations(model, tokenizer, held_out_prompts(label_path, val_path), eval_decoding(decoding_json, 1), labels_out, model_name,
-                      meta["config_hash"], seed, threads, "weak labels", column="weak_continuation")
+    write_generations(model, tokenizer, held_out_prompts(label_path, val_path), eval_decoding(decoding_json, 1),
+                      labels_out, model_name, meta["config_hash"], seed, threads, "weak labels",
+                      column="weak_continuation")
     write_generations(model, tokenizer, read_split(test_path, "test", ["prompt"]),
                       eval_decoding(decoding_json, eval_samples), eval_out, model_name, meta["config_hash"], seed,
                       threads, "evaluation prompts")

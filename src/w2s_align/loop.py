@@ -67,7 +67,7 @@ class Optimisation:
     """AdamW with linear warmup then decay over `steps`, and gradient clipping at norm 1.
 
     AdamW runs fused (one kernel over all parameters): torch's CPU default updates one tensor at a
-    time, which profiled at 14% of a MiniLM training job (see benchmarks/results.md)."""
+    time, which profiled at 14% of a MiniLM training job (benchmarks/README.md, benchmark 6)."""
 
     def __init__(self, model, hp: TrainParams, steps: int):
         from transformers import get_linear_schedule_with_warmup
