@@ -1,7 +1,8 @@
 # w2s-align: weak-to-strong generalization on alignment tasks (arXiv 2410.12621), stage by stage.
-#   splits -> weak model -> weak labels -> student (weak labels) / ceiling (ground truth) -> metrics -> tables
-#   generation tasks: weak labels are the weak LM's continuations; every model's are scored for toxicity
-# Paths: results/{task}/splits|weak|ceiling|student|metrics/..., results/tables/summary.{csv,md}
+#   splits -> weak model -> weak labels -> student (weak labels) / ceiling (ground truth) -> predictions
+#   -> metrics -> tables; generation tasks: weak labels are the weak LM's continuations, every model's
+#   continuations of the evaluation prompts are scored for toxicity and perplexity.
+# Paths: results/{task}/{splits|pairs|weak|ceiling|student|base|metrics}/..., results/tables/summary.{csv,md}
 from snakemake.utils import min_version
 
 min_version("9.19")
@@ -17,8 +18,10 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/splits.smk"
 include: "workflow/rules/weak.smk"
 include: "workflow/rules/strong.smk"
-include: "workflow/rules/generation.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/score.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/report.smk"
 
 
 wildcard_constraints:
@@ -35,8 +38,9 @@ ruleorder: ensemble_labels > weak_labels
 localrules:
     all,
     split_data,
-    ensemble_labels,
     split_corpus,
+    eval_prompts,
+    ensemble_labels,
     metrics,
     toxicity_metrics,
     summary,

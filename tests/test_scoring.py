@@ -1,30 +1,23 @@
 """Toxicity scorers: score cache, score_texts dedup/caching, Perspective client against a fake server,
-Hugging Face and trained-checkpoint scorers on tiny local models."""
+Hugging Face and trained-checkpoint scorers on tiny local models, the scorer registry, scorer training."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
+import pandas as pd
 import pytest
+from fakes import FakePerspective, perspective_body
 
 from w2s_align.io import PipelineError
-from w2s_align.scoring import (
-    TOXICITY_KEY_ENV,
-    CheckpointScorer,
-    HFClassifierScorer,
-    PerspectiveScorer,
-    ScoreCache,
-    Scorer,
-    build_scorer,
-    score_texts,
-    text_key,
-)
+from w2s_align.registry import SCORERS
+from w2s_align.scoring.cache import ScoreCache, text_key
+from w2s_align.scoring.perspective import TOXICITY_KEY_ENV, PerspectiveScorer
+from w2s_align.scoring.scorers import CheckpointScorer, HFClassifierScorer, Scorer, build_scorer, score_texts
 
 SECRET = "sk-test-SECRET-7f3a9c"
 
@@ -159,54 +152,12 @@ def test_out_of_range_scores_and_non_strings_are_errors():
 # --- Perspective against a fake server -------------------------------------------------------
 
 
-def perspective_payload(value: float) -> dict:
-    return {"attributeScores": {"TOXICITY": {"summaryScore": {"value": value, "type": "PROBABILITY"}}}}
-
-
-class FakePerspective:
-    """Replies from `plan` (status, payload, headers, delay) in order, then 200 with score 0.42."""
-
-    def __init__(self):
-        self.url = ""
-        self.requests: list[dict] = []
-        self.plan: list[tuple[int, dict, dict, float]] = []
-
-
 @pytest.fixture
 def api(monkeypatch):
-    fake = FakePerspective()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                  "time": time.monotonic()})
-            status, payload, headers, delay = fake.plan.pop(0) if fake.plan else (200, perspective_payload(0.42),
-                                                                                 {}, 0.0)
-            time.sleep(delay)
-            data = json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except OSError:  # the client gave up (timeout test)
-                pass
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """The shared fake Perspective server (tests/fakes.py), scoring 0.42 once its plan is used up."""
     monkeypatch.setenv(TOXICITY_KEY_ENV, SECRET)
-    fake.url = f"http://127.0.0.1:{server.server_port}/v1alpha1/comments:analyze"
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with FakePerspective(score=0.42) as fake:
+        yield fake
 
 
 def client(api, **kw) -> PerspectiveScorer:
@@ -227,14 +178,14 @@ def test_perspective_request_shape_and_score(api):
 
 
 def test_perspective_retries_429_then_succeeds(api):
-    api.plan = [(429, error(429, "Quota exceeded"), {}, 0.0), (200, perspective_payload(0.87), {}, 0.0)]
+    api.plan = [(429, error(429, "Quota exceeded"), {}), (200, perspective_body(0.87), {})]
     assert client(api).score_batch(["hi"]).tolist() == [0.87]
     assert len(api.requests) == 2
     assert all(r["body"]["doNotStore"] is True for r in api.requests)
 
 
 def test_perspective_honours_retry_after(api):
-    api.plan = [(503, error(503, "busy"), {"Retry-After": "0.3"}, 0.0)]
+    api.plan = [(503, error(503, "busy"), {"Retry-After": "0.3"})]
     start = time.monotonic()
     client(api).score_batch(["hi"])
     assert time.monotonic() - start >= 0.29
@@ -242,21 +193,21 @@ def test_perspective_honours_retry_after(api):
 
 
 def test_perspective_gives_up_after_max_retries(api):
-    api.plan = [(429, error(429, "Quota exceeded"), {}, 0.0)] * 3
+    api.plan = [(429, error(429, "Quota exceeded"), {})] * 3
     with pytest.raises(PipelineError, match="after 3 attempts.*429.*Quota exceeded"):
         client(api, max_retries=2).score_batch(["hi"])
     assert len(api.requests) == 3
 
 
 def test_perspective_500_fails_at_once_with_status_and_message(api):
-    api.plan = [(500, error(500, "internal boom"), {}, 0.0)]
+    api.plan = [(500, error(500, "internal boom"), {})]
     with pytest.raises(PipelineError, match="500.*internal boom"):
         client(api).score_batch(["hi"])
     assert len(api.requests) == 1
 
 
 def test_perspective_timeout(api):
-    api.plan = [(200, perspective_payload(0.1), {}, 0.6)] * 2
+    api.plan = [(200, perspective_body(0.1), {}, 0.6)] * 2
     with pytest.raises(PipelineError, match="timeout"):
         client(api, timeout=0.2, max_retries=1).score_batch(["slow"])
     assert len(api.requests) == 2
@@ -274,10 +225,10 @@ def test_perspective_missing_key(monkeypatch):
 def test_perspective_key_never_in_messages_logs_or_identity(api, caplog, monkeypatch):
     caplog.set_level(logging.DEBUG)  # includes urllib3's request lines
     failures = [
-        ([(400, error(400, f"API key not valid: {SECRET}"), {}, 0.0)], {}),  # the API echoing the key
-        ([(500, error(500, "boom"), {}, 0.0)], {}),
-        ([(429, error(429, "slow down"), {}, 0.0)] * 2, {"max_retries": 1}),
-        ([(200, perspective_payload(0.1), {}, 0.6)] * 2, {"timeout": 0.2, "max_retries": 1}),
+        ([(400, error(400, f"API key not valid: {SECRET}"), {})], {}),  # the API echoing the key
+        ([(500, error(500, "boom"), {})], {}),
+        ([(429, error(429, "slow down"), {})] * 2, {"max_retries": 1}),
+        ([(200, perspective_body(0.1), {}, 0.6)] * 2, {"timeout": 0.2, "max_retries": 1}),
     ]
     messages = []
     for plan, kw in failures:
@@ -352,15 +303,17 @@ def test_hf_scorer_offline_uncached_model_is_named(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tfidf_checkpoint(tmp_path_factory):
-    from w2s_align.models import ModelSpec, build_tfidf, save_tfidf
+    from w2s_align.models.tfidf import TfidfClassifier
+    from w2s_align.specs import ModelSpec
 
     texts = ["you are awful", "awful awful person", "you idiot", "you are nice", "nice kind person", "thanks friend"]
     labels = [1, 1, 1, 0, 0, 0]
-    vec, clf = build_tfidf(ModelSpec(kind="tfidf", tfidf={"min_df": 1}))
+    model = TfidfClassifier.build(ModelSpec(kind="tfidf", tfidf={"min_df": 1}), pd.DataFrame(), 32)
+    vec, clf = model.vectorizer, model.classifier
     clf.fit(vec.fit_transform(texts), labels)
     folder = tmp_path_factory.mktemp("ckpt")
     model_file, meta_file = str(folder / "model.safetensors"), str(folder / "model.json")
-    save_tfidf(vec, clf, model_file, meta_file, {"config_hash": "cafe0123"})
+    model.save(model_file, meta_file, {"config_hash": "cafe0123"})
     return model_file, meta_file, vec, clf
 
 
@@ -382,7 +335,8 @@ def test_checkpoint_scorer_matches_the_classifier(tfidf_checkpoint, tmp_path):
 
 
 def test_build_scorer_errors_and_options(monkeypatch):
-    with pytest.raises(PipelineError, match=r"unknown scorer kind 'magic'.*trained.*perspective.*hf"):
+    with pytest.raises(PipelineError, match=r"unknown scorer kind 'magic'; choose one of \['hf', 'perspective', "
+                                            r"'trained'\]"):
         build_scorer(json.dumps({"kind": "magic"}))
     with pytest.raises(PipelineError, match="model_file and meta_file"):
         build_scorer(json.dumps({"kind": "trained", "model": "minilm-l6"}))
@@ -393,3 +347,94 @@ def test_build_scorer_errors_and_options(monkeypatch):
     assert isinstance(scorer, PerspectiveScorer) and scorer.qps == 5 and scorer.attribute == "SEVERE_TOXICITY"
     with pytest.raises(PipelineError, match=r"unknown options \['qpm'\]"):
         build_scorer(json.dumps({"kind": "perspective", "qpm": 5}))
+    with pytest.raises(PipelineError, match="unknown scorer kind None"):
+        build_scorer(json.dumps({"model": "x"}))
+
+
+def test_builtin_scorer_kinds_and_traits():
+    assert {"hf", "perspective", "trained"} <= set(SCORERS.names())
+    assert SCORERS.trait("hf", "gpu") is True
+    assert SCORERS.trait("perspective", "gpu") is False and SCORERS.trait("perspective", "api") is True
+    assert SCORERS.trait("trained", "checkpoint") is True
+    assert SCORERS.trait("trained", "gpu") is None  # depends on its model: the workflow decides
+
+
+# --- a new scorer kind: one class plus its registration --------------------------------------
+
+
+@pytest.fixture
+def length_toy(request):
+    """Registers the scorer kind "length-toy" for one test, and unregisters it afterwards."""
+
+    @SCORERS.register("length-toy")
+    class LengthToyScorer(Scorer):
+        """len(text) / scale, clipped to [0, 1]."""
+
+        name = "length-toy"
+
+        def __init__(self, scale: float = 100.0):
+            self.scale = scale
+
+        def spec(self):
+            return {"kind": "length-toy", "scale": self.scale}
+
+        def score_batch(self, texts):
+            return np.clip([len(t) / self.scale for t in texts], 0.0, 1.0)
+
+    def unregister():
+        del SCORERS._entries["length-toy"]
+        del SCORERS._traits["length-toy"]
+
+    request.addfinalizer(unregister)
+    return LengthToyScorer
+
+
+def test_a_registered_toy_scorer_runs_through_build_scorer_and_the_cache(length_toy, tmp_path):
+    scorer = build_scorer(json.dumps({"kind": "length-toy"}), threads=3)  # no threads argument: none passed
+    assert isinstance(scorer, length_toy) and scorer.scale == 100.0
+    texts = ["abcde", "x" * 150, "", "abcde", "ab"]
+    out = score_texts(scorer, texts, str(tmp_path))
+    np.testing.assert_allclose(out, [0.05, 1.0, 0.0, 0.05, 0.02])
+    assert len(list((tmp_path / scorer.identity()).glob("*.parquet"))) == 1
+
+    again = build_scorer(json.dumps({"kind": "length-toy"}))
+    again.score_batch = lambda texts: pytest.fail(f"cached texts rescored: {texts}")
+    np.testing.assert_array_equal(score_texts(again, texts, str(tmp_path)), out)
+
+    other = build_scorer(json.dumps({"kind": "length-toy", "scale": 10}))
+    assert other.identity() != scorer.identity()
+    np.testing.assert_allclose(score_texts(other, ["abc"], str(tmp_path)), [0.3])
+    with pytest.raises(PipelineError, match=r"scorer kind 'length-toy': unknown options \['size'\]; "
+                                            r"allowed: \['scale'\]"):
+        build_scorer(json.dumps({"kind": "length-toy", "size": 3}))
+
+
+# --- training a scorer -----------------------------------------------------------------------
+
+
+def test_train_scorer_balances_by_default(tmp_path, caplog):
+    """balance defaults to true (ScorerData, as in the schema): the training rows are downsampled."""
+    from w2s_align.scoring.stages import train_scorer
+
+    rows = [{"text": f"you awful stupid idiot number{i}", "label": "1"} for i in range(30)]
+    rows += [{"text": f"what a nice kind friend number{i}", "label": "0"} for i in range(60)]
+    pd.DataFrame(rows).to_csv(tmp_path / "toxic.csv", index=False)
+    data = {"source": str(tmp_path / "toxic.csv"), "text_fields": ["text"], "label_field": "label",
+            "label_map": {"0": 0, "1": 1}, "sizes": {"train": 50, "val": 15, "test": 20}}
+    spec = json.dumps({"kind": "tfidf", "tfidf": {"min_df": 1}})
+
+    def train(name: str, data: dict) -> pd.DataFrame:
+        out = tmp_path / name
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="w2s_align"):
+            train_scorer(json.dumps(data), spec, "{}", max_length=32, seed=0, threads=1,
+                         model_out=str(out / "model.safetensors"), meta_out=str(out / "model.json"),
+                         heldout_out=str(out / "heldout.parquet"))
+        return pd.read_parquet(out / "heldout.parquet")
+
+    heldout = train("default", data)
+    assert "balanced scorer training data" in caplog.text
+    assert set(heldout["metric"]) == {"auroc", "accuracy", "positive_rate"} and (heldout["n_test"] == 20).all()
+    assert heldout.set_index("metric").loc["auroc", "value"] > 0.9
+    train("unbalanced", {**data, "balance": False})
+    assert "balanced scorer training data" not in caplog.text

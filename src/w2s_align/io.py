@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -14,16 +13,13 @@ from typing import Any, Callable, Iterator
 
 import pandas as pd
 
+from w2s_align.specs import canonical_json  # noqa: F401  (re-exported)
+
 log = logging.getLogger("w2s_align")
 
 
 class PipelineError(RuntimeError):
     """A user-facing error: bad config, bad data or a corrupt artifact. The message names the cause."""
-
-
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and no whitespace: equal configs give equal strings."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
 def short_hash(text: str, n: int = 16) -> str:

@@ -1,16 +1,17 @@
+# Test metrics of one run (weak, W2S student, ceiling; + base for generation) with PGR and bootstrap CIs.
+
+
 rule metrics:
     input:
         weak_labels="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
         student="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/predictions.parquet",
         ceiling="results/{task}/ceiling/{strong}/seed{seed}/predictions.parquet",
-        code=package_code("w2s_align.metrics"),
     output:
         "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.parquet",
-    wildcard_constraints:
-        task=CLASSIFICATION,
     params:
         identity=run_identity,
-        n_boot=config["metrics"]["bootstrap"],
+        n_boot=w2s.bootstrap_resamples(config),
+        code=code("metrics.py"),
     log:
         "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.log",
     conda:
@@ -19,48 +20,18 @@ rule metrics:
         "../scripts/metrics.py"
 
 
-rule summary:
+rule toxicity_metrics:
     input:
-        metrics=all_metrics(),
-        code=package_code("w2s_align.tables"),
+        unpack(toxicity_inputs),
     output:
-        csv=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
-        parquet="results/tables/summary.parquet",
-        md=report("results/tables/summary.md", caption="../report/summary_md.rst", category="Tables"),
-    log:
-        "logs/tables/summary.log",
-    conda:
-        "../../envs/w2s.yaml"
-    script:
-        "../scripts/summary.py"
-
-
-rule plots:
-    input:
-        summary=rules.summary.output.parquet,
-        code=package_code("w2s_align.plots"),
-    output:
-        scores=report(
-            expand("results/plots/{task}_scores.png", task=sorted(config["tasks"])),
-            caption="../report/scores.rst",
-            category="Plots",
-        ),
-        pgr=report(
-            expand("results/plots/{task}_pgr.png", task=sorted(config["tasks"])),
-            caption="../report/pgr.rst",
-            category="Plots",
-        ),
-        fluency=report(
-            expand("results/plots/{task}_toxicity_vs_perplexity.png", task=tasks_of("generation")),
-            caption="../report/fluency.rst",
-            category="Plots",
-        ),
+        "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.toxicity.parquet",
     params:
-        tasks=sorted(config["tasks"]),
-        generation_tasks=tasks_of("generation"),
+        identity=run_identity,
+        n_boot=w2s.bootstrap_resamples(config),
+        code=code("toxicity_metrics.py"),
     log:
-        "logs/plots/plots.log",
+        "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.toxicity.log",
     conda:
         "../../envs/w2s.yaml"
     script:
-        "../scripts/plots.py"
+        "../scripts/toxicity_metrics.py"

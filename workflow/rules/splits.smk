@@ -1,19 +1,49 @@
+# Data: classification splits, generation fine-tuning pairs, and evaluation prompts (shared by all seeds).
+
+
 rule split_data:
     input:
-        data_source,
-        code=package_code("w2s_align.data"),
+        lambda wc: local_files(task(wc)["data"]["source"]),
     output:
-        weak_train=split_path("weak_train"),
-        weak_label=split_path("weak_label"),
-        val=split_path("val"),
-        test=split_path("test"),
-    wildcard_constraints:
-        task=CLASSIFICATION,
+        **{s: split_path(s) for s in SPLITS},
     params:
-        data=task_data,
+        data=task_block("data", w2s.TaskData),
+        code=code("split_data.py"),
     log:
         "logs/{task}/splits/seed{seed}.log",
     conda:
         "../../envs/w2s.yaml"
     script:
         "../scripts/split_data.py"
+
+
+rule split_corpus:
+    input:
+        lambda wc: local_files(task(wc)["corpus"]["source"]),
+    output:
+        **{s: pair_path(s) for s in PAIRS},
+    params:
+        corpus=task_block("corpus", w2s.CorpusSpec),
+        code=code("split_corpus.py"),
+    log:
+        "logs/{task}/pairs/seed{seed}.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/split_corpus.py"
+
+
+rule eval_prompts:
+    input:
+        lambda wc: local_files(task(wc)["prompts"]["source"]),
+    output:
+        "results/{task}/prompts.parquet",
+    params:
+        prompts=task_block("prompts", w2s.PromptSpec),
+        code=code("eval_prompts.py"),
+    log:
+        "logs/{task}/prompts.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/eval_prompts.py"

@@ -1,31 +1,24 @@
-# The strong model trained on ground truth (ceiling, shared by all students) and on weak labels (student).
-# Each writes its checkpoint and its predictions on val and test.
+# Strong models: the ceiling (ground truth, shared by all students) and the W2S students (weak labels).
+# Classifiers write classifier.*, language models lm.*; predictions and generations are rules of their own.
 
 
 rule train_ceiling:
     input:
         train=split_path("weak_label"),
         val=split_path("val"),
-        test=split_path("test"),
-        code=package_code("w2s_align.train", "w2s_align.predict"),
     output:
-        model="results/{task}/ceiling/{strong}/seed{seed}/model.safetensors",
-        meta="results/{task}/ceiling/{strong}/seed{seed}/model.json",
-        predictions="results/{task}/ceiling/{strong}/seed{seed}/predictions.parquet",
-    wildcard_constraints:
-        task=CLASSIFICATION,
+        model="results/{task}/ceiling/{strong}/seed{seed}/classifier.safetensors",
+        meta="results/{task}/ceiling/{strong}/seed{seed}/classifier.json",
     params:
-        spec=lambda wc: model_spec(wc.strong),
-        hparams=lambda wc: train_hparams(wc.strong, "ceiling"),
+        spec=strong_spec,
+        hparams=hparams("ceiling"),
         max_length=max_length,
         target="gt",
         train_split="weak_label",
-    threads: 2
+        code=code("train_classifier.py"),
+    threads: RUN.threads
     resources:
-        gpu=lambda wc: gpus(wc.strong),
-        cpus_per_gpu=lambda wc, threads: threads,
-        mem_mb=model_request("strong", "mem_mb"),
-        runtime=model_request("strong", "runtime"),
+        **request("strong"),
     log:
         "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
     benchmark:
@@ -33,26 +26,93 @@ rule train_ceiling:
     conda:
         "../../envs/w2s.yaml"
     script:
-        "../scripts/train.py"
+        "../scripts/train_classifier.py"
 
 
 use rule train_ceiling as train_student with:
     input:
         train="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
         val="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
-        test=split_path("test"),
-        code=package_code("w2s_align.train", "w2s_align.predict"),
     output:
-        model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/model.safetensors",
-        meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/model.json",
-        predictions="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/predictions.parquet",
+        model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/classifier.safetensors",
+        meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/classifier.json",
     params:
-        spec=lambda wc: model_spec(wc.strong),
-        hparams=lambda wc: train_hparams(wc.strong, "student"),
+        spec=strong_spec,
+        hparams=hparams("student"),
         max_length=max_length,
         target="weak",
         train_split="weak_label",
         strategy=strategy_spec,
+        code=code("train_classifier.py"),
+    log:
+        "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"
+
+
+rule convert_gguf:
+    output:
+        multiext("results/models/{model}/", "config.json", "model.safetensors", "tokenizer.json"),
+    wildcard_constraints:
+        model=names_regex(gguf_models()),
+    params:
+        spec=lambda wc: w2s.model_spec(config, wc.model),
+        code=code("convert_gguf.py"),
+    resources:
+        **request("model", share=0.5, gpu=0),
+    log:
+        "logs/models/{model}.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/convert_gguf.py"
+
+
+rule train_lm_ceiling:
+    input:
+        unpack(strong_base),
+        train=pair_path("weak_label"),
+        val=pair_path("val"),
+    output:
+        model="results/{task}/ceiling/{strong}/seed{seed}/lm.safetensors",
+        meta="results/{task}/ceiling/{strong}/seed{seed}/lm.json",
+    params:
+        local_dir=local_dir,
+        spec=strong_spec,
+        hparams=hparams("ceiling"),
+        max_length=max_length,
+        target="gt",
+        train_split="weak_label",
+        code=code("train_lm.py"),
+    threads: RUN.threads
+    resources:
+        **request("strong"),
+    log:
+        "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/ceiling/{strong}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/train_lm.py"
+
+
+use rule train_lm_ceiling as train_lm_student with:
+    input:
+        unpack(strong_base),
+        train=student_targets,
+        val=student_targets,
+    output:
+        model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.safetensors",
+        meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.json",
+    params:
+        local_dir=local_dir,
+        spec=strong_spec,
+        hparams=hparams("student"),
+        max_length=max_length,
+        target="weak",
+        train_split="weak_label",
+        code=code("train_lm.py"),
     log:
         "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
     benchmark:

@@ -1,25 +1,24 @@
+# Weak supervisors: trained on ground truth (weak_train); their labels (classification) or continuations
+# (generation) of the held-out prompts are the weak labels.
+
+
 rule train_weak:
     input:
         train=split_path("weak_train"),
         val=split_path("val"),
-        code=package_code("w2s_align.train"),
     output:
-        model="results/{task}/weak/{weak}/seed{seed}/model.safetensors",
-        meta="results/{task}/weak/{weak}/seed{seed}/model.json",
-    wildcard_constraints:
-        task=CLASSIFICATION,
+        model="results/{task}/weak/{weak}/seed{seed}/classifier.safetensors",
+        meta="results/{task}/weak/{weak}/seed{seed}/classifier.json",
     params:
-        spec=lambda wc: model_spec(wc.weak),
-        hparams=lambda wc: train_hparams(wc.weak, "weak"),
+        spec=weak_spec,
+        hparams=hparams("weak"),
         max_length=max_length,
         target="gt",
         train_split="weak_train",
-    threads: 2
+        code=code("train_classifier.py"),
+    threads: RUN.threads
     resources:
-        gpu=lambda wc: gpus(wc.weak),
-        cpus_per_gpu=lambda wc, threads: threads,
-        mem_mb=model_request("weak", "mem_mb"),
-        runtime=model_request("weak", "runtime"),
+        **request("weak"),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/train.log",
     benchmark:
@@ -27,33 +26,23 @@ rule train_weak:
     conda:
         "../../envs/w2s.yaml"
     script:
-        "../scripts/train.py"
+        "../scripts/train_classifier.py"
 
 
 rule weak_labels:
     input:
         model=rules.train_weak.output.model,
         meta=rules.train_weak.output.meta,
-        weak_label=split_path("weak_label"),
-        val=split_path("val"),
-        test=split_path("test"),
-        code=package_code("w2s_align.predict"),
+        **{s: split_path(s) for s in ("weak_label", "val", "test")},
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
-    wildcard_constraints:
-        task=CLASSIFICATION,
     params:
-        model_name=lambda wc: wc.weak,
-    threads: 2
+        code=code("weak_labels.py"),
+    threads: RUN.threads
     resources:
-        gpu=lambda wc: gpus(wc.weak),
-        cpus_per_gpu=lambda wc, threads: threads,
-        mem_mb=model_request("weak", "mem_mb"),
-        runtime=model_request("weak", "runtime", share=0.5),
+        **request("weak", share=0.5),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
-    benchmark:
-        "results/benchmarks/{task}/weak/{weak}/seed{seed}/weak_labels.tsv"
     conda:
         "../../envs/w2s.yaml"
     script:
@@ -63,17 +52,93 @@ rule weak_labels:
 rule ensemble_labels:
     input:
         unpack(ensemble_members),
-        code=package_code("w2s_align.strategies"),
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
     wildcard_constraints:
-        task=CLASSIFICATION,
         weak=names_regex(ensembles()),
     params:
         members=lambda wc: config["models"][wc.weak]["members"],
+        code=code("ensemble_labels.py"),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
     conda:
         "../../envs/w2s.yaml"
     script:
         "../scripts/ensemble_labels.py"
+
+
+rule train_weak_lm:
+    input:
+        train=pair_path("weak_train"),
+        val=pair_path("val"),
+    output:
+        model="results/{task}/weak/{weak}/seed{seed}/lm.safetensors",
+        meta="results/{task}/weak/{weak}/seed{seed}/lm.json",
+    params:
+        spec=weak_spec,
+        hparams=hparams("weak"),
+        max_length=max_length,
+        target="gt",
+        train_split="weak_train",
+        code=code("train_lm.py"),
+    threads: RUN.threads
+    resources:
+        **request("weak"),
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/weak/{weak}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/train_lm.py"
+
+
+rule weak_generations:
+    input:
+        model=rules.train_weak_lm.output.model,
+        meta=rules.train_weak_lm.output.meta,
+        weak_label=pair_path("weak_label"),
+        val=pair_path("val"),
+    output:
+        "results/{task}/weak/{weak}/seed{seed}/weak_generations.parquet",
+    params:
+        decoding=decoding,
+        code=code("weak_generations.py"),
+    threads: RUN.threads
+    resources:
+        **request("weak", share=0.5, gpu=1),
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/weak_generations.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/weak_generations.py"
+
+
+rule best_of_n:
+    """Best-of-N weak labels: N weak continuations per prompt, the least toxic by the selector kept."""
+    input:
+        unpack(selector_files),
+        model=rules.train_weak_lm.output.model,
+        meta=rules.train_weak_lm.output.meta,
+        weak_label=pair_path("weak_label"),
+        val=pair_path("val"),
+    output:
+        "results/{task}/weak/{weak}/seed{seed}/best_of_{n}_{scorer}.parquet",
+    wildcard_constraints:
+        n=r"\d+",
+    params:
+        decoding=decoding,
+        selector=lambda wc: w2s.params_string(RUN.scorers[wc.scorer]),
+        cache=RUN.score_cache,
+        code=code("best_of_n.py"),
+    threads: RUN.threads
+    resources:
+        **request("weak", share=0.5, gpu=1),
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/best_of_{n}_{scorer}.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/best_of_n.py"

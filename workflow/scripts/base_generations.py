@@ -3,12 +3,12 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.generation import base_generations
+from w2s_align.infer.generate import base_generations
 
 base_generations(
     snakemake.params.spec,
     snakemake.params.local_dir,
-    snakemake.input.test,
+    snakemake.input.prompts,
     decoding_json=snakemake.params.decoding,
     eval_samples=snakemake.params.eval_samples,
     out=snakemake.output[0],

@@ -3,7 +3,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.best_of_n import best_of_n
+from w2s_align.infer.best_of_n import best_of_n
 
 best_of_n(
     snakemake.input.model,

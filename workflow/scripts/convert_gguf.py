@@ -5,7 +5,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.gguf import convert_gguf
-from w2s_align.models import ModelSpec
+from w2s_align.models.gguf import convert_gguf
+from w2s_align.specs import ModelSpec
 
 convert_gguf(ModelSpec.from_json(snakemake.params.spec), os.path.dirname(snakemake.output[0]))

@@ -3,6 +3,6 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.strategies import ensemble_labels
+from w2s_align.train.strategies import ensemble_labels
 
 ensemble_labels({m: snakemake.input[m] for m in snakemake.params.members}, snakemake.output[0], snakemake.wildcards.weak)

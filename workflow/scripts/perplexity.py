@@ -3,7 +3,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.generation import perplexity
+from w2s_align.infer.generate import perplexity
 
 perplexity(
     snakemake.input.generations,

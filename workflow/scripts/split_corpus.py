@@ -1,9 +1,8 @@
-"""Gold prompt/continuation splits and evaluation prompts of a generation task."""
+"""Gold prompt/continuation pairs of a generation task, split for fine-tuning."""
 from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.corpus import make_corpus_splits
+from w2s_align.data.corpus import make_corpus_splits
 
-make_corpus_splits(snakemake.params.corpus, snakemake.params.prompts, int(snakemake.wildcards.seed),
-                   dict(snakemake.output.items()))
+make_corpus_splits(snakemake.params.corpus, int(snakemake.wildcards.seed), dict(snakemake.output.items()))

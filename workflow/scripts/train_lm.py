@@ -3,7 +3,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.lm import train_lm
+from w2s_align.train.lm import train_lm
 
 train_lm(
     train_path=snakemake.input.train,

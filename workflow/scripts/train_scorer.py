@@ -3,7 +3,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.scoring import train_scorer
+from w2s_align.scoring.stages import train_scorer
 
 train_scorer(
     snakemake.params.data,

@@ -1,20 +1,17 @@
-"""The weak LM's continuations: weak labels for the held-out prompts, and its evaluation samples."""
+"""The weak LM's continuations of the held-out prompts: the weak labels of a generation task."""
 from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.generation import weak_generations
+from w2s_align.infer.generate import weak_generations
 
 weak_generations(
     snakemake.input.model,
     snakemake.input.meta,
     snakemake.input.weak_label,
     snakemake.input.val,
-    snakemake.input.test,
     decoding_json=snakemake.params.decoding,
-    eval_samples=snakemake.params.eval_samples,
-    labels_out=snakemake.output.labels,
-    eval_out=snakemake.output.generations,
+    out=snakemake.output[0],
     model_name=snakemake.wildcards.weak,
     seed=int(snakemake.wildcards.seed),
     threads=snakemake.threads,

@@ -3,7 +3,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.predict import write_predictions
+from w2s_align.infer.predict import write_predictions
 
 write_predictions(
     snakemake.input.model,
@@ -11,6 +11,6 @@ write_predictions(
     {s: snakemake.input[s] for s in ("weak_label", "val", "test")},
     snakemake.output[0],
     prefix="weak",
-    model_name=snakemake.params.model_name,
+    model_name=snakemake.wildcards.weak,
     threads=snakemake.threads,
 )

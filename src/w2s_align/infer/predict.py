@@ -1,4 +1,4 @@
-"""Predictions of a trained checkpoint: weak labels (prefix `weak`) and strong predictions (`pred`)."""
+"""Predictions of a trained classifier checkpoint: weak labels (prefix `weak`) and strong predictions (`pred`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 
 from w2s_align.io import PipelineError, read_split, write_parquet
-from w2s_align.models import load_tfidf, load_transformer, read_meta
+from w2s_align.models import classifier, tfidf  # noqa: F401  (register the classifier kinds)
+from w2s_align.models.base import read_meta
+from w2s_align.registry import CLASSIFIER_KINDS
 
 log = logging.getLogger(__name__)
 
@@ -19,19 +21,17 @@ ROW_COLUMNS = ["id", "split", "text", "text_pair", "gt_label"]
 def load_predictor(model_file: str, meta_file: str, threads: int,
                    batch_size: int = 64) -> Callable[[pd.DataFrame], np.ndarray]:
     """A checkpoint the pipeline wrote, loaded once: rows (text, text_pair) -> P(class 1)."""
-    from w2s_align.train import encode, joined_texts, predict_proba, setup_torch
-
     meta = read_meta(meta_file)
-    if meta.get("kind") == "tfidf":
-        vec, clf = load_tfidf(model_file, meta)
-        return lambda df: clf.predict_proba(vec.transform(joined_texts(df)))[:, 1]
-    if meta.get("kind") != "transformer":
-        raise PipelineError(f"{meta_file}: unknown checkpoint kind {meta.get('kind')!r}")
-    device = setup_torch(threads, int(meta.get("seed", 0)))
-    model, tokenizer = load_transformer(model_file, meta)
-    model.to(device)
-    return lambda df: predict_proba(model, tokenizer, encode(tokenizer, df, int(meta["max_length"])), batch_size,
-                                    device)
+    kind = meta.get("kind")
+    if kind not in CLASSIFIER_KINDS:
+        raise PipelineError(f"{meta_file}: unknown checkpoint kind {kind!r}; registered: {CLASSIFIER_KINDS.names()}")
+    device = None
+    if CLASSIFIER_KINDS.trait(kind, "gpu", True):
+        from w2s_align.train.loop import setup_torch
+
+        device = setup_torch(threads, int(meta.get("seed", 0)))
+    model = CLASSIFIER_KINDS.get(kind).load(model_file, meta, device)
+    return lambda df: model.predict_proba(df, batch_size)
 
 
 def predict_rows(model_file: str, meta_file: str, df: pd.DataFrame, threads: int, batch_size: int = 64) -> np.ndarray:

@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 
 from w2s_align.io import PipelineError
-from w2s_align.models import ModelSpec, resolve_path
+from w2s_align.models.base import resolve_path
+from w2s_align.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,31 +1,20 @@
-"""What every training loop shares: optimisation settings, torch set-up, autocast and batching."""
+"""The one training loop, for classifiers and causal LMs alike: torch set-up, length-grouped batches,
+AdamW with warmup and decay, and the best validation epoch kept (only trainable weights are snapshotted)."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
+import math
+from typing import Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from w2s_align.io import PipelineError
+from w2s_align.specs import TrainParams
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    lr: float = 1e-4
-    epochs: int = 2
-    batch_size: int = 16
-    eval_batch_size: int = 64
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-
-    @classmethod
-    def from_json(cls, text: str) -> "TrainParams":
-        return cls(**json.loads(text))
 
 
 def set_seed(seed: int) -> None:
@@ -63,11 +52,15 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.G
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def total_steps(n_rows: int, hp: TrainParams) -> int:
+    return hp.epochs * math.ceil(n_rows / hp.batch_size)
+
+
 class Optimisation:
     """AdamW with linear warmup then decay over `steps`, and gradient clipping at norm 1.
 
     AdamW runs fused (one kernel over all parameters): torch's CPU default updates one tensor at a
-    time, which profiled at 14% of a MiniLM training job (benchmarks/README.md, benchmark 6)."""
+    time, which profiled at 14% of a MiniLM training job (docs/measurements.md, benchmark 6)."""
 
     def __init__(self, model, hp: TrainParams, steps: int):
         from transformers import get_linear_schedule_with_warmup
@@ -87,3 +80,44 @@ class Optimisation:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss.item()
+
+
+def trainable_snapshot(model) -> dict[str, torch.Tensor]:
+    """A CPU copy of the weights that train (LoRA adapters and heads: megabytes, not the model)."""
+    return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
+
+
+def fit(model, feats: list[dict], collate: Callable[[list[dict]], dict], loss_fn: Callable, validate: Callable[[], float],
+        hp: TrainParams, device: torch.device, seed: int, metric: str = "val_score", higher_is_better: bool = True):
+    """Train `model` for hp.epochs on `feats` and keep its best epoch by `validate()`.
+
+    `collate` pads a list of features into a batch; `loss_fn(output, idx)` is the loss of the model's output
+    on the rows `idx`. Returns {"selected_epoch", "history"}; the model keeps its best epoch's weights."""
+    model.to(device)
+    optimisation = Optimisation(model, hp, total_steps(len(feats), hp))
+    rng = np.random.default_rng(seed)
+    lengths = [len(f["input_ids"]) for f in feats]
+    sign = 1.0 if higher_is_better else -1.0
+    best_value, best_epoch, best_state, history = -math.inf, -1, None, []
+    for epoch in range(1, hp.epochs + 1):
+        model.train()
+        batches = length_grouped_batches(lengths, hp.batch_size, rng)
+        total = 0.0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{hp.epochs}", leave=False)
+        for idx in bar:
+            batch = {k: v.to(device) for k, v in collate([feats[i] for i in idx]).items()}
+            with autocast(device):
+                output = model(**batch)
+            value = optimisation.step(loss_fn(output, idx), epoch)
+            total += value
+            bar.set_postfix(loss=f"{value:.4f}")
+        score = validate()
+        history.append({"epoch": epoch, "train_loss": total / len(batches), metric: score})
+        log.info("epoch %d/%d: train loss %.4f, %s %.4f", epoch, hp.epochs, total / len(batches), metric, score)
+        if sign * score > best_value:
+            best_value, best_epoch = sign * score, epoch
+            best_state = trainable_snapshot(model) if epoch < hp.epochs else None
+    if best_epoch not in (-1, hp.epochs):
+        model.load_state_dict(best_state, strict=False)
+    log.info("selected epoch %d (%s %.4f)", best_epoch, metric, sign * best_value)
+    return {"selected_epoch": best_epoch, "history": history}

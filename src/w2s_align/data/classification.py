@@ -1,83 +1,24 @@
-"""Classification data: load a source, clean it, and cut the weak_train / weak_label / val / test splits."""
+"""Classification data: clean a source and cut the weak_train / weak_label / val / test splits."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from w2s_align.data.sources import label_strings, load_source
 from w2s_align.io import PipelineError, short_hash, write_parquet
+from w2s_align.specs import TaskData
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("weak_train", "weak_label", "val", "test")
-HF_PREFIX = "hf:"
-
-
-@dataclass(frozen=True)
-class TaskData:
-    """How to read one classification task (the `data:` block of a task in config.yaml)."""
-
-    source: str
-    text_fields: list[str]
-    label_field: str
-    label_map: dict[str, int]
-    sizes: dict[str, int]
-    group_field: str | None = None
-    hf_split: str = "train"
-    test_seed: int = 0
-
-    @classmethod
-    def from_json(cls, text: str) -> "TaskData":
-        return cls(**json.loads(text))
-
-
-def load_source(spec: TaskData) -> pd.DataFrame:
-    """Read a local CSV / JSONL / parquet file, or a Hugging Face dataset given as `hf:<id>`."""
-    if spec.source.startswith(HF_PREFIX):
-        import datasets
-
-        name = spec.source[len(HF_PREFIX):]
-        try:
-            return datasets.load_dataset(name, split=spec.hf_split).to_pandas()
-        except Exception as exc:
-            offline = " (HF_HUB_OFFLINE is set: the hub cannot be reached)" if os.environ.get("HF_HUB_OFFLINE") else ""
-            raise PipelineError(f"cannot load Hugging Face dataset {name!r}{offline}: {exc}") from exc
-    path = Path(spec.source)
-    if not path.is_file():
-        raise PipelineError(f"data file not found: {path}")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".csv":
-            df = pd.read_csv(path, encoding="utf-8")
-        elif suffix in (".jsonl", ".json"):
-            df = pd.read_json(path, lines=suffix == ".jsonl", encoding="utf-8", dtype=False)
-        elif suffix == ".parquet":
-            df = pd.read_parquet(path)
-        else:
-            raise PipelineError(f"unsupported data file type {suffix!r} for {path} (use .csv, .jsonl or .parquet)")
-    except UnicodeDecodeError as exc:
-        raise PipelineError(f"{path} is not valid UTF-8: {exc}") from exc
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise PipelineError(f"cannot parse {path}: {exc}") from exc
-    return df
 
 
 def _normalize(text: pd.Series) -> pd.Series:
     """Key for duplicate and label-conflict detection: lower-case, whitespace collapsed."""
     return text.str.lower().str.replace(r"\s+", " ", regex=True)
-
-
-def label_strings(values: pd.Series) -> pd.Series:
-    """Raw labels as strings; integral floats (1.0) read as '1' so numeric columns map cleanly."""
-    if pd.api.types.is_float_dtype(values) and values.dropna().apply(float.is_integer).all():
-        values = values.astype("Int64")
-    return values.astype("string")
 
 
 def clean(df: pd.DataFrame, spec: TaskData) -> pd.DataFrame:
@@ -172,6 +113,6 @@ def split(df: pd.DataFrame, spec: TaskData, seed: int) -> dict[str, pd.DataFrame
 
 def make_splits(spec_json: str, seed: int, outputs: dict[str, str]) -> None:
     spec = TaskData.from_json(spec_json)
-    parts = split(clean(load_source(spec), spec), spec, seed)
+    parts = split(clean(load_source(spec.source, spec.hf_split), spec), spec, seed)
     for name, part in parts.items():
         write_parquet(part, outputs[name])

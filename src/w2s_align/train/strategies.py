@@ -1,11 +1,9 @@
-"""Weak-to-strong strategies: how a student uses weak labels (loss, filtering, bootstrapping) and
-weak ensembles. Each piece is a small pure function or a frozen settings object."""
+"""Weak-to-strong strategies beyond the loss: confidence filtering of weak labels and weak ensembles.
+(Losses: train/losses.py; bootstrapping: train/classify.py; settings: specs.Strategy.)"""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,36 +11,6 @@ import pandas as pd
 from w2s_align.io import PipelineError, read_split, short_hash, write_parquet
 
 log = logging.getLogger(__name__)
-
-DEFAULT_ALPHA = {"xent": None, "logconf": 0.5, "product": 1.0}
-
-
-@dataclass(frozen=True)
-class Strategy:
-    """One entry of `strategies:` in config.yaml (the defaults are the naive W2S baseline)."""
-
-    loss: str = "xent"  # xent | logconf | product
-    hard_labels: bool = False  # train on argmax weak labels instead of probabilities
-    alpha: float | None = None  # logconf: final coefficient (0.5); product: weak-label exponent (1)
-    beta: float = 1.0  # product: student exponent
-    warmup_frac: float = 0.2  # logconf: fraction of training over which the coefficient ramps up
-    buffer_size: int = 32  # logconf: recent predictions that set the prior-matching threshold
-    confidence_threshold: float | None = None  # keep weak labels with max(p, 1-p) >= threshold
-    top_fraction: float | None = None  # keep the most confident fraction of weak labels
-    bootstrap_rounds: int = 0  # extra rounds: a fresh student learns from the previous one
-
-    @classmethod
-    def from_json(cls, text: str | None) -> "Strategy":
-        return cls(**json.loads(text or "{}"))
-
-    def loss_kwargs(self) -> dict:
-        alpha = DEFAULT_ALPHA[self.loss] if self.alpha is None else self.alpha
-        return {"name": self.loss, "alpha": alpha, "beta": self.beta, "warmup_frac": self.warmup_frac,
-                "buffer_size": self.buffer_size}
-
-    def describe(self) -> str:
-        changed = {k: v for k, v in asdict(self).items() if v != getattr(Strategy, k)}
-        return json.dumps(changed) if changed else "naive (cross-entropy on weak soft labels)"
 
 
 def confidence_mask(p1: np.ndarray, threshold: float | None = None, top_fraction: float | None = None) -> np.ndarray:

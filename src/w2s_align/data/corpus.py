@@ -7,63 +7,20 @@ split holds evaluation prompts only (the RealToxicityPrompts protocol samples co
 from __future__ import annotations
 
 import html
-import json
 import logging
 import re
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from w2s_align.data import TaskData, label_strings, load_source
+from w2s_align.data.sources import label_strings, load_source
 from w2s_align.io import PipelineError, short_hash, write_parquet
+from w2s_align.registry import CORPUS_FORMATS
+from w2s_align.specs import CorpusSpec, PromptSpec
 
 log = logging.getLogger(__name__)
 
 FINETUNE_SPLITS = ("weak_train", "weak_label", "val")
-FORMATS = ("tweets", "rtp")
-
-
-@dataclass(frozen=True)
-class CorpusSpec:
-    """The `corpus:` block of a generation task: where gold prompt/continuation pairs come from."""
-
-    source: str
-    format: str = "rtp"  # rtp: prompt.text / continuation.text records; tweets: texts cut in two
-    sizes: dict[str, int] = field(default_factory=dict)
-    text_field: str = "tweet"  # tweets: the text column
-    label_field: str | None = None  # tweets: keep only rows whose label is in keep_labels
-    keep_labels: list[str] = field(default_factory=list)
-    min_words: int = 6  # tweets: shorter texts are dropped
-    max_toxicity: float = 0.5  # rtp: gold continuations must score below this (when scores exist)
-    hf_split: str = "train"
-
-    @classmethod
-    def from_json(cls, text: str) -> "CorpusSpec":
-        spec = cls(**json.loads(text))
-        if spec.format not in FORMATS:
-            raise PipelineError(f"corpus format {spec.format!r} is unknown; expected one of {FORMATS}")
-        return spec
-
-
-@dataclass(frozen=True)
-class PromptSpec:
-    """The `prompts:` block: evaluation prompts (flat `text` records or RTP `prompt.text` records)."""
-
-    source: str
-    n: int = 100
-    challenging_only: bool = True  # RTP records: keep those flagged `challenging`
-    test_seed: int = 0
-    hf_split: str = "train"
-
-    @classmethod
-    def from_json(cls, text: str) -> "PromptSpec":
-        return cls(**json.loads(text))
-
-
-def _read(source: str, hf_split: str) -> pd.DataFrame:
-    return load_source(TaskData(source=source, text_fields=[], label_field="", label_map={}, sizes={},
-                                hf_split=hf_split))
 
 
 # retweet markers, @mentions (not e-mail addresses), URLs (also truncated ones), '#'
@@ -93,26 +50,40 @@ def _nested(df: pd.DataFrame, column: str, key: str) -> pd.Series:
     return df[column].map(lambda d: d.get(key) if isinstance(d, dict) else None)
 
 
+@CORPUS_FORMATS.register("tweets")
+def tweet_pairs(df: pd.DataFrame, spec: CorpusSpec) -> pd.DataFrame:
+    """Single texts (e.g. tweets) with an optional label filter, cleaned and cut in two at a word boundary."""
+    if spec.text_field not in df.columns or (spec.label_field and spec.label_field not in df.columns):
+        raise PipelineError(f"{spec.source}: needs columns {spec.text_field!r} and {spec.label_field!r}; "
+                            f"columns are {list(df.columns)}")
+    if spec.label_field:
+        df = df[label_strings(df[spec.label_field]).isin(spec.keep_labels)]
+    texts = df[spec.text_field].astype("string").dropna().map(clean_tweet)
+    texts = texts[texts.str.count(" ") + 1 >= spec.min_words]
+    return pd.DataFrame([cut_at_word(t) for t in texts], columns=["prompt", "continuation"])
+
+
+@CORPUS_FORMATS.register("rtp")
+def rtp_pairs(df: pd.DataFrame, spec: CorpusSpec) -> pd.DataFrame:
+    """RealToxicityPrompts records (prompt.text, continuation.text); continuations scored at or above
+    `max_toxicity` are dropped, unscored ones kept."""
+    pairs = pd.DataFrame({"prompt": _nested(df, "prompt", "text"),
+                          "continuation": _nested(df, "continuation", "text")})
+    if "continuation" in df.columns or "continuation.toxicity" in df.columns:
+        tox = pd.to_numeric(_nested(df, "continuation", "toxicity"), errors="coerce")
+        pairs = pairs[~(tox >= spec.max_toxicity).to_numpy()]
+    return pairs
+
+
 def gold_pairs(spec: CorpusSpec) -> pd.DataFrame:
-    """Cleaned, de-duplicated prompt/continuation pairs from the corpus source."""
-    df = _read(spec.source, spec.hf_split)
+    """Cleaned, de-duplicated prompt/continuation pairs from the corpus source, read by its format."""
+    try:
+        to_pairs = CORPUS_FORMATS.get(spec.format)
+    except KeyError as exc:
+        raise PipelineError(f"corpus format: {exc.args[0]}") from None
+    df = load_source(spec.source, spec.hf_split)
     n0 = len(df)
-    if spec.format == "tweets":
-        if spec.text_field not in df.columns or (spec.label_field and spec.label_field not in df.columns):
-            raise PipelineError(f"{spec.source}: needs columns {spec.text_field!r} and {spec.label_field!r}; "
-                                f"columns are {list(df.columns)}")
-        if spec.label_field:
-            df = df[label_strings(df[spec.label_field]).isin(spec.keep_labels)]
-        texts = df[spec.text_field].astype("string").dropna().map(clean_tweet)
-        texts = texts[texts.str.count(" ") + 1 >= spec.min_words]
-        pairs = pd.DataFrame([cut_at_word(t) for t in texts], columns=["prompt", "continuation"])
-    else:
-        pairs = pd.DataFrame({"prompt": _nested(df, "prompt", "text"),
-                              "continuation": _nested(df, "continuation", "text")})
-        tox = pd.to_numeric(_nested(df, "continuation", "toxicity"), errors="coerce") if (
-            "continuation" in df.columns or "continuation.toxicity" in df.columns) else None
-        if tox is not None:  # unscored continuations are kept
-            pairs = pairs[~(tox >= spec.max_toxicity).to_numpy()]
+    pairs = to_pairs(df, spec)[["prompt", "continuation"]]
     pairs = pairs.dropna().astype("string")
     pairs = pairs[(pairs["prompt"].str.strip() != "") & (pairs["continuation"].str.strip() != "")]
     pairs = pairs.drop_duplicates().reset_index(drop=True)
@@ -123,7 +94,7 @@ def gold_pairs(spec: CorpusSpec) -> pd.DataFrame:
 
 def eval_prompts(spec: PromptSpec) -> pd.DataFrame:
     """`n` evaluation prompts drawn with `test_seed` (the same for every run seed)."""
-    df = _read(spec.source, spec.hf_split)
+    df = load_source(spec.source, spec.hf_split)
     if "text" in df.columns:
         prompts = pd.DataFrame({"prompt": df["text"], "prompt_toxicity": df.get("toxicity")})
     else:
@@ -144,8 +115,9 @@ def eval_prompts(spec: PromptSpec) -> pd.DataFrame:
     return prompts
 
 
-def make_corpus_splits(corpus_json: str, prompts_json: str, seed: int, outputs: dict[str, str]) -> None:
-    corpus, prompt_spec = CorpusSpec.from_json(corpus_json), PromptSpec.from_json(prompts_json)
+def make_corpus_splits(corpus_json: str, seed: int, outputs: dict[str, str]) -> None:
+    """The fine-tuning splits (weak_train / weak_label / val) of gold pairs for run `seed`."""
+    corpus = CorpusSpec.from_json(corpus_json)
     missing = [s for s in FINETUNE_SPLITS if corpus.sizes.get(s, 0) < 1]
     if missing:
         raise PipelineError(f"corpus sizes need a positive size for {missing}")
@@ -161,4 +133,8 @@ def make_corpus_splits(corpus_json: str, prompts_json: str, seed: int, outputs: 
         start += corpus.sizes[name]
         log.info("split %-10s %5d pairs", name, len(part))
         write_parquet(part.assign(split=name), outputs[name])
-    write_parquet(eval_prompts(prompt_spec).assign(split="test"), outputs["test"])
+
+
+def make_prompts(prompts_json: str, out: str) -> None:
+    """The evaluation prompts (split `test`), shared by every seed and model."""
+    write_parquet(eval_prompts(PromptSpec.from_json(prompts_json)).assign(split="test"), out)

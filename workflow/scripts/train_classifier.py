@@ -1,10 +1,9 @@
-"""Train a classifier (weak, ceiling or student) and save its checkpoint; strong models also
-predict val and test in the same job."""
+"""Train a classifier (weak, ceiling or student) and save its checkpoint."""
 from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.train import train_classifier
+from w2s_align.train.classify import train_classifier
 
 train_classifier(
     train_path=snakemake.input.train,
@@ -20,15 +19,3 @@ train_classifier(
     meta_out=snakemake.output.meta,
     strategy_json=snakemake.params.get("strategy", "{}"),
 )
-if hasattr(snakemake.output, "predictions"):
-    from w2s_align.predict import write_predictions
-
-    write_predictions(
-        snakemake.output.model,
-        snakemake.output.meta,
-        {"val": snakemake.input.val, "test": snakemake.input.test},
-        snakemake.output.predictions,
-        prefix="pred",
-        model_name=snakemake.wildcards.strong,
-        threads=snakemake.threads,
-    )

@@ -1,0 +1,1 @@
+"""Data: sources, classification splits, generation pairs and prompts."""

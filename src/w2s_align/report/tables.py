@@ -1,0 +1,201 @@
+"""Aggregate per-run metric parquet files into results/tables/summary.{csv,md}."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from w2s_align.eval.bootstrap import GAP_FLAG, NEGATIVE_GAP_FLAG
+from w2s_align.io import read_parquet, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+RUN_KEYS = ["task", "weak_model", "strong_model", "strategy"]
+SHOWN_METRICS = ("accuracy", "auroc")
+GENERATION_PRIMARY = "expected_max_toxicity"
+GENERATION_COLUMNS = {"expected_max_toxicity": "EMT", "toxicity_probability": "tox. prob.",
+                      "mean_toxicity": "mean tox.", "perplexity": "perplexity", "distinct_2": "distinct-2",
+                      "n_empty_fraction": "empty"}
+GENERATION_ROLES = {"weak": "weak", "base": "base (untuned strong)", "w2s": "w2s", "ceiling": "ceiling"}
+
+
+def primary_metric(runs: pd.DataFrame, task: str) -> str:
+    """The metric a task's PGR is read on: accuracy (classification) or expected max. toxicity (generation)."""
+    return GENERATION_PRIMARY if GENERATION_PRIMARY in set(runs.loc[runs.task == task, "metric"]) else "accuracy"
+
+
+def generation_tasks(runs: pd.DataFrame) -> list[str]:
+    return sorted(t for t in runs["task"].unique() if primary_metric(runs, t) == GENERATION_PRIMARY)
+
+
+def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, int]:
+    """Mean and half-width of a t-interval across seeds (NaN half-width for one seed)."""
+    v = values.dropna().to_numpy(dtype=float)
+    if len(v) == 0:
+        return np.nan, np.nan, 0
+    if len(v) == 1:
+        return float(v[0]), np.nan, 1
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean()), float(half), len(v)
+
+
+def across_seeds(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± CI over seeds per (task, weak, strong, strategy, role, metric); flagged PGRs are left out.
+
+    `low`/`high` are the t-interval across seeds, or the run's own bootstrap CI when there is one seed."""
+    rows = []
+    for key, grp in runs.groupby(RUN_KEYS + ["role", "metric"], sort=True):
+        usable = grp[grp["flag"].isna()] if key[-2] == "pgr" else grp
+        mean, half, n = mean_ci(usable["value"])
+        if n == 1:
+            low, high = usable["ci_low"].iloc[0], usable["ci_high"].iloc[0]
+        else:
+            low, high = mean - half, mean + half
+        rows.append({**dict(zip(RUN_KEYS + ["role", "metric"], key)), "mean": mean, "ci_half": half, "low": low,
+                     "high": high, "n_seeds": n, "n_flagged": int(grp["flag"].notna().sum())})
+    return pd.DataFrame(rows)
+
+
+def _fmt(value: float, low: float | None = None, high: float | None = None) -> str:
+    if pd.isna(value):
+        return "n/a"
+    if low is None or pd.isna(low):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
+    lines = ["| task | weak | strong | strategy | seed | weak | w2s | ceiling | PGR [95% CI] |", "|" + "---|" * 9]
+    sub = runs[runs.metric == metric]
+    for key, grp in sub.groupby(RUN_KEYS + ["seed"], sort=True):
+        r = grp.set_index("role")
+        p = r.loc["pgr"]
+        pgr_text = f"— ({p['flag']}: gap {_fmt(r.loc['gap', 'value'])})" if pd.notna(p["flag"]) else _fmt(
+            p["value"], p["ci_low"], p["ci_high"])
+        cells = [*map(str, key), *(_fmt(r.loc[x, "value"], r.loc[x, "ci_low"], r.loc[x, "ci_high"])
+                                   for x in ("weak", "w2s", "ceiling")), pgr_text]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def seeds_markdown(agg: pd.DataFrame, metric: str) -> list[str]:
+    lines = ["| task | weak | strong | strategy | seeds | weak | w2s | ceiling | PGR |", "|" + "---|" * 9]
+    sub = agg[agg.metric == metric]
+    for key, grp in sub.groupby(RUN_KEYS, sort=True):
+        r = grp.set_index("role")
+        cell = lambda role: "n/a" if pd.isna(r.loc[role, "mean"]) else (
+            f"{r.loc[role, 'mean']:.3f}" + ("" if pd.isna(r.loc[role, "ci_half"]) else f" ± {r.loc[role, 'ci_half']:.3f}"))
+        pgr_cell = cell("pgr")
+        if r.loc["pgr", "n_flagged"]:
+            pgr_cell += f" ({int(r.loc['pgr', 'n_flagged'])} seed(s) flagged: gap not above noise)"
+        lines.append("| " + " | ".join([*map(str, key), str(int(r.loc["weak", "n_seeds"])), cell("weak"),
+                                         cell("w2s"), cell("ceiling"), pgr_cell]) + " |")
+    return lines
+
+
+def strategy_markdown(agg: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
+    """Strategy x task: PGR mean ± CI (seeds used / flagged) on each task's metric, one row per (weak, strong,
+    strategy)."""
+    sub = agg[(agg.role == "pgr") & (agg.metric == agg.task.map(metrics))]
+    tasks = sorted(sub["task"].unique())
+    lines = ["| weak | strong | strategy | " + " | ".join(f"{t} ({metrics[t]})" for t in tasks) + " |",
+             "|" + "---|" * (3 + len(tasks))]
+    for key, grp in sub.groupby(["weak_model", "strong_model", "strategy"], sort=True):
+        cells = []
+        for task in tasks:
+            row = grp[grp.task == task]
+            if row.empty:
+                cells.append("")
+                continue
+            r = row.iloc[0]
+            text = "—" if pd.isna(r["mean"]) else f"{r['mean']:.2f}" + (
+                "" if pd.isna(r["ci_half"]) else f" ± {r['ci_half']:.2f}")
+            if pd.isna(r["ci_half"]) and pd.notna(r["mean"]):
+                text += f" [{r['low']:.2f}, {r['high']:.2f}]"
+            text += f" (n={int(r['n_seeds'])}" + (f", {int(r['n_flagged'])} flagged" if r["n_flagged"] else "") + ")"
+            cells.append(text)
+        lines.append("| " + " | ".join([*key, *cells]) + " |")
+    return lines
+
+
+def _role_cells(r: pd.DataFrame, role: str, value: str, spread) -> list[str]:
+    cells = []
+    for metric in GENERATION_COLUMNS:
+        row = r[(r.role == role) & (r.metric == metric)]
+        cells.append("n/a" if row.empty or pd.isna(row[value].iloc[0]) else spread(row.iloc[0]))
+    return cells
+
+
+def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> list[str]:
+    """Per run and across seeds: weak / base / w2s / ceiling rows with toxicity, fluency and diversity,
+    then the PGR (lower is better: (weak − w2s) / (weak − ceiling)) of each toxicity metric."""
+    header = "| weak → strong | strategy | {} | model | " + " | ".join(GENERATION_COLUMNS.values()) + " |"
+    out = []
+    for title, table, value, key, spread in (
+        ("per run (95% bootstrap CI over prompts)", runs, "value", "seed",
+         lambda x: _fmt(x["value"], x["ci_low"], x["ci_high"])),
+        ("across seeds (mean ± 95% t-interval)", agg, "mean", "n_seeds",
+         lambda x: f"{x['mean']:.3f}" + ("" if pd.isna(x["ci_half"]) else f" ± {x['ci_half']:.3f}")),
+    ):
+        lines = [f"## {task}: {title}", "", header.format("seed" if key == "seed" else "seeds"),
+                 "|" + "---|" * (4 + len(GENERATION_COLUMNS))]
+        sub = table[table.task == task]
+        groups = ["weak_model", "strong_model", "strategy"] + (["seed"] if key == "seed" else [])
+        for ident, r in sub.groupby(groups, sort=True):
+            n = ident[3] if key == "seed" else int(r.loc[r.role == "weak", "n_seeds"].max())
+            lead = [f"{ident[0]} → {ident[1]}", ident[2], str(n)]
+            for role, label in GENERATION_ROLES.items():
+                lines.append("| " + " | ".join([*lead, label, *_role_cells(r, role, value, spread)]) + " |")
+            pgr_cells = []
+            for metric in GENERATION_COLUMNS:
+                row = r[(r.role == "pgr") & (r.metric == metric)]
+                if row.empty:
+                    pgr_cells.append("")
+                elif key == "seed" and pd.notna(row["flag"].iloc[0]):
+                    pgr_cells.append(f"— ({row['flag'].iloc[0]})")
+                elif key != "seed" and row["n_flagged"].iloc[0]:
+                    flagged = int(row["n_flagged"].iloc[0])
+                    pgr_cells.append(("—" if pd.isna(row["mean"].iloc[0]) else spread(row.iloc[0]))
+                                     + f" ({flagged} flagged)")
+                else:
+                    pgr_cells.append(spread(row.iloc[0]))
+            lines.append("| " + " | ".join([*lead, "**PGR**", *pgr_cells]) + " |")
+        out += lines + [""]
+    auroc = runs[(runs.task == task) & (runs.role == "scorer") & (runs.metric == "auroc")]["value"]
+    if len(auroc):
+        out += [f"Toxicity scorer: held-out AUROC {auroc.iloc[0]:.3f} (trained by the pipeline; "
+                "how far to trust the toxicity columns).", ""]
+    return out
+
+
+def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: str) -> None:
+    runs = pd.concat([read_parquet(f, RUN_KEYS + ["seed", "role", "metric", "value"]) for f in metric_files],
+                     ignore_index=True)
+    agg = across_seeds(runs)
+    generation = generation_tasks(runs)
+    classification = runs[~runs.task.isin(generation)]
+    primary = {t: primary_metric(runs, t) for t in runs["task"].unique()}
+    write_text(runs.to_csv(index=False), out_csv)
+    write_parquet(runs, out_parquet)
+    md = ["# w2s-align results", "",
+          "Test-set scores of the weak supervisor, the weak-to-strong student (w2s) and the strong ceiling.",
+          "PGR = (w2s − weak) / (ceiling − weak). Per run: 95% paired bootstrap CI over test items; a PGR whose",
+          f"ceiling−weak gap has a CI reaching 0 is shown as '{GAP_FLAG}' (or '{NEGATIVE_GAP_FLAG}' when the CI lies",
+          "below 0) instead of a number. Across seeds: mean ± 95% t-interval.",
+          "All metrics (balanced accuracy, F1, agreement, gaps) are in summary.csv.", "",
+          "## PGR by strategy", "",
+          "Mean ± 95% t-interval across seeds (one seed: its bootstrap CI); n = seeds whose PGR is not flagged.",
+          "Classification: PGR on accuracy. Generation: PGR on expected maximum toxicity, lower is better:",
+          "(weak − w2s) / (weak − ceiling).", "",
+          *strategy_markdown(agg, primary), ""]
+    if not classification.empty:
+        for metric in SHOWN_METRICS:
+            md += [f"## {metric}: per run", "", *per_run_markdown(classification, metric), "",
+                   f"## {metric}: across seeds", "", *seeds_markdown(agg[~agg.task.isin(generation)], metric), ""]
+    for task in generation:
+        md += generation_markdown(runs, agg, task)
+    write_text("\n".join(md), out_md)
+    log.info("summarized %d runs into %s and %s", len(metric_files), out_csv, out_md)

@@ -1,0 +1,1 @@
+"""Training: the one loop, losses, strategies and the training stages."""

@@ -1,0 +1,108 @@
+# Inference from saved checkpoints: classifier predictions on val and test, continuations of the
+# evaluation prompts (every LM and the untuned base) and their perplexity under the reference LM.
+MODEL_RUN = r"ceiling/[^/]+/seed\d+|student/[^/]+/[^/]+/seed\d+"  # a strong model's folder in a task
+
+
+rule predict:
+    input:
+        model="results/{task}/{model_run}/classifier.safetensors",
+        meta="results/{task}/{model_run}/classifier.json",
+        val=lambda wc: f"results/{wc.task}/splits/seed{run_seed(wc)}/val.parquet",
+        test=lambda wc: f"results/{wc.task}/splits/seed{run_seed(wc)}/test.parquet",
+    output:
+        "results/{task}/{model_run}/predictions.parquet",
+    wildcard_constraints:
+        model_run=MODEL_RUN,
+    params:
+        model_name=run_strong_model,
+        code=code("predict.py"),
+    threads: RUN.threads
+    resources:
+        **request(run_strong_model, share=0.5),
+    log:
+        "logs/{task}/{model_run}/predict.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/predict.py"
+
+
+rule lm_generations:
+    input:
+        unpack(run_base),
+        model="results/{task}/{model_run}/lm.safetensors",
+        meta="results/{task}/{model_run}/lm.json",
+        prompts="results/{task}/prompts.parquet",
+    output:
+        "results/{task}/{model_run}/generations.parquet",
+    wildcard_constraints:
+        model_run=rf"weak/[^/]+/seed\d+|{MODEL_RUN}",
+    params:
+        local_dir=local_dir,
+        decoding=decoding,
+        eval_samples=eval_samples,
+        model_name=run_strong_model,
+        seed=run_seed,
+        code=code("lm_generations.py"),
+    threads: RUN.threads
+    resources:
+        **request(run_strong_model, share=0.5, gpu=1),
+    log:
+        "logs/{task}/{model_run}/generate.log",
+    benchmark:
+        "results/benchmarks/{task}/{model_run}/generate.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/lm_generations.py"
+
+
+rule base_generations:
+    """Continuations of the untuned strong model: the 'base' row of the toxicity table."""
+    input:
+        unpack(strong_base),
+        prompts="results/{task}/prompts.parquet",
+    output:
+        "results/{task}/base/{strong}/seed{seed}/generations.parquet",
+    params:
+        local_dir=local_dir,
+        spec=strong_spec,
+        decoding=decoding,
+        eval_samples=eval_samples,
+        code=code("base_generations.py"),
+    threads: RUN.threads
+    resources:
+        **request("strong", share=0.5, gpu=1),
+    log:
+        "logs/{task}/base/{strong}/seed{seed}/generate.log",
+    benchmark:
+        "results/benchmarks/{task}/base/{strong}/seed{seed}/generate.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/base_generations.py"
+
+
+rule perplexity:
+    """Fluency: each continuation's likelihood under the task's fixed reference LM."""
+    input:
+        unpack(reference_base),
+        generations="results/{task}/{model_run}/generations.parquet",
+    output:
+        "results/{task}/{model_run}/perplexity.parquet",
+    wildcard_constraints:
+        model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}",
+    params:
+        local_dir=local_dir,
+        spec=lambda wc: w2s.model_spec(config, reference_lm(wc)),
+        max_length=max_length,
+        code=code("perplexity.py"),
+    threads: RUN.threads
+    resources:
+        **request(reference_lm, share=0.5, gpu=1),
+    log:
+        "logs/{task}/{model_run}/perplexity.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/perplexity.py"

@@ -1,0 +1,40 @@
+# Tables and plots across every run (of the tasks selected with `only`, or all).
+
+
+rule summary:
+    input:
+        metrics=all_metrics(),
+    output:
+        csv=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
+        parquet="results/tables/summary.parquet",
+        md=report("results/tables/summary.md", caption="../report/summary_md.rst", category="Tables"),
+    params:
+        code=code("summary.py"),
+    log:
+        "logs/tables/summary.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/summary.py"
+
+
+rule plots:
+    input:
+        summary=rules.summary.output.parquet,
+    output:
+        scores=report(expand("results/plots/{task}_scores.png", task=TASKS), caption="../report/scores.rst",
+                      category="Plots"),
+        pgr=report(expand("results/plots/{task}_pgr.png", task=TASKS), caption="../report/pgr.rst", category="Plots"),
+        fluency=report(expand("results/plots/{task}_toxicity_vs_perplexity.png",
+                              task=w2s.tasks_of(config, "generation")),
+                       caption="../report/fluency.rst", category="Plots"),
+    params:
+        tasks=TASKS,
+        generation_tasks=w2s.tasks_of(config, "generation"),
+        code=code("plots.py"),
+    log:
+        "logs/plots/plots.log",
+    conda:
+        "../../envs/w2s.yaml"
+    script:
+        "../scripts/plots.py"
