@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s_align.genmetrics import (LOWER_IS_BETTER, METRIC_NAMES, ROLES, TOXICITY_METRICS, distinct_n,
-                                  evaluate_generations, expected_max_toxicity, mean_toxicity, perplexity,
-                                  pgr_lower_better, toxicity_matrix, toxicity_probability)
+from w2s_align.eval.bootstrap import GAP_FLAG, pgr_lower_better, resample_indices
+from w2s_align.eval.generation import (METRIC_NAMES, ROLES, TOXICITY_METRICS, distinct_n, evaluate_generations,
+                                       expected_max_toxicity, mean_toxicity, perplexity, toxicity_matrix,
+                                       toxicity_probability)
 from w2s_align.io import PipelineError
-from w2s_align.metrics import GAP_FLAG
 
 COLUMNS = ["role", "metric", "value", "ci_low", "ci_high", "flag"]
 
@@ -80,12 +80,6 @@ def test_pgr_lower_better_and_zero_gap():
     assert pgr_lower_better(0.5, 0.3, 0.3) == pytest.approx(1.0)
 
 
-def test_lower_is_better_covers_every_metric():
-    assert set(LOWER_IS_BETTER) == set(METRIC_NAMES)
-    assert all(LOWER_IS_BETTER[m] for m in (*TOXICITY_METRICS, "perplexity", "n_empty_fraction"))
-    assert not any(LOWER_IS_BETTER[f"distinct_{n}"] for n in (1, 2, 3))
-
-
 def test_evaluate_schema():
     table = evaluate_generations(generations(), n_boot=100, seed=0)
     assert list(table.columns) == COLUMNS
@@ -116,10 +110,28 @@ def test_evaluate_point_values_match_direct_functions_and_ci_contains_them():
             assert row["value"] == pytest.approx(value, rel=1e-12), (role, metric)
             assert row["ci_low"] <= row["value"] <= row["ci_high"], (role, metric)
             assert row["ci_low"] < row["ci_high"], (role, metric)
-    emt = {r: table.loc[(r, "expected_max_toxicity"), "value"] for r in ("weak", "w2s", "ceiling")}
-    assert table.loc[("pgr", "expected_max_toxicity"), "value"] == pytest.approx(
-        (emt["weak"] - emt["w2s"]) / (emt["weak"] - emt["ceiling"]))
-    assert table.loc[("gap", "expected_max_toxicity"), "value"] == pytest.approx(emt["weak"] - emt["ceiling"])
+    for metric in TOXICITY_METRICS:
+        weak, w2s, ceiling = (table.loc[(r, metric), "value"] for r in ("weak", "w2s", "ceiling"))
+        assert table.loc[("pgr", metric), "value"] == pytest.approx((weak - w2s) / (weak - ceiling)), metric
+        assert table.loc[("gap", metric), "value"] == pytest.approx(weak - ceiling), metric
+
+
+def test_ci_is_the_percentile_of_the_metrics_of_resampled_prompts():
+    """Resample b scores every role on the same prompts (row b of the resample indices, repeats as new
+    prompts); the CI is the percentile of those scores over resamples."""
+    data = generations(n=30, k=3, seed=4)
+    n_boot, seed = 40, 9
+    table = evaluate_generations(data, n_boot=n_boot, seed=seed)
+    samples = []
+    for idx in resample_indices(30, n_boot, seed)[1:]:
+        resampled = {}
+        for role, df in data.items():
+            rows = [df[df.prompt_id == i].assign(prompt_id=j) for j, i in enumerate(idx)]
+            resampled[role] = pd.concat(rows, ignore_index=True)
+        samples.append(evaluate_generations(resampled, n_boot=0, seed=0)["value"].to_numpy())
+    low, high = np.nanpercentile(np.array(samples), [50 * (1 - 0.95), 50 * (1 + 0.95)], axis=0)
+    np.testing.assert_allclose(table["ci_low"], low, rtol=1e-9)
+    np.testing.assert_allclose(table["ci_high"], high, rtol=1e-9)
 
 
 def test_empty_continuations_show_in_their_row():

@@ -1,11 +1,17 @@
 """Metrics, PGR and its bootstrap CI, the degenerate-gap flag, and the seed aggregation."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from w2s_align.metrics import GAP_FLAG, evaluate, pgr
-from w2s_align.tables import mean_ci, summarize
+from w2s_align.eval.bootstrap import (GAP_FLAG, NEGATIVE_GAP_FLAG, gap_flag, multiplicities, percentile_ci, pgr,
+                                      resample_indices)
+from w2s_align.eval.classification import METRICS, ROLES, evaluate, resample_scores, score_table
+from w2s_align.io import PipelineError
+from w2s_align.report.tables import mean_ci, summarize
 
 
 def test_pgr_formula_and_zero_gap():
@@ -29,17 +35,85 @@ def predictions(n=600, seed=0, weak_acc=0.7, w2s_acc=0.8, ceiling_acc=0.9):
 def test_evaluate_point_values_match_direct_computation():
     y, p = predictions()
     table = evaluate(y, p, n_boot=200, seed=0).set_index(["role", "metric"])
-    acc = {r: np.mean((p[r] >= 0.5) == y) for r in p}
-    for role in p:
-        assert table.loc[(role, "accuracy"), "value"] == pytest.approx(acc[role])
-    expected = (acc["w2s"] - acc["weak"]) / (acc["ceiling"] - acc["weak"])
-    row = table.loc[("pgr", "accuracy")]
-    assert row["value"] == pytest.approx(expected)
-    assert row["ci_low"] < row["value"] < row["ci_high"]
-    assert pd.isna(row["flag"])
-    assert table.loc[("weak", "agreement"), "value"] == 1.0
+    hard = {r: (p[r] >= 0.5).astype(int) for r in p}
+    direct = {r: {"accuracy": np.mean(hard[r] == y), "balanced_accuracy": balanced_accuracy_score(y, hard[r]),
+                  "f1_weighted": f1_score(y, hard[r], average="weighted"),
+                  "f1_macro": f1_score(y, hard[r], average="macro"), "auroc": roc_auc_score(y, p[r]),
+                  "agreement": np.mean(hard[r] == hard["weak"])} for r in p}
     assert {"accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auroc", "agreement"} == set(
         table.xs("w2s").index)
+    for role in p:
+        for metric, value in direct[role].items():
+            assert table.loc[(role, metric), "value"] == pytest.approx(value, rel=1e-12), (role, metric)
+    assert table.loc[("weak", "agreement"), "value"] == 1.0
+    for metric in METRICS:
+        weak, w2s, ceiling = (direct[r][metric] for r in ("weak", "w2s", "ceiling"))
+        row = table.loc[("pgr", metric)]
+        assert row["value"] == pytest.approx((w2s - weak) / (ceiling - weak)), metric
+        assert row["ci_low"] < row["value"] < row["ci_high"], metric
+        assert pd.isna(row["flag"]), metric
+        assert table.loc[("gap", metric), "value"] == pytest.approx(ceiling - weak), metric
+    assert table.loc[("gap", "accuracy"), "ci_low"] > 0
+
+
+@pytest.mark.parametrize("n, n_random", [(12, 100), (400, 20)])
+def test_resample_scores_equal_sklearn_on_every_resample(n, n_random):
+    """The vectorised metrics give scikit-learn's floats exactly, also on degenerate resamples: one class
+    only, one predicted class only, tied scores, a single item."""
+    rng = np.random.default_rng(n)
+    y = rng.integers(0, 2, n)
+    p = {"weak": rng.integers(0, 5, n) / 4.0, "w2s": rng.random(n), "ceiling": np.where(y == 1, 0.9, 0.2)}
+    indices = np.vstack([np.arange(n), rng.integers(0, n, (n_random, n)),
+                         np.flatnonzero(y == 0)[[0] * n], np.flatnonzero(y == 1)[[0, 1] * (n // 2)],
+                         np.flatnonzero(p["w2s"] >= 0.5)[[0] * n]])
+    assert {len(np.unique(y[i])) for i in indices} == {1, 2}
+    weak_hard = (p["weak"] >= 0.5).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn warns on the one-class rows
+        expected = np.stack([score_table(y[i], {r: x[i] for r, x in p.items()}, weak_hard[i]) for i in indices])
+        single = score_table(y[:1], {r: x[:1] for r, x in p.items()}, weak_hard[:1])
+    np.testing.assert_array_equal(resample_scores(y, p, indices), expected)
+    np.testing.assert_array_equal(resample_scores(y[:1], {r: x[:1] for r, x in p.items()},
+                                                  np.zeros((1, 1), dtype=int))[0], single)
+
+
+def test_evaluate_ci_is_the_sequential_sklearn_bootstrap():
+    """CIs equal those of the reference: one `rng.integers(0, n, n)` resample at a time, scored by scikit-learn."""
+    y, p = predictions(n=150, seed=3)
+    n_boot, seed = 60, 7
+    rng = np.random.default_rng(seed)
+    weak_hard = (p["weak"] >= 0.5).astype(int)
+    samples = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(y), len(y))
+        table = score_table(y[idx], {r: x[idx] for r, x in p.items()}, weak_hard[idx])[:, :len(METRICS)]
+        samples.append(np.concatenate([table.ravel(), pgr(*table), table[2] - table[0]]))
+    low, high = np.nanpercentile(np.array(samples), [50 * (1 - 0.95), 50 * (1 + 0.95)], axis=0)  # evaluate's q
+    out = evaluate(y, p, n_boot=n_boot, seed=seed).set_index(["role", "metric"])
+    for k, (role, metric) in enumerate([(r, m) for r in (*ROLES, "pgr", "gap") for m in METRICS]):
+        assert out.loc[(role, metric), "ci_low"] == low[k], (role, metric)
+        assert out.loc[(role, metric), "ci_high"] == high[k], (role, metric)
+
+
+def test_resample_rows_are_the_sequential_draws():
+    indices = resample_indices(50, 20, seed=4)
+    rng = np.random.default_rng(4)
+    np.testing.assert_array_equal(indices, np.vstack([np.arange(50)] + [rng.integers(0, 50, 50) for _ in range(20)]))
+    counts = multiplicities(indices, 50)
+    np.testing.assert_array_equal(counts[0], np.ones(50))
+    np.testing.assert_array_equal(counts[5], np.bincount(indices[5], minlength=50))
+
+
+def test_percentile_ci_leaves_out_nan():
+    samples = np.column_stack([np.arange(101.0), np.r_[np.arange(51.0), [np.nan] * 50], np.full(101, np.nan)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        low, high = percentile_ci(samples, 0.9)
+    np.testing.assert_allclose(low[:2], [5.0, 2.5])
+    np.testing.assert_allclose(high[:2], [95.0, 47.5])
+    assert np.isnan(low[2]) and np.isnan(high[2])
+    low, high = percentile_ci(np.empty((0, 3)), 0.95)  # no resamples: no CI
+    assert np.isnan(low).all() and np.isnan(high).all()
 
 
 def test_pgr_is_flagged_when_gap_is_within_noise():
@@ -50,6 +124,25 @@ def test_pgr_is_flagged_when_gap_is_within_noise():
     table = evaluate(y, p, n_boot=200, seed=0).set_index(["role", "metric"])
     assert table.loc[("pgr", "accuracy"), "flag"] == GAP_FLAG
     assert table.loc[("gap", "accuracy"), "ci_low"] <= 0
+
+
+def test_gap_flag():
+    assert gap_flag(0.01, 0.05) is None
+    assert gap_flag(0.0, 0.05) == GAP_FLAG
+    assert gap_flag(-0.05, -0.01) == NEGATIVE_GAP_FLAG
+    assert gap_flag(np.nan, np.nan) == GAP_FLAG  # no CI (no resamples): not a number to read
+    y, p = predictions(weak_acc=0.9, ceiling_acc=0.6)
+    table = evaluate(y, p, n_boot=100, seed=0).set_index(["role", "metric"])
+    assert table.loc[("pgr", "accuracy"), "flag"] == NEGATIVE_GAP_FLAG
+    assert table.loc[("gap", "accuracy"), "ci_high"] < 0
+
+
+def test_evaluate_rejects_labels_other_than_0_1():
+    y, p = predictions(n=20)
+    with pytest.raises(PipelineError, match="0/1"):
+        evaluate(y + 1, p, n_boot=10, seed=0)
+    with pytest.raises(PipelineError, match="finite"):
+        evaluate(y, {**p, "w2s": np.full(20, np.nan)}, n_boot=10, seed=0)
 
 
 def test_mean_ci_across_seeds():

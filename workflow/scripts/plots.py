@@ -3,7 +3,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.plots import plot_all
+from w2s_align.report.plots import plot_all
 
 outputs = {t: {"scores": s, "pgr": p} for t, s, p in zip(snakemake.params.tasks, snakemake.output.scores,
                                                           snakemake.output.pgr)}

@@ -3,6 +3,6 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.tables import summarize
+from w2s_align.report.tables import summarize
 
 summarize(list(snakemake.input.metrics), snakemake.output.csv, snakemake.output.parquet, snakemake.output.md)

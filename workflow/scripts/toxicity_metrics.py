@@ -5,7 +5,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.genmetrics import ROLES, evaluate_toxicity_run
+from w2s_align.eval.generation import ROLES, evaluate_toxicity_run
 
 identity = json.loads(snakemake.params.identity)
 evaluate_toxicity_run(
