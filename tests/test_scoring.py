@@ -414,7 +414,7 @@ def test_a_registered_toy_scorer_runs_through_build_scorer_and_the_cache(length_
 
 def test_train_scorer_balances_by_default(tmp_path, caplog):
     """balance defaults to true (ScorerData, as in the schema): the training rows are downsampled."""
-    from w2s_align.scoring.stages import train_scorer
+    from w2s_align.scoring.train import train_scorer
 
     rows = [{"text": f"you awful stupid idiot number{i}", "label": "1"} for i in range(30)]
     rows += [{"text": f"what a nice kind friend number{i}", "label": "0"} for i in range(60)]
@@ -427,7 +427,7 @@ def test_train_scorer_balances_by_default(tmp_path, caplog):
         out = tmp_path / name
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="w2s_align"):
-            train_scorer(json.dumps(data), spec, "{}", max_length=32, seed=0, threads=1,
+            train_scorer(json.dumps(data), spec, "{}", max_length=32, threads=1,
                          model_out=str(out / "model.safetensors"), meta_out=str(out / "model.json"),
                          heldout_out=str(out / "heldout.parquet"))
         return pd.read_parquet(out / "heldout.parquet")

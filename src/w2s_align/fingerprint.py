@@ -1,8 +1,9 @@
 """Code fingerprints: what a rule's code *does*, as one short hash.
 
-A rule passes the fingerprint of its script's library imports (transitively) as a param, so Snakemake
-reruns a job when that code changes behaviour, and not for a docstring, comment or formatting edit:
-each module is hashed as its syntax tree with docstrings removed, unparsed to normalised source.
+A rule passes the fingerprint of its script and of the library modules the script imports (transitively)
+as a param, so Snakemake reruns a job when that code changes behaviour, and not for a docstring, comment
+or formatting edit: each file is hashed as its syntax tree with docstrings removed, unparsed to normalised
+source. (profiles/default turns off Snakemake's own `code` trigger, which reruns on a script's mtime.)
 Standard library only (it runs at DAG time).
 """
 
@@ -79,8 +80,8 @@ def script_roots(script: str | Path) -> tuple[str, ...]:
 
 @functools.cache
 def code_fingerprint(package_dir: str, script: str) -> str:
-    """16-hex hash of the normalised source of every library module `script` uses."""
-    digest = hashlib.sha256()
+    """16-hex hash of the normalised source of `script` and of every library module it uses."""
+    digest = hashlib.sha256(normalised_source(Path(script)).encode())
     for name, path in sorted(closure(package_dir, script_roots(script)).items()):
         digest.update(f"{name}\n{normalised_source(path)}\n".encode())
     return digest.hexdigest()[:16]

@@ -10,7 +10,6 @@ write_predictions(
     snakemake.input.meta,
     {"val": snakemake.input.val, "test": snakemake.input.test},
     snakemake.output[0],
-    prefix="pred",
     model_name=snakemake.params.model_name,
     threads=snakemake.threads,
 )

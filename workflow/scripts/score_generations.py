@@ -3,7 +3,7 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.scoring.stages import score_generations
+from w2s_align.scoring.score import score_generations
 
 score_generations(
     snakemake.input.generations,

@@ -3,14 +3,13 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.scoring.stages import train_scorer
+from w2s_align.scoring.train import train_scorer
 
 train_scorer(
     snakemake.params.data,
     snakemake.params.spec,
     snakemake.params.hparams,
     max_length=snakemake.params.max_length,
-    seed=0,
     threads=snakemake.threads,
     model_out=snakemake.output.model,
     meta_out=snakemake.output.meta,

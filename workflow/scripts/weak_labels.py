@@ -3,14 +3,13 @@ from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.infer.predict import write_predictions
+from w2s_align.infer.weak_labels import write_weak_labels
 
-write_predictions(
+write_weak_labels(
     snakemake.input.model,
     snakemake.input.meta,
     {s: snakemake.input[s] for s in ("weak_label", "val", "test")},
     snakemake.output[0],
-    prefix="weak",
     model_name=snakemake.wildcards.weak,
     threads=snakemake.threads,
 )

@@ -1,57 +1,14 @@
-"""Predictions of a trained classifier checkpoint: weak labels (prefix `weak`) and strong predictions (`pred`)."""
+"""Predictions stage: a trained strong classifier (ceiling or student) predicts val and test.
+
+Its own rule, reading the saved checkpoint: editing this stage reruns predictions and metrics, never training."""
 
 from __future__ import annotations
 
-import logging
-from typing import Callable
-
-import numpy as np
-import pandas as pd
-
-from w2s_align.io import PipelineError, read_split, write_parquet
-from w2s_align.models import classifier, tfidf  # noqa: F401  (register the classifier kinds)
-from w2s_align.models.base import read_meta
-from w2s_align.registry import CLASSIFIER_KINDS
-
-log = logging.getLogger(__name__)
-
-ROW_COLUMNS = ["id", "split", "text", "text_pair", "gt_label"]
+from w2s_align.io import write_parquet
+from w2s_align.models.checkpoint import labelled_rows
 
 
-def load_predictor(model_file: str, meta_file: str, threads: int,
-                   batch_size: int = 64) -> Callable[[pd.DataFrame], np.ndarray]:
-    """A checkpoint the pipeline wrote, loaded once: rows (text, text_pair) -> P(class 1)."""
-    meta = read_meta(meta_file)
-    kind = meta.get("kind")
-    if kind not in CLASSIFIER_KINDS:
-        raise PipelineError(f"{meta_file}: unknown checkpoint kind {kind!r}; registered: {CLASSIFIER_KINDS.names()}")
-    device = None
-    if CLASSIFIER_KINDS.trait(kind, "gpu", True):
-        from w2s_align.train.loop import setup_torch
-
-        device = setup_torch(threads, int(meta.get("seed", 0)))
-    model = CLASSIFIER_KINDS.get(kind).load(model_file, meta, device)
-    return lambda df: model.predict_proba(df, batch_size)
-
-
-def predict_rows(model_file: str, meta_file: str, df: pd.DataFrame, threads: int, batch_size: int = 64) -> np.ndarray:
-    """P(class 1) for each row of `df` from a checkpoint the pipeline wrote."""
-    return load_predictor(model_file, meta_file, threads, batch_size)(df)
-
-
-def write_predictions(model_file: str, meta_file: str, split_files: dict[str, str], out: str, prefix: str,
-                      model_name: str, threads: int) -> None:
-    """Predict every listed split and write one parquet: row columns + `<prefix>_p1`, `<prefix>_hard`
-    and provenance (`<prefix>_model`, `<prefix>_config_hash`)."""
-    meta = read_meta(meta_file)
-    df = pd.concat([read_split(path, split, ROW_COLUMNS) for split, path in split_files.items()],
-                   ignore_index=True)[ROW_COLUMNS]
-    p1 = predict_rows(model_file, meta_file, df, threads)
-    df[f"{prefix}_p1"] = p1
-    df[f"{prefix}_hard"] = (p1 >= 0.5).astype("int64")
-    df[f"{prefix}_model"] = model_name
-    df[f"{prefix}_config_hash"] = meta["config_hash"]
-    for split, part in df.groupby("split", sort=False):
-        log.info("%s: %d rows, accuracy vs ground truth %.4f, %.1f%% predicted positive", split, len(part),
-                 (part[f"{prefix}_hard"] == part["gt_label"]).mean(), 100 * part[f"{prefix}_hard"].mean())
-    write_parquet(df, out)
+def write_predictions(model_file: str, meta_file: str, split_files: dict[str, str], out: str, model_name: str,
+                      threads: int) -> None:
+    """One parquet of row columns + pred_p1, pred_hard, pred_model, pred_config_hash."""
+    write_parquet(labelled_rows(model_file, meta_file, split_files, "pred", model_name, threads), out)

@@ -196,7 +196,7 @@ def continuation_nll(model, tokenizer, feats: list[dict], batch_size: int, devic
     """Summed negative log-likelihood and token count of each row's labelled (continuation) tokens."""
     import torch
 
-    from w2s_align.train.loop import autocast
+    from w2s_align.device import autocast
 
     order = np.argsort([len(f["input_ids"]) for f in feats], kind="stable")
     nll, count = np.zeros(len(feats)), np.zeros(len(feats), dtype=np.int64)

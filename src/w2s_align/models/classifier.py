@@ -100,7 +100,7 @@ class TransformerClassifier:
         import torch
         from transformers import DataCollatorWithPadding
 
-        from w2s_align.train.loop import autocast
+        from w2s_align.device import autocast
 
         collate = DataCollatorWithPadding(self.tokenizer)
         order = np.argsort([len(f["input_ids"]) for f in features], kind="stable")

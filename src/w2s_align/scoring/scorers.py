@@ -162,7 +162,7 @@ class CheckpointScorer(Scorer):
 
     def score_batch(self, texts: list[str]) -> np.ndarray:
         if self._predict is None:
-            from w2s_align.infer.predict import load_predictor
+            from w2s_align.models.checkpoint import load_predictor
 
             self._predict = load_predictor(self.model_file, self.meta_file, self.threads)
         df = pd.DataFrame({"text": pd.array(texts, dtype="string"),

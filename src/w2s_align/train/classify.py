@@ -74,13 +74,13 @@ def fit_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, target: str, sp
              spec.kind, len(train_df), source, target, strategy.describe(), len(val_df))
     device = None
     if CLASSIFIER_KINDS.trait(spec.kind, "gpu", True):
-        from w2s_align.train.loop import setup_torch
+        from w2s_align.device import setup_torch
 
         device = setup_torch(threads, seed)
     rounds = []
     for round_ in range(1 + strategy.bootstrap_rounds):
         if round_:
-            from w2s_align.train.loop import set_seed
+            from w2s_align.device import set_seed
 
             previous = train_p1
             train_p1 = model.predict_proba(train_df, hp.eval_batch_size)

@@ -1,28 +1,16 @@
-"""Stage entry points of the scoring rules: score a model's generations, train the offline scorer."""
+"""Scorer-training stage: the offline toxicity scorer, a classifier trained by the pipeline (class 1 = toxic),
+with its held-out AUROC."""
 
 from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pandas as pd
 
-from w2s_align.io import read_parquet, write_parquet
-from w2s_align.scoring.scorers import build_scorer, score_texts
+from w2s_align.io import write_parquet
 from w2s_align.specs import ScorerData, TaskData
 
 log = logging.getLogger(__name__)
-
-
-def score_generations(generations: str, scorer_json: str, out: str, cache_dir: str | None, threads: int,
-                      model_file: str | None = None, meta_file: str | None = None) -> None:
-    """Toxicity of every continuation (the prompt is not scored), cached by text hash."""
-    df = read_parquet(generations, ["prompt_id", "sample", "continuation"])
-    scorer = build_scorer(scorer_json, model_file, meta_file, threads)
-    tox = score_texts(scorer, df["continuation"].fillna("").tolist(), cache_dir)
-    log.info("%s: mean toxicity %.3f, %.1f%% of continuations >= 0.5", generations, tox.mean(),
-             100 * np.mean(tox >= 0.5))
-    write_parquet(df[["prompt_id", "sample"]].assign(toxicity=tox), out)
 
 
 def balanced(df: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -41,18 +29,17 @@ def scorer_task(data: ScorerData) -> TaskData:
                     sizes={"weak_train": sizes["train"], "weak_label": 0, "val": sizes["val"], "test": sizes["test"]})
 
 
-def train_scorer(data_json: str, spec_json: str, hparams_json: str, max_length: int, seed: int, threads: int,
+def train_scorer(data_json: str, spec_json: str, hparams_json: str, max_length: int, threads: int,
                  model_out: str, meta_out: str, heldout_out: str) -> None:
     """A toxicity classifier (class 1 = toxic) trained by the pipeline, with its held-out AUROC.
 
     `data_json` is the scorer's `data` block (ScorerData: its defaults, e.g. balance=True, live in specs.py).
-    Its `seed` (default 0) seeds the training sample and initialisation; the `seed` argument is kept for
-    the call signature and is not used."""
+    Its `seed` (default 0) seeds the training sample and initialisation."""
     from sklearn.metrics import accuracy_score, roc_auc_score
 
     from w2s_align.data.classification import clean, split
     from w2s_align.data.sources import load_source
-    from w2s_align.infer.predict import predict_rows
+    from w2s_align.models.checkpoint import predict_rows
     from w2s_align.train.classify import fit_classifier
 
     data = ScorerData.from_json(data_json)
