@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine with Python >= 3.11:
 #   make run    create .venv, install pinned dependencies, run the default pipeline offline on CPU
-#   make test   same set-up, then the test suite
+#   make test   same set-up, then the test suite (make test-fast: unit tests only)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ TORCH_PIP ?=
 CORES ?= all
 ARGS ?=
 
-.PHONY: run test lint dry-run report clean
+.PHONY: run test test-fast lint dry-run report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest $(ARGS)
+
+test-fast: $(STAMP)  # unit tests only (no Snakemake runs), under a minute
+	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not workflow" $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import snakemake
+from helpers import snakemake
 
 
 def set_config(work: Path, change) -> None:

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import SHIMS, SNAKEMAKE, copy_repo, executed_rules, snakemake
+from helpers import SHIMS, SNAKEMAKE, copy_repo, executed_rules, snakemake
 
 METRICS = "results/safety/metrics/tiny-gpt2__small-bert/naive/seed0.parquet"
 CEILING = Path("results/safety/ceiling/small-bert/seed0")
@@ -40,7 +40,8 @@ def slow_ceiling(work: Path, epochs: int) -> None:
 
 def kill_during_second_epoch(work: Path, target: str) -> None:
     """Start the run and SIGKILL Snakemake and its jobs once the ceiling has finished its first epoch."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(work / "src")}
     proc = subprocess.Popen([SNAKEMAKE, "--cores", "2", target], cwd=work, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     log = work / "logs/safety/ceiling/small-bert/seed0/train.log"
@@ -60,13 +61,13 @@ def test_kill_9_mid_epoch_leaves_nothing_finished_and_rerun_matches(finished_cop
     plan = snakemake(finished_copy, "-n", METRICS).stdout
     assert "train_ceiling" in plan and "train_student" not in plan and "train_weak" not in plan
     kill_during_second_epoch(finished_copy, METRICS)
-    declared = ["model.safetensors", "model.json", "predictions.parquet"]
+    declared = ["classifier.safetensors", "classifier.json"]
     assert not any((finished_copy / CEILING / name).exists() for name in declared)
     snakemake(finished_copy, "--unlock")  # the killed controller left its lock, as after a power loss
     snakemake(finished_copy, "--cores", "2", METRICS)  # Snakemake notices and reruns the killed job
     resumed = pd.read_parquet(finished_copy / METRICS)
     proc = snakemake(finished_copy, "--cores", "2", METRICS, "--forcerun", "train_ceiling")  # uninterrupted
-    assert sorted(executed_rules(proc)) == ["metrics", "train_ceiling"]
+    assert sorted(executed_rules(proc)) == ["metrics", "predict", "train_ceiling"]
     pd.testing.assert_frame_equal(resumed, pd.read_parquet(finished_copy / METRICS))
 
 
@@ -74,10 +75,10 @@ def test_truncated_weak_labels_stop_the_student_with_the_file_named(finished_cop
     labels = finished_copy / "results/safety/weak/tiny-gpt2/seed0/weak_labels.parquet"
     data = labels.read_bytes()
     labels.write_bytes(data[: len(data) // 2])
-    student = "results/safety/student/tiny-gpt2__small-bert/naive/seed0/model.safetensors"
+    student = "results/safety/student/tiny-gpt2__small-bert/naive/seed0/classifier.safetensors"
     proc = snakemake(finished_copy, "--cores", "2", student, check=False)
     assert proc.returncode != 0
     log = (finished_copy / "logs/safety/student/tiny-gpt2__small-bert/naive/seed0/train.log").read_text()
     assert f"cannot read parquet artifact {labels.relative_to(finished_copy)}" in log
     assert not (finished_copy / student).exists()
-    assert not list((finished_copy / student).parent.glob("*.parquet"))
+    assert not list((finished_copy / student).parent.glob("*.json"))

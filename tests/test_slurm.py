@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
+from helpers import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
 
 # Rules whose jobs declare gpu, cpus_per_gpu, mem_mb and runtime, each from one model's registry entry
 # (`models.<name>.resources`): rule -> (what names the model, share of its mem_mb, share of its runtime).

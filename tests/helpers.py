@@ -1,0 +1,58 @@
+"""Running the workflow in a temporary copy of the repository: shared by the tests and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+SHIMS = Path(__file__).resolve().parent / "bin"  # see bin/scontrol
+COPIED = ["Snakefile", "config.yaml", "workflow", "envs", "profiles", "resources", "src", "tests/configs"]
+
+
+def copy_repo(dest: Path, config: str | Path = REPO / "tests/configs/tiny.yaml") -> Path:
+    """The workflow files (not results, venv or git) in `dest`, with `config` (default: the tiny one) as
+    config.yaml. Jobs import the copy's own `src/` (see `snakemake`), so editing the copy's modules drives
+    the rerun-scope and extension tests."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        src = REPO / name
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+    shutil.copy2(config, dest / "config.yaml")
+    return dest
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`snakemake ARGS` in `workdir`, offline, importing the package from `workdir/src`."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": str(Path(workdir) / "src"), **(env or {})}
+    proc = subprocess.run([SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+                             f"{proc.stderr[-4000:]}")
+    return proc
+
+
+def executed_rules(proc: subprocess.CompletedProcess) -> list[str]:
+    """The rule of every job a (real) snakemake run executed, from its `rule X:` / `localrule X:` lines."""
+    return re.findall(r"^\s*(?:local)?rule (\w+):", proc.stdout + proc.stderr, flags=re.M)
+
+
+def pending_jobs(workdir: Path, *args: str) -> dict[str, list[str]]:
+    """Rule name -> reasons of every job a dry run would execute."""
+    out = snakemake(workdir, "-n", *args).stdout
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if m:
+            reason = re.search(r"reason: (.*)", block)
+            jobs.setdefault(m.group(1), []).append(reason.group(1) if reason else "")
+    return jobs
