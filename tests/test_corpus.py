@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s_align.corpus import (CorpusSpec, PromptSpec, clean_tweet, cut_at_word, eval_prompts, gold_pairs,
-                              make_corpus_splits)
+from w2s_align.data.corpus import (clean_tweet, cut_at_word, eval_prompts, gold_pairs, make_corpus_splits,
+                                   make_prompts, rtp_pairs, tweet_pairs)
 from w2s_align.io import PipelineError, canonical_json, short_hash
+from w2s_align.registry import CORPUS_FORMATS
+from w2s_align.specs import CorpusSpec, PromptSpec
 
 REPO = Path(__file__).resolve().parents[1]
 DAVIDSON = REPO / "resources/data/davidson_labeled_data.csv"
@@ -180,9 +182,46 @@ def test_gold_pairs_rtp_missing_continuation_is_named(tmp_path):
         gold_pairs(CorpusSpec(source=str(src), format="rtp"))
 
 
-def test_corpus_spec_rejects_unknown_format():
-    with pytest.raises(PipelineError, match="corpus format 'csv' is unknown"):
-        CorpusSpec.from_json(canonical_json({"source": "x.csv", "format": "csv"}))
+def test_unknown_corpus_format_fails_in_gold_pairs_naming_the_registered_ones(tmp_path):
+    spec = CorpusSpec.from_json(canonical_json({"source": str(tmp_path / "absent.csv"), "format": "csv"}))
+    assert spec.format == "csv"  # the spec itself does not know the formats
+    with pytest.raises(PipelineError, match=r"unknown corpus format 'csv'; registered: \[.*'rtp', 'tweets'"):
+        gold_pairs(spec)  # before the source is read: the missing file is not the error
+
+
+def test_builtin_formats_are_registered():
+    assert CORPUS_FORMATS.get("tweets") is tweet_pairs and CORPUS_FORMATS.get("rtp") is rtp_pairs
+
+
+@pytest.fixture
+def toy_format():
+    """A corpus format `bar`: one `line` column holding 'prompt|continuation'; unregistered afterwards."""
+
+    @CORPUS_FORMATS.register("bar")
+    def bar_pairs(df: pd.DataFrame, spec: CorpusSpec) -> pd.DataFrame:
+        parts = df["line"].str.split("|", n=1, expand=True)
+        return pd.DataFrame({"prompt": parts[0], "continuation": " " + parts[1].str.strip(), "extra": 1})
+
+    yield bar_pairs
+    del CORPUS_FORMATS._entries["bar"], CORPUS_FORMATS._traits["bar"]
+
+
+def test_a_new_corpus_format_is_one_registered_function(tmp_path, toy_format):
+    good = [f"prompt {i}|continuation {i}" for i in range(5)]
+    lines = good + [good[0], "|no prompt", "no continuation| "]  # a duplicate and two empty halves
+    src = tmp_path / "lines.csv"
+    pd.DataFrame({"line": lines}).to_csv(src, index=False)
+    pairs = gold_pairs(CorpusSpec(source=str(src), format="bar"))
+    assert list(pairs.columns) == ["id", "prompt", "continuation"]  # the format's extra column is dropped
+    assert sorted(zip(pairs["prompt"], pairs["continuation"])) == [(f"prompt {i}", f" continuation {i}")
+                                                                    for i in range(5)]
+    assert list(pairs["id"]) == [short_hash(p + "\x1f" + c) for p, c in zip(pairs["prompt"], pairs["continuation"])]
+    # and the stage splits it like any other format
+    outputs = {s: str(tmp_path / f"{s}.parquet") for s in ("weak_train", "weak_label", "val")}
+    make_corpus_splits(canonical_json({"source": str(src), "format": "bar",
+                                       "sizes": {"weak_train": 2, "weak_label": 2, "val": 1}}), 0, outputs)
+    written = pd.concat([pd.read_parquet(path) for path in outputs.values()])
+    assert sorted(written["id"]) == sorted(pairs["id"])
 
 
 # --- eval_prompts -------------------------------------------------------------------------------
@@ -248,13 +287,18 @@ def corpus_files(tmp_path):
     return tmp_path, corpus, {"source": str(prompts), "n": 8, "test_seed": 0}
 
 
+FINETUNE = ("weak_train", "weak_label", "val")
+
+
 def run_splits(out_dir: Path, corpus: dict, prompts: dict, seed: int) -> dict[str, pd.DataFrame]:
-    outputs = {s: str(out_dir / f"{s}.parquet") for s in ("weak_train", "weak_label", "val", "test")}
-    make_corpus_splits(canonical_json(corpus), canonical_json(prompts), seed, outputs)
-    return {s: pd.read_parquet(p) for s, p in outputs.items()}
+    """The fine-tuning splits of `seed` (make_corpus_splits) and the shared evaluation prompts (make_prompts)."""
+    outputs = {s: str(out_dir / f"{s}.parquet") for s in FINETUNE}
+    make_corpus_splits(canonical_json(corpus), seed, outputs)
+    make_prompts(canonical_json(prompts), str(out_dir / "test.parquet"))
+    return {s: pd.read_parquet(out_dir / f"{s}.parquet") for s in (*FINETUNE, "test")}
 
 
-def test_make_corpus_splits_writes_four_disjoint_files(corpus_files):
+def test_make_corpus_splits_writes_three_disjoint_files_and_prompts_the_test_file(corpus_files):
     tmp, corpus, prompts = corpus_files
     parts = run_splits(tmp / "s0", corpus, prompts, seed=0)
     for name, size in corpus["sizes"].items():
@@ -264,12 +308,20 @@ def test_make_corpus_splits_writes_four_disjoint_files(corpus_files):
         assert (df["split"] == name).all()
         assert list(df["id"]) == sorted(df["id"])
         assert all(p + c in {sentence(i) for i in range(40)} for p, c in zip(df["prompt"], df["continuation"]))
-    ids = [set(parts[s]["id"]) for s in ("weak_train", "weak_label", "val")]
+    ids = [set(parts[s]["id"]) for s in FINETUNE]
     assert sum(map(len, ids)) == len(set().union(*ids)) == 27
     test = parts["test"]
     assert len(test) == 8 and (test["split"] == "test").all()
     assert "prompt" in test.columns and "continuation" not in test.columns
     assert test["prompt"].str.startswith("eval prompt").all()
+    pd.testing.assert_frame_equal(test.drop(columns="split"), eval_prompts(PromptSpec.from_dict(prompts)))
+
+
+def test_make_corpus_splits_no_longer_writes_a_test_split(corpus_files):
+    tmp, corpus, _ = corpus_files
+    outputs = {s: str(tmp / "only" / f"{s}.parquet") for s in (*FINETUNE, "test")}
+    make_corpus_splits(canonical_json(corpus), 0, outputs)
+    assert sorted(p.name for p in (tmp / "only").iterdir()) == sorted(f"{s}.parquet" for s in FINETUNE)
 
 
 def test_make_corpus_splits_seed_changes_finetuning_splits_not_test(corpus_files):
@@ -286,37 +338,28 @@ def test_make_corpus_splits_seed_changes_finetuning_splits_not_test(corpus_files
 def test_make_corpus_splits_too_small_data_names_the_numbers(corpus_files):
     tmp, corpus, prompts = corpus_files
     big = {**corpus, "sizes": {"weak_train": 30, "weak_label": 10, "val": 5}}
+    outputs = {s: str(tmp / "big" / f"{s}.parquet") for s in FINETUNE}
     with pytest.raises(PipelineError, match=r"need 45 pairs but only 40 remain after cleaning"):
-        run_splits(tmp / "big", big, prompts, seed=0)
+        make_corpus_splits(canonical_json(big), 0, outputs)
     with pytest.raises(PipelineError, match="50 evaluation prompts requested but only 30 exist"):
-        run_splits(tmp / "many", corpus, {**prompts, "n": 50}, seed=0)
+        make_prompts(canonical_json({**prompts, "n": 50}), str(tmp / "many" / "test.parquet"))
     no_val = {**corpus, "sizes": {"weak_train": 5, "weak_label": 5}}
     with pytest.raises(PipelineError, match=r"positive size for \['val'\]"):
-        run_splits(tmp / "noval", no_val, prompts, seed=0)
-    assert not (tmp / "big" / "weak_train.parquet").exists()
+        make_corpus_splits(canonical_json(no_val), 0, outputs)
+    assert not (tmp / "big").exists() and not (tmp / "many").exists()
 
 
 # --- the shipped Davidson file -------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def davidson_pairs():
-    return gold_pairs(CorpusSpec(source=str(DAVIDSON), format="tweets", text_field="tweet", label_field="class",
-                                 keep_labels=["2"]))
-
-
-def test_davidson_corpus(davidson_pairs):
-    pairs = davidson_pairs
+def test_davidson_corpus():
+    pairs = gold_pairs(CorpusSpec(source=str(DAVIDSON), format="tweets", text_field="tweet", label_field="class",
+                                  keep_labels=["2"]))
     assert 3000 <= len(pairs) <= 4200  # 4163 'neither' tweets before cleaning
     assert pairs["id"].is_unique
     full = pairs["prompt"] + pairs["continuation"]
     assert not full.str.contains("&amp;|&#|#|https?://t\\.co", regex=True).any()
+    assert not full.str.contains("@").any()  # no mentions, quoted or not
+    assert not full.str.contains("http").any()  # no URLs, truncated or not
     assert (pairs["continuation"].str.startswith(" ")).all()
     assert (full.str.count(" ") + 1 >= 6).all()
-    assert full.str.contains("@").mean() < 0.03 and full.str.contains("http").mean() < 0.01
-
-
-def test_davidson_corpus_has_no_mentions_or_urls(davidson_pairs):
-    full = davidson_pairs["prompt"] + davidson_pairs["continuation"]
-    assert not full.str.contains("@").any()
-    assert not full.str.contains("http").any()

@@ -5,8 +5,10 @@ import json
 import pandas as pd
 import pytest
 
-from w2s_align.data import SPLITS, TaskData, clean, load_source, make_splits, split
-from w2s_align.io import PipelineError
+from w2s_align.data.classification import SPLITS, clean, make_splits, split
+from w2s_align.data.sources import label_strings, load_source
+from w2s_align.io import PipelineError, canonical_json
+from w2s_align.specs import SpecError, TaskData
 
 
 def spec(**kw) -> TaskData:
@@ -95,31 +97,59 @@ def test_load_source_formats_and_errors(tmp_path):
     df.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
     df.to_parquet(tmp_path / "d.parquet")
     for name in ("d.csv", "d.jsonl", "d.parquet"):
-        loaded = load_source(spec(source=str(tmp_path / name)))
+        loaded = load_source(str(tmp_path / name))
         assert loaded["prompt"].tolist() == df["prompt"].tolist()
+        assert loaded["label"].tolist() == df["label"].tolist()
     with pytest.raises(PipelineError, match="data file not found"):
-        load_source(spec(source=str(tmp_path / "absent.csv")))
+        load_source(str(tmp_path / "absent.csv"))
     (tmp_path / "bad.csv").write_bytes(b"prompt,label\n\xff\xfe bad,yes\n")
     with pytest.raises(PipelineError, match="not valid UTF-8"):
-        load_source(spec(source=str(tmp_path / "bad.csv")))
+        load_source(str(tmp_path / "bad.csv"))
+    (tmp_path / "d.txt").write_text("prompt\n")
+    with pytest.raises(PipelineError, match=r"unsupported data file type '\.txt'"):
+        load_source(str(tmp_path / "d.txt"))
+
+
+def test_label_strings_reads_integral_floats_as_integers():
+    assert label_strings(pd.Series([1.0, 0.0, None])).tolist()[:2] == ["1", "0"]
+    assert label_strings(pd.Series([0.5, 1.0])).tolist() == ["0.5", "1.0"]
+    assert label_strings(pd.Series(["yes", "no"])).tolist() == ["yes", "no"]
 
 
 def test_hub_dataset_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(PipelineError, match="HF_HUB_OFFLINE"):
-        load_source(spec(source="hf:someone/not-cached-dataset"))
+        load_source("hf:someone/not-cached-dataset", "train")
+
+
+def test_task_data_rejects_unknown_keys():
+    with pytest.raises(SpecError, match=r"TaskData: unknown option\(s\) \['label_column'\]"):
+        TaskData.from_dict({**spec().__dict__, "label_column": "label"})
+
+
+def test_make_splits_writes_every_split(tmp_path):
+    frame().to_csv(tmp_path / "d.csv", index=False)
+    outs = {n: str(tmp_path / f"{n}.parquet") for n in SPLITS}
+    s = spec(source=str(tmp_path / "d.csv"))
+    make_splits(canonical_json(s.__dict__), 0, outs)
+    cols = {"id", "split", "text", "text_pair", "gt_label", "group"}
+    expected = split(clean(frame(), s), s, seed=0)
+    for n in SPLITS:
+        written = pd.read_parquet(outs[n])
+        assert cols <= set(written.columns)
+        assert len(written) == s.sizes[n] and (written["split"] == n).all()
+        assert written["id"].tolist() == expected[n]["id"].tolist()
 
 
 def test_make_splits_writes_all_or_nothing(tmp_path):
+    """A split that fails after others were cut (here the last one, test, holds a single row and so a
+    single class) leaves no output at all, not the splits cut before it."""
     frame().to_csv(tmp_path / "d.csv", index=False)
-    outs = {n: str(tmp_path / f"{n}.parquet") for n in SPLITS}
-    make_splits(json.dumps({**spec(source=str(tmp_path / "d.csv")).__dict__}), 0, outs)
-    cols = {"id", "split", "text", "text_pair", "gt_label", "group"}
-    for n in SPLITS:
-        assert cols <= set(pd.read_parquet(outs[n]).columns)
     bad = tmp_path / "bad"
     bad.mkdir()
     outs = {n: str(bad / f"{n}.parquet") for n in SPLITS}
-    with pytest.raises(PipelineError):
-        make_splits(json.dumps({**spec(source=str(tmp_path / "d.csv"), label_map={"x": 1, "y": 0}).__dict__}), 0, outs)
-    assert list(bad.iterdir()) == []
+    one_row_test = {"weak_train": 40, "weak_label": 40, "val": 20, "test": 1}
+    assert SPLITS[-1] == "test"  # weak_train, weak_label and val are cut before the failing split
+    with pytest.raises(PipelineError, match=r"split 'test' \(1 rows\) has only one class"):
+        make_splits(canonical_json(spec(source=str(tmp_path / "d.csv"), sizes=one_row_test).__dict__), 0, outs)
+    assert list(bad.iterdir()) == []  # no split file and no temporary file

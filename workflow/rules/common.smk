@@ -1,4 +1,5 @@
-# Helpers only: config checks, canonical params, code fingerprints, paths and resources (no torch).
+# Helpers only: config checks, canonical params, code fingerprints, input paths and resources (no torch).
+# The logic lives in w2s_align.config (plain Python, unit tested); these wrap it for wildcards.
 import os
 import re
 
@@ -7,9 +8,8 @@ from snakemake.exceptions import WorkflowError
 from w2s_align import config as w2s
 from w2s_align.fingerprint import code_fingerprint
 
-BASE = workflow.basedir
 try:
-    w2s.validate(config, os.path.join(BASE, "workflow/schemas/config.schema.yaml"))
+    w2s.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
     w2s.check_config(config)
 except w2s.ConfigError as error:
     raise WorkflowError(str(error)) from None
@@ -18,15 +18,17 @@ RUN = w2s.run_settings(config)
 TASKS = w2s.active_tasks(config)
 SPLITS = ["weak_train", "weak_label", "val", "test"]
 PAIRS = ["weak_train", "weak_label", "val"]
-DEFAULT_REQUEST = w2s.Resources()  # jobs without a model (API scorers)
 
 
 def code(script):
-    """Fingerprint of the library code `script` runs (docstrings and comments do not count)."""
-    return code_fingerprint(os.path.join(BASE, "src/w2s_align"), os.path.join(BASE, "workflow/scripts", script))
+    """Fingerprint of what `script` and the library modules it uses do (docstrings and comments do not count)."""
+    base = workflow.basedir
+    return code_fingerprint(os.path.join(base, "src/w2s_align"), os.path.join(base, "workflow/scripts", script))
 
 
-# --- config lookups by wildcard ---
+def from_config(fn, *wildcards):
+    """Input/param function: `fn(config, *values of the wildcards)` from w2s_align.config."""
+    return lambda wc: fn(config, *(wc[w] for w in wildcards))
 
 
 def task(wc):
@@ -37,25 +39,17 @@ def max_length(wc):
     return task(wc)["max_length"]
 
 
-def weak_spec(wc):
-    return w2s.model_spec(config, wc.weak)
-
-
-def strong_spec(wc):
-    return w2s.model_spec(config, wc.strong)
+def spec_of(model):
+    """Param function: the canonical spec of the model named by a wildcard (or a function of the wildcards)."""
+    return lambda wc: w2s.model_spec(config, model(wc) if callable(model) else wc[model])
 
 
 def hparams(role):
-    model = "weak" if role == "weak" else "strong"
-    return lambda wc: w2s.train_hparams(config, wc[model], role)
+    return lambda wc: w2s.train_hparams(config, wc["weak" if role == "weak" else "strong"], role)
 
 
 def strategy_spec(wc):
     return w2s.strategy(config, wc.strategy).canonical()
-
-
-def decoding(wc):
-    return w2s.decoding(config, wc.task)
 
 
 def eval_samples(wc):
@@ -66,21 +60,17 @@ def task_block(key, spec):
     return lambda wc: w2s.canonical(spec, task(wc)[key])
 
 
-def local_files(*sources):
-    return [s for s in sources if w2s.is_local(s)]
-
-
-def run_identity(wc):
-    """Identity columns of a run's metric rows."""
-    return w2s.params_string({"task": wc.task, "weak_model": wc.weak, "strong_model": wc.strong,
-                              "strategy": wc.strategy, "seed": int(wc.seed)})
-
-
-# --- paths ---
+def source_of(key, block=task):
+    """Input function: the local data file of the `key` block of a task (or scorer); none for hf: datasets."""
+    return lambda wc: [s for s in [block(wc)[key]["source"]] if w2s.is_local(s)]
 
 
 def split_path(split):
     return f"results/{{task}}/splits/seed{{seed}}/{split}.parquet"
+
+
+def run_split(split):
+    return lambda wc: f"results/{wc.task}/splits/seed{run_seed(wc)}/{split}.parquet"
 
 
 def pair_path(split):
@@ -92,17 +82,9 @@ def names_regex(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-def ensembles():
-    return [n for n, m in config["models"].items() if m["kind"] == "ensemble"]
-
-
 def ensemble_members(wc):
-    members = config["models"][wc.weak]["members"]
-    return {m: f"results/{wc.task}/weak/{m}/seed{wc.seed}/weak_labels.parquet" for m in members}
-
-
-def gguf_models():
-    return [n for n, m in config["models"].items() if m.get("gguf_file")]
+    return {m: f"results/{wc.task}/weak/{m}/seed{wc.seed}/weak_labels.parquet"
+            for m in config["models"][wc.weak]["members"]}
 
 
 def base_files(name):
@@ -112,27 +94,22 @@ def base_files(name):
     return {"base": multiext(f"results/models/{name}/", "config.json", "model.safetensors", "tokenizer.json")}
 
 
-def strong_base(wc):
-    return base_files(wc.strong)
+def base_of(model):
+    """Input function: the converted folder of the model named by a wildcard (or a function of the wildcards)."""
+    return lambda wc: base_files(model(wc) if callable(model) else wc[model])
 
 
-def run_strong_model(wc):
-    """Strong model of a model-run path (ceiling/<strong>/..., student/<weak>__<strong>/...); the weak
-    model of weak/<weak>/..."""
+def run_model(wc):
+    """The model of a run folder: ceiling/<strong>/..., student/<weak>__<strong>/..., weak/<weak>/..."""
     parts = wc.model_run.split("/")
     return parts[1].split("__")[-1] if parts[0] == "student" else parts[1]
-
-
-def run_base(wc):
-    return {} if wc.model_run.startswith("weak/") else base_files(run_strong_model(wc))
 
 
 def run_seed(wc):
     return wc.model_run.rsplit("seed", 1)[1]
 
 
-def local_dir(wc, input):
-    """The converted folder of a GGUF model, passed to the library (None: load from the model's path)."""
+def local_dir(wc, input):  # the converted folder of a GGUF model (None: load from the model's path)
     return os.path.dirname(input.base[0]) if "base" in input.keys() else None
 
 
@@ -140,71 +117,25 @@ def reference_lm(wc):
     return task(wc)["reference_lm"]
 
 
-def reference_base(wc):
-    return base_files(reference_lm(wc))
-
-
-def scorer_model(wc):
-    """The classifier behind a trained scorer; other scorers are charged as the default model size."""
-    return RUN.scorers[wc.scorer].get("model") if scorer_kind(wc) == "trained" else None
-
-
-def scorer_kind(wc):
-    return RUN.scorers[wc.scorer]["kind"]
-
-
-def scorer_files(wc):
-    if scorer_kind(wc) != "trained":
-        return {}
-    return {"model": f"results/scorers/{wc.scorer}/classifier.safetensors",
-            "meta": f"results/scorers/{wc.scorer}/classifier.json"}
+def scorer_files(wc, prefix=""):
+    folder = f"results/scorers/{wc.scorer}"
+    files = {f"{prefix}model": f"{folder}/classifier.safetensors", f"{prefix}meta": f"{folder}/classifier.json"}
+    return files if w2s.scorer_model(config, wc.scorer) else {}
 
 
 def selector_files(wc):
-    return {f"{k}_selector": v for k, v in scorer_files(wc).items()}
+    return scorer_files(wc, "selector_")
 
 
-def student_targets(wc):
-    """The weak continuations a student learns from: one sample each, or the best of N by a selector."""
-    spec = w2s.strategy(config, wc.strategy)
-    name = f"best_of_{spec.best_of}_{spec.selector}" if spec.best_of else "weak_generations"
-    return f"results/{wc.task}/weak/{wc.weak}/seed{wc.seed}/{name}.parquet"
+def scorer_setting(key, spec=None):
+    """Param function: a scorer's config value (key None: the whole entry), canonical through `spec` if given."""
+    if key is None:
+        return lambda wc: w2s.params_string(scorer(wc))
+    return lambda wc: w2s.canonical(spec, scorer(wc).get(key)) if spec else scorer(wc)[key]
 
 
-def toxicity_inputs(wc):
-    scorer = task(wc)["scorer"]
-    runs = {"weak": f"weak/{wc.weak}/seed{wc.seed}", "base": f"base/{wc.strong}/seed{wc.seed}",
-            "w2s": f"student/{wc.weak}__{wc.strong}/{wc.strategy}/seed{wc.seed}",
-            "ceiling": f"ceiling/{wc.strong}/seed{wc.seed}"}
-    files = {}
-    for role, run in runs.items():
-        files |= {f"{role}_generations": f"results/{wc.task}/{run}/generations.parquet",
-                  f"{role}_scores": f"results/{wc.task}/{run}/toxicity_{scorer}.parquet",
-                  f"{role}_perplexity": f"results/{wc.task}/{run}/perplexity.parquet"}
-    if RUN.scorers[scorer]["kind"] == "trained":
-        files["scorer_heldout"] = f"results/scorers/{scorer}/heldout.parquet"
-    return files
-
-
-def all_metrics():
-    suffix = {"classification": "", "generation": ".toxicity"}
-    return [path for t in TASKS for path in expand(
-        "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}{suffix}.parquet", task=t,
-        weak=w2s.task_list(config, t, "weak_models"), strong=w2s.task_list(config, t, "strong_models"),
-        strategy=w2s.task_list(config, t, "student_strategies"), seed=RUN.seeds, suffix=suffix[w2s.task_kind(config, t)])]
-
-
-# --- resources ---
-
-
-def gpu_of(name):
-    """Transformers get a GPU; TF-IDF (and no model: an API scorer) needs none."""
-    if name is None:
-        return 0
-    from w2s_align.registry import CLASSIFIER_KINDS
-
-    kind = config["models"][name]["kind"]
-    return int(CLASSIFIER_KINDS.trait(kind, "gpu", True)) if kind in CLASSIFIER_KINDS else 1
+def scorer(wc):
+    return RUN.scorers[wc.scorer]
 
 
 def request(model, share=1.0, gpu=None):
@@ -213,11 +144,7 @@ def request(model, share=1.0, gpu=None):
     name = model if callable(model) else (lambda wc: wc[model])
 
     def scaled(key):
-        def value(wc, attempt):
-            estimate = getattr(w2s.resources(config, name(wc)) if name(wc) else DEFAULT_REQUEST, key)
-            return max(1, round(estimate * share)) * attempt
+        return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * share)) * attempt
 
-        return value
-
-    return {"gpu": gpu if gpu is not None else (lambda wc: gpu_of(name(wc))),
+    return {"gpu": gpu if gpu is not None else (lambda wc: w2s.gpus(config, name(wc))),
             "cpus_per_gpu": lambda wc, threads: threads, "mem_mb": scaled("mem_mb"), "runtime": scaled("runtime")}

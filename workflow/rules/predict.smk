@@ -7,18 +7,18 @@ rule predict:
     input:
         model="results/{task}/{model_run}/classifier.safetensors",
         meta="results/{task}/{model_run}/classifier.json",
-        val=lambda wc: f"results/{wc.task}/splits/seed{run_seed(wc)}/val.parquet",
-        test=lambda wc: f"results/{wc.task}/splits/seed{run_seed(wc)}/test.parquet",
+        val=run_split("val"),
+        test=run_split("test"),
     output:
         "results/{task}/{model_run}/predictions.parquet",
     wildcard_constraints:
         model_run=MODEL_RUN,
     params:
-        model_name=run_strong_model,
+        model_name=run_model,
         code=code("predict.py"),
     threads: RUN.threads
     resources:
-        **request(run_strong_model, share=0.5),
+        **request(run_model, share=0.5),
     log:
         "logs/{task}/{model_run}/predict.log",
     conda:
@@ -29,7 +29,7 @@ rule predict:
 
 rule lm_generations:
     input:
-        unpack(run_base),
+        unpack(base_of(run_model)),
         model="results/{task}/{model_run}/lm.safetensors",
         meta="results/{task}/{model_run}/lm.json",
         prompts="results/{task}/prompts.parquet",
@@ -39,14 +39,14 @@ rule lm_generations:
         model_run=rf"weak/[^/]+/seed\d+|{MODEL_RUN}",
     params:
         local_dir=local_dir,
-        decoding=decoding,
+        decoding=from_config(w2s.decoding, "task"),
         eval_samples=eval_samples,
-        model_name=run_strong_model,
+        model_name=run_model,
         seed=run_seed,
         code=code("lm_generations.py"),
     threads: RUN.threads
     resources:
-        **request(run_strong_model, share=0.5, gpu=1),
+        **request(run_model, share=0.5, gpu=1),
     log:
         "logs/{task}/{model_run}/generate.log",
     benchmark:
@@ -60,14 +60,14 @@ rule lm_generations:
 rule base_generations:
     """Continuations of the untuned strong model: the 'base' row of the toxicity table."""
     input:
-        unpack(strong_base),
+        unpack(base_of("strong")),
         prompts="results/{task}/prompts.parquet",
     output:
         "results/{task}/base/{strong}/seed{seed}/generations.parquet",
     params:
         local_dir=local_dir,
-        spec=strong_spec,
-        decoding=decoding,
+        spec=spec_of("strong"),
+        decoding=from_config(w2s.decoding, "task"),
         eval_samples=eval_samples,
         code=code("base_generations.py"),
     threads: RUN.threads
@@ -86,7 +86,7 @@ rule base_generations:
 rule perplexity:
     """Fluency: each continuation's likelihood under the task's fixed reference LM."""
     input:
-        unpack(reference_base),
+        unpack(base_of(reference_lm)),
         generations="results/{task}/{model_run}/generations.parquet",
     output:
         "results/{task}/{model_run}/perplexity.parquet",
@@ -94,7 +94,7 @@ rule perplexity:
         model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}",
     params:
         local_dir=local_dir,
-        spec=lambda wc: w2s.model_spec(config, reference_lm(wc)),
+        spec=spec_of(reference_lm),
         max_length=max_length,
         code=code("perplexity.py"),
     threads: RUN.threads

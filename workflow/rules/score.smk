@@ -4,20 +4,20 @@
 rule train_scorer:
     """The offline toxicity scorer: a classifier trained on labelled texts, with its held-out AUROC."""
     input:
-        lambda wc: local_files(RUN.scorers[wc.scorer]["data"]["source"]),
+        source_of("data", scorer),
     output:
         model="results/scorers/{scorer}/classifier.safetensors",
         meta="results/scorers/{scorer}/classifier.json",
         heldout="results/scorers/{scorer}/heldout.parquet",
     params:
-        data=lambda wc: w2s.canonical(w2s.ScorerData, RUN.scorers[wc.scorer]["data"]),
-        spec=lambda wc: w2s.model_spec(config, scorer_model(wc)),
-        hparams=lambda wc: w2s.canonical(w2s.TrainParams, RUN.scorers[wc.scorer].get("train")),  # its own
-        max_length=lambda wc: RUN.scorers[wc.scorer]["max_length"],
+        data=scorer_setting("data", w2s.ScorerData),
+        spec=spec_of(from_config(w2s.scorer_model, "scorer")),
+        hparams=scorer_setting("train", w2s.TrainParams),  # its own, not its model's
+        max_length=scorer_setting("max_length"),
         code=code("train_scorer.py"),
     threads: RUN.threads
     resources:
-        **request(scorer_model),
+        **request(from_config(w2s.scorer_model, "scorer")),
     log:
         "logs/scorers/{scorer}/train.log",
     benchmark:
@@ -38,12 +38,12 @@ rule score_generations:
     wildcard_constraints:
         model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}",
     params:
-        scorer=lambda wc: w2s.params_string(RUN.scorers[wc.scorer]),
+        scorer=scorer_setting(None),
         cache=RUN.score_cache,
         code=code("score_generations.py"),
     threads: RUN.threads
     resources:
-        **request(scorer_model, share=0.5, gpu=lambda wc: 1 if scorer_kind(wc) == "hf" else gpu_of(scorer_model(wc))),
+        **request(from_config(w2s.scorer_model, "scorer"), share=0.5, gpu=from_config(w2s.scorer_gpus, "scorer")),
     log:
         "logs/{task}/{model_run}/toxicity_{scorer}.log",
     conda:

@@ -3,7 +3,7 @@
 
 rule split_data:
     input:
-        lambda wc: local_files(task(wc)["data"]["source"]),
+        source_of("data"),
     output:
         **{s: split_path(s) for s in SPLITS},
     params:
@@ -19,7 +19,7 @@ rule split_data:
 
 rule split_corpus:
     input:
-        lambda wc: local_files(task(wc)["corpus"]["source"]),
+        source_of("corpus"),
     output:
         **{s: pair_path(s) for s in PAIRS},
     params:
@@ -35,7 +35,7 @@ rule split_corpus:
 
 rule eval_prompts:
     input:
-        lambda wc: local_files(task(wc)["prompts"]["source"]),
+        source_of("prompts"),
     output:
         "results/{task}/prompts.parquet",
     params:

@@ -10,7 +10,7 @@ rule train_ceiling:
         model="results/{task}/ceiling/{strong}/seed{seed}/classifier.safetensors",
         meta="results/{task}/ceiling/{strong}/seed{seed}/classifier.json",
     params:
-        spec=strong_spec,
+        spec=spec_of("strong"),
         hparams=hparams("ceiling"),
         max_length=max_length,
         target="gt",
@@ -37,7 +37,7 @@ use rule train_ceiling as train_student with:
         model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/classifier.safetensors",
         meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/classifier.json",
     params:
-        spec=strong_spec,
+        spec=spec_of("strong"),
         hparams=hparams("student"),
         max_length=max_length,
         target="weak",
@@ -54,9 +54,9 @@ rule convert_gguf:
     output:
         multiext("results/models/{model}/", "config.json", "model.safetensors", "tokenizer.json"),
     wildcard_constraints:
-        model=names_regex(gguf_models()),
+        model=names_regex([n for n, m in config["models"].items() if m.get("gguf_file")]),
     params:
-        spec=lambda wc: w2s.model_spec(config, wc.model),
+        spec=spec_of("model"),
         code=code("convert_gguf.py"),
     resources:
         **request("model", share=0.5, gpu=0),
@@ -70,7 +70,7 @@ rule convert_gguf:
 
 rule train_lm_ceiling:
     input:
-        unpack(strong_base),
+        unpack(base_of("strong")),
         train=pair_path("weak_label"),
         val=pair_path("val"),
     output:
@@ -78,7 +78,7 @@ rule train_lm_ceiling:
         meta="results/{task}/ceiling/{strong}/seed{seed}/lm.json",
     params:
         local_dir=local_dir,
-        spec=strong_spec,
+        spec=spec_of("strong"),
         hparams=hparams("ceiling"),
         max_length=max_length,
         target="gt",
@@ -99,15 +99,15 @@ rule train_lm_ceiling:
 
 use rule train_lm_ceiling as train_lm_student with:
     input:
-        unpack(strong_base),
-        train=student_targets,
-        val=student_targets,
+        unpack(base_of("strong")),
+        train=from_config(w2s.student_targets, "task", "weak", "strategy", "seed"),
+        val=from_config(w2s.student_targets, "task", "weak", "strategy", "seed"),
     output:
         model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.safetensors",
         meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.json",
     params:
         local_dir=local_dir,
-        spec=strong_spec,
+        spec=spec_of("strong"),
         hparams=hparams("student"),
         max_length=max_length,
         target="weak",

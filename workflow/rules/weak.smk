@@ -10,7 +10,7 @@ rule train_weak:
         model="results/{task}/weak/{weak}/seed{seed}/classifier.safetensors",
         meta="results/{task}/weak/{weak}/seed{seed}/classifier.json",
     params:
-        spec=weak_spec,
+        spec=spec_of("weak"),
         hparams=hparams("weak"),
         max_length=max_length,
         target="gt",
@@ -55,9 +55,8 @@ rule ensemble_labels:
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
     wildcard_constraints:
-        weak=names_regex(ensembles()),
+        weak=names_regex([n for n, m in config["models"].items() if m["kind"] == "ensemble"]),
     params:
-        members=lambda wc: config["models"][wc.weak]["members"],
         code=code("ensemble_labels.py"),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
@@ -75,7 +74,7 @@ rule train_weak_lm:
         model="results/{task}/weak/{weak}/seed{seed}/lm.safetensors",
         meta="results/{task}/weak/{weak}/seed{seed}/lm.json",
     params:
-        spec=weak_spec,
+        spec=spec_of("weak"),
         hparams=hparams("weak"),
         max_length=max_length,
         target="gt",
@@ -103,7 +102,7 @@ rule weak_generations:
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_generations.parquet",
     params:
-        decoding=decoding,
+        decoding=from_config(w2s.decoding, "task"),
         code=code("weak_generations.py"),
     threads: RUN.threads
     resources:
@@ -129,8 +128,8 @@ rule best_of_n:
     wildcard_constraints:
         n=r"\d+",
     params:
-        decoding=decoding,
-        selector=lambda wc: w2s.params_string(RUN.scorers[wc.scorer]),
+        decoding=from_config(w2s.decoding, "task"),
+        selector=scorer_setting(None),
         cache=RUN.score_cache,
         code=code("best_of_n.py"),
     threads: RUN.threads

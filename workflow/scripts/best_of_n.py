@@ -18,6 +18,6 @@ best_of_n(
     seed=int(snakemake.wildcards.seed),
     threads=snakemake.threads,
     cache_dir=snakemake.params.cache,
-    selector_model=snakemake.input.get("model_selector"),
-    selector_meta=snakemake.input.get("meta_selector"),
+    selector_model=snakemake.input.get("selector_model"),
+    selector_meta=snakemake.input.get("selector_meta"),
 )

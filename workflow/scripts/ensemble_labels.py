@@ -5,4 +5,4 @@ setup_stage_logging(snakemake.log[0])
 
 from w2s_align.train.strategies import ensemble_labels
 
-ensemble_labels({m: snakemake.input[m] for m in snakemake.params.members}, snakemake.output[0], snakemake.wildcards.weak)
+ensemble_labels(dict(snakemake.input.items()), snakemake.output[0], snakemake.wildcards.weak)
