@@ -14,7 +14,7 @@ import yaml
 
 from w2s_align import config as w2s
 from w2s_align.config import ConfigError, check_config, validate
-from w2s_align.specs import Resources, TrainParams
+from w2s_align.specs import Resources, TaskData, TrainParams
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -231,6 +231,12 @@ def test_a_huge_bad_value_gives_a_short_message(tiny):
     assert message.startswith("config seeds: [7, 7") and message.endswith("has non-unique elements")
 
 
+def test_trained_scorer_model_must_be_a_classifier(tiny):
+    ensemble(tiny, "tfidf", "tiny-gpt2")
+    tiny["scorers"]["tfidf-davidson"]["model"] = "ens"
+    assert re.match(r"config scorers\.tfidf-davidson\.model: ", error_of(tiny))
+
+
 def test_strategies_that_no_task_runs_are_not_checked(tiny):
     """Only the strategies in some task's student_strategies reach a rule."""
     tiny["strategies"]["unused"] = {"loss": "hinge"}
@@ -322,7 +328,6 @@ def test_task_blocks_canonical(tiny):
     del tiny["tasks"]["toxicity"]["decoding"]
     assert w2s.decoding(tiny, "toxicity") == "{}"
     data = tiny["tasks"]["safety"]["data"]
-    from w2s_align.specs import TaskData
     before = w2s.canonical(TaskData, data)
     data.update(hf_split="train", test_seed=0, group_field=None)
     assert w2s.canonical(TaskData, data) == before

@@ -1,7 +1,5 @@
 """Cleaning and splitting: what is dropped, and that splits never overlap."""
 
-import json
-
 import pandas as pd
 import pytest
 

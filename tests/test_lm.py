@@ -1,4 +1,5 @@
-"""Causal LMs: continuation-only labels, masked loss, scoring, fine-tuning, checkpoints (scratch, LoRA), generation."""
+"""Causal LMs: continuation-only labels, masked loss, scoring, fine-tuning through the one training loop,
+checkpoints (scratch, LoRA), sampling and generation, and the train_lm / weak_generations stages."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from w2s_align.io import PipelineError
-from w2s_align.lm import (EOS, Decoding, NucleusWarper, build_lm, collate, continuation_nll, encode_pairs, fit_lm,
-                          generate, load_lm, sampling_warpers, save_lm)
-from w2s_align.models import SCRATCH_SPECIAL, ModelSpec, train_scratch_tokenizer
-from w2s_align.train import TrainParams, setup_torch
+from w2s_align.device import setup_torch
+from w2s_align.infer.generate import generate, weak_generations
+from w2s_align.infer.sampling import NucleusWarper, sampling_warpers
+from w2s_align.io import PipelineError, canonical_json
+from w2s_align.models.base import SCRATCH_SPECIAL, train_scratch_tokenizer
+from w2s_align.models.causal_lm import (EOS, build_lm, collate, continuation_nll, encode_pairs, load_lm, save_lm,
+                                        trained_state)
+from w2s_align.specs import Decoding, ModelSpec, TrainParams
+from w2s_align.train.lm import train_lm
+from w2s_align.train.loop import fit, trainable_snapshot
 
 CPU = torch.device("cpu")
 WORDS = ["sun", "rain", "tea", "road", "cat", "song", "book", "tree", "lamp", "boat", "milk", "door"]
@@ -56,6 +62,18 @@ def build_scratch(seed: int = 0, spec: ModelSpec = SCRATCH):
     return build_lm(spec, [p + c for p, c in zip(prompts, conts)], max_length=32)
 
 
+def fit_lm(model, tokenizer, feats, val_feats, hp: TrainParams, seed: int = 0) -> dict:
+    """The one training loop on an LM, as the train_lm stage runs it: mean token loss, the epoch with the
+    lowest validation loss per continuation token kept."""
+
+    def val_loss() -> float:
+        nll, count = continuation_nll(model, tokenizer, val_feats, hp.eval_batch_size, CPU)
+        return float(nll.sum() / count.sum())
+
+    return fit(model, feats, lambda fs: collate(fs, tokenizer.pad_token_id), lambda out, idx: out.loss, val_loss,
+               hp, CPU, seed, metric="val_loss", higher_is_better=False)
+
+
 @pytest.fixture(scope="module")
 def scratch():
     """A tiny random-init GPT-2 and its own BPE (do not train it: tests share it)."""
@@ -69,7 +87,7 @@ def fitted():
     feats = encode_pairs(tokenizer, *make_pairs(16, seed=1), max_length=32)
     nll, count = continuation_nll(model, tokenizer, feats, 16, CPU)
     hp = TrainParams(lr=1e-2, epochs=8, batch_size=4, **FAST)  # 32 steps
-    model, info = fit_lm(model, tokenizer, feats, feats, hp, CPU, seed=0)
+    info = fit_lm(model, tokenizer, feats, feats, hp, seed=0)
     return model, tokenizer, feats, info, float(nll.sum() / count.sum())
 
 
@@ -273,8 +291,8 @@ def test_fit_lm_lowers_the_loss(fitted):
 
 
 def save(model, tok, spec: ModelSpec, folder: Path) -> tuple[str, str]:
-    model_file, meta_file = folder / "model.safetensors", folder / "model.json"
-    save_lm(model, tok, spec, str(model_file), str(meta_file), {"seed": 0})
+    model_file, meta_file = folder / "lm.safetensors", folder / "lm.json"
+    save_lm(model, tok, spec, str(model_file), str(meta_file), {"seed": 0, "config_hash": "c0ffee"})
     return str(model_file), str(meta_file)
 
 
@@ -283,6 +301,7 @@ def test_scratch_lm_round_trip(tmp_path, fitted):
     model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
     meta = json.loads(Path(meta_file).read_text())
     assert meta["kind"] == "causal_lm" and meta["adapter"] is False and meta["seed"] == 0
+    assert ModelSpec.from_dict(meta["spec"]) == SCRATCH
     loaded, tok2, meta2 = load_lm(model_file, meta_file)
     assert meta2 == meta
     assert not loaded.training
@@ -299,7 +318,7 @@ def test_truncated_checkpoint_names_the_file(tmp_path, scratch):
     model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
     data = Path(model_file).read_bytes()
     Path(model_file).write_bytes(data[: len(data) // 2])
-    with pytest.raises(PipelineError, match=r"cannot read checkpoint .*model\.safetensors"):
+    with pytest.raises(PipelineError, match=r"cannot read checkpoint .*lm\.safetensors"):
         load_lm(model_file, meta_file)
 
 
@@ -319,7 +338,7 @@ def test_wrong_or_missing_tensor_names_the_file(tmp_path, scratch, corrupt):
     model, tok = scratch
     model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
     save_file(corrupt(load_file(model_file)), model_file)
-    with pytest.raises(PipelineError, match=r"model\.safetensors does not match its model\.json"):
+    with pytest.raises(PipelineError, match=r"lm\.safetensors does not match its metadata"):
         load_lm(model_file, meta_file)
 
 
@@ -327,8 +346,8 @@ def test_wrong_checkpoint_kind_is_an_error(tmp_path, scratch):
     model, tok = scratch
     model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
     meta = json.loads(Path(meta_file).read_text())
-    Path(meta_file).write_text(json.dumps({**meta, "kind": "transformer"}))
-    with pytest.raises(PipelineError, match="not a language-model checkpoint"):
+    Path(meta_file).write_text(json.dumps({**meta, "kind": "scratch"}))  # a scratch classifier's checkpoint
+    with pytest.raises(PipelineError, match="not a language-model checkpoint \\(kind 'scratch'\\)"):
         load_lm(model_file, meta_file)
 
 
@@ -343,7 +362,7 @@ def lora_run(tiny_llama_dir, tmp_path_factory):
     model, tok = build_lm(spec, [], max_length=32)
     assert hasattr(model, "peft_config")
     feats = encode_pairs(tok, *make_pairs(16, seed=7), max_length=32)
-    model, _ = fit_lm(model, tok, feats, feats[:4], TrainParams(lr=1e-2, epochs=1, batch_size=8, **FAST), CPU, seed=0)
+    fit_lm(model, tok, feats, feats[:4], TrainParams(lr=1e-2, epochs=1, batch_size=8, **FAST), seed=0)
     model_file, meta_file = save(model, tok, spec, tmp_path_factory.mktemp("lora_ckpt"))
     return model, tok, spec, model_file, meta_file, feats
 
@@ -357,6 +376,38 @@ def test_lora_checkpoint_holds_the_adapter_only(lora_run):
     assert all("lora" in k for k in keys)
     meta = json.loads(Path(meta_file).read_text())
     assert meta["adapter"] is True and "tokenizer" not in meta and "config" not in meta
+
+
+def test_lora_lm_snapshot_holds_the_adapter_only(lora_run, scratch, monkeypatch):
+    """The loop's best-epoch snapshot of a LoRA LM is the adapter (what the checkpoint holds), not the model,
+    and restoring it puts the best epoch's adapter back."""
+    from w2s_align.train import loop
+
+    _, tok, spec, _, _, feats = lora_run
+    setup_torch(1, 0)
+    model, _ = build_lm(spec, [], max_length=32)
+    snapshots, adapters = [], []
+    real_snapshot = loop.trainable_snapshot
+    monkeypatch.setattr(loop, "trainable_snapshot", lambda m: snapshots.append(real_snapshot(m)) or snapshots[-1])
+
+    def validate():  # epoch 1 has the lowest loss
+        adapters.append({k: v.detach().clone() for k, v in trained_state(model).items()})
+        return [1.0, 2.0][len(adapters) - 1]
+
+    hp = TrainParams(lr=1e-2, epochs=2, batch_size=8, **FAST)
+    info = fit(model, feats, lambda fs: collate(fs, tok.pad_token_id), lambda out, idx: out.loss, validate, hp, CPU,
+               0, metric="val_loss", higher_is_better=False)
+    assert info["selected_epoch"] == 1 and len(snapshots) == 1
+    (snapshot,) = snapshots
+    assert len(snapshot) == 8 and all(".lora_A." in k or ".lora_B." in k for k in snapshot)
+    assert {k.replace(".default", "") for k in snapshot} == set(trained_state(model))
+    assert all(t.device.type == "cpu" for t in snapshot.values())
+    assert any(not torch.equal(adapters[0][k], adapters[1][k]) for k in adapters[0])
+    for k, v in trained_state(model).items():
+        assert torch.equal(v, adapters[0][k])
+    # full fine-tuning snapshots every trainable weight (the tied output embedding once)
+    full, _ = scratch
+    assert set(trainable_snapshot(full)) == {n for n, p in full.named_parameters()}
 
 
 def test_lora_reload_matches_the_trained_model(lora_run, tiny_llama_dir):
@@ -379,9 +430,9 @@ def test_lora_checkpoint_missing_adapter_weight_is_an_error(lora_run, tmp_path):
     _, _, _, model_file, meta_file, _ = lora_run
     tensors = load_file(model_file)
     key = next(k for k in tensors if "lora_A" in k)
-    broken = tmp_path / "model.safetensors"
+    broken = tmp_path / "lm.safetensors"
     save_file({k: v for k, v in tensors.items() if k != key}, str(broken))
-    with pytest.raises(PipelineError, match=r"model\.safetensors does not match"):
+    with pytest.raises(PipelineError, match=r"lm\.safetensors does not match its metadata: adapter weights missing"):
         load_lm(str(broken), meta_file)
 
 
@@ -392,10 +443,66 @@ def test_lora_checkpoint_unexpected_weight_is_an_error(lora_run, tmp_path):
     tensors = load_file(model_file)
     key = next(k for k in tensors if "lora_A" in k)
     tensors[key.replace("lora_A", "lora_X")] = torch.zeros(2)
-    broken = tmp_path / "model.safetensors"
+    broken = tmp_path / "lm.safetensors"
     save_file(tensors, str(broken))
-    with pytest.raises(PipelineError, match=r"model\.safetensors does not match .*unexpected"):
+    with pytest.raises(PipelineError, match=r"lm\.safetensors does not match .*unexpected"):
         load_lm(str(broken), meta_file)
+
+
+# --- stages: train_lm, weak_generations -----------------------------------------------------------
+
+
+def pairs_parquet(path: Path, splits: dict[str, int], seed: int) -> Path:
+    import pandas as pd
+
+    n = sum(splits.values())
+    prompts, conts = make_pairs(n, seed=seed)
+    names = [name for name, k in splits.items() for _ in range(k)]
+    pd.DataFrame({"id": [f"p{i}" for i in range(n)], "prompt": prompts, "continuation": conts,
+                  "split": names}).to_parquet(path)
+    return path
+
+
+def test_train_lm_stage_saves_the_selected_epoch(tmp_path):
+    data = pairs_parquet(tmp_path / "pairs.parquet", {"weak_train": 16, "val": 6}, seed=11)
+    spec_json = canonical_json({"kind": "scratch", "size": {"n_layer": 1, "n_embd": 32, "n_head": 2},
+                                "vocab_size": 300})
+    hp = canonical_json({"lr": 1e-2, "epochs": 3, "batch_size": 8, **FAST})
+    model_file, meta_file = tmp_path / "lm.safetensors", tmp_path / "lm.json"
+    train_lm(str(data), "weak_train", str(data), "gt", spec_json, hp, max_length=32, seed=0, threads=1,
+             model_out=str(model_file), meta_out=str(meta_file))
+    model, tok, meta = load_lm(str(model_file), str(meta_file))
+    assert meta["target"] == "gt" and meta["config_hash"] and meta["max_length"] == 32
+    assert [h["epoch"] for h in meta["history"]] == [1, 2, 3]
+    best = min(meta["history"], key=lambda h: h["val_loss"])
+    assert meta["selected_epoch"] == best["epoch"]
+    import pandas as pd
+
+    val = pd.read_parquet(data).query("split == 'val'")
+    feats = encode_pairs(tok, val["prompt"].tolist(), val["continuation"].tolist(), 32)
+    nll, count = continuation_nll(model, tok, feats, 16, CPU)
+    assert nll.sum() / count.sum() == pytest.approx(best["val_loss"], rel=1e-4)  # the saved weights are the best
+
+
+def test_weak_generations_label_weak_label_and_val_prompts(tmp_path, fitted):
+    import pandas as pd
+
+    model, tok, _, _, _ = fitted
+    model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
+    data = pairs_parquet(tmp_path / "pairs.parquet", {"weak_label": 5, "val": 3, "weak_train": 2}, seed=12)
+    out = tmp_path / "weak.parquet"
+    weak_generations(model_file, meta_file, str(data), str(data), canonical_json({"max_new_tokens": 4}), str(out),
+                     "weak-lm", seed=0, threads=1)
+    df = pd.read_parquet(out)
+    source = pd.read_parquet(data)
+    assert df["prompt_id"].tolist() == source.query("split != 'weak_train'")["id"].tolist()
+    assert df["split"].tolist() == ["weak_label"] * 5 + ["val"] * 3
+    assert (df["sample"] == 0).all() and (df["n_new_tokens"] <= 4).all()
+    assert df["gold_continuation"].tolist() == source.query("split != 'weak_train'")["continuation"].tolist()
+    assert df["weak_continuation"].notna().all() and (df["model"] == "weak-lm").all()
+    assert (df["config_hash"] == "c0ffee").all()
+    assert json.loads(df["decoding"][0]) == {**json.loads(canonical_json(Decoding().__dict__)),
+                                             "max_new_tokens": 4, "samples": 1}
 
 
 # --- generation ------------------------------------------------------------------------------------
@@ -453,18 +560,32 @@ def test_sampling_warpers_apply_temperature_before_top_k_and_top_p():
     assert not sampling_warpers(Decoding(temperature=1.0, top_k=0, top_p=1.0))
 
 
-@pytest.mark.parametrize("top_k, expect_calls", [(0, False), (5, True)])
-def test_generate_applies_top_k_only_when_configured(scratch, monkeypatch, top_k, expect_calls):
-    """transformers' generate() filters to the 50 most likely tokens unless top_k is passed; the RTP
-    protocol is nucleus sampling only, so top_k=0 must leave the top-k filter out."""
-    from transformers.generation.logits_process import TopKLogitsWarper
+def test_top_k_warper_only_when_configured():
+    from transformers import TopKLogitsWarper
 
-    calls = []
-    original = TopKLogitsWarper.__call__
-    monkeypatch.setattr(TopKLogitsWarper, "__call__", lambda self, *a: calls.append(self.top_k) or original(self, *a))
+    scores = torch.randn(4, 300, generator=torch.Generator().manual_seed(0))
+    ids_ = torch.zeros(4, 1, dtype=torch.long)
+    (top_k,) = sampling_warpers(Decoding(top_k=5, top_p=1.0))
+    assert isinstance(top_k, TopKLogitsWarper) and top_k.top_k == 5
+    kept = ~torch.isinf(top_k(ids_, scores))
+    assert (kept.sum(-1) == 5).all()
+    assert torch.equal(kept, torch.zeros_like(kept).scatter_(1, scores.topk(5).indices, True))
+    assert Decoding().top_k == 0
+    assert not any(isinstance(w, TopKLogitsWarper) for w in sampling_warpers(Decoding()))
+    assert not sampling_warpers(Decoding(top_p=1.0))  # top_k 0: every token stays
+
+
+@pytest.mark.parametrize("top_k", [0, 5, 50])
+def test_generate_applies_top_k_only_when_configured(scratch, top_k):
+    """transformers' generate() filters to the 50 most likely tokens unless top_k is passed; the RTP
+    protocol is nucleus sampling only, so top_k=0 must leave the top-k filter out. The untrained model's
+    next-token distribution is spread over its 300 tokens: 200 draws give more than 60 distinct first
+    tokens without a top-k filter (84 with seed 0), at most k with top_k=k."""
     model, tok = scratch
-    generate(model, tok, PROMPTS, Decoding(max_new_tokens=3, top_k=top_k, batch_size=4), CPU, seed=0)
-    assert bool(calls) is expect_calls and all(k == top_k for k in calls)
+    dec = Decoding(max_new_tokens=1, top_k=top_k, top_p=1.0, samples=200, batch_size=200)
+    gen = generate(model, tok, ["sun rain"], dec, CPU, seed=0)
+    distinct = gen["continuation"].nunique()
+    assert distinct <= top_k if top_k else distinct > 60
 
 
 def test_generate_left_padding_matches_unpadded_greedy(scratch, fitted):

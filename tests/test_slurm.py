@@ -3,6 +3,8 @@ then the tiny config on a real one-node SLURM cluster started by tests/slurm/sta
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import os
 import re
 import shutil
@@ -15,15 +17,17 @@ import pytest
 import yaml
 
 from helpers import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
+from w2s_align.specs import Resources
 
 # Rules whose jobs declare gpu, cpus_per_gpu, mem_mb and runtime, each from one model's registry entry
 # (`models.<name>.resources`): rule -> (what names the model, share of its mem_mb, share of its runtime).
-#   weak / strong: that wildcard; model_run: the strong model of a ceiling/<strong>/... or
-#   student/<weak>__<strong>/... path; reference_lm: the task's reference LM; scorer: a trained scorer's
-#   `model`, no model (DEFAULT_REQUEST) for the others (API / hub scorers).
+#   weak / strong: that wildcard; model_run: the model of a run folder (ceiling/<strong>/...,
+#   student/<weak>__<strong>/..., and for lm_generations also weak/<weak>/...); reference_lm: the task's
+#   reference LM; scorer: a trained scorer's `model`, no model (DEFAULT_REQUEST) for the others (API / hub
+#   scorers). Inference jobs ask for their model's memory and half its time.
 MODEL_REQUESTS = {
     "train_weak": ("weak", 1, 1), "weak_labels": ("weak", 1, 0.5),
-    "train_ceiling": ("strong", 1, 1), "train_student": ("strong", 1, 1),
+    "train_ceiling": ("strong", 1, 1), "train_student": ("strong", 1, 1), "predict": ("model_run", 1, 0.5),
     "train_weak_lm": ("weak", 1, 1), "weak_generations": ("weak", 1, 0.5), "best_of_n": ("weak", 1, 0.5),
     "train_lm_ceiling": ("strong", 1, 1), "train_lm_student": ("strong", 1, 1),
     "lm_generations": ("model_run", 1, 0.5), "base_generations": ("strong", 1, 0.5),
@@ -31,19 +35,33 @@ MODEL_REQUESTS = {
     "train_scorer": ("scorer", 1, 1), "score_generations": ("scorer", 1, 0.5),
 }
 GPU_RULES = set(MODEL_REQUESTS)
-CLASSIFICATION_GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student"}
+CLASSIFICATION_GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student", "predict"}
 GENERATION_GPU_RULES = GPU_RULES - CLASSIFICATION_GPU_RULES
-LOCAL_RULES = {"split_data", "split_corpus", "metrics", "toxicity_metrics", "summary", "plots", "all"}
-LIGHT_RULES = {"convert_gguf"}  # SLURM jobs without a GPU: its model's memory, half its runtime
-DEFAULT_REQUEST = {"mem_mb": 8000, "runtime": 60}  # jobs of no model (API scorers); also the schema defaults
+LOCAL_RULES = {"all", "split_data", "split_corpus", "eval_prompts", "ensemble_labels", "metrics", "toxicity_metrics",
+               "summary", "plots"}  # the Snakefile's localrules
+LIGHT_RULES = {"convert_gguf"}  # SLURM jobs with gpu=0: its model's memory, half its runtime
+ALL_RULES = GPU_RULES | LOCAL_RULES | LIGHT_RULES
+OPTIONAL_RULES = {"best_of_n", "ensemble_labels"}  # only with best-of-N strategies / ensemble weak models
+DEFAULT_REQUEST = dataclasses.asdict(Resources())  # jobs of no model (API scorers); also each model's default
 PROFILE_ENV = ("W2S_SLURM_ACCOUNT", "W2S_SLURM_GPU_MODEL", "W2S_SLURM_GPU_CONSTRAINT", "W2S_SLURM_GRES",
                "SNAKEMAKE_SLURM_PARTITIONS")
+# command-line settings that decide where and how jobs run: the SLURM profile's business, never the
+# workflow profile's (profiles/default is loaded under --profile slurm too)
+SCHEDULING_KEYS = {"executor", "cores", "jobs", "local-cores", "default-resources", "set-resources", "resources",
+                   "set-threads", "retries", "latency-wait", "keep-going", "rerun-incomplete", "profile",
+                   "workflow-profile", "slurm-partition-config"}
 # a distinct request per model (halves included), so that a job charged to the wrong model shows
 DISTINCT_REQUESTS = """models:
   gpt2-scratch: {resources: {mem_mb: 1000, runtime: 10}}
   minilm-l6: {resources: {mem_mb: 2600, runtime: 26}}
   smollm2-135m: {resources: {mem_mb: 7000, runtime: 70}}
   tfidf: {resources: {mem_mb: 11000, runtime: 110}}
+"""
+# an ensemble weak model (TF-IDF + the scratch GPT-2) on the classification tasks: its labels are averaged
+# by ensemble_labels, a local rule
+ENSEMBLE = """models:
+  ens: {kind: ensemble, members: [gpt2-scratch, tfidf]}
+weak_models: [gpt2-scratch, ens]
 """
 
 
@@ -73,6 +91,13 @@ def parse_jobs(out: str) -> list[dict]:
     return jobs
 
 
+def rule_counts(jobs: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job["rule"]] = counts.get(job["rule"], 0) + 1
+    return counts
+
+
 def slurm_comment(job: dict) -> str:
     """The --comment the SLURM executor gives a job (slashes of wildcard values become underscores)."""
     wildcards = "_".join(job["wildcards"].values()).replace("/", "_")
@@ -93,19 +118,20 @@ def layered_config(*configs: Path) -> dict:
 
 
 def model_resources(config: dict) -> dict[str, dict]:
-    """The `resources` of every model, with the schema defaults."""
-    return {name: {**DEFAULT_REQUEST, **(spec.get("resources") or {})} for name, spec in config["models"].items()}
+    """The `resources` of every model, with the defaults of w2s_align.specs.Resources."""
+    return {name: dataclasses.asdict(Resources.from_dict(spec.get("resources"))) for name, spec in
+            config["models"].items()}
 
 
 def request_model(job: dict, config: dict) -> str | None:
-    """The model whose registry entry sizes this job (None: an API scorer, DEFAULT_REQUEST)."""
-    wc = job["wildcards"]
-    source = MODEL_REQUESTS[job["rule"]][0]
+    """The model whose registry entry sizes this job (None: an API or hub scorer, DEFAULT_REQUEST)."""
+    wc, rule = job["wildcards"], job["rule"]
+    source = MODEL_REQUESTS[rule][0]
     if source in ("weak", "strong"):
         return wc[source]
-    if source == "model_run":  # ceiling/<strong>/seedN or student/<weak>__<strong>/<strategy>/seedN
+    if source == "model_run":  # ceiling/<strong>/seedN, student/<weak>__<strong>/<strategy>/seedN, weak/<weak>/seedN
         stage, models = wc["model_run"].split("/")[:2]
-        assert stage in ("ceiling", "student"), job
+        assert stage in (("weak", "ceiling", "student") if rule == "lm_generations" else ("ceiling", "student")), job
         return models.split("__")[1] if stage == "student" else models
     if source == "reference_lm":
         return config["tasks"][wc["task"]]["reference_lm"]
@@ -115,16 +141,19 @@ def request_model(job: dict, config: dict) -> str | None:
 
 def check_requests(jobs: list[dict], config: dict) -> None:
     """GPU on the jobs of the model rules unless the model is TF-IDF (or an API scorer); memory and time
-    from the registry entry of the job's own model; local and light rules ask for no GPU."""
+    from the registry entry of the job's own model; local rules ask for no GPU, light rules for gpu=0."""
     models = model_resources(config)
     for job in jobs:
         res, rule = job["resources"], job["rule"]
-        if rule not in GPU_RULES:
-            assert rule in LOCAL_RULES | LIGHT_RULES and "gpu" not in res and "cpus_per_gpu" not in res, job
-            if rule in LIGHT_RULES:
-                request = models[job["wildcards"]["model"]]
-                assert (int(res["mem_mb"]), int(res["runtime"])) == (
-                    request["mem_mb"], max(1, round(request["runtime"] * 0.5))), job
+        assert rule in ALL_RULES, f"rule {rule} is new: add it to MODEL_REQUESTS, LOCAL_RULES or LIGHT_RULES"
+        if rule in LOCAL_RULES:
+            assert "gpu" not in res and "cpus_per_gpu" not in res, job
+            continue
+        if rule in LIGHT_RULES:
+            request = models[job["wildcards"]["model"]]
+            assert res.get("gpu", "0") == "0", job
+            assert (int(res["mem_mb"]), int(res["runtime"])) == (
+                request["mem_mb"], max(1, round(request["runtime"] * 0.5))), ("its model's memory, half its time", job)
             continue
         model = request_model(job, config)
         if rule == "score_generations" and config["scorers"][job["wildcards"]["scorer"]]["kind"] == "hf":
@@ -135,8 +164,17 @@ def check_requests(jobs: list[dict], config: dict) -> None:
         assert "cpus_per_gpu" in res, job
         request = models[model] if model else DEFAULT_REQUEST
         _, mem_share, time_share = MODEL_REQUESTS[rule]
-        assert int(res["mem_mb"]) == max(1, round(request["mem_mb"] * mem_share)), (model, job)
+        assert int(res["mem_mb"]) == max(1, round(request["mem_mb"] * mem_share)), (
+            f"{rule} should ask for {mem_share:g} x the memory of {model} (docs/cluster.md: inference jobs get half "
+            f"the time, not half the memory)", job["wildcards"], res["mem_mb"])
         assert int(res["runtime"]) == max(1, round(request["runtime"] * time_share)), (model, job)
+
+
+def profile_gpu_rules() -> set[str]:
+    """The `gpu_rules` list of slurm/config.yaml (a YTE definition)."""
+    definitions = yaml.safe_load((REPO / "slurm/config.yaml").read_text())["__definitions__"]
+    line = next(d for d in definitions if d.startswith("gpu_rules ="))
+    return set(ast.literal_eval(line.split("=", 1)[1].strip()))
 
 
 @pytest.fixture
@@ -154,47 +192,78 @@ def default_copy(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------- dry runs: no SLURM needed
 
 
-def test_no_default_profile_that_leaks_into_slurm_runs():
+def test_workflow_profile_leaves_scheduling_to_the_slurm_profile():
+    """profiles/default is loaded under --profile slurm too: it may set rerun behaviour, nothing that
+    decides where or how jobs run."""
     assert (REPO / "slurm/config.yaml").is_file()
-    assert not any((REPO / d / "default").exists() for d in ("profiles", "workflow/profiles"))
+    assert not (REPO / "workflow/profiles/default").exists()  # one workflow profile
+    workflow_profile = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text()) or {}
+    slurm_profile = yaml.safe_load((REPO / "slurm/config.yaml").read_text())
+    assert not set(workflow_profile) & (SCHEDULING_KEYS | set(slurm_profile)), workflow_profile
+    # code changes rerun through each rule's `code` param (fingerprints), not script modification times
+    assert "code" not in workflow_profile.get("rerun-triggers", [])
+
+
+def test_rules_are_classified_and_the_profile_lists_the_gpu_rules(default_copy, clean_env):
+    """Every rule of the workflow is a GPU (model) rule, a local rule or a light rule, and the profile's
+    gpu_rules (which get the cluster's GPU model, constraint or gres) are exactly the GPU rules."""
+    rules = {line.split()[0] for line in snakemake(default_copy, "--list-rules").stdout.splitlines()
+             if line and not line.startswith(("Using ", " "))}
+    assert rules == ALL_RULES
+    assert profile_gpu_rules() == GPU_RULES
+    assert not GPU_RULES & LOCAL_RULES and not LIGHT_RULES & (GPU_RULES | LOCAL_RULES)
 
 
 def test_default_config_asks_for_gpus_on_training_jobs_only(default_copy, clean_env):
     proc = snakemake(default_copy, "--profile", "slurm", "-n")
-    assert "Using profile slurm" in proc.stdout + proc.stderr
+    assert "Using profiles slurm and workflow specific profile profiles/default" in proc.stdout + proc.stderr
     jobs = parse_jobs(proc.stdout)
-    # the toxicity (generation) task is part of the default config; best-of-N strategies are not
-    assert {j["rule"] for j in jobs} == (GPU_RULES - {"best_of_n"}) | LOCAL_RULES | LIGHT_RULES
+    # the toxicity (generation) task is part of the default config; best-of-N strategies and ensembles are not
+    assert {j["rule"] for j in jobs} == ALL_RULES - OPTIONAL_RULES
     check_requests(jobs, layered_config(default_copy / "config.yaml"))
+    # evaluation generations of the weak LM too (each run's request: test_jobs_take_requests_from_their_own_model)
+    runs = {j["wildcards"]["model_run"].split("/")[0]: j["resources"] for j in jobs if j["rule"] == "lm_generations"}
+    assert set(runs) == {"weak", "ceiling", "student"}
 
 
 def test_tiny_config_tfidf_jobs_ask_for_no_gpu(default_copy, clean_env):
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n", "--configfile",
                                 "tests/configs/tiny.yaml").stdout)
-    assert {j["rule"] for j in jobs} == (GPU_RULES - {"best_of_n"}) | LOCAL_RULES | LIGHT_RULES
+    assert {j["rule"] for j in jobs} == ALL_RULES - OPTIONAL_RULES
     check_requests(jobs, layered_config(default_copy / "config.yaml", default_copy / "tests/configs/tiny.yaml"))
-    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in CLASSIFICATION_GPU_RULES} == {"0", "1"}
+    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in CLASSIFICATION_GPU_RULES - {"predict"}} == {"0", "1"}
+    assert {j["resources"]["gpu"] for j in jobs if j["rule"] == "predict"} == {"1"}  # strong: small-bert
     # the tiny toxicity task scores with a TF-IDF scorer: trained and applied without a GPU
     assert {j["resources"]["gpu"] for j in jobs if j["rule"] in ("train_scorer", "score_generations")} == {"0"}
     assert {j["resources"]["gpu"] for j in jobs if j["rule"] in GENERATION_GPU_RULES - {
         "train_scorer", "score_generations"}} == {"1"}
 
 
-def test_generation_jobs_take_requests_from_their_own_model(default_copy, clean_env):
-    """Every model with its own request: each job must carry the one of the model the rule names."""
+def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
+    """Every model with its own request: each job must carry the one of the model the rule names. With
+    best-of-N strategies and an ensemble weak model, every rule of the workflow has jobs."""
     (default_copy / "distinct-requests.yaml").write_text(DISTINCT_REQUESTS)
+    (default_copy / "ensemble.yaml").write_text(ENSEMBLE)
     # strategies: best-of-N with two selectors; layered files go after one --configfile (repeating the
     # flag keeps only the last)
-    layers = ("configs/strategies.yaml", "distinct-requests.yaml")
+    layers = ("configs/strategies.yaml", "distinct-requests.yaml", "ensemble.yaml")
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
                                 "--configfile", *layers).stdout)
-    assert {j["rule"] for j in jobs} == GPU_RULES | LOCAL_RULES | LIGHT_RULES
+    assert {j["rule"] for j in jobs} == ALL_RULES
     check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
     scorers = {j["wildcards"]["scorer"]: j["resources"]["gpu"] for j in jobs if j["rule"] == "train_scorer"}
     assert scorers == {"minilm-davidson": "1", "tfidf-davidson": "0"}  # the TF-IDF selector needs no GPU
     best_of = {j["wildcards"]["scorer"]: j["resources"] for j in jobs if j["rule"] == "best_of_n"}
     assert set(best_of) == {"minilm-davidson", "tfidf-davidson"}
     assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in best_of.values()} == {("1", "1000", "5")}  # weak LM's
+    # weak-model generations of the evaluation prompts: the weak LM's request, not the strong model's
+    weak_runs = [j["resources"] for j in jobs if j["rule"] == "lm_generations"
+                 and j["wildcards"]["model_run"].startswith("weak/")]
+    assert weak_runs and {(r["mem_mb"], r["runtime"]) for r in weak_runs} == {("1000", "5")}
+    # predictions of ceilings and students: the strong classifier's (minilm-l6)
+    assert {(j["resources"]["mem_mb"], j["resources"]["runtime"]) for j in jobs if j["rule"] == "predict"} == {
+        ("2600", "13")}
+    assert {j["wildcards"]["weak"] for j in jobs if j["rule"] == "ensemble_labels"} == {"ens"}
 
 
 @pytest.mark.parametrize("scorer,gpu", [("perspective", "0"), ("toxic-bert", "1")])
@@ -214,25 +283,21 @@ def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env
         (gpu, str(DEFAULT_REQUEST["mem_mb"]), str(DEFAULT_REQUEST["runtime"] // 2))}
 
 
-def test_paper_config_builds_its_dag_quickly(default_copy, clean_env):
-    timings = []
-    for _ in range(2):  # best of two: the machine may be busy
-        start = time.perf_counter()
-        proc = snakemake(default_copy, "--profile", "slurm", "-n", "--configfile", "configs/paper.yaml")
-        timings.append(time.perf_counter() - start)
-    seconds = min(timings)
+def test_paper_config_dag(default_copy, clean_env):
+    proc = snakemake(default_copy, "--profile", "slurm", "-n", "--configfile", "configs/paper.yaml")
     jobs = parse_jobs(proc.stdout)
-    print(f"paper DAG: {len(jobs)} jobs, dry run {seconds:.1f} s")
-    assert seconds < 10
-    counts = {rule: sum(j["rule"] == rule for j in jobs) for rule in {j["rule"] for j in jobs}}
-    # classification: 2 tasks x 5 seeds; 6 strong models; 3 strategies
-    # toxicity: 5 seeds, 1 weak (GPT-2) x 6 strong LMs x 1 strategy; generations of weak, base, ceiling,
-    #   student, each scored (Perspective: no scorer training) and its perplexity measured under GPT-2 XL
-    assert counts == {"split_data": 10, "train_weak": 10, "weak_labels": 10, "train_ceiling": 60,
-                      "train_student": 180, "metrics": 180, "summary": 1, "plots": 1, "all": 1,
-                      "split_corpus": 5, "train_weak_lm": 5, "weak_generations": 5, "train_lm_ceiling": 30,
-                      "train_lm_student": 30, "base_generations": 30, "lm_generations": 60, "perplexity": 95,
-                      "score_generations": 95, "toxicity_metrics": 30}
+    print(f"paper DAG: {len(jobs)} jobs")
+    # classification: 2 tasks x 5 seeds; 6 strong models; 3 strategies; predictions of every ceiling and
+    #   student (60 + 180)
+    # toxicity: 5 seeds, 1 weak (GPT-2) x 6 strong LMs x 1 strategy; evaluation prompts shared by the seeds;
+    #   generations of weak (5), base, ceiling, student (30 each), each scored (Perspective: no scorer
+    #   training) and its perplexity measured under GPT-2 XL
+    assert rule_counts(jobs) == {
+        "split_data": 10, "train_weak": 10, "weak_labels": 10, "train_ceiling": 60, "train_student": 180,
+        "predict": 240, "metrics": 180, "summary": 1, "plots": 1, "all": 1,
+        "split_corpus": 5, "eval_prompts": 1, "train_weak_lm": 5, "weak_generations": 5, "train_lm_ceiling": 30,
+        "train_lm_student": 30, "base_generations": 30, "lm_generations": 65, "perplexity": 95,
+        "score_generations": 95, "toxicity_metrics": 30}
     config = layered_config(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
     check_requests(jobs, config)
     models = model_resources(config)
@@ -244,7 +309,7 @@ def test_cluster_values_come_from_the_environment(default_copy, clean_env):
     clean_env.setenv("W2S_SLURM_GPU_MODEL", "a100")
     clean_env.setenv("W2S_SLURM_GPU_CONSTRAINT", "a100|h100")
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout)
-    assert {j["rule"] for j in jobs} >= CLASSIFICATION_GPU_RULES | LOCAL_RULES | LIGHT_RULES
+    assert {j["rule"] for j in jobs} >= (CLASSIFICATION_GPU_RULES | LOCAL_RULES | LIGHT_RULES) - OPTIONAL_RULES
     for job in jobs:
         res = job["resources"]
         assert res["slurm_account"] == "12345"
@@ -265,7 +330,7 @@ def test_cluster_values_reach_every_gpu_job(default_copy, clean_env):
     and on gres-only clusters asks through --gres, never --gpus."""
     plain = {(j["rule"], tuple(j["wildcards"].items())): j["resources"]["gpu"]
              for j in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout) if j["rule"] in GPU_RULES}
-    assert {rule for rule, _ in plain} >= GENERATION_GPU_RULES - {"best_of_n"} and set(plain.values()) == {"1"}
+    assert {rule for rule, _ in plain} >= GENERATION_GPU_RULES - OPTIONAL_RULES and set(plain.values()) == {"1"}
     clean_env.setenv("W2S_SLURM_GPU_MODEL", "a100")
     clean_env.setenv("W2S_SLURM_GPU_CONSTRAINT", "a100|h100")
     for job in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout):
@@ -369,20 +434,22 @@ def slurm_run(slurm_cluster, tmp_path_factory):
 def test_every_non_local_job_ran_as_a_slurm_job(slurm_run, slurm_cluster):
     work, out, _ = slurm_run
     jobs = parse_jobs(out)
-    assert {j["rule"] for j in jobs if j["local"]} == LOCAL_RULES
+    assert {j["rule"] for j in jobs if j["local"]} == LOCAL_RULES - OPTIONAL_RULES
     # the tiny config has no best-of-N strategy; the GGUF conversion is a (GPU-less) SLURM job
-    assert {j["rule"] for j in jobs if not j["local"]} == (GPU_RULES - {"best_of_n"}) | LIGHT_RULES
-    check_requests(jobs, layered_config(work / "config.yaml", work / "slurm-test.yaml"))
+    assert {j["rule"] for j in jobs if not j["local"]} == (GPU_RULES | LIGHT_RULES) - OPTIONAL_RULES
     expected = sorted(slurm_comment(j) for j in jobs if not j["local"])
     records = slurm_jobs(work)
     assert sorted(r["Comment"] for r in records.values()) == expected
     assert {r["JobState"] for r in records.values()} == {"COMPLETED"}
     assert (work / "results/tables/summary.csv").is_file()
-    assert (work / "results/toxicity/metrics/tiny-gpt2__smollm2-135m/naive/seed0.parquet").is_file()
+    assert (work / "results/toxicity/metrics/tiny-gpt2__smollm2-135m/naive/seed0.toxicity.parquet").is_file()
+    assert (work / "results/safety/student/tfidf__small-bert/naive/seed0/predictions.parquet").is_file()
     # the job completion log (jobcomp/filetxt) agrees
     jobcomp = job_completions(slurm_cluster)
     assert all((jobcomp[i]["JobState"], jobcomp[i]["Partition"]) == ("COMPLETED", r["Partition"])
                for i, r in records.items())
+    # what the jobs asked for (as in the dry runs; last, so that a wrong request does not hide the above)
+    check_requests(jobs, layered_config(work / "config.yaml", work / "slurm-test.yaml"))
 
 
 def test_gpu_jobs_asked_slurm_for_a_gpu_on_the_gpu_partition(slurm_run):

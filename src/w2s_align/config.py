@@ -138,20 +138,21 @@ def check_task(config: dict[str, Any], name: str) -> None:
 
     task = config["tasks"][name]
     generation = task_kind(config, name) == "generation"
+    where = lambda key: f"tasks.{name}.{key}" if task.get(key) else key  # noqa: E731  (own list, or top-level)
     for role in ("weak_models", "strong_models"):
         unknown = [m for m in task_list(config, name, role) if m not in config["models"]]
         if unknown:
-            _fail(f"tasks.{name}.{role}", f"unknown model(s) {unknown}; defined models: {sorted(config['models'])}")
+            _fail(where(role), f"unknown model(s) {unknown}; defined models: {sorted(config['models'])}")
         kinds = LM_KINDS if generation else CLASSIFIER_KINDS
         allowed = kinds.names() + ([] if generation or role == "strong_models" else ["ensemble"])
         bad = [m for m in task_list(config, name, role) if config["models"][m]["kind"] not in allowed]
         if bad:
-            _fail(f"tasks.{name}.{role}", f"{bad} cannot be used here: a {task_kind(config, name)} task's "
+            _fail(where(role), f"{bad} cannot be used here: a {task_kind(config, name)} task's "
                   f"{role} must be of kind {allowed} (set the task's own {role})")
     strategies = run_settings(config).strategies
     for strategy_name in task_list(config, name, "student_strategies"):
         if strategy_name not in strategies:
-            _fail(f"tasks.{name}.student_strategies", f"unknown strategy {strategy_name!r}; defined: "
+            _fail(where("student_strategies"), f"unknown strategy {strategy_name!r}; defined: "
                   f"{sorted(strategies)}")
         spec = Strategy.from_dict(strategies[strategy_name])
         if spec.loss not in LOSSES:
@@ -197,8 +198,14 @@ def check_scorer(config: dict[str, Any], name: str, path: str) -> None:
     scorer = scorers[name]
     if scorer["kind"] not in SCORERS:
         _fail(f"scorers.{name}.kind", f"unknown scorer kind {scorer['kind']!r}; registered: {SCORERS.names()}")
-    if SCORERS.trait(scorer["kind"], "checkpoint", False) and scorer.get("model") not in config["models"]:
-        _fail(f"scorers.{name}.model", f"unknown model {scorer.get('model')!r}")
+    if SCORERS.trait(scorer["kind"], "checkpoint", False):
+        from w2s_align.registry import CLASSIFIER_KINDS
+
+        model = scorer.get("model")
+        if model not in config["models"] or config["models"][model]["kind"] not in CLASSIFIER_KINDS:
+            problem = "unknown model" if model not in config["models"] else "not a classifier model:"
+            _fail(f"scorers.{name}.model", f"{problem} {model!r} (a trained scorer needs a model of kind "
+                  f"{CLASSIFIER_KINDS.names()})")
 
 
 def check_config(config: dict[str, Any]) -> None:

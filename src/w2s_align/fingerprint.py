@@ -69,7 +69,8 @@ def closure(package_dir: str | Path, roots: tuple[str, ...]) -> dict[str, Path]:
         if path is None or name in files:
             continue
         files[name] = path
-        todo += _imports(ast.parse(path.read_text(encoding="utf-8")), name)
+        here = f"{name}.__init__" if path.name == "__init__.py" else name  # relative imports start in the package
+        todo += _imports(ast.parse(path.read_text(encoding="utf-8")), here)
     return files
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from w2s_align.io import PipelineError
+from w2s_align.io import PipelineError, current_umask
 from w2s_align.models.base import resolve_path
 from w2s_align.specs import ModelSpec
 
@@ -36,6 +36,7 @@ def convert_gguf(spec: ModelSpec, out_dir: str) -> None:
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp creates 0700
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
