@@ -68,6 +68,7 @@ rule ensemble_labels:
 
 rule train_weak_lm:
     input:
+        unpack(base_of("weak")),
         train=pair_path("weak_train"),
         val=pair_path("val"),
     output:
@@ -79,6 +80,7 @@ rule train_weak_lm:
         max_length=max_length,
         target="gt",
         train_split="weak_train",
+        local_dir=local_dir,
         code=code("train_lm.py"),
     threads: RUN.threads
     resources:
@@ -95,6 +97,7 @@ rule train_weak_lm:
 
 rule weak_generations:
     input:
+        unpack(base_of("weak")),
         model=rules.train_weak_lm.output.model,
         meta=rules.train_weak_lm.output.meta,
         weak_label=pair_path("weak_label"),
@@ -102,6 +105,7 @@ rule weak_generations:
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_generations.parquet",
     params:
+        local_dir=local_dir,
         decoding=from_config(w2s.decoding, "task"),
         code=code("weak_generations.py"),
     threads: RUN.threads
@@ -119,6 +123,7 @@ rule best_of_n:
     """Best-of-N weak labels: N weak continuations per prompt, the least toxic by the selector kept."""
     input:
         unpack(selector_files),
+        unpack(base_of("weak")),
         model=rules.train_weak_lm.output.model,
         meta=rules.train_weak_lm.output.meta,
         weak_label=pair_path("weak_label"),
@@ -129,6 +134,7 @@ rule best_of_n:
         n=r"\d+",
     params:
         decoding=from_config(w2s.decoding, "task"),
+        local_dir=local_dir,
         selector=scorer_setting(None),
         cache=RUN.score_cache,
         code=code("best_of_n.py"),

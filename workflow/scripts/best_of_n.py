@@ -20,4 +20,5 @@ best_of_n(
     cache_dir=snakemake.params.cache,
     selector_model=snakemake.input.get("selector_model"),
     selector_meta=snakemake.input.get("selector_meta"),
+    local_dir=snakemake.params.local_dir,
 )

@@ -15,4 +15,5 @@ weak_generations(
     model_name=snakemake.wildcards.weak,
     seed=int(snakemake.wildcards.seed),
     threads=snakemake.threads,
+    local_dir=snakemake.params.local_dir,
 )

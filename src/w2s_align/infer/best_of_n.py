@@ -14,10 +14,11 @@ log = logging.getLogger(__name__)
 
 def best_of_n(model_file: str, meta_file: str, label_path: str, val_path: str, decoding_json: str, n: int,
               selector_json: str, out: str, model_name: str, seed: int, threads: int, cache_dir: str | None = None,
-              selector_model: str | None = None, selector_meta: str | None = None) -> None:
+              selector_model: str | None = None, selector_meta: str | None = None,
+              local_dir: str | None = None) -> None:
     """Best-of-N weak labels: the weak LM samples `n` continuations of each weak_label and val prompt and
     the selector (a toxicity scorer) keeps the least toxic one (ties: the first sample)."""
-    model, tokenizer, meta = load_lm(model_file, meta_file)
+    model, tokenizer, meta = load_lm(model_file, meta_file, local_dir)
     samples = generations_frame(model, tokenizer, held_out_prompts(label_path, val_path),
                                 eval_decoding(decoding_json, n), model_name, meta["config_hash"], seed, threads,
                                 f"weak labels (best of {n})", column="weak_continuation")

@@ -112,9 +112,9 @@ def held_out_prompts(label_path: str, val_path: str) -> pd.DataFrame:
 
 
 def weak_generations(model_file: str, meta_file: str, label_path: str, val_path: str, decoding_json: str,
-                     out: str, model_name: str, seed: int, threads: int) -> None:
+                     out: str, model_name: str, seed: int, threads: int, local_dir: str | None = None) -> None:
     """The weak LM's 'weak labels': one continuation of each weak_label and val prompt."""
-    model, tokenizer, meta = load_lm(model_file, meta_file)
+    model, tokenizer, meta = load_lm(model_file, meta_file, local_dir)
     write_generations(model, tokenizer, held_out_prompts(label_path, val_path), eval_decoding(decoding_json, 1),
                       out, model_name, meta["config_hash"], seed, threads, "weak labels", column="weak_continuation")
 
