@@ -69,8 +69,11 @@ def nucleus_check(model, tokenizer, prompts: list[str], top_p: float) -> str:
             times.append(time.perf_counter() - start)
         result[label] = (torch.isfinite(out), 1000 * min(times))
     same = bool(torch.equal(result["NucleusWarper"][0], result["TopPLogitsWarper"][0]))
+    k = NucleusWarper(top_p).k
+    full_sort = int((scores.softmax(-1).topk(min(k, scores.shape[1]), dim=-1).values.sum(-1) < top_p).sum())
     return (f"top-p {top_p} on {len(prompts)} rows × {scores.shape[1]:,} tokens: `NucleusWarper` "
             f"{result['NucleusWarper'][1]:.1f} ms, `TopPLogitsWarper` {result['TopPLogitsWarper'][1]:.1f} ms per call; "
+            f"rows whose top {k} hold less than top_p (full sort): {full_sort}; "
             f"same kept tokens: {'yes' if same else '**no**'}")
 
 

@@ -307,3 +307,22 @@ def test_report_bundles_tables_and_plots(tiny_run):
 def test_lint_passes(tiny_run):
     proc = snakemake(tiny_run, "--lint", check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_stage_runs_outside_snakemake_with_the_same_result(tiny_run):
+    """`python -m w2s_align.debug RULE TARGET` builds the job as Snakemake would and runs its script here."""
+    target = tiny_run / "results/safety/ceiling/small-bert/seed0/predictions.parquet"
+    before, stat = target.read_bytes(), target.stat()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tiny_run / "src")}
+    dry = subprocess.run([sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_run)),
+                          "--dry"], cwd=tiny_run, env=env, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "classifier.safetensors" in dry.stdout and "'model_name': 'small-bert'" in dry.stdout
+    proc = subprocess.run([sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_run))],
+                          cwd=tiny_run, env=env, capture_output=True, text=True, timeout=300)
+    try:
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert target.read_bytes() == before
+    finally:
+        target.write_bytes(before)
+        os.utime(target, (stat.st_atime, stat.st_mtime))

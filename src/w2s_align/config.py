@@ -198,9 +198,22 @@ def check_scorer(config: dict[str, Any], name: str, path: str) -> None:
     scorer = scorers[name]
     if scorer["kind"] not in SCORERS:
         _fail(f"scorers.{name}.kind", f"unknown scorer kind {scorer['kind']!r}; registered: {SCORERS.names()}")
-    if SCORERS.trait(scorer["kind"], "checkpoint", False):
+    if not SCORERS.trait(scorer["kind"], "checkpoint", False):
+        import inspect
+
+        params = inspect.signature(SCORERS.get(scorer["kind"])).parameters.values()
+        allowed = sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        unknown = sorted(set(scorer) - {"kind", *allowed})
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
+            _fail(f"scorers.{name}", f"unknown option(s) {unknown} for scorer kind {scorer['kind']!r}; allowed: "
+                  f"{allowed}")
+    else:
         from w2s_align.registry import CLASSIFIER_KINDS
 
+        unknown = sorted(set(scorer) - {"kind", "model", "max_length", "train", "data"})
+        if unknown:
+            _fail(f"scorers.{name}", f"unknown option(s) {unknown} for a trained scorer; allowed: data, max_length, "
+                  "model, train")
         model = scorer.get("model")
         if model not in config["models"] or config["models"][model]["kind"] not in CLASSIFIER_KINDS:
             problem = "unknown model" if model not in config["models"] else "not a classifier model:"

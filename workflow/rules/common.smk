@@ -139,12 +139,12 @@ def scorer(wc):
 
 
 def request(model, share=1.0, gpu=None):
-    """The resources block of a job running `model` (a wildcard name such as "weak", or a function of the
-    wildcards giving the model name): its `resources` estimate times `share`, growing with each retry."""
+    """Resources of a job running `model` (wildcard name or function): its estimate, runtime x share, x attempt."""
     name = model if callable(model) else (lambda wc: wc[model])
 
     def scaled(key):
-        return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * share)) * attempt
+        part = share if key == "runtime" else 1.0
+        return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * part)) * attempt
 
     return {"gpu": gpu if gpu is not None else (lambda wc: w2s.gpus(config, name(wc))),
             "cpus_per_gpu": lambda wc, threads: threads, "mem_mb": scaled("mem_mb"), "runtime": scaled("runtime")}
