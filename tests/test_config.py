@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 from w2s_align import config as w2s
-from w2s_align.config import ConfigError, check_config, validate
+from w2s_align import layout
+from w2s_align.checks import check_config
+from w2s_align.config import ConfigError, validate
 from w2s_align.specs import Resources, TaskData, TrainParams
 
 REPO = Path(__file__).resolve().parents[1]

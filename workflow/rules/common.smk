@@ -1,16 +1,16 @@
 # Helpers only: config checks, canonical params, code fingerprints, input paths and resources (no torch).
-# The logic lives in w2s_align.config (plain Python, unit tested); these wrap it for wildcards.
+# The logic lives in w2s_align.config, .checks and .layout (plain Python, unit tested); these wrap it.
 import os
 import re
 
 from snakemake.exceptions import WorkflowError
 
-from w2s_align import config as w2s
+from w2s_align import checks, layout, config as w2s
 from w2s_align.fingerprint import code_fingerprint
 
 try:
     w2s.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
-    w2s.check_config(config)
+    checks.check_config(config)
 except w2s.ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -120,7 +120,7 @@ def reference_lm(wc):
 def scorer_files(wc, prefix=""):
     folder = f"results/scorers/{wc.scorer}"
     files = {f"{prefix}model": f"{folder}/classifier.safetensors", f"{prefix}meta": f"{folder}/classifier.json"}
-    return files if w2s.scorer_model(config, wc.scorer) else {}
+    return files if layout.scorer_model(config, wc.scorer) else {}
 
 
 def selector_files(wc):
@@ -146,5 +146,5 @@ def request(model, share=1.0, gpu=None):
         part = share if key == "runtime" else 1.0
         return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * part)) * attempt
 
-    return {"gpu": gpu if gpu is not None else (lambda wc: w2s.gpus(config, name(wc))),
+    return {"gpu": gpu if gpu is not None else (lambda wc: layout.gpus(config, name(wc))),
             "cpus_per_gpu": lambda wc, threads: threads, "mem_mb": scaled("mem_mb"), "runtime": scaled("runtime")}

@@ -9,7 +9,7 @@ rule metrics:
     output:
         "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.parquet",
     params:
-        identity=from_config(w2s.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
         n_boot=w2s.bootstrap_resamples(config),
         code=code("metrics.py"),
     log:
@@ -22,11 +22,11 @@ rule metrics:
 
 rule toxicity_metrics:
     input:
-        unpack(from_config(w2s.toxicity_inputs, "task", "weak", "strong", "strategy", "seed")),
+        unpack(from_config(layout.toxicity_inputs, "task", "weak", "strong", "strategy", "seed")),
     output:
         "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.toxicity.parquet",
     params:
-        identity=from_config(w2s.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
         n_boot=w2s.bootstrap_resamples(config),
         code=code("toxicity_metrics.py"),
     log:

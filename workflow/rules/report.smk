@@ -3,7 +3,7 @@
 
 rule summary:
     input:
-        metrics=w2s.metric_files(config),
+        metrics=layout.metric_files(config),
     output:
         csv=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
         parquet="results/tables/summary.parquet",

@@ -11,13 +11,13 @@ rule train_scorer:
         heldout="results/scorers/{scorer}/heldout.parquet",
     params:
         data=scorer_setting("data", w2s.ScorerData),
-        spec=spec_of(from_config(w2s.scorer_model, "scorer")),
+        spec=spec_of(from_config(layout.scorer_model, "scorer")),
         hparams=scorer_setting("train", w2s.TrainParams),  # its own, not its model's
         max_length=scorer_setting("max_length"),
         code=code("train_scorer.py"),
     threads: RUN.threads
     resources:
-        **request(from_config(w2s.scorer_model, "scorer")),
+        **request(from_config(layout.scorer_model, "scorer")),
     log:
         "logs/scorers/{scorer}/train.log",
     benchmark:
@@ -43,7 +43,7 @@ rule score_generations:
         code=code("score_generations.py"),
     threads: RUN.threads
     resources:
-        **request(from_config(w2s.scorer_model, "scorer"), share=0.5, gpu=from_config(w2s.scorer_gpus, "scorer")),
+        **request(from_config(layout.scorer_model, "scorer"), share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")),
     log:
         "logs/{task}/{model_run}/toxicity_{scorer}.log",
     conda:

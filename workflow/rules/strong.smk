@@ -100,8 +100,8 @@ rule train_lm_ceiling:
 use rule train_lm_ceiling as train_lm_student with:
     input:
         unpack(base_of("strong")),
-        train=from_config(w2s.student_targets, "task", "weak", "strategy", "seed"),
-        val=from_config(w2s.student_targets, "task", "weak", "strategy", "seed"),
+        train=from_config(layout.student_targets, "task", "weak", "strategy", "seed"),
+        val=from_config(layout.student_targets, "task", "weak", "strategy", "seed"),
     output:
         model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.safetensors",
         meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.json",

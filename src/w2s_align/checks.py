@@ -1,0 +1,136 @@
+"""Cross-field config checks the schema cannot express (registered names, model kinds per task kind, data
+files, strategies per task kind). Each error is one ConfigError line naming the key path. Plain Python:
+unit tested in milliseconds (tests/test_config.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from w2s_align.config import ConfigError, is_local, run_settings, task_kind, task_list
+from w2s_align.specs import CLASSIFICATION_ONLY, Strategy
+
+
+def _fail(path: str, message: str) -> None:
+    raise ConfigError(f"config {path}: {message}")
+
+
+def check_models(config: dict[str, Any]) -> None:
+    from w2s_align.registry import CLASSIFIER_KINDS, LM_KINDS
+
+    kinds = sorted(set(CLASSIFIER_KINDS.names()) | set(LM_KINDS.names()) | {"ensemble"})
+    for name, model in config["models"].items():
+        if model["kind"] not in kinds:
+            _fail(f"models.{name}.kind", f"unknown kind {model['kind']!r}; registered kinds: {kinds}")
+        if model["kind"] == "pretrained" and "path" not in model:
+            _fail(f"models.{name}", "kind 'pretrained' needs a `path`")
+        if model["kind"] == "ensemble":
+            members = model.get("members", [])
+            bad = [m for m in members if m not in config["models"] or config["models"][m]["kind"] == "ensemble"]
+            if len(members) < 2 or bad:
+                _fail(f"models.{name}", "an ensemble needs two or more non-ensemble member models defined under "
+                      f"`models` (bad: {bad or members})")
+            if any(name in task_list(config, t, "strong_models") for t in config["tasks"]):
+                _fail("strong_models", f"{name!r} is an ensemble, which can only be a weak model")
+
+
+def check_task(config: dict[str, Any], name: str) -> None:
+    from w2s_align.registry import CLASSIFIER_KINDS, CORPUS_FORMATS, LM_KINDS, LOSSES
+
+    task = config["tasks"][name]
+    generation = task_kind(config, name) == "generation"
+    where = lambda key: f"tasks.{name}.{key}" if task.get(key) else key  # noqa: E731  (own list, or top-level)
+    for role in ("weak_models", "strong_models"):
+        unknown = [m for m in task_list(config, name, role) if m not in config["models"]]
+        if unknown:
+            _fail(where(role), f"unknown model(s) {unknown}; defined models: {sorted(config['models'])}")
+        kinds = LM_KINDS if generation else CLASSIFIER_KINDS
+        allowed = kinds.names() + ([] if generation or role == "strong_models" else ["ensemble"])
+        bad = [m for m in task_list(config, name, role) if config["models"][m]["kind"] not in allowed]
+        if bad:
+            _fail(where(role), f"{bad} cannot be used here: a {task_kind(config, name)} task's "
+                  f"{role} must be of kind {allowed} (set the task's own {role})")
+    strategies = run_settings(config).strategies
+    for strategy_name in task_list(config, name, "student_strategies"):
+        if strategy_name not in strategies:
+            _fail(where("student_strategies"), f"unknown strategy {strategy_name!r}; defined: "
+                  f"{sorted(strategies)}")
+        spec = Strategy.from_dict(strategies[strategy_name])
+        if spec.loss not in LOSSES:
+            _fail(f"strategies.{strategy_name}.loss", f"unknown loss {spec.loss!r}; registered: {LOSSES.names()}")
+        if (spec.best_of is None) != (spec.selector is None):
+            _fail(f"strategies.{strategy_name}", "best_of and selector go together")
+        if not generation and spec.best_of is not None:
+            _fail(f"tasks.{name}", f"strategy {strategy_name!r} (best-of-N) applies to generation tasks only")
+        if generation:
+            unsupported = sorted(k for k in spec.non_defaults() if k in CLASSIFICATION_ONLY)
+            if unsupported:
+                _fail(f"tasks.{name}", f"strategy {strategy_name!r} sets {unsupported}, which only apply to "
+                      "classification; give the task its own student_strategies")
+            if spec.selector is not None:
+                check_scorer(config, spec.selector, f"strategies.{strategy_name}.selector")
+                if spec.selector == task["scorer"] and "oracle" not in strategy_name:
+                    _fail(f"strategies.{strategy_name}", f"selecting with the evaluation scorer {task['scorer']!r} "
+                          "is an oracle; name the strategy so it says 'oracle' (e.g. best-of-4-oracle), or select "
+                          "with a weak scorer")
+    if not generation:
+        if is_local(task["data"]["source"]) and not Path(task["data"]["source"]).is_file():
+            _fail(f"tasks.{name}.data.source", f"data file not found: {task['data']['source']}")
+        return
+    reference = task["reference_lm"]
+    if reference not in config["models"] or config["models"][reference]["kind"] != "pretrained":
+        _fail(f"tasks.{name}.reference_lm", f"{reference!r} is not a pretrained model under `models`")
+    check_scorer(config, task["scorer"], f"tasks.{name}.scorer")
+    if task["corpus"].get("format", "rtp") not in CORPUS_FORMATS:
+        _fail(f"tasks.{name}.corpus.format", f"unknown format {task['corpus']['format']!r}; registered: "
+              f"{CORPUS_FORMATS.names()}")
+    for key in ("corpus", "prompts"):
+        source = task[key]["source"]
+        if is_local(source) and not Path(source).is_file():
+            _fail(f"tasks.{name}.{key}.source", f"data file not found: {source}")
+
+
+def check_scorer(config: dict[str, Any], name: str, path: str) -> None:
+    from w2s_align.registry import SCORERS
+
+    scorers = run_settings(config).scorers
+    if name not in scorers:
+        _fail(path, f"unknown scorer {name!r}; defined: {sorted(scorers)}")
+    scorer = scorers[name]
+    if scorer["kind"] not in SCORERS:
+        _fail(f"scorers.{name}.kind", f"unknown scorer kind {scorer['kind']!r}; registered: {SCORERS.names()}")
+    if not SCORERS.trait(scorer["kind"], "checkpoint", False):
+        import inspect
+
+        params = inspect.signature(SCORERS.get(scorer["kind"])).parameters.values()
+        allowed = sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        unknown = sorted(set(scorer) - {"kind", *allowed})
+        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
+            _fail(f"scorers.{name}", f"unknown option(s) {unknown} for scorer kind {scorer['kind']!r}; allowed: "
+                  f"{allowed}")
+    else:
+        from w2s_align.registry import CLASSIFIER_KINDS
+
+        unknown = sorted(set(scorer) - {"kind", "model", "max_length", "train", "data"})
+        if unknown:
+            _fail(f"scorers.{name}", f"unknown option(s) {unknown} for a trained scorer; allowed: data, max_length, "
+                  "model, train")
+        model = scorer.get("model")
+        if model not in config["models"] or config["models"][model]["kind"] not in CLASSIFIER_KINDS:
+            problem = "unknown model" if model not in config["models"] else "not a classifier model:"
+            _fail(f"scorers.{name}.model", f"{problem} {model!r} (a trained scorer needs a model of kind "
+                  f"{CLASSIFIER_KINDS.names()})")
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Cross-field checks the schema cannot express; each error is one line naming the offending key."""
+    from w2s_align.catalog import load_builtins
+
+    load_builtins()
+    only = run_settings(config).only
+    unknown = [t for t in only if t not in config["tasks"]]
+    if unknown:
+        _fail("only", f"unknown task(s) {unknown}; defined tasks: {sorted(config['tasks'])}")
+    check_models(config)
+    for name in config["tasks"]:
+        check_task(config, name)
