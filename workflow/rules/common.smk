@@ -1,5 +1,4 @@
-# Helpers only: config checks, canonical params, code fingerprints, input paths and resources (no torch).
-# The logic lives in w2s_align.config, .checks and .layout (plain Python, unit tested); these wrap it.
+# Helpers only (no torch); the logic lives in w2s_align.config, .checks and .layout (unit tested).
 import os
 import re
 
@@ -83,8 +82,8 @@ def names_regex(names):
 
 
 def ensemble_members(wc):
-    return {m: f"results/{wc.task}/weak/{m}/seed{wc.seed}/weak_labels.parquet"
-            for m in config["models"][wc.weak]["members"]}
+    members = config["models"][wc.weak]["members"]
+    return {m: f"results/{wc.task}/weak/{m}/seed{wc.seed}/weak_labels.parquet" for m in members}
 
 
 def base_files(name):
@@ -146,5 +145,5 @@ def request(model, share=1.0, gpu=None):
         part = share if key == "runtime" else 1.0
         return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * part)) * attempt
 
-    return {"gpu": gpu if gpu is not None else (lambda wc: layout.gpus(config, name(wc))),
-            "cpus_per_gpu": lambda wc, threads: threads, "mem_mb": scaled("mem_mb"), "runtime": scaled("runtime")}
+    gpus = gpu if gpu is not None else (lambda wc: layout.gpus(config, name(wc)))
+    return dict(gpu=gpus, cpus_per_gpu=lambda wc, threads: threads, mem_mb=scaled("mem_mb"), runtime=scaled("runtime"))

@@ -8,14 +8,14 @@ rule metrics:
         ceiling="results/{task}/ceiling/{strong}/seed{seed}/predictions.parquet",
     output:
         "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.parquet",
-    params:
-        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
-        n_boot=w2s.bootstrap_resamples(config),
-        code=code("metrics.py"),
     log:
         "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.log",
     conda:
         "../../envs/w2s.yaml"
+    params:
+        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        n_boot=w2s.bootstrap_resamples(config),
+        code=code("metrics.py"),
     script:
         "../scripts/metrics.py"
 
@@ -25,13 +25,13 @@ rule toxicity_metrics:
         unpack(from_config(layout.toxicity_inputs, "task", "weak", "strong", "strategy", "seed")),
     output:
         "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.toxicity.parquet",
-    params:
-        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
-        n_boot=w2s.bootstrap_resamples(config),
-        code=code("toxicity_metrics.py"),
     log:
         "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.toxicity.log",
     conda:
         "../../envs/w2s.yaml"
+    params:
+        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        n_boot=w2s.bootstrap_resamples(config),
+        code=code("toxicity_metrics.py"),
     script:
         "../scripts/toxicity_metrics.py"

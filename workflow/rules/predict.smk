@@ -11,18 +11,18 @@ rule predict:
         test=run_split("test"),
     output:
         "results/{task}/{model_run}/predictions.parquet",
+    log:
+        "logs/{task}/{model_run}/predict.log",
     wildcard_constraints:
         model_run=MODEL_RUN,
-    params:
-        model_name=run_model,
-        code=code("predict.py"),
+    conda:
+        "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
         **request(run_model, share=0.5),
-    log:
-        "logs/{task}/{model_run}/predict.log",
-    conda:
-        "../../envs/w2s.yaml"
+    params:
+        model_name=run_model,
+        code=code("predict.py"),
     script:
         "../scripts/predict.py"
 
@@ -35,8 +35,17 @@ rule lm_generations:
         prompts="results/{task}/prompts.parquet",
     output:
         "results/{task}/{model_run}/generations.parquet",
+    log:
+        "logs/{task}/{model_run}/generate.log",
+    benchmark:
+        "results/benchmarks/{task}/{model_run}/generate.tsv"
     wildcard_constraints:
         model_run=rf"weak/[^/]+/seed\d+|{MODEL_RUN}",
+    conda:
+        "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request(run_model, share=0.5, gpu=1),
     params:
         local_dir=local_dir,
         decoding=from_config(w2s.decoding, "task"),
@@ -44,15 +53,6 @@ rule lm_generations:
         model_name=run_model,
         seed=run_seed,
         code=code("lm_generations.py"),
-    threads: RUN.threads
-    resources:
-        **request(run_model, share=0.5, gpu=1),
-    log:
-        "logs/{task}/{model_run}/generate.log",
-    benchmark:
-        "results/benchmarks/{task}/{model_run}/generate.tsv"
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/lm_generations.py"
 
@@ -64,21 +64,21 @@ rule base_generations:
         prompts="results/{task}/prompts.parquet",
     output:
         "results/{task}/base/{strong}/seed{seed}/generations.parquet",
-    params:
-        local_dir=local_dir,
-        spec=spec_of("strong"),
-        decoding=from_config(w2s.decoding, "task"),
-        eval_samples=eval_samples,
-        code=code("base_generations.py"),
-    threads: RUN.threads
-    resources:
-        **request("strong", share=0.5, gpu=1),
     log:
         "logs/{task}/base/{strong}/seed{seed}/generate.log",
     benchmark:
         "results/benchmarks/{task}/base/{strong}/seed{seed}/generate.tsv"
     conda:
         "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request("strong", share=0.5, gpu=1),
+    params:
+        local_dir=local_dir,
+        spec=spec_of("strong"),
+        decoding=from_config(w2s.decoding, "task"),
+        eval_samples=eval_samples,
+        code=code("base_generations.py"),
     script:
         "../scripts/base_generations.py"
 
@@ -90,19 +90,19 @@ rule perplexity:
         generations="results/{task}/{model_run}/generations.parquet",
     output:
         "results/{task}/{model_run}/perplexity.parquet",
+    log:
+        "logs/{task}/{model_run}/perplexity.log",
     wildcard_constraints:
         model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}",
+    conda:
+        "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request(reference_lm, share=0.5, gpu=1),
     params:
         local_dir=local_dir,
         spec=spec_of(reference_lm),
         max_length=max_length,
         code=code("perplexity.py"),
-    threads: RUN.threads
-    resources:
-        **request(reference_lm, share=0.5, gpu=1),
-    log:
-        "logs/{task}/{model_run}/perplexity.log",
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/perplexity.py"

@@ -8,12 +8,12 @@ rule summary:
         csv=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
         parquet="results/tables/summary.parquet",
         md=report("results/tables/summary.md", caption="../report/summary_md.rst", category="Tables"),
-    params:
-        code=code("summary.py"),
     log:
         "logs/tables/summary.log",
     conda:
         "../../envs/w2s.yaml"
+    params:
+        code=code("summary.py"),
     script:
         "../scripts/summary.py"
 
@@ -22,19 +22,22 @@ rule plots:
     input:
         summary=rules.summary.output.parquet,
     output:
-        scores=report(expand("results/plots/{task}_scores.png", task=TASKS), caption="../report/scores.rst",
-                      category="Plots"),
+        scores=report(
+            expand("results/plots/{task}_scores.png", task=TASKS), caption="../report/scores.rst", category="Plots"
+        ),
         pgr=report(expand("results/plots/{task}_pgr.png", task=TASKS), caption="../report/pgr.rst", category="Plots"),
-        fluency=report(expand("results/plots/{task}_toxicity_vs_perplexity.png",
-                              task=w2s.tasks_of(config, "generation")),
-                       caption="../report/fluency.rst", category="Plots"),
-    params:
-        tasks=TASKS,
-        generation_tasks=w2s.tasks_of(config, "generation"),
-        code=code("plots.py"),
+        fluency=report(
+            expand("results/plots/{task}_toxicity_vs_perplexity.png", task=w2s.tasks_of(config, "generation")),
+            caption="../report/fluency.rst",
+            category="Plots",
+        ),
     log:
         "logs/plots/plots.log",
     conda:
         "../../envs/w2s.yaml"
+    params:
+        tasks=TASKS,
+        generation_tasks=w2s.tasks_of(config, "generation"),
+        code=code("plots.py"),
     script:
         "../scripts/plots.py"

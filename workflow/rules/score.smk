@@ -9,21 +9,21 @@ rule train_scorer:
         model="results/scorers/{scorer}/classifier.safetensors",
         meta="results/scorers/{scorer}/classifier.json",
         heldout="results/scorers/{scorer}/heldout.parquet",
-    params:
-        data=scorer_setting("data", w2s.ScorerData),
-        spec=spec_of(from_config(layout.scorer_model, "scorer")),
-        hparams=scorer_setting("train", w2s.TrainParams),  # its own, not its model's
-        max_length=scorer_setting("max_length"),
-        code=code("train_scorer.py"),
-    threads: RUN.threads
-    resources:
-        **request(from_config(layout.scorer_model, "scorer")),
     log:
         "logs/scorers/{scorer}/train.log",
     benchmark:
         "results/benchmarks/scorers/{scorer}/train.tsv"
     conda:
         "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request(from_config(layout.scorer_model, "scorer")),
+    params:
+        data=scorer_setting("data", w2s.ScorerData),
+        spec=spec_of(from_config(layout.scorer_model, "scorer")),
+        hparams=scorer_setting("train", w2s.TrainParams),  # its own, not its model's
+        max_length=scorer_setting("max_length"),
+        code=code("train_scorer.py"),
     script:
         "../scripts/train_scorer.py"
 
@@ -35,18 +35,18 @@ rule score_generations:
         generations="results/{task}/{model_run}/generations.parquet",
     output:
         "results/{task}/{model_run}/toxicity_{scorer}.parquet",
+    log:
+        "logs/{task}/{model_run}/toxicity_{scorer}.log",
     wildcard_constraints:
         model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}",
+    conda:
+        "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request(from_config(layout.scorer_model, "scorer"), share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")),
     params:
         scorer=scorer_setting(None),
         cache=RUN.score_cache,
         code=code("score_generations.py"),
-    threads: RUN.threads
-    resources:
-        **request(from_config(layout.scorer_model, "scorer"), share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")),
-    log:
-        "logs/{task}/{model_run}/toxicity_{scorer}.log",
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/score_generations.py"

@@ -6,13 +6,13 @@ rule split_data:
         source_of("data"),
     output:
         **{s: split_path(s) for s in SPLITS},
-    params:
-        data=task_block("data", w2s.TaskData),
-        code=code("split_data.py"),
     log:
         "logs/{task}/splits/seed{seed}.log",
     conda:
         "../../envs/w2s.yaml"
+    params:
+        data=task_block("data", w2s.TaskData),
+        code=code("split_data.py"),
     script:
         "../scripts/split_data.py"
 
@@ -22,13 +22,13 @@ rule split_corpus:
         source_of("corpus"),
     output:
         **{s: pair_path(s) for s in PAIRS},
-    params:
-        corpus=task_block("corpus", w2s.CorpusSpec),
-        code=code("split_corpus.py"),
     log:
         "logs/{task}/pairs/seed{seed}.log",
     conda:
         "../../envs/w2s.yaml"
+    params:
+        corpus=task_block("corpus", w2s.CorpusSpec),
+        code=code("split_corpus.py"),
     script:
         "../scripts/split_corpus.py"
 
@@ -38,12 +38,12 @@ rule eval_prompts:
         source_of("prompts"),
     output:
         "results/{task}/prompts.parquet",
-    params:
-        prompts=task_block("prompts", w2s.PromptSpec),
-        code=code("eval_prompts.py"),
     log:
         "logs/{task}/prompts.log",
     conda:
         "../../envs/w2s.yaml"
+    params:
+        prompts=task_block("prompts", w2s.PromptSpec),
+        code=code("eval_prompts.py"),
     script:
         "../scripts/eval_prompts.py"

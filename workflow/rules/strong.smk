@@ -9,6 +9,15 @@ rule train_ceiling:
     output:
         model="results/{task}/ceiling/{strong}/seed{seed}/classifier.safetensors",
         meta="results/{task}/ceiling/{strong}/seed{seed}/classifier.json",
+    log:
+        "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/ceiling/{strong}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request("strong"),
     params:
         spec=spec_of("strong"),
         hparams=hparams("ceiling"),
@@ -16,15 +25,6 @@ rule train_ceiling:
         target="gt",
         train_split="weak_label",
         code=code("train_classifier.py"),
-    threads: RUN.threads
-    resources:
-        **request("strong"),
-    log:
-        "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
-    benchmark:
-        "results/benchmarks/{task}/ceiling/{strong}/seed{seed}/train.tsv"
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/train_classifier.py"
 
@@ -36,6 +36,10 @@ use rule train_ceiling as train_student with:
     output:
         model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/classifier.safetensors",
         meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/classifier.json",
+    log:
+        "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"
     params:
         spec=spec_of("strong"),
         hparams=hparams("student"),
@@ -44,26 +48,22 @@ use rule train_ceiling as train_student with:
         train_split="weak_label",
         strategy=strategy_spec,
         code=code("train_classifier.py"),
-    log:
-        "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
-    benchmark:
-        "results/benchmarks/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"
 
 
 rule convert_gguf:
     output:
         multiext("results/models/{model}/", "config.json", "model.safetensors", "tokenizer.json"),
+    log:
+        "logs/models/{model}.log",
     wildcard_constraints:
         model=names_regex([n for n, m in config["models"].items() if m.get("gguf_file")]),
+    conda:
+        "../../envs/w2s.yaml"
+    resources:
+        **request("model", share=0.5, gpu=0),
     params:
         spec=spec_of("model"),
         code=code("convert_gguf.py"),
-    resources:
-        **request("model", share=0.5, gpu=0),
-    log:
-        "logs/models/{model}.log",
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/convert_gguf.py"
 
@@ -76,6 +76,15 @@ rule train_lm_ceiling:
     output:
         model="results/{task}/ceiling/{strong}/seed{seed}/lm.safetensors",
         meta="results/{task}/ceiling/{strong}/seed{seed}/lm.json",
+    log:
+        "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/ceiling/{strong}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request("strong"),
     params:
         local_dir=local_dir,
         spec=spec_of("strong"),
@@ -84,15 +93,6 @@ rule train_lm_ceiling:
         target="gt",
         train_split="weak_label",
         code=code("train_lm.py"),
-    threads: RUN.threads
-    resources:
-        **request("strong"),
-    log:
-        "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
-    benchmark:
-        "results/benchmarks/{task}/ceiling/{strong}/seed{seed}/train.tsv"
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/train_lm.py"
 
@@ -105,6 +105,10 @@ use rule train_lm_ceiling as train_lm_student with:
     output:
         model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.safetensors",
         meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.json",
+    log:
+        "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"
     params:
         local_dir=local_dir,
         spec=spec_of("strong"),
@@ -113,7 +117,3 @@ use rule train_lm_ceiling as train_lm_student with:
         target="weak",
         train_split="weak_label",
         code=code("train_lm.py"),
-    log:
-        "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
-    benchmark:
-        "results/benchmarks/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"

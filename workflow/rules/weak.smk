@@ -9,6 +9,15 @@ rule train_weak:
     output:
         model="results/{task}/weak/{weak}/seed{seed}/classifier.safetensors",
         meta="results/{task}/weak/{weak}/seed{seed}/classifier.json",
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/weak/{weak}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request("weak"),
     params:
         spec=spec_of("weak"),
         hparams=hparams("weak"),
@@ -16,35 +25,26 @@ rule train_weak:
         target="gt",
         train_split="weak_train",
         code=code("train_classifier.py"),
-    threads: RUN.threads
-    resources:
-        **request("weak"),
-    log:
-        "logs/{task}/weak/{weak}/seed{seed}/train.log",
-    benchmark:
-        "results/benchmarks/{task}/weak/{weak}/seed{seed}/train.tsv"
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/train_classifier.py"
 
 
 rule weak_labels:
     input:
+        **{s: split_path(s) for s in ("weak_label", "val", "test")},
         model=rules.train_weak.output.model,
         meta=rules.train_weak.output.meta,
-        **{s: split_path(s) for s in ("weak_label", "val", "test")},
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
-    params:
-        code=code("weak_labels.py"),
-    threads: RUN.threads
-    resources:
-        **request("weak", share=0.5),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
     conda:
         "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request("weak", share=0.5),
+    params:
+        code=code("weak_labels.py"),
     script:
         "../scripts/weak_labels.py"
 
@@ -54,14 +54,14 @@ rule ensemble_labels:
         unpack(ensemble_members),
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
-    wildcard_constraints:
-        weak=names_regex([n for n, m in config["models"].items() if m["kind"] == "ensemble"]),
-    params:
-        code=code("ensemble_labels.py"),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
+    wildcard_constraints:
+        weak=names_regex([n for n, m in config["models"].items() if m["kind"] == "ensemble"]),
     conda:
         "../../envs/w2s.yaml"
+    params:
+        code=code("ensemble_labels.py"),
     script:
         "../scripts/ensemble_labels.py"
 
@@ -74,6 +74,15 @@ rule train_weak_lm:
     output:
         model="results/{task}/weak/{weak}/seed{seed}/lm.safetensors",
         meta="results/{task}/weak/{weak}/seed{seed}/lm.json",
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/train.log",
+    benchmark:
+        "results/benchmarks/{task}/weak/{weak}/seed{seed}/train.tsv"
+    conda:
+        "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request("weak"),
     params:
         spec=spec_of("weak"),
         hparams=hparams("weak"),
@@ -82,15 +91,6 @@ rule train_weak_lm:
         train_split="weak_train",
         local_dir=local_dir,
         code=code("train_lm.py"),
-    threads: RUN.threads
-    resources:
-        **request("weak"),
-    log:
-        "logs/{task}/weak/{weak}/seed{seed}/train.log",
-    benchmark:
-        "results/benchmarks/{task}/weak/{weak}/seed{seed}/train.tsv"
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/train_lm.py"
 
@@ -104,17 +104,17 @@ rule weak_generations:
         val=pair_path("val"),
     output:
         "results/{task}/weak/{weak}/seed{seed}/weak_generations.parquet",
-    params:
-        local_dir=local_dir,
-        decoding=from_config(w2s.decoding, "task"),
-        code=code("weak_generations.py"),
-    threads: RUN.threads
-    resources:
-        **request("weak", share=0.5, gpu=1),
     log:
         "logs/{task}/weak/{weak}/seed{seed}/weak_generations.log",
     conda:
         "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request("weak", share=0.5, gpu=1),
+    params:
+        local_dir=local_dir,
+        decoding=from_config(w2s.decoding, "task"),
+        code=code("weak_generations.py"),
     script:
         "../scripts/weak_generations.py"
 
@@ -130,20 +130,20 @@ rule best_of_n:
         val=pair_path("val"),
     output:
         "results/{task}/weak/{weak}/seed{seed}/best_of_{n}_{scorer}.parquet",
+    log:
+        "logs/{task}/weak/{weak}/seed{seed}/best_of_{n}_{scorer}.log",
     wildcard_constraints:
         n=r"\d+",
+    conda:
+        "../../envs/w2s.yaml"
+    threads: RUN.threads
+    resources:
+        **request("weak", share=0.5, gpu=1),
     params:
         decoding=from_config(w2s.decoding, "task"),
         local_dir=local_dir,
         selector=scorer_setting(None),
         cache=RUN.score_cache,
         code=code("best_of_n.py"),
-    threads: RUN.threads
-    resources:
-        **request("weak", share=0.5, gpu=1),
-    log:
-        "logs/{task}/weak/{weak}/seed{seed}/best_of_{n}_{scorer}.log",
-    conda:
-        "../../envs/w2s.yaml"
     script:
         "../scripts/best_of_n.py"

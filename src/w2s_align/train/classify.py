@@ -77,9 +77,9 @@ def fit_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, target: str, sp
         from w2s_align.device import setup_torch
 
         device = setup_torch(threads, seed)
-    rounds = []
+    rounds, model = [], None
     for round_ in range(1 + strategy.bootstrap_rounds):
-        if round_:
+        if model is not None:
             from w2s_align.device import set_seed
 
             previous = train_p1
