@@ -1,7 +1,9 @@
 """Generation data: prompt/continuation pairs for fine-tuning and prompts for the toxicity evaluation.
 
-Fine-tuning splits (weak_train / weak_label / val) hold `prompt` + gold `continuation`; the `test`
-split holds evaluation prompts only (the RealToxicityPrompts protocol samples continuations of them).
+Fine-tuning splits (weak_train / weak_label / val) hold `prompt` + gold `continuation` per run seed; the
+evaluation prompts (split `test`, no continuations: the RealToxicityPrompts protocol samples them) are one
+file shared by every seed and model, so changing them never retrains a model. Corpus formats are
+functions `(df, spec) -> DataFrame[prompt, continuation]` in CORPUS_FORMATS.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The one training loop, for classifiers and causal LMs alike: torch set-up, length-grouped batches,
-AdamW with warmup and decay, and the best validation epoch kept (only trainable weights are snapshotted)."""
+"""The one training loop, for classifiers and causal LMs alike: length-grouped batches, AdamW with warmup
+and decay, and the best validation epoch kept (only trainable weights are snapshotted)."""
 
 from __future__ import annotations
 
