@@ -24,22 +24,22 @@ from w2s_align.specs import Resources
 #   weak / strong: that wildcard; model_run: the model of a run folder (ceiling/<strong>/...,
 #   student/<weak>__<strong>/..., and for lm_generations also weak/<weak>/...); reference_lm: the task's
 #   reference LM; scorer: a trained scorer's `model`, no model (DEFAULT_REQUEST) for the others (API / hub
-#   scorers). Inference jobs ask for half their model's memory and half its time (docs/cluster.md).
+#   scorers). Inference jobs ask for their model's memory and half its time.
 MODEL_REQUESTS = {
-    "train_weak": ("weak", 1, 1), "weak_labels": ("weak", 0.5, 0.5),
-    "train_ceiling": ("strong", 1, 1), "train_student": ("strong", 1, 1), "predict": ("model_run", 0.5, 0.5),
-    "train_weak_lm": ("weak", 1, 1), "weak_generations": ("weak", 0.5, 0.5), "best_of_n": ("weak", 0.5, 0.5),
+    "train_weak": ("weak", 1, 1), "weak_labels": ("weak", 1, 0.5),
+    "train_ceiling": ("strong", 1, 1), "train_student": ("strong", 1, 1), "predict": ("model_run", 1, 0.5),
+    "train_weak_lm": ("weak", 1, 1), "weak_generations": ("weak", 1, 0.5), "best_of_n": ("weak", 1, 0.5),
     "train_lm_ceiling": ("strong", 1, 1), "train_lm_student": ("strong", 1, 1),
-    "lm_generations": ("model_run", 0.5, 0.5), "base_generations": ("strong", 0.5, 0.5),
-    "perplexity": ("reference_lm", 0.5, 0.5),
-    "train_scorer": ("scorer", 1, 1), "score_generations": ("scorer", 0.5, 0.5),
+    "lm_generations": ("model_run", 1, 0.5), "base_generations": ("strong", 1, 0.5),
+    "perplexity": ("reference_lm", 1, 0.5),
+    "train_scorer": ("scorer", 1, 1), "score_generations": ("scorer", 1, 0.5),
 }
 GPU_RULES = set(MODEL_REQUESTS)
 CLASSIFICATION_GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student", "predict"}
 GENERATION_GPU_RULES = GPU_RULES - CLASSIFICATION_GPU_RULES
 LOCAL_RULES = {"all", "split_data", "split_corpus", "eval_prompts", "ensemble_labels", "metrics", "toxicity_metrics",
                "summary", "plots"}  # the Snakefile's localrules
-LIGHT_RULES = {"convert_gguf"}  # SLURM jobs with gpu=0: half its model's memory and runtime
+LIGHT_RULES = {"convert_gguf"}  # SLURM jobs with gpu=0: its model's memory, half its runtime
 ALL_RULES = GPU_RULES | LOCAL_RULES | LIGHT_RULES
 OPTIONAL_RULES = {"best_of_n", "ensemble_labels"}  # only with best-of-N strategies / ensemble weak models
 DEFAULT_REQUEST = dataclasses.asdict(Resources())  # jobs of no model (API scorers); also each model's default
@@ -153,7 +153,7 @@ def check_requests(jobs: list[dict], config: dict) -> None:
             request = models[job["wildcards"]["model"]]
             assert res.get("gpu", "0") == "0", job
             assert (int(res["mem_mb"]), int(res["runtime"])) == (
-                max(1, round(request["mem_mb"] * 0.5)), max(1, round(request["runtime"] * 0.5))), job
+                request["mem_mb"], max(1, round(request["runtime"] * 0.5))), job
             continue
         model = request_model(job, config)
         if rule == "score_generations" and config["scorers"][job["wildcards"]["scorer"]]["kind"] == "hf":
@@ -253,14 +253,14 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     assert scorers == {"minilm-davidson": "1", "tfidf-davidson": "0"}  # the TF-IDF selector needs no GPU
     best_of = {j["wildcards"]["scorer"]: j["resources"] for j in jobs if j["rule"] == "best_of_n"}
     assert set(best_of) == {"minilm-davidson", "tfidf-davidson"}
-    assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in best_of.values()} == {("1", "500", "5")}  # weak LM's
+    assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in best_of.values()} == {("1", "1000", "5")}  # weak LM's
     # weak-model generations of the evaluation prompts: the weak LM's request, not the strong model's
     weak_runs = [j["resources"] for j in jobs if j["rule"] == "lm_generations"
                  and j["wildcards"]["model_run"].startswith("weak/")]
-    assert weak_runs and {(r["mem_mb"], r["runtime"]) for r in weak_runs} == {("500", "5")}
+    assert weak_runs and {(r["mem_mb"], r["runtime"]) for r in weak_runs} == {("1000", "5")}
     # predictions of ceilings and students: the strong classifier's (minilm-l6)
     assert {(j["resources"]["mem_mb"], j["resources"]["runtime"]) for j in jobs if j["rule"] == "predict"} == {
-        ("1300", "13")}
+        ("2600", "13")}
     assert {j["wildcards"]["weak"] for j in jobs if j["rule"] == "ensemble_labels"} == {"ens"}
 
 
@@ -278,7 +278,7 @@ def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env
     scoring = [j["resources"] for j in jobs if j["rule"] == "score_generations"]
     assert len(scoring) == 4  # weak, base, ceiling, student
     assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in scoring} == {
-        (gpu, str(DEFAULT_REQUEST["mem_mb"] // 2), str(DEFAULT_REQUEST["runtime"] // 2))}
+        (gpu, str(DEFAULT_REQUEST["mem_mb"]), str(DEFAULT_REQUEST["runtime"] // 2))}
 
 
 def test_paper_config_dag(default_copy, clean_env):
