@@ -1,4 +1,4 @@
-"""Continuations of the evaluation prompts by a fine-tuned strong LM."""
+"""Continuations of the evaluation prompts by a trained LM checkpoint (weak LM, ceiling or student)."""
 from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
