@@ -41,12 +41,12 @@ class LengthScorer(Scorer):
 
 TOY_KIND = '''
 
-@CLASSIFIER_KINDS.register("toy-prior", gpu=False, losses=("xent",))
-class PriorClassifier:
-    """Predicts the training labels' positive rate for every row."""
+@CLASSIFIER_KINDS.register("toy-length", gpu=False, losses=("xent",))
+class LengthClassifier:
+    """P(class 1) = 0.75 for texts at least as long as the training median, else 0.25."""
 
-    def __init__(self, prior: float = 0.5):
-        self.prior = prior
+    def __init__(self, median: float = 0.0):
+        self.median = median
 
     @classmethod
     def build(cls, spec, train_df, max_length):
@@ -56,21 +56,21 @@ class PriorClassifier:
         return 0
 
     def fit(self, train_df, p1, val_df, val_reference, hp, strategy, device, seed):
-        self.prior = float(np.mean(p1))
-        return {"prior": self.prior}
+        self.median = float(train_df["text"].str.len().median())
+        return {"median": self.median}
 
     def predict_proba(self, df, batch_size=0):
-        return np.full(len(df), self.prior)
+        return np.where(df["text"].str.len().to_numpy() >= self.median, 0.75, 0.25)
 
     def save(self, model_file, meta_file, extra):
-        write_text(canonical_json({"prior": self.prior}), model_file)
-        write_text(canonical_json({"kind": "toy-prior", **extra}), meta_file)
+        write_text(canonical_json({"median": self.median}), model_file)
+        write_text(canonical_json({"kind": "toy-length", **extra}), meta_file)
 
     @classmethod
     def load(cls, model_file, meta, device=None):
         import json
 
-        return cls(json.loads(open(model_file).read())["prior"])
+        return cls(json.loads(open(model_file).read())["median"])
 '''
 
 
@@ -91,7 +91,7 @@ def extended_run(tiny_run, tmp_path) -> Path:
             text += code
         (src / module).write_text(text)
     cfg = yaml.safe_load((work / "config.yaml").read_text())
-    cfg["models"]["toy"] = {"kind": "toy-prior"}
+    cfg["models"]["toy"] = {"kind": "toy-length"}
     cfg["strategies"]["toy-loss"] = {"loss": "toy-hinge"}
     cfg["tasks"]["safety"] |= {"weak_models": ["tiny-gpt2", "toy"], "student_strategies": ["naive", "toy-loss"]}
     cfg["scorers"]["length"] = {"kind": "toy-length", "scale": 80.0}
@@ -113,7 +113,7 @@ def test_toy_loss_scorer_and_model_kind_run_through_the_workflow(extended_run):
     assert len(toy) == 2 and toy["value"].between(0, 1).all()  # naive and toy-loss students of the toy weak model
     assert set(summary.loc[summary.task == "safety", "strategy"]) == {"naive", "toy-loss"}
     labels = pd.read_parquet(extended_run / "results/safety/weak/toy/seed0/weak_labels.parquet")
-    assert labels["weak_p1"].nunique() == 1  # the prior, for every row
+    assert set(labels["weak_p1"]) == {0.25, 0.75}  # the toy kind's two soft labels
     scores = pd.read_parquet(extended_run / "results/toxicity/ceiling/smollm2-135m/seed0/toxicity_length.parquet")
     gens = pd.read_parquet(extended_run / "results/toxicity/ceiling/smollm2-135m/seed0/generations.parquet")
     expected = (gens["continuation"].fillna("").str.len() / 80.0).clip(0, 1)
