@@ -341,4 +341,4 @@ def test_bootstrap_and_params_string(tiny):
     assert w2s.bootstrap_resamples(tiny) == 50
     del tiny["metrics"]
     assert w2s.bootstrap_resamples(tiny) == 1000
-    assert w2s.params_string({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'
+    assert w2s.canonical_json({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'

@@ -100,12 +100,11 @@ def check_scorer(config: dict[str, Any], name: str, path: str) -> None:
     if scorer["kind"] not in SCORERS:
         _fail(f"scorers.{name}.kind", f"unknown scorer kind {scorer['kind']!r}; registered: {SCORERS.names()}")
     if not SCORERS.trait(scorer["kind"], "checkpoint", False):
-        import inspect
+        from w2s_align.registry import unknown_options
 
-        params = inspect.signature(SCORERS.get(scorer["kind"])).parameters.values()
-        allowed = sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        unknown = sorted(set(scorer) - {"kind", *allowed})
-        if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
+        options = {k: v for k, v in scorer.items() if k != "kind"}
+        unknown, allowed = unknown_options(SCORERS.get(scorer["kind"]), options)
+        if unknown:
             _fail(f"scorers.{name}", f"unknown option(s) {unknown} for scorer kind {scorer['kind']!r}; allowed: "
                   f"{allowed}")
     else:

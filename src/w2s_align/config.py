@@ -105,7 +105,3 @@ def bootstrap_resamples(config: dict[str, Any]) -> int:
 
 def is_local(source: str) -> bool:
     return not source.startswith("hf:")
-
-def params_string(obj: Any) -> str:
-    """Canonical JSON of a plain value (for params that are not a spec)."""
-    return canonical_json(obj)

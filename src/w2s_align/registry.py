@@ -3,6 +3,7 @@ looked up by the name a config uses. Standard library only, so the workflow can 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -44,6 +45,15 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+
+def unknown_options(cls: Callable, options: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(options `cls` does not take, the keyword arguments it does take); none are unknown if it takes **kwargs."""
+    params = inspect.signature(cls).parameters.values()
+    allowed = sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return [], allowed
+    return sorted(set(options) - set(allowed)), allowed
 
 
 LOSSES = Registry("loss")  # train/losses.py

@@ -129,7 +129,7 @@ def selector_files(wc):
 def scorer_setting(key, spec=None):
     """Param function: a scorer's config value (key None: the whole entry), canonical through `spec` if given."""
     if key is None:
-        return lambda wc: w2s.params_string(scorer(wc))
+        return lambda wc: w2s.canonical_json(scorer(wc))
     return lambda wc: w2s.canonical(spec, scorer(wc).get(key)) if spec else scorer(wc)[key]
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from w2s_align.io import PipelineError, canonical_json, short_hash
-from w2s_align.registry import SCORERS
+from w2s_align.registry import SCORERS, unknown_options
 from w2s_align.scoring.cache import ScoreCache, text_key
 
 log = logging.getLogger(__name__)
@@ -175,10 +175,8 @@ class CheckpointScorer(Scorer):
 
 def _construct(cls: type[Scorer], kind: str, options: dict[str, Any]) -> Scorer:
     """cls(**options), with unknown options named (and the allowed ones listed) instead of a TypeError."""
-    params = inspect.signature(cls).parameters.values()
-    allowed = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = sorted(set(options) - set(allowed))
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in params):
+    unknown, allowed = unknown_options(cls, options)
+    if unknown:
         raise PipelineError(f"scorer kind {kind!r}: unknown options {unknown}; allowed: {allowed}")
     try:
         return cls(**options)
