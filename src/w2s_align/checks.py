@@ -24,6 +24,12 @@ def check_models(config: dict[str, Any]) -> None:
             _fail(f"models.{name}.kind", f"unknown kind {model['kind']!r}; registered kinds: {kinds}")
         if model["kind"] == "pretrained" and "path" not in model:
             _fail(f"models.{name}", "kind 'pretrained' needs a `path`")
+        for block in ("train", "student"):
+            hp = {**model.get("train", {}), **model.get(block, {})}
+            effective, batch = hp.get("effective_batch_size"), hp.get("batch_size", 16)
+            if effective is not None and effective % batch:
+                _fail(f"models.{name}.{block}.effective_batch_size", f"{effective} is not a multiple of "
+                      f"batch_size {batch}")
         if model["kind"] == "ensemble":
             members = model.get("members", [])
             bad = [m for m in members if m not in config["models"] or config["models"][m]["kind"] == "ensemble"]

@@ -66,6 +66,11 @@ class TrainParams(Spec):
     eval_batch_size: int = 64
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    effective_batch_size: int | None = None  # rows per optimizer step (a multiple of batch_size); None = batch_size
+
+    def accumulation_steps(self) -> int:
+        """Micro-batches of `batch_size` per optimizer step."""
+        return (self.effective_batch_size or self.batch_size) // self.batch_size
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,7 @@ class ModelSpec(Spec):
     vocab_size: int = 8000  # scratch: BPE vocabulary trained on the training texts
     lora: dict[str, Any] | None = None  # peft LoraConfig arguments; None = full fine-tuning
     gradient_checkpointing: bool = False
+    dtype: str = "auto"  # auto | bf16 | fp16 | fp32: frozen weights' dtype (trainable ones stay fp32)
     revision: str | None = None
     tfidf: dict[str, Any] = field(default_factory=dict)  # TfidfOptions
     gguf_file: str | None = None  # pretrained: a GGUF file inside `path`, converted once
