@@ -59,7 +59,7 @@ def model_loss(model, batch: dict[str, torch.Tensor]) -> float:
 def build_scratch(seed: int = 0, spec: ModelSpec = SCRATCH):
     setup_torch(1, seed)
     prompts, conts = make_pairs(64, seed=99)
-    return build_lm(spec, [p + c for p, c in zip(prompts, conts)], max_length=32)
+    return build_lm(spec, [p + c for p, c in zip(prompts, conts)], max_length=32)[:2]
 
 
 def fit_lm(model, tokenizer, feats, val_feats, hp: TrainParams, seed: int = 0) -> dict:
@@ -323,7 +323,7 @@ def test_truncated_checkpoint_names_the_file(tmp_path, scratch):
 
 
 def shrink_embedding(tensors):
-    key = next(k for k in tensors if k.endswith("wte.weight"))
+    key = next(k for k in tensors if k.endswith(("wte.weight", "lm_head.weight")))  # tied: saved once
     return {**tensors, key: tensors[key][:, :-1].contiguous()}
 
 
@@ -359,7 +359,7 @@ def lora_run(tiny_llama_dir, tmp_path_factory):
     """Two LoRA steps on the tiny Llama, saved: (trained model, tokenizer, spec, model_file, meta_file, feats)."""
     spec = ModelSpec(kind="pretrained", path=str(tiny_llama_dir), lora=LORA)
     setup_torch(1, 0)
-    model, tok = build_lm(spec, [], max_length=32)
+    model, tok, _ = build_lm(spec, [], max_length=32)
     assert hasattr(model, "peft_config")
     feats = encode_pairs(tok, *make_pairs(16, seed=7), max_length=32)
     fit_lm(model, tok, feats, feats[:4], TrainParams(lr=1e-2, epochs=1, batch_size=8, **FAST), seed=0)
@@ -385,7 +385,7 @@ def test_lora_lm_snapshot_holds_the_adapter_only(lora_run, scratch, monkeypatch)
 
     _, tok, spec, _, _, feats = lora_run
     setup_torch(1, 0)
-    model, _ = build_lm(spec, [], max_length=32)
+    model, _, _ = build_lm(spec, [], max_length=32)
     snapshots, adapters = [], []
     real_snapshot = loop.trainable_snapshot
     monkeypatch.setattr(loop, "trainable_snapshot", lambda m: snapshots.append(real_snapshot(m)) or snapshots[-1])

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from w2s_align.infer.sampling import sampling_warpers
 from w2s_align.io import read_parquet, read_split, short_hash, write_parquet
-from w2s_align.models.causal_lm import base_lm, continuation_nll, encode_pairs, load_lm
+from w2s_align.models.causal_lm import base_lm, continuation_nll, encode_pairs, load_lm, prompt_ids
 from w2s_align.specs import Decoding, ModelSpec, canonical_json
 from w2s_align.device import autocast, setup_torch
 
@@ -39,7 +39,7 @@ def generate(model, tokenizer, prompts: list[str], decoding: Decoding, device: t
              desc: str = "generate") -> pd.DataFrame:
     """`decoding.samples` continuations per prompt: left-padded batches of similar length, sampled
     `max_new_tokens` new tokens, sliced at the token level and decoded without special tokens."""
-    ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    ids = prompt_ids(tokenizer, prompts)
     order = np.argsort([len(x) for x in ids], kind="stable")
     per_batch = max(1, decoding.batch_size // decoding.samples)
     rows, start_time = [], time.monotonic()
@@ -51,7 +51,7 @@ def generate(model, tokenizer, prompts: list[str], decoding: Decoding, device: t
         for start in tqdm(range(0, len(order), per_batch), desc=desc, leave=False):
             idx = order[start:start + per_batch]
             batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
-            with autocast(device):
+            with autocast(device, model.dtype):
                 out = model.generate(
                     **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,  # done by the warpers
                     logits_processor=warpers, max_new_tokens=decoding.max_new_tokens,

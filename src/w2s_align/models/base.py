@@ -55,6 +55,26 @@ def train_scratch_tokenizer(texts: list[str], vocab_size: int, special_tokens: l
                                    unk_token="<unk>")
 
 
+def pretrained_tokenizer(path: str, revision: str | None = None):
+    """A pretrained model's tokenizer; models without a pad token (GPT-2, Llama) pad with EOS."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def job_precision(spec, fine_tuning: str | None = None):
+    """The dtype policy of `spec` on the device this job runs on (see device.precision)."""
+    import torch
+
+    from w2s_align.device import precision
+
+    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    return precision(spec.dtype, device, fine_tuning)
+
+
 def tokenizer_meta(tokenizer) -> dict[str, Any]:
     """A tokenizer as JSON-able metadata (stored inline in model.json)."""
     return {"tokenizer": tokenizer.backend_tokenizer.to_str(),
@@ -84,11 +104,39 @@ def read_meta(meta_file: str) -> dict[str, Any]:
 
 
 def add_lora(model, spec, task_type: str):
-    """Gradient checkpointing and a LoRA wrapper as the spec asks."""
-    if spec.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    if spec.lora:
-        from peft import LoraConfig, get_peft_model
+    """A LoRA wrapper as the spec asks, activation checkpointing, and trainable parameters in fp32."""
+    from w2s_align.device import upcast_trainable
 
-        model = get_peft_model(model, LoraConfig(task_type=task_type, **spec.lora))
+    if spec.lora:
+        model = wrap_lora(model, spec.lora, task_type)
+    if spec.gradient_checkpointing:  # non-reentrant: inputs need no requires_grad hook under LoRA
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        enable = getattr(base, "activation_checkpointing_enable", None) or base.gradient_checkpointing_enable
+        enable()
+    upcast_trainable(model)
     return model
+
+
+def wrap_lora(model, lora: dict[str, Any], task_type: str):
+    """peft's get_peft_model; it reads transformers' deprecated `is_gradient_checkpointing` (a FutureWarning
+    in every job log) whether or not checkpointing is on, so that one warning is silenced here."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, LoraConfig(task_type=task_type, **lora))
+
+
+def apply_adapter(model, lora: dict[str, Any], task_type: str, state: dict[str, Any]):
+    """`model` with a saved LoRA adapter (+ trained head) applied and merged, for inference."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    model = wrap_lora(model, lora, task_type)
+    expected = set(get_peft_model_state_dict(model))
+    if set(state) != expected:
+        raise ValueError(f"adapter weights missing {sorted(expected - set(state))[:5]}, "
+                         f"unexpected {sorted(set(state) - expected)[:5]}")
+    set_peft_model_state_dict(model, state)
+    return model.merge_and_unload()

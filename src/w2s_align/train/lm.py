@@ -35,7 +35,7 @@ def train_lm(train_path: str, train_split: str, val_path: str, target: str, spec
     val_df = read_split(val_path, "val", ["prompt", column])
     device = setup_torch(threads, seed)
     texts = [p + c for p, c in zip(*_pairs(train_df, column))]
-    model, tokenizer = build_lm(spec, texts, max_length, local_dir)
+    model, tokenizer, dtypes = build_lm(spec, texts, max_length, local_dir)
     n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log.info("training %s LM on %d %s continuations (%.2fM trainable parameters), validating on %d", spec.kind,
              len(train_df), target, n_train / 1e6, len(val_df))
@@ -43,13 +43,14 @@ def train_lm(train_path: str, train_split: str, val_path: str, target: str, spec
     val_feats = encode_pairs(tokenizer, *_pairs(val_df, column), max_length)
 
     def val_loss() -> float:
-        nll, count = continuation_nll(model, tokenizer, val_feats, hp.eval_batch_size, device, "validate")
+        nll, count = continuation_nll(model, tokenizer, val_feats, hp.eval_batch_size, device, "validate",
+                                      dtypes.compute)
         loss = float(nll.sum() / max(count.sum(), 1))
         log.info("validation perplexity %.1f", math.exp(loss))
         return loss
 
     info = fit(model, train_feats, lambda feats: collate(feats, tokenizer.pad_token_id), lambda out, idx: out.loss,
-               val_loss, hp, device, seed, metric="val_loss", higher_is_better=False)
+               val_loss, hp, device, seed, metric="val_loss", higher_is_better=False, compute=dtypes.compute)
     extra = {"hparams": json.loads(hparams_json), "target": target, "max_length": max_length, "seed": seed,
              "config_hash": short_hash(spec_json + hparams_json), **info}
     save_lm(model, tokenizer, spec, model_out, meta_out, extra)
