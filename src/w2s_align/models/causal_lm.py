@@ -176,23 +176,26 @@ def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
 
 
 def continuation_ids(tokenizer, prompts: list[str], continuations: list[str], p_ids: list[list[int]]) -> list[list[int]]:
-    """Token ids of each continuation as generation would have produced them after its prompt's ids.
+    """Token ids of each continuation as generation would produce them after its prompt's ids.
 
-    Prompt and continuation are tokenized together and the prompt's ids cut off, so SentencePiece tokenizers
-    add no prefix-space token at the join; where the joint tokens do not start with the prompt's (a merge across
-    the join), the continuation is tokenized on its own."""
+    Prompt and continuation are tokenized together and the prompt's ids cut off. Where the joint tokens do not
+    start with the prompt's (a merge across the join), the continuation is tokenized alone; a SentencePiece
+    tokenizer then prepends its own prefix space, so a leading space is dropped when that decodes right."""
     joint = prompt_ids(tokenizer, [p + c for p, c in zip(prompts, continuations)])
-    alone = None
-    out = []
-    for i, (p, j) in enumerate(zip(p_ids, joint)):
+    out, merged = [], 0
+    for p, j, prompt, cont in zip(p_ids, joint, prompts, continuations):
         if j[:len(p)] == p:
             out.append(j[len(p):])
             continue
-        alone = alone or tokenizer(list(continuations), add_special_tokens=False)["input_ids"]
-        out.append(alone[i])
-    if alone is not None:
-        log.debug("%d pairs merge tokens across the prompt/continuation join", sum(
-            j[:len(p)] != p for p, j in zip(p_ids, joint)))
+        merged += 1
+        target = tokenizer.decode(j, skip_special_tokens=True)
+        candidates = [tokenizer(text, add_special_tokens=False)["input_ids"]
+                      for text in dict.fromkeys([cont, cont[1:] if cont.startswith(" ") else cont])]
+        out.append(next((c for c in candidates if tokenizer.decode(p + c, skip_special_tokens=True) == target),
+                        candidates[0]))
+    if merged:
+        log.info("%d of %d prompt/continuation pairs merge tokens across the join; tokenized apart", merged,
+                 len(prompts))
     return out
 
 
