@@ -18,7 +18,8 @@ import torch
 
 from w2s_align.device import claim_gpu, precision, setup_torch
 from w2s_align.models.base import resolve_path
-from w2s_align.models.causal_lm import build_lm, encode_pairs, load_lm, prompt_ids, save_lm
+from w2s_align.models.causal_lm import build_lm, load_lm, save_lm
+from w2s_align.models.sequences import encode_pairs
 from w2s_align.models.classifier import TransformerClassifier, pair_separator
 from w2s_align.specs import ModelSpec, Strategy, TrainParams
 from w2s_align.train.loop import Optimisation, fit, optimizer_steps, trainable_snapshot
@@ -205,7 +206,7 @@ def llama_style(tmp_path_factory) -> Path:
 
 
 def test_lora_lm_with_checkpointing_trains_under_bf16_without_deprecation_warnings(llama_style, tmp_path):
-    from w2s_align.models.causal_lm import collate
+    from w2s_align.models.sequences import collate
 
     setup_torch(1, 0)
     spec = ModelSpec(kind="pretrained", path=str(llama_style), lora=LORA_LLAMA, gradient_checkpointing=True,
