@@ -321,3 +321,14 @@ def test_concurrent_local_jobs_land_on_different_gpus(tmp_path):
 
 def test_one_visible_gpu_needs_no_lock(tmp_path):
     assert claim_gpu(1, tmp_path) == 0 and not any(tmp_path.iterdir())
+
+
+def test_gpu_check_script_runs_its_cpu_smoke_test():
+    """benchmarks/gpu_check.py (for CUDA machines) end to end on the CPU: SmolLM2 LoRA steps and generation."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks/gpu_check.py"
+    result = subprocess.run([sys.executable, str(script), "--allow-cpu", "--skip-pipeline", "--steps", "1",
+                             "--batch-size", "2", "--seq-len", "16"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads(result.stdout[result.stdout.index("{"):])
+    assert report["device"] == "cpu" and report["parameters_M"] > 130 and report["dtype"] == "torch.bfloat16"
+    assert report["train_tokens_per_s"] > 0 and report["generate_tokens_per_s"] > 0
