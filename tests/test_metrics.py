@@ -40,8 +40,8 @@ def test_evaluate_point_values_match_direct_computation():
                   "f1_weighted": f1_score(y, hard[r], average="weighted"),
                   "f1_macro": f1_score(y, hard[r], average="macro"), "auroc": roc_auc_score(y, p[r]),
                   "agreement": np.mean(hard[r] == hard["weak"])} for r in p}
-    assert {"accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auroc", "agreement"} == set(
-        table.xs("w2s").index)
+    assert {"accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auroc", "agreement",
+            "majority_fraction"} == set(table.xs("w2s").index)
     for role in p:
         for metric, value in direct[role].items():
             assert table.loc[(role, metric), "value"] == pytest.approx(value, rel=1e-12), (role, metric)
@@ -54,6 +54,20 @@ def test_evaluate_point_values_match_direct_computation():
         assert pd.isna(row["flag"]), metric
         assert table.loc[("gap", metric), "value"] == pytest.approx(ceiling - weak), metric
     assert table.loc[("gap", "accuracy"), "ci_low"] > 0
+    for metric in METRICS:  # noise floor: half the gain's CI over the gap
+        gain, gap = table.loc[("gain", metric)], table.loc[("gap", metric), "value"]
+        assert gain["value"] == pytest.approx(direct["w2s"][metric] - direct["weak"][metric])
+        assert table.loc[("min_detectable_pgr", metric), "value"] == pytest.approx(
+            (gain["ci_high"] - gain["ci_low"]) / 2 / gap)
+
+
+def test_a_model_predicting_one_class_is_flagged_collapsed():
+    y, p = predictions()
+    p = {**p, "w2s": np.where(np.arange(len(y)) < 0.96 * len(y), 0.9, 0.1)}  # 96% of rows predicted positive
+    table = evaluate(y, p, n_boot=50, seed=0).set_index(["role", "metric"])
+    assert table.loc[("w2s", "majority_fraction"), "value"] == pytest.approx(np.mean(p["w2s"] >= 0.5))
+    assert table.loc[("w2s", "majority_fraction"), "flag"] == "collapsed"
+    assert pd.isna(table.loc[("ceiling", "majority_fraction"), "flag"])
 
 
 @pytest.mark.parametrize("n, n_random", [(12, 100), (400, 20)])
@@ -156,7 +170,11 @@ def test_summary_tables(tmp_path):
     files = []
     for seed in (0, 1):
         y, p = predictions(seed=seed)
+        if seed == 1:
+            p = {**p, "w2s": np.full(len(y), 0.9)}  # a student that predicts one class
         t = evaluate(y, p, n_boot=50, seed=seed)
+        t = pd.concat([t, pd.DataFrame({"role": ["weak_labels", "ground_truth"], "metric": "positive_fraction",
+                                        "value": [0.3, 0.4]})], ignore_index=True)
         for k, v in {"task": "t", "weak_model": "w", "strong_model": "s", "strategy": "naive", "seed": seed}.items():
             t[k] = v
         files.append(tmp_path / f"m{seed}.parquet")
@@ -164,5 +182,8 @@ def test_summary_tables(tmp_path):
     summarize([str(f) for f in files], str(tmp_path / "s.csv"), str(tmp_path / "s.parquet"), str(tmp_path / "s.md"))
     md = (tmp_path / "s.md").read_text()
     assert "| t | w | s | naive | 2 |" in md
+    assert "min. detectable PGR" in md and "seed sd weak / w2s / ceiling" in md
+    assert md.count("**collapsed** (100% one class)") == 2  # seed 1's student, on the accuracy and AUROC tables
+    assert "| 30.0% (40.0%) |" in md
     csv = pd.read_csv(tmp_path / "s.csv")
-    assert set(csv["seed"]) == {0, 1} and np.isfinite(csv["value"]).all()
+    assert set(csv["seed"]) == {0, 1}

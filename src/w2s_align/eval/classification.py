@@ -27,6 +27,7 @@ METRICS = {
     "auroc": lambda y, p, h: roc_auc_score(y, p) if len(np.unique(y)) > 1 else np.nan,
 }
 SCORES = (*METRICS, "agreement")  # agreement: fraction of hard predictions equal to the weak supervisor's
+COLLAPSED = 0.95  # a model predicting one class for at least this fraction of test rows is flagged "collapsed"
 
 
 def score_table(y: np.ndarray, p1: dict[str, np.ndarray], weak_hard: np.ndarray) -> np.ndarray:
@@ -115,14 +116,34 @@ def evaluate(y: np.ndarray, p1: dict[str, np.ndarray], n_boot: int, seed: int, c
     def statistic(indices):
         table = resample_scores(y, p1, indices)
         weak, w2s, ceiling = (table[:, ROLES.index(r), :n_metrics] for r in ("weak", "w2s", "ceiling"))
-        pgr_gap = np.stack([pgr(weak, w2s, ceiling), ceiling - weak], axis=2)  # [rows, metric, pgr|gap]
+        pgr_gap = np.stack([pgr(weak, w2s, ceiling), ceiling - weak, w2s - weak], axis=2)  # [rows, metric, 3]
         return np.concatenate([table.reshape(len(indices), -1), pgr_gap.reshape(len(indices), -1)], axis=1)
 
     point, low, high = paired_bootstrap(statistic, len(y), n_boot, seed, ci)
-    keys = [(r, m) for r in ROLES for m in SCORES] + [(r, m) for m in METRICS for r in ("pgr", "gap")]
+    keys = [(r, m) for r in ROLES for m in SCORES] + [(r, m) for m in METRICS for r in ("pgr", "gap", "gain")]
     roles = [r for r, _ in keys]
-    return pd.DataFrame({"role": roles, "metric": [m for _, m in keys], "value": point, "ci_low": low,
-                         "ci_high": high, "flag": pd.array(pgr_flags(roles, low, high), dtype="string")})
+    table = pd.DataFrame({"role": roles, "metric": [m for _, m in keys], "value": point, "ci_low": low,
+                          "ci_high": high, "flag": pd.array(pgr_flags(roles, low, high), dtype="string")})
+    return pd.concat([table, noise_floor(table), balance_rows(p1)], ignore_index=True)
+
+
+def noise_floor(table: pd.DataFrame) -> pd.DataFrame:
+    """Minimum detectable PGR per metric: the half-width of the w2s-weak gain's bootstrap CI over the ceiling-weak
+    gap, i.e. the smallest PGR whose gain over the weak model would stand out from test-set noise."""
+    gain = table[table.role == "gain"].set_index("metric")
+    gap = table[table.role == "gap"].set_index("metric")["value"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = ((gain["ci_high"] - gain["ci_low"]) / 2 / gap.loc[gain.index]).where(gap.loc[gain.index] > 0)
+    return pd.DataFrame({"role": "min_detectable_pgr", "metric": gain.index, "value": value.to_numpy(),
+                         "ci_low": np.nan, "ci_high": np.nan, "flag": pd.array([None] * len(gain), dtype="string")})
+
+
+def balance_rows(p1: dict[str, np.ndarray]) -> pd.DataFrame:
+    """Fraction of test rows in each model's majority predicted class; "collapsed" at COLLAPSED or more."""
+    majority = [max(np.mean(p1[r] >= 0.5), np.mean(p1[r] < 0.5)) for r in ROLES]
+    return pd.DataFrame({"role": list(ROLES), "metric": "majority_fraction", "value": majority, "ci_low": np.nan,
+                         "ci_high": np.nan, "flag": pd.array(["collapsed" if m >= COLLAPSED else None
+                                                              for m in majority], dtype="string")})
 
 
 def evaluate_run(weak_labels: str, student: str, ceiling: str, out: str, identity: dict, n_boot: int,
@@ -137,7 +158,11 @@ def evaluate_run(weak_labels: str, student: str, ceiling: str, out: str, identit
                                 f"{weak_labels}; were they made from different splits?")
     y = weak["gt_label"].to_numpy()
     p1 = {"weak": weak["weak_p1"].to_numpy(), **{r: df.loc[weak.index, "pred_p1"].to_numpy() for r, df in preds.items()}}
-    table = evaluate(y, p1, n_boot, seed)
+    labels = read_split(weak_labels, "weak_label", ["gt_label", "weak_hard"])
+    table = pd.concat([evaluate(y, p1, n_boot, seed), pd.DataFrame({
+        "role": ["weak_labels", "ground_truth"], "metric": "positive_fraction", "ci_low": np.nan, "ci_high": np.nan,
+        "value": [labels["weak_hard"].mean(), labels["gt_label"].mean()],  # the students' training rows
+        "flag": pd.array([None, None], dtype="string")})], ignore_index=True)
     table.insert(0, "n_test", len(y))
     for key, value in reversed(identity.items()):
         table.insert(0, key, value)

@@ -54,8 +54,9 @@ def across_seeds(runs: pd.DataFrame) -> pd.DataFrame:
             low, high = usable["ci_low"].iloc[0], usable["ci_high"].iloc[0]
         else:
             low, high = mean - half, mean + half
+        sd = float(usable["value"].std(ddof=1)) if n > 1 else np.nan  # seed-to-seed spread
         rows.append({**dict(zip(RUN_KEYS + ["role", "metric"], key)), "mean": mean, "ci_half": half, "low": low,
-                     "high": high, "n_seeds": n, "n_flagged": int(grp["flag"].notna().sum())})
+                     "high": high, "sd": sd, "n_seeds": n, "n_flagged": int(grp["flag"].notna().sum())})
     return pd.DataFrame(rows)
 
 
@@ -67,56 +68,81 @@ def _fmt(value: float, low: float | None = None, high: float | None = None) -> s
     return f"{value:.3f} [{low:.3f}, {high:.3f}]"
 
 
+def _value(r: pd.DataFrame, role: str, metric: str, column: str = "value"):
+    row = r[(r.role == role) & (r.metric == metric)]
+    return row[column].iloc[0] if len(row) else np.nan
+
+
+def _percent(value: float) -> str:
+    return "n/a" if pd.isna(value) else f"{value:.1%}"
+
+
+def _collapsed(r: pd.DataFrame, role: str) -> str:
+    flag = _value(r, role, "majority_fraction", "flag")
+    if pd.isna(flag) or flag != "collapsed":
+        return ""
+    return f" **collapsed** ({_value(r, role, 'majority_fraction'):.0%} one class)"
+
+
 def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
-    lines = ["| task | weak | strong | strategy | seed | weak | w2s | ceiling | PGR [95% CI] |", "|" + "---|" * 9]
-    sub = runs[runs.metric == metric]
-    for key, grp in sub.groupby(RUN_KEYS + ["seed"], sort=True):
-        r = grp.set_index("role")
-        p = r.loc["pgr"]
-        pgr_text = f"— ({p['flag']}: gap {_fmt(r.loc['gap', 'value'])})" if pd.notna(p["flag"]) else _fmt(
-            p["value"], p["ci_low"], p["ci_high"])
-        cells = [*map(str, key), *(_fmt(r.loc[x, "value"], r.loc[x, "ci_low"], r.loc[x, "ci_high"])
-                                   for x in ("weak", "w2s", "ceiling")), pgr_text]
+    """One row per run: raw scores with bootstrap CIs, PGR, the minimum detectable PGR at this test size, and the
+    weak labels' positive fraction (ground truth's beside it); a model predicting one class is marked."""
+    lines = ["| task | weak | strong | strategy | seed | weak | w2s | ceiling | PGR [95% CI] | min. detectable PGR "
+             "| weak labels positive (truth) |", "|" + "---|" * 11]
+    for key, r in runs.groupby(RUN_KEYS + ["seed"], sort=True):
+        gap, pgr_row = _value(r, "gap", metric), r[(r.role == "pgr") & (r.metric == metric)].iloc[0]
+        pgr_text = f"— ({pgr_row['flag']}: gap {_fmt(gap)})" if pd.notna(pgr_row["flag"]) else _fmt(
+            pgr_row["value"], pgr_row["ci_low"], pgr_row["ci_high"])
+        cells = [*map(str, key), *(_fmt(_value(r, x, metric), _value(r, x, metric, "ci_low"),
+                                        _value(r, x, metric, "ci_high")) + _collapsed(r, x)
+                                   for x in ("weak", "w2s", "ceiling")), pgr_text,
+                 _fmt(_value(r, "min_detectable_pgr", metric)), _percent(_value(r, "weak_labels", "positive_fraction"))
+                 + f" ({_percent(_value(r, 'ground_truth', 'positive_fraction'))})"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def seeds_markdown(agg: pd.DataFrame, metric: str) -> list[str]:
-    lines = ["| task | weak | strong | strategy | seeds | weak | w2s | ceiling | PGR |", "|" + "---|" * 9]
+    """Mean ± 95% t-interval across seeds, the seed-to-seed standard deviation of each model, and PGR."""
+    lines = ["| task | weak | strong | strategy | seeds | weak | w2s | ceiling | seed sd weak / w2s / ceiling | PGR |",
+             "|" + "---|" * 10]
     sub = agg[agg.metric == metric]
     for key, grp in sub.groupby(RUN_KEYS, sort=True):
         r = grp.set_index("role")
         cell = lambda role: "n/a" if pd.isna(r.loc[role, "mean"]) else (
             f"{r.loc[role, 'mean']:.3f}" + ("" if pd.isna(r.loc[role, "ci_half"]) else f" ± {r.loc[role, 'ci_half']:.3f}"))
+        sds = " / ".join("n/a" if pd.isna(r.loc[x, "sd"]) else f"{r.loc[x, 'sd']:.3f}" for x in ("weak", "w2s", "ceiling"))
         pgr_cell = cell("pgr")
         if r.loc["pgr", "n_flagged"]:
             pgr_cell += f" ({int(r.loc['pgr', 'n_flagged'])} seed(s) flagged: gap not above noise)"
         lines.append("| " + " | ".join([*map(str, key), str(int(r.loc["weak", "n_seeds"])), cell("weak"),
-                                         cell("w2s"), cell("ceiling"), pgr_cell]) + " |")
+                                         cell("w2s"), cell("ceiling"), sds, pgr_cell]) + " |")
     return lines
 
 
 def strategy_markdown(agg: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
-    """Strategy x task: PGR mean ± CI (seeds used / flagged) on each task's metric, one row per (weak, strong,
-    strategy)."""
-    sub = agg[(agg.role == "pgr") & (agg.metric == agg.task.map(metrics))]
+    """Strategy x task: the raw weak / w2s / ceiling means, then PGR mean ± CI (seeds used / flagged) on each
+    task's metric, one row per (weak, strong, strategy)."""
+    sub = agg[agg.metric == agg.task.map(metrics)]
     tasks = sorted(sub["task"].unique())
-    lines = ["| weak | strong | strategy | " + " | ".join(f"{t} ({metrics[t]})" for t in tasks) + " |",
+    lines = ["| weak | strong | strategy | " + " | ".join(f"{t} ({metrics[t]}): weak / w2s / ceiling → PGR"
+                                                          for t in tasks) + " |",
              "|" + "---|" * (3 + len(tasks))]
     for key, grp in sub.groupby(["weak_model", "strong_model", "strategy"], sort=True):
         cells = []
         for task in tasks:
-            row = grp[grp.task == task]
-            if row.empty:
+            rows = grp[grp.task == task].set_index("role")
+            if rows.empty:
                 cells.append("")
                 continue
-            r = row.iloc[0]
+            raw = " / ".join(f"{rows.loc[x, 'mean']:.3f}" for x in ("weak", "w2s", "ceiling"))
+            r = rows.loc["pgr"]
             text = "—" if pd.isna(r["mean"]) else f"{r['mean']:.2f}" + (
                 "" if pd.isna(r["ci_half"]) else f" ± {r['ci_half']:.2f}")
             if pd.isna(r["ci_half"]) and pd.notna(r["mean"]):
                 text += f" [{r['low']:.2f}, {r['high']:.2f}]"
             text += f" (n={int(r['n_seeds'])}" + (f", {int(r['n_flagged'])} flagged" if r["n_flagged"] else "") + ")"
-            cells.append(text)
+            cells.append(f"{raw} → {text}")
         lines.append("| " + " | ".join([*key, *cells]) + " |")
     return lines
 
