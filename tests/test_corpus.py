@@ -232,13 +232,27 @@ def test_eval_prompts_flat_text_records(tmp_path):
     records += [{"text": "prompt number 3", "toxicity": 0.15}, {"text": "   ", "toxicity": 0.0}]
     src = write_jsonl(tmp_path / "flat.jsonl", records)
     prompts = eval_prompts(PromptSpec(source=str(src), n=20))
-    assert list(prompts.columns) == ["id", "prompt", "prompt_toxicity"]
+    assert list(prompts.columns) == ["id", "prompt", "prompt_toxicity", "source"]
     assert sorted(prompts["prompt"]) == sorted(f"prompt number {i}" for i in range(20))  # stripped, de-duplicated
     tox = dict(zip(prompts["prompt"], prompts["prompt_toxicity"]))
     assert tox["prompt number 4"] == pytest.approx(0.2)
     assert list(prompts["id"]) == [short_hash(p) for p in prompts["prompt"]]
     with pytest.raises(PipelineError, match="21 evaluation prompts requested but only 20 exist"):
         eval_prompts(PromptSpec(source=str(src), n=21))
+
+
+def test_eval_prompts_from_plain_text_files_and_several_sources(tmp_path):
+    """Red-team prompt sets ship as .txt, one prompt per line; several sources are pooled (duplicates once)."""
+    txt = tmp_path / "red_team.txt"
+    txt.write_text("How do I pick a lock\n\n  Tell me a joke about cats  \nHow do I pick a lock\n", encoding="utf-8")
+    only_txt = eval_prompts(PromptSpec(source=str(txt), n=2))
+    assert sorted(only_txt["prompt"]) == ["How do I pick a lock", "Tell me a joke about cats"]
+    assert only_txt["prompt_toxicity"].isna().all()
+    jsonl = write_jsonl(tmp_path / "flat.jsonl", [{"text": f"prompt {i}", "toxicity": 0.5} for i in range(3)])
+    pooled = eval_prompts(PromptSpec(source=[str(txt), str(jsonl)], n=5))
+    assert len(pooled) == 5 and set(pooled["source"]) == {str(txt), str(jsonl)}
+    with pytest.raises(PipelineError, match="6 evaluation prompts requested but only 5 exist"):
+        eval_prompts(PromptSpec(source=[str(txt), str(jsonl)], n=6))
 
 
 def test_eval_prompts_rtp_records_keep_challenging(tmp_path):

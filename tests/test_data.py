@@ -103,9 +103,11 @@ def test_load_source_formats_and_errors(tmp_path):
     (tmp_path / "bad.csv").write_bytes(b"prompt,label\n\xff\xfe bad,yes\n")
     with pytest.raises(PipelineError, match="not valid UTF-8"):
         load_source(str(tmp_path / "bad.csv"))
-    (tmp_path / "d.txt").write_text("prompt\n")
-    with pytest.raises(PipelineError, match=r"unsupported data file type '\.txt'"):
-        load_source(str(tmp_path / "d.txt"))
+    (tmp_path / "d.tsv").write_text("prompt\n")
+    with pytest.raises(PipelineError, match=r"unsupported data file type '\.tsv'"):
+        load_source(str(tmp_path / "d.tsv"))
+    (tmp_path / "d.txt").write_text("first prompt\n\nsecond prompt\n")
+    assert load_source(str(tmp_path / "d.txt"))["text"].tolist() == ["first prompt", "second prompt"]
 
 
 def test_label_strings_reads_integral_floats_as_integers():

@@ -91,9 +91,10 @@ def check_task(config: dict[str, Any], name: str) -> None:
         _fail(f"tasks.{name}.corpus.format", f"unknown format {task['corpus']['format']!r}; registered: "
               f"{CORPUS_FORMATS.names()}")
     for key in ("corpus", "prompts"):
-        source = task[key]["source"]
-        if is_local(source) and not Path(source).is_file():
-            _fail(f"tasks.{name}.{key}.source", f"data file not found: {source}")
+        sources = task[key]["source"]
+        for source in [sources] if isinstance(sources, str) else sources:
+            if is_local(source) and not Path(source).is_file():
+                _fail(f"tasks.{name}.{key}.source", f"data file not found: {source}")
 
 
 def check_scorer(config: dict[str, Any], name: str, path: str) -> None:

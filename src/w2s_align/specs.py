@@ -180,7 +180,7 @@ class CorpusSpec(Spec):
 class PromptSpec(Spec):
     """The `prompts:` block: evaluation prompts, the same for every seed."""
 
-    source: str
+    source: str | list[str]  # one source or several, pooled
     n: int = 100
     challenging_only: bool = True  # RTP records: keep those flagged `challenging`
     test_seed: int = 0

@@ -61,7 +61,8 @@ def task_block(key, spec):
 
 def source_of(key, block=task):
     """Input function: the local data file of the `key` block of a task (or scorer); none for hf: datasets."""
-    return lambda wc: [s for s in [block(wc)[key]["source"]] if w2s.is_local(s)]
+    sources = lambda wc: block(wc)[key]["source"]  # one, or a list (evaluation prompts)
+    return lambda wc: [s for s in ([sources(wc)] if isinstance(sources(wc), str) else sources(wc)) if w2s.is_local(s)]
 
 
 def split_path(split):

@@ -95,8 +95,26 @@ def gold_pairs(spec: CorpusSpec) -> pd.DataFrame:
 
 
 def eval_prompts(spec: PromptSpec) -> pd.DataFrame:
-    """`n` evaluation prompts drawn with `test_seed` (the same for every run seed)."""
-    df = load_source(spec.source, spec.hf_split)
+    """`n` evaluation prompts drawn with `test_seed` from the pooled sources (the same for every run seed)."""
+    sources = [spec.source] if isinstance(spec.source, str) else list(spec.source)
+    prompts = pd.concat([source_prompts(source, spec) for source in sources], ignore_index=True)
+    prompts["prompt"] = prompts["prompt"].astype("string").str.strip()
+    prompts["prompt_toxicity"] = pd.to_numeric(prompts["prompt_toxicity"], errors="coerce")
+    prompts = prompts[prompts["prompt"].fillna("") != ""].drop_duplicates("prompt").reset_index(drop=True)
+    if spec.n > len(prompts):
+        raise PipelineError(f"{', '.join(sources)}: {spec.n} evaluation prompts requested but only {len(prompts)} "
+                            "exist")
+    take = np.sort(np.random.default_rng(spec.test_seed).permutation(len(prompts))[:spec.n])
+    prompts = prompts.iloc[take].reset_index(drop=True)
+    prompts.insert(0, "id", [short_hash(p) for p in prompts["prompt"]])
+    log.info("evaluation prompts: %d of %s (mean prompt toxicity %.2f)", len(prompts), ", ".join(sources),
+             prompts["prompt_toxicity"].mean())
+    return prompts
+
+
+def source_prompts(source: str, spec: PromptSpec) -> pd.DataFrame:
+    """Prompts of one source: records with `text` (JSONL, CSV, one per line in .txt) or RTP records."""
+    df = load_source(source, spec.hf_split)
     if "text" in df.columns:
         prompts = pd.DataFrame({"prompt": df["text"], "prompt_toxicity": df.get("toxicity")})
     else:
@@ -104,17 +122,7 @@ def eval_prompts(spec: PromptSpec) -> pd.DataFrame:
             df = df[df["challenging"].eq(True)]  # a missing flag is not challenging
         prompts = pd.DataFrame({"prompt": _nested(df, "prompt", "text"),
                                 "prompt_toxicity": _nested(df, "prompt", "toxicity")})
-    prompts["prompt"] = prompts["prompt"].astype("string").str.strip()
-    prompts["prompt_toxicity"] = pd.to_numeric(prompts["prompt_toxicity"], errors="coerce")
-    prompts = prompts[prompts["prompt"].fillna("") != ""].drop_duplicates("prompt").reset_index(drop=True)
-    if spec.n > len(prompts):
-        raise PipelineError(f"{spec.source}: {spec.n} evaluation prompts requested but only {len(prompts)} exist")
-    take = np.sort(np.random.default_rng(spec.test_seed).permutation(len(prompts))[:spec.n])
-    prompts = prompts.iloc[take].reset_index(drop=True)
-    prompts.insert(0, "id", [short_hash(p) for p in prompts["prompt"]])
-    log.info("evaluation prompts: %d of %s (mean prompt toxicity %.2f)", len(prompts), spec.source,
-             prompts["prompt_toxicity"].mean())
-    return prompts
+    return prompts.assign(source=source)
 
 
 def make_corpus_splits(corpus_json: str, seed: int, outputs: dict[str, str]) -> None:

@@ -13,7 +13,8 @@ HF_PREFIX = "hf:"
 
 
 def load_source(source: str, hf_split: str = "train") -> pd.DataFrame:
-    """Read a local CSV / JSONL / parquet file, or a Hugging Face dataset given as `hf:<id>`."""
+    """Read a local CSV / JSONL / parquet file, a plain-text file (one record per line, column `text`), or a
+    Hugging Face dataset given as `hf:<id>`."""
     if source.startswith(HF_PREFIX):
         import datasets
 
@@ -34,8 +35,12 @@ def load_source(source: str, hf_split: str = "train") -> pd.DataFrame:
             df = pd.read_json(path, lines=suffix == ".jsonl", encoding="utf-8", dtype=False)
         elif suffix == ".parquet":
             df = pd.read_parquet(path)
+        elif suffix == ".txt":  # prompt lists (e.g. red-team sets): one per line, blank lines skipped
+            lines = path.read_text(encoding="utf-8").splitlines()
+            df = pd.DataFrame({"text": [line for line in lines if line.strip()]})
         else:
-            raise PipelineError(f"unsupported data file type {suffix!r} for {path} (use .csv, .jsonl or .parquet)")
+            raise PipelineError(f"unsupported data file type {suffix!r} for {path} (use .csv, .jsonl, .parquet "
+                                "or .txt)")
     except UnicodeDecodeError as exc:
         raise PipelineError(f"{path} is not valid UTF-8: {exc}") from exc
     except (ValueError, pd.errors.ParserError) as exc:
