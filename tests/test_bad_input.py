@@ -96,11 +96,12 @@ def perspective_scores(work: Path, env: dict[str, str], url: str | None = None):
 
 
 def test_perspective_scorer_without_key_fails_and_leaves_no_scores(workflow_copy):
+    """A pending job that queries the API stops the run before its first job (even one that names the scorer
+    only in its target); the scorer's own check (test_scoring.py) backs it up inside the job."""
     target, proc = perspective_scores(workflow_copy, {"PERSPECTIVE_API_KEY": ""})
     assert proc.returncode != 0
-    log = (workflow_copy / "logs/toxicity/weak/tiny-gpt2/seed0/toxicity_perspective.log").read_text()
-    assert "PERSPECTIVE_API_KEY" in log
-    assert not (workflow_copy / target).exists()
+    assert "the environment variable PERSPECTIVE_API_KEY is not set" in proc.stdout + proc.stderr
+    assert outputs(workflow_copy) == [] and not (workflow_copy / "logs").exists()
 
 
 def test_perspective_key_never_reaches_results_or_logs(workflow_copy, fake_perspective):

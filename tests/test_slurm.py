@@ -16,8 +16,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fakes import FakePerspective
 from helpers import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
+from test_api_scorers import TEXTS, job_windows, three_runs
+from w2s_align import layout
+from w2s_align.catalog import load_builtins
 from w2s_align.specs import Resources
+
+load_builtins()
 
 # Rules whose jobs declare gpu, cpus_per_gpu, mem_mb and runtime, each from one model's registry entry
 # (`models.<name>.resources`): rule -> (what names the model, share of its mem_mb, share of its runtime).
@@ -165,7 +171,17 @@ def check_requests(jobs: list[dict], config: dict) -> None:
         request = models[model] if model else DEFAULT_REQUEST
         _, mem_share, time_share = MODEL_REQUESTS[rule]
         assert int(res["mem_mb"]) == max(1, round(request["mem_mb"] * mem_share)), (model, job)
-        assert int(res["runtime"]) == max(1, round(request["runtime"] * time_share)), (model, job)
+        runtime = max(1, round(request["runtime"] * time_share))
+        if rule in layout.SCORING_RULES:  # one unit of perspective_api if it queries that API (else 0)
+            wc = job["wildcards"]
+            api = layout.api_kind(config, wc["scorer"])
+            assert res["perspective_api"] == str(int(api == "perspective")), job
+            if api:  # a web API: runtime from the texts it sends (tests/test_api_scorers.py)
+                texts = layout.texts_to_score(config, wc["task"], rule, int(wc["n"]) if "n" in wc else None)
+                runtime = layout.api_minutes(config, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
+        else:
+            assert "perspective_api" not in res, job
+        assert int(res["runtime"]) == runtime, (model, job)
 
 
 def profile_gpu_rules() -> set[str]:
@@ -264,9 +280,11 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     assert {j["wildcards"]["weak"] for j in jobs if j["rule"] == "ensemble_labels"} == {"ens"}
 
 
-@pytest.mark.parametrize("scorer,gpu", [("perspective", "0"), ("toxic-bert", "1")])
-def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env, scorer, gpu):
-    """Scorers without a registry model (an API, a hub classifier) are charged as a default-size model."""
+# the default config's 48 prompts x 4 samples at 1 qps: ceil(192 / 60 x 1.2) + 10 minutes
+@pytest.mark.parametrize("scorer,gpu,runtime", [("perspective", "0", 14), ("toxic-bert", "1", 30)])
+def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env, scorer, gpu, runtime):
+    """Scorers without a registry model (an API, a hub classifier) are charged as a default-size model; an
+    API scorer's runtime comes from the texts it sends."""
     overlay = default_copy / f"scorer-{scorer}.yaml"
     overlay.write_text(f"tasks: {{toxicity: {{scorer: {scorer}}}}}\n")
     layers = ("distinct-requests.yaml", overlay.name)
@@ -278,7 +296,7 @@ def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env
     scoring = [j["resources"] for j in jobs if j["rule"] == "score_generations"]
     assert len(scoring) == 4  # weak, base, ceiling, student
     assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in scoring} == {
-        (gpu, str(DEFAULT_REQUEST["mem_mb"]), str(DEFAULT_REQUEST["runtime"] // 2))}
+        (gpu, str(DEFAULT_REQUEST["mem_mb"]), str(runtime))}
 
 
 def test_paper_config_dag(default_copy, clean_env):
@@ -298,6 +316,9 @@ def test_paper_config_dag(default_copy, clean_env):
         "score_generations": 95, "toxicity_metrics": 30}
     config = layered_config(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
     check_requests(jobs, config)
+    # Perspective: 1,000 prompts x 25 samples at 1 qps each, one job at a time (tests/test_api_scorers.py)
+    assert {(j["resources"]["runtime"], j["resources"]["perspective_api"]) for j in jobs
+            if j["rule"] == "score_generations"} == {("510", "1")}
     models = model_resources(config)
     assert models["qwen2.5-7b"]["mem_mb"] > models["gpt2-medium"]["mem_mb"]
 
@@ -366,11 +387,12 @@ def time_limit(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
 
 
-def run_slurm(workdir: Path, *args: str, limit: int = RUN_LIMIT) -> subprocess.CompletedProcess:
-    """`snakemake --profile slurm` with the test cluster's flags; interrupted (SIGINT) after `limit` s.
+def run_slurm(workdir: Path, *args: str, limit: int = RUN_LIMIT, **env: str) -> subprocess.CompletedProcess:
+    """`snakemake --profile slurm` with the test cluster's flags (and environment variables `env`);
+    interrupted (SIGINT) after `limit` s.
 
     Jobs import the copy's own package (PYTHONPATH), i.e. the code under test."""
-    env = cluster_env(HF_HUB_OFFLINE="1", PYTHONPATH=str(workdir / "src"))
+    env = cluster_env(HF_HUB_OFFLINE="1", PYTHONPATH=str(workdir / "src"), **env)
     cmd = ["timeout", "-s", "INT", "-k", "15", str(limit), SNAKEMAKE, "--profile", "slurm", *SLURM_FLAGS, *args]
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
 
@@ -489,3 +511,20 @@ def test_failed_job_is_reported_and_retried_with_more_memory(slurm_run, slurm_cl
     assert [(r["JobState"], r["MinMemoryNode"]) for r in flaky] == [("FAILED", "200M"), ("COMPLETED", "400M")]
     jobcomp = job_completions(slurm_cluster)
     assert [jobcomp[r["JobId"]]["JobState"] for r in flaky] == ["FAILED", "COMPLETED"]
+
+
+def test_api_jobs_run_one_at_a_time_on_slurm(slurm_cluster, tmp_path):
+    """The perspective_api limit holds for SLURM jobs: the controller submits the next job that queries the
+    API only when the last one has ended (tests/test_api_scorers.py: the same locally)."""
+    work = profile_copy(tmp_path / "api", "tests/configs/tiny.yaml")
+    with FakePerspective(score=0.2) as api:
+        targets = three_runs(work, api.url)
+        proc = run_slurm(work, *targets, "--set-threads", "score_generations=1", "--set-resources",
+                         "score_generations:mem_mb=300", "--allowed-rules", "score_generations", limit=400,
+                         PERSPECTIVE_API_KEY="test-key")
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    records = slurm_jobs(work)
+    assert len(records) == 3 and {r["JobState"] for r in records.values()} == {"COMPLETED"}
+    assert len(api.requests) == 3 * TEXTS
+    windows = job_windows(api)
+    assert all(end < start for (_, end), (start, _) in zip(windows, windows[1:])), windows

@@ -5,7 +5,7 @@ unit tested in milliseconds (tests/test_config.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
 
 from w2s_align.config import ConfigError, is_local, run_settings, task_kind, task_list
 from w2s_align.specs import CLASSIFICATION_ONLY, Strategy
@@ -140,3 +140,25 @@ def check_config(config: dict[str, Any]) -> None:
     check_models(config)
     for name in config["tasks"]:
         check_task(config, name)
+
+
+def missing_api_keys(config: dict[str, Any], scorers: Iterable[str], environ: Mapping[str, str]) -> str | None:
+    """One line naming every environment variable that a web-API scorer among `scorers` needs (registry trait
+    `key_env`) and `environ` lacks (or holds only blanks); None when nothing is missing."""
+    from w2s_align.registry import SCORERS
+
+    specs = run_settings(config).scorers
+    missing: dict[str, list[str]] = {}
+    for name in sorted(set(scorers)):
+        variable = SCORERS.trait(specs[name]["kind"], "key_env")
+        if variable and not environ.get(variable, "").strip():
+            missing.setdefault(variable, []).append(name)
+    if not missing:
+        return None
+    return "; ".join(f"the environment variable {variable} is not set, and the {_kinds(specs, names)} scorer(s) "
+                     f"{names} need it: export {variable}, or choose another scorer" for variable, names in
+                     missing.items())
+
+
+def _kinds(specs: dict[str, Any], names: list[str]) -> str:
+    return "/".join(sorted({specs[n]["kind"] for n in names}))

@@ -1,4 +1,27 @@
 # Toxicity scorers: a classifier trained by the pipeline (or an API / hub model), cached by text hash.
+# A web-API scorer's quota belongs to its key, not to a job: its jobs (score_generations, best_of_n) each take
+# one unit of <kind>_api (e.g. perspective_api), of which the workflow provides 1 unless --resources sets it,
+# so they run one at a time, locally and on SLURM (docs/cluster.md#web-api-scorers-perspective).
+from snakemake.logging import logger
+
+for api_limit in map(layout.api_resource, layout.api_kinds()):
+    if api_limit not in workflow.global_resources:  # the user's --resources value wins
+        workflow.register_resource(api_limit, 1)
+# A missing API key: a warning at parse time (a dry run goes on), an error before the first job of a real run.
+if workflow.is_main_process:
+    API_KEY_PROBLEM = checks.missing_api_keys(config, [job["scorer"] for job in layout.api_jobs(config)], os.environ)
+    if API_KEY_PROBLEM:
+        logger.warning(f"Warning: {API_KEY_PROBLEM} (a dry run goes on; a real run stops before its first job)")
+
+
+onstart:
+    # the scorers of the pending scoring jobs (--touch runs no job: nothing to check)
+    api_scorers = {
+        j.wildcards["scorer"] for j in workflow.dag.needrun_jobs() if j.rule.name in layout.SCORING_RULES
+    }
+    api_problem = checks.missing_api_keys(config, api_scorers, os.environ)
+    if api_problem and not workflow.touch:
+        raise WorkflowError(api_problem)
 
 
 rule train_scorer:
@@ -43,7 +66,13 @@ rule score_generations:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(from_config(layout.scorer_model, "scorer"), share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")),
+        **layout.api_request(
+            config,
+            "score_generations",
+            request(
+                from_config(layout.scorer_model, "scorer"), share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")
+            ),
+        ),
     params:
         scorer=scorer_setting(None),
         cache=RUN.score_cache,

@@ -22,7 +22,7 @@ PERSPECTIVE_URL = "https://commentanalyzer.googleapis.com/v1alpha1/comments:anal
 RETRY_STATUS = {429, 503}
 
 
-@SCORERS.register("perspective", gpu=False, api=True)
+@SCORERS.register("perspective", gpu=False, api=True, key_env=TOXICITY_KEY_ENV)
 class PerspectiveScorer(Scorer):
     """Google's Perspective API, one POST per text, rate-limited to `qps`, retrying 429/503/timeouts.
 
