@@ -377,3 +377,38 @@ def test_davidson_corpus():
     assert not full.str.contains("http").any()  # no URLs, truncated or not
     assert (pairs["continuation"].str.startswith(" ")).all()
     assert (full.str.count(" ") + 1 >= 6).all()
+
+
+# --- generated gold continuations ----------------------------------------------------------------
+
+
+def test_select_gold_keeps_the_least_toxic_fluent_sample():
+    from w2s_align.data.gold import select_gold
+
+    samples = pd.DataFrame({
+        "prompt_row": [0, 0, 0, 1, 1, 1],
+        "sample": [0, 1, 2, 0, 1, 2],
+        "continuation": [" a", " b", " c", " d", " ", " f"],
+        "judge_toxicity": [0.9, 0.1, 0.05, 0.5, 0.0, 0.5],
+        "perplexity": [10.0, 12.0, 40.0, 8.0, 9.0, 8.0],  # row 0: sample 2 is disfluent (40 > 1.5 x median 12)
+    })
+    best = select_gold(samples, ratio=1.5)
+    assert best["sample"].tolist() == [1, 0]  # row 1: the empty sample never wins; ties go to the first
+    assert best["continuation"].tolist() == [" b", " d"]
+
+
+def test_prompt_pool_leaves_out_the_evaluation_prompts(tmp_path):
+    from w2s_align.data.gold import prompt_pool
+    from w2s_align.specs import GoldSpec
+
+    src = write_jsonl(tmp_path / "prompts.jsonl", [{"text": f"prompt {i} "} for i in range(30)])
+    corpus = CorpusSpec(source=str(src), format="prompts", sizes={"weak_train": 10, "weak_label": 8, "val": 2},
+                        gold={"generator": "g", "judge": "j"})
+    gold = GoldSpec.from_dict(corpus.gold)
+    evaluation = pd.Series([f"prompt {i}" for i in range(5)])
+    pool = prompt_pool(corpus, evaluation, gold)
+    assert len(pool) == 20 and not set(pool["prompt"]) & set(evaluation)
+    assert pool.equals(prompt_pool(corpus, evaluation, gold))  # the same for every run seed
+    with pytest.raises(PipelineError, match="need 26 training prompts but only 25 remain"):
+        prompt_pool(CorpusSpec(source=str(src), format="prompts", sizes={"weak_train": 16, "weak_label": 8, "val": 2}),
+                    evaluation, gold)

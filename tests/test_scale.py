@@ -332,3 +332,20 @@ def test_gpu_check_script_runs_its_cpu_smoke_test():
     report = json.loads(result.stdout[result.stdout.index("{"):])
     assert report["device"] == "cpu" and report["parameters_M"] > 130 and report["dtype"] == "torch.bfloat16"
     assert report["train_tokens_per_s"] > 0 and report["generate_tokens_per_s"] > 0
+
+
+def test_a_pretrained_lm_cut_to_its_first_layers(llama_style, tmp_path):
+    """`layers: n` keeps the first n blocks (a weaker pretrained LM) and reloads the same way from a checkpoint."""
+    from w2s_align.models.causal_lm import base_lm
+
+    full, _ = base_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
+    spec = ModelSpec(kind="pretrained", path=str(llama_style), layers=1, lora=LORA_LLAMA)
+    cut, tok = base_lm(spec)
+    assert len(cut.model.layers) == 1 and cut.config.num_hidden_layers == 1 and len(full.model.layers) == 2
+    torch.testing.assert_close(cut.model.layers[0].mlp.up_proj.weight, full.model.layers[0].mlp.up_proj.weight)
+    model, tok, _ = build_lm(spec, [], max_length=32)
+    save_lm(model, tok, spec, str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"), {"config_hash": "x"})
+    loaded, _, _ = load_lm(str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"))
+    assert len(loaded.model.layers) == 1
+    with pytest.raises(Exception, match="cannot keep the first 5 layers"):
+        base_lm(ModelSpec(kind="pretrained", path=str(llama_style), layers=5))

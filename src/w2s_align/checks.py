@@ -87,6 +87,15 @@ def check_task(config: dict[str, Any], name: str) -> None:
     if reference not in config["models"] or config["models"][reference]["kind"] != "pretrained":
         _fail(f"tasks.{name}.reference_lm", f"{reference!r} is not a pretrained model under `models`")
     check_scorer(config, task["scorer"], f"tasks.{name}.scorer")
+    gold = task["corpus"].get("gold")
+    if gold:
+        generator = config["models"].get(gold["generator"], {})
+        if generator.get("kind") != "pretrained":
+            _fail(f"tasks.{name}.corpus.gold.generator", f"{gold['generator']!r} must be a pretrained LM under "
+                  "`models` (used untuned)")
+        check_scorer(config, gold["judge"], f"tasks.{name}.corpus.gold.judge")
+    elif task["corpus"].get("format") == "prompts":
+        _fail(f"tasks.{name}.corpus", "format 'prompts' has no continuations: add a `gold` block to generate them")
     if task["corpus"].get("format", "rtp") not in CORPUS_FORMATS:
         _fail(f"tasks.{name}.corpus.format", f"unknown format {task['corpus']['format']!r}; registered: "
               f"{CORPUS_FORMATS.names()}")

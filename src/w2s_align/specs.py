@@ -93,6 +93,7 @@ class ModelSpec(Spec):
     lora: dict[str, Any] | None = None  # peft LoraConfig arguments; None = full fine-tuning
     gradient_checkpointing: bool = False
     dtype: str = "auto"  # auto | bf16 | fp16 | fp32: frozen weights' dtype (trainable ones stay fp32)
+    layers: int | None = None  # pretrained LM: keep only its first `layers` blocks (a weaker pretrained LM)
     revision: str | None = None
     tfidf: dict[str, Any] = field(default_factory=dict)  # TfidfOptions
     gguf_file: str | None = None  # pretrained: a GGUF file inside `path`, converted once
@@ -174,6 +175,21 @@ class CorpusSpec(Spec):
     min_words: int = 6  # tweets: shorter texts are dropped
     max_toxicity: float = 0.5  # rtp: gold continuations must score below this (when scored)
     hf_split: str = "train"
+    gold: dict[str, Any] | None = None  # GoldSpec: generate the gold continuations instead of reading them
+
+
+@dataclass(frozen=True)
+class GoldSpec(Spec):
+    """Gold continuations built once per task: `generator` (an untuned pretrained LM) samples `samples`
+    continuations of each training prompt and `judge` (a scorer, preferably not the evaluation scorer) keeps the
+    least toxic among those whose perplexity under the generator is within `max_perplexity_ratio` x the median
+    of the prompt's samples."""
+
+    generator: str
+    judge: str
+    samples: int = 4
+    max_perplexity_ratio: float = 1.5
+    seed: int = 0  # which prompts of the pool are used
 
 
 @dataclass(frozen=True)

@@ -5,4 +5,5 @@ setup_stage_logging(snakemake.log[0])
 
 from w2s_align.data.corpus import make_corpus_splits
 
-make_corpus_splits(snakemake.params.corpus, int(snakemake.wildcards.seed), dict(snakemake.output.items()))
+make_corpus_splits(snakemake.params.corpus, int(snakemake.wildcards.seed), dict(snakemake.output.items()),
+                   snakemake.input.get("gold"))

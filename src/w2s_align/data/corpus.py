@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from w2s_align.data.sources import label_strings, load_source
-from w2s_align.io import PipelineError, short_hash, write_parquet
+from w2s_align.io import PipelineError, read_parquet, short_hash, write_parquet
 from w2s_align.registry import CORPUS_FORMATS
 from w2s_align.specs import CorpusSpec, PromptSpec
 
@@ -77,6 +77,13 @@ def rtp_pairs(df: pd.DataFrame, spec: CorpusSpec) -> pd.DataFrame:
     return pairs
 
 
+@CORPUS_FORMATS.register("prompts")
+def prompt_records(df: pd.DataFrame, spec: CorpusSpec) -> pd.DataFrame:
+    """Prompts without continuations (records with `text`, or RTP's prompt.text), for `gold` to continue."""
+    prompts = df["text"] if "text" in df.columns else _nested(df, "prompt", "text")
+    return pd.DataFrame({"prompt": prompts, "continuation": pd.NA})
+
+
 def gold_pairs(spec: CorpusSpec) -> pd.DataFrame:
     """Cleaned, de-duplicated prompt/continuation pairs from the corpus source, read by its format."""
     try:
@@ -125,13 +132,14 @@ def source_prompts(source: str, spec: PromptSpec) -> pd.DataFrame:
     return prompts.assign(source=source)
 
 
-def make_corpus_splits(corpus_json: str, seed: int, outputs: dict[str, str]) -> None:
-    """The fine-tuning splits (weak_train / weak_label / val) of gold pairs for run `seed`."""
+def make_corpus_splits(corpus_json: str, seed: int, outputs: dict[str, str], gold_path: str | None = None) -> None:
+    """The fine-tuning splits (weak_train / weak_label / val) of gold pairs for run `seed`: the corpus's own
+    pairs, or the generated gold pairs of `gold_path` (data/gold.py)."""
     corpus = CorpusSpec.from_json(corpus_json)
     missing = [s for s in FINETUNE_SPLITS if corpus.sizes.get(s, 0) < 1]
     if missing:
         raise PipelineError(f"corpus sizes need a positive size for {missing}")
-    pairs = gold_pairs(corpus)
+    pairs = read_parquet(gold_path, ["id", "prompt", "continuation"]) if gold_path else gold_pairs(corpus)
     need = sum(corpus.sizes[s] for s in FINETUNE_SPLITS)
     if need > len(pairs):
         raise PipelineError(f"{corpus.source}: corpus sizes {corpus.sizes} need {need} pairs but only {len(pairs)} "

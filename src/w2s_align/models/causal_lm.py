@@ -61,11 +61,12 @@ class PretrainedLM:
 
     @staticmethod
     def new(spec: ModelSpec, texts: list[str], max_length: int, local_dir: str | None = None, dtype=None):
-        return load_pretrained(base_path(spec, local_dir), spec.revision, dtype)
+        return PretrainedLM.base(spec, {}, local_dir, dtype)
 
     @staticmethod
     def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None, dtype=None):
-        return load_pretrained(base_path(spec, local_dir), spec.revision, dtype)
+        model, tokenizer = load_pretrained(base_path(spec, local_dir), spec.revision, dtype)
+        return (keep_first_layers(model, spec.layers) if spec.layers else model), tokenizer
 
     @staticmethod
     def checkpoint_meta(model, tokenizer) -> dict[str, Any]:
@@ -94,6 +95,25 @@ def load_pretrained(path: str, revision: str | None = None, dtype=None):
     tokenizer = pretrained_tokenizer(path, revision)
     model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=dtype or torch.float32)
     return model, tokenizer
+
+
+def keep_first_layers(model, n: int):
+    """The model with only its first `n` transformer blocks (embeddings, final norm and head kept): a weaker
+    LM that is still pretrained."""
+    inner = getattr(model, "model", None) or getattr(model, "transformer", None)
+    blocks = getattr(inner, "layers", None) if inner is not None else None
+    blocks = blocks if blocks is not None else getattr(inner, "h", None)
+    if blocks is None or not 0 < n <= len(blocks):
+        raise PipelineError(f"cannot keep the first {n} layers of {type(model).__name__} "
+                            f"({'no block list found' if blocks is None else f'{len(blocks)} layers'})")
+    del blocks[n:]
+    for key in ("num_hidden_layers", "n_layer"):
+        if hasattr(model.config, key):
+            setattr(model.config, key, n)
+    if isinstance(getattr(model.config, "layer_types", None), list):
+        model.config.layer_types = model.config.layer_types[:n]
+    log.info("kept the first %d layers: %.1fM parameters", n, sum(p.numel() for p in model.parameters()) / 1e6)
+    return model
 
 
 def build_lm(spec: ModelSpec, train_texts: list[str], max_length: int, local_dir: str | None = None):
