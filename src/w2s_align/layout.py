@@ -207,3 +207,42 @@ def api_request(config: dict[str, Any], rule: str, base: dict[str, Any]) -> dict
         return (minutes + (model_minutes(wc, 1) if best_of else 0)) * attempt
 
     return {**base, "runtime": runtime, **{api_resource(k): units(k) for k in api_kinds()}}
+
+
+# --- generated gold continuations (rule gold_corpus) ----------------------------------------------------------
+
+
+def base_files(config: dict[str, Any], name: str) -> dict[str, list[str]]:
+    """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
+    if not config["models"][name].get("gguf_file"):
+        return {}
+    return {"base": [f"results/models/{name}/{f}" for f in ("config.json", "model.safetensors", "tokenizer.json")]}
+
+
+def gold(config: dict[str, Any], task: str) -> dict[str, Any]:
+    return config["tasks"][task]["corpus"].get("gold") or {}
+
+
+def gold_file(config: dict[str, Any], task: str) -> dict[str, str]:
+    """split_corpus's generated gold pairs when the task's corpus has a `gold` block (none: its own pairs)."""
+    return {"gold": f"results/{task}/gold.parquet"} if gold(config, task) else {}
+
+
+def gold_generator(config: dict[str, Any], task: str) -> str:
+    return gold(config, task)["generator"]
+
+
+def gold_judge(config: dict[str, Any], task: str) -> str:
+    """The judge's scorer entry, canonical."""
+    return canonical_json(run_settings(config).scorers[gold(config, task)["judge"]])
+
+
+def gold_inputs(config: dict[str, Any], task: str) -> dict[str, Any]:
+    """gold_corpus's model inputs: the generator's converted base (GGUF) and the judge's checkpoint (trained)."""
+    files: dict[str, Any] = base_files(config, gold_generator(config, task))
+    judge = gold(config, task)["judge"]
+    if scorer_model(config, judge):
+        folder = f"results/scorers/{judge}"
+        files |= {"judge_model": f"{folder}/classifier.safetensors", "judge_meta": f"{folder}/classifier.json"}
+    return files
+

@@ -89,9 +89,7 @@ def ensemble_members(wc):
 
 def base_files(name):
     """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
-    if not config["models"][name].get("gguf_file"):
-        return {}
-    return {"base": multiext(f"results/models/{name}/", "config.json", "model.safetensors", "tokenizer.json")}
+    return layout.base_files(config, name)
 
 
 def base_of(model):

@@ -17,32 +17,10 @@ rule split_data:
         "../scripts/split_data.py"
 
 
-def gold_of(wc):
-    """The generated gold pairs when the task's corpus has a `gold` block (none: the corpus's own pairs)."""
-    return {"gold": f"results/{wc.task}/gold.parquet"} if task(wc)["corpus"].get("gold") else {}
-
-
-def gold_setting(key):
-    return lambda wc: task(wc)["corpus"]["gold"][key]
-
-
-def gold_judge(wc):
-    return w2s.canonical_json(RUN.scorers[gold_setting("judge")(wc)])
-
-
-def gold_inputs(wc):
-    """The generator's converted base (GGUF models) and the judge's checkpoint (trained scorers)."""
-    files = dict(base_files(gold_setting("generator")(wc)))
-    if layout.scorer_model(config, gold_setting("judge")(wc)):
-        folder = f"results/scorers/{gold_setting('judge')(wc)}"
-        files |= {"judge_model": f"{folder}/classifier.safetensors", "judge_meta": f"{folder}/classifier.json"}
-    return files
-
-
 rule gold_corpus:
     """Gold continuations of the training prompts: the untuned generator's least toxic fluent sample, by a judge."""
     input:
-        unpack(gold_inputs),
+        unpack(from_config(layout.gold_inputs, "task")),
         source_of("corpus"),
         prompts="results/{task}/prompts.parquet",
     output:
@@ -55,11 +33,11 @@ rule gold_corpus:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(gold_setting("generator")),
+        **request(from_config(layout.gold_generator, "task")),
     params:
         corpus=task_block("corpus", w2s.CorpusSpec),
-        generator=spec_of(gold_setting("generator")),
-        judge=gold_judge,
+        generator=spec_of(from_config(layout.gold_generator, "task")),
+        judge=from_config(layout.gold_judge, "task"),
         decoding=from_config(w2s.decoding, "task"),
         max_length=max_length,
         local_dir=local_dir,
@@ -71,7 +49,7 @@ rule gold_corpus:
 
 rule split_corpus:
     input:
-        unpack(gold_of),
+        unpack(from_config(layout.gold_file, "task")),
         source_of("corpus"),
     output:
         **{s: pair_path(s) for s in PAIRS},
