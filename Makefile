@@ -10,7 +10,7 @@ TORCH_PIP ?=
 CORES ?= all
 ARGS ?=
 
-.PHONY: run test test-fast lint dry-run report clean
+.PHONY: run test test-fast lint dry-run plan report clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ lint: $(STAMP)
 
 dry-run: $(STAMP)
 	$(BIN)/snakemake -n $(ARGS)
+
+plan: $(STAMP)  # jobs, GPU-hours, memory, disk and API volume per rule and model, before a run (docs/cluster.md#plan)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m w2s_align.plan $(ARGS)
 
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html $(ARGS)

@@ -4,12 +4,13 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
-from w2s_align import checks, layout, config as w2s
+from w2s_align import checks, cost, layout, config as w2s
 from w2s_align.fingerprint import code_fingerprint
 
 try:
     w2s.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
     checks.check_config(config)
+    cost.check_requests(config)  # every model's resources (request() below) cover its jobs' estimated needs
 except w2s.ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -137,12 +138,11 @@ def scorer(wc):
 
 
 def request(model, share=1.0, gpu=None):
-    """Resources of a job running `model` (wildcard name or function): its estimate, runtime x share, x attempt."""
+    """models.<name>.resources of a job running `model` (wildcard or function), runtime x share, x attempt."""
     name = model if callable(model) else (lambda wc: wc[model])
 
-    def scaled(key):
-        part = share if key == "runtime" else 1.0
+    def get(key, part=1.0):
         return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * part)) * attempt
 
     gpus = gpu if gpu is not None else (lambda wc: layout.gpus(config, name(wc)))
-    return dict(gpu=gpus, cpus_per_gpu=lambda wc, threads: threads, mem_mb=scaled("mem_mb"), runtime=scaled("runtime"))
+    return dict(gpu=gpus, cpus_per_gpu=lambda wc, threads: threads, mem_mb=get("mem_mb"), runtime=get("runtime", share))

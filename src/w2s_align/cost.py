@@ -1,0 +1,228 @@
+"""What one job costs, without running it: peak GPU and host memory (footprint.py), wall time on a named GPU from
+a throughput model, checkpoint bytes and web-API volume; and the check, at workflow start, that every model's
+cluster request covers its jobs' estimates. Standard library only (DAG time); the plan of a whole run: plan.py.
+
+Throughput model (docs/cluster.md#plan): k x N x tokens FLOPs, N the parameters in matrix products, k = 6 for
+full fine-tuning, 4 for LoRA (frozen weights get no weight gradients), + 2 under activation checkpointing, 2 for
+inference and generation; at MFU 0.3 of the GPU's dense bf16 peak; plus fixed seconds per job (start-up, weight
+loading), micro-batch and decoding step (or a step's weight reads at the GPU's memory bandwidth, if slower);
+rows average half their task's token limit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from w2s_align import layout
+from w2s_align.config import (ConfigError, CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams,
+                              active_tasks, resources, run_settings, strategy, task_kind, task_list, task_settings,
+                              train_hparams)
+from w2s_align.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
+
+GPUS = {"a100": ("NVIDIA A100-SXM4-80GB", 312e12, 2.0e12, 80), "h100": ("NVIDIA H100-SXM5-80GB", 989e12, 3.35e12, 80)}
+MFU = 0.3  # model FLOPs utilisation of the dense bf16 peak
+FILL = 0.5  # average tokens per row / the task's max_length (dynamic padding)
+STEP_S = {"train": 0.05, "infer": 0.02, "decode": 0.02}  # fixed seconds per micro-batch, batch, decoding step
+START_S = 90  # per job: imports, CUDA start, reading and tokenising data
+LOAD_BPS = 0.5e9  # weights read from a shared filesystem, bytes/s
+OPTIMIZER_BYTES = 40  # memory traffic per trainable parameter and update: fused AdamW, gradient clipping
+CPU_PARAMS_PER_S = 20e6  # GGUF dequantisation on a CPU core
+SKIP_ENV = "W2S_NO_REQUEST_CHECK"  # set to 1 to skip check_requests (e.g. resources set on the command line)
+STAGES = {"train": ("train_weak", "train_ceiling", "train_student", "train_scorer"),
+          "train_lm": ("train_weak_lm", "train_lm_ceiling", "train_lm_student"),
+          "predict": ("weak_labels", "predict"),
+          "generate": ("weak_generations", "best_of_n", "lm_generations", "base_generations"),
+          "perplexity": ("perplexity",), "score": ("score_generations",), "convert": ("convert_gguf",)}
+STAGE = {rule: stage for stage, rules in STAGES.items() for rule in rules}
+
+
+class Work(NamedTuple):
+    """What sets a job's cost: its rule, model and the config entries it reads."""
+
+    rule: str
+    model: str | None
+    task: str | None = None
+    strategy: str | None = None
+    scorer: str | None = None
+    n: int = 1  # best_of_n: continuations per prompt
+
+
+def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | None:
+    """The Work of a DAG job (rule + wildcards); None for the cheap local rules."""
+    task = wc.get("task")
+    if rule in ("train_weak", "weak_labels", "train_weak_lm", "weak_generations"):
+        return Work(rule, wc["weak"], task)
+    if rule == "best_of_n":
+        return Work(rule, wc["weak"], task, scorer=wc["scorer"], n=int(wc["n"]))
+    if rule in ("train_ceiling", "train_lm_ceiling", "base_generations"):
+        return Work(rule, wc["strong"], task)
+    if rule in ("train_student", "train_lm_student"):
+        return Work(rule, wc["strong"], task, wc["strategy"])
+    if rule in ("predict", "lm_generations"):
+        parts = wc["model_run"].split("/")
+        return Work(rule, parts[1].split("__")[-1] if parts[0] == "student" else parts[1], task)
+    if rule == "perplexity":
+        return Work(rule, config["tasks"][task]["reference_lm"], task)
+    if rule in ("train_scorer", "score_generations"):
+        return Work(rule, layout.scorer_model(config, wc["scorer"]), task, scorer=wc["scorer"])
+    return Work(rule, wc["model"]) if rule == "convert_gguf" else None
+
+
+def model_works(config: dict[str, Any]) -> set[Work]:
+    """Every Work the config's DAG holds (and a few it may not: a check covers them all), without the DAG."""
+    works, models = set(), config["models"]
+    for task in active_tasks(config):
+        weak = [m for w in task_list(config, task, "weak_models") for m in (models[w].get("members") or [w])]
+        strong, names = task_list(config, task, "strong_models"), task_list(config, task, "student_strategies")
+        if task_kind(config, task) == "classification":
+            works |= {Work(r, m, task) for m in weak for r in ("train_weak", "weak_labels")}
+            works |= {Work(r, m, task) for m in strong for r in ("train_ceiling", "predict")}
+            works |= {Work("train_student", m, task, s) for m in strong for s in names}
+            continue
+        scorer = config["tasks"][task]["scorer"]
+        lms = [*weak, *strong, config["tasks"][task]["reference_lm"]]
+        works |= {Work(r, m, task) for m in weak for r in ("train_weak_lm", "weak_generations", "lm_generations")}
+        works |= {Work(r, m, task) for m in strong for r in ("train_lm_ceiling", "base_generations", "lm_generations")}
+        works |= {Work("train_lm_student", m, task, s) for m in strong for s in names}
+        works |= {Work("perplexity", lms[-1], task), Work("score_generations", layout.scorer_model(config, scorer),
+                                                            task, scorer=scorer)}
+        works |= {Work("convert_gguf", m) for m in lms if models[m].get("gguf_file")}
+        for spec in map(lambda s: strategy(config, s), names):
+            if spec.best_of:
+                works |= {Work("best_of_n", m, task, scorer=spec.selector, n=spec.best_of) for m in weak}
+        selectors = {scorer} | {strategy(config, s).selector for s in names if strategy(config, s).best_of}
+        works |= {Work("train_scorer", layout.scorer_model(config, s), scorer=s) for s in selectors
+                  if layout.scorer_model(config, s)}
+    return works
+
+
+@dataclass(frozen=True)
+class Estimate:
+    gpus: int
+    seconds: float
+    memory: Memory | None  # None: a model without a shape (TF-IDF, a hub scorer, an unknown size)
+    disk: float  # checkpoint bytes written
+    api_calls: int = 0
+    api_hours: float = 0.0
+
+
+def _data(config: dict[str, Any], work: Work) -> tuple[dict[str, int], int, TrainParams]:
+    """(row counts, max_length, training settings) of the data a job reads."""
+    if work.rule == "train_scorer" or (work.task is None and work.scorer):
+        spec = run_settings(config).scorers[work.scorer]
+        return ScorerData.from_dict(spec["data"]).sizes, spec["max_length"], TrainParams.from_dict(spec.get("train"))
+    block = config["tasks"][work.task]
+    sizes = (TaskData.from_dict(block["data"]).sizes if task_kind(config, work.task) == "classification"
+             else CorpusSpec.from_dict(block["corpus"]).sizes)
+    role = "student" if work.strategy else ("weak" if "weak" in work.rule else "ceiling")
+    hp = train_hparams(config, work.model, role) if work.model in config["models"] else None
+    return sizes, block["max_length"], TrainParams.from_json(hp)
+
+
+def job_gpus(config: dict[str, Any], work: Work) -> int:
+    if work.rule == "convert_gguf":
+        return 0
+    if work.rule == "score_generations":
+        return layout.scorer_gpus(config, work.scorer)
+    return 1 if STAGE[work.rule] in ("train_lm", "generate", "perplexity") else layout.gpus(config, work.model)
+
+
+def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str = ".",
+             device: str | None = None) -> Estimate:
+    """Peak memory, wall time on `gpu`, checkpoint bytes and API volume of one job (on a GPU if it asks for one,
+    or on `device` "cpu"/"gpu")."""
+    stage, gpus = STAGE[work.rule], job_gpus(config, work)
+    calls, hours = 0, 0.0
+    if work.scorer and work.rule in ("score_generations", "best_of_n") and layout.api_kind(config, work.scorer):
+        calls = layout.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None)
+        hours = calls / layout.scorer_qps(config, work.scorer) / 3600
+    spec = config["models"].get(work.model, {}) if work.model else {}
+    if stage == "convert":  # GGUF file + dequantised fp32 weights + their serialised bytes, on a CPU
+        shape = model_shape(config, work.model, 512, workdir)
+        n = shape.params() if shape else 0
+        return Estimate(0, START_S + n / CPU_PARAMS_PER_S, Memory(0, PROCESS_MB["cpu"] * MB + 9 * n, 0), 4 * n)
+    sizes, max_length, hp = _data(config, work)
+    shape = model_shape(config, work.model, max_length, workdir) if spec else None
+    if shape is None:  # TF-IDF, a hub or API scorer: CPU-light, no checkpoint worth counting
+        return Estimate(gpus, START_S + hours * 3600, None, 0.0, calls, hours)
+    seq, head = max(1, round(FILL * max_length)), "lm" if stage in ("train_lm", "generate", "perplexity") else "cls"
+    lora, dtype, checkpointing = spec.get("lora"), spec.get("dtype", "auto"), bool(spec.get("gradient_checkpointing"))
+    device = device or ("gpu" if gpus else "cpu")
+    decoding = Decoding.from_dict(config["tasks"][work.task].get("decoding") if work.task else None)
+    train_rows = infer_rows = gen_rows = 0
+    if stage in ("train", "train_lm"):
+        key = "train" if work.rule == "train_scorer" else ("weak_train" if "weak" in work.rule else "weak_label")
+        rounds = 1 + (strategy(config, work.strategy).bootstrap_rounds if work.strategy else 0)
+        train_rows = rounds * hp.epochs * sizes[key]
+        infer_rows = (rounds * hp.epochs * sizes.get("val", 0) + (rounds - 1) * sizes[key]
+                      + sizes.get("test", 0) * (work.rule == "train_scorer"))
+    elif stage == "predict":
+        infer_rows = sum(sizes.get(s, 0) for s in ("val", "test", *(("weak_label",) * (work.rule == "weak_labels"))))
+    elif work.rule in ("weak_generations", "best_of_n"):
+        gen_rows = (sizes.get("weak_label", 0) + sizes.get("val", 0)) * work.n
+    else:
+        gen_rows, infer_rows = (_eval_texts(config, work.task), 0) if stage == "generate" else (
+            0, _eval_texts(config, work.task))
+    new_tokens = decoding.max_new_tokens if gen_rows or stage == "perplexity" else 0
+    training = bool(train_rows)
+    eval_rows = min(hp.eval_batch_size, (sizes.get("val") if training else infer_rows) or hp.eval_batch_size)
+    peak = memory(shape, head, device, dtype=dtype, lora=lora, training=training, batch=hp.batch_size,
+                  eval_batch=decoding.batch_size if gen_rows else eval_rows, seq=seq if gen_rows else max_length,
+                  new_tokens=new_tokens if gen_rows else 0, checkpointing=checkpointing, snapshot=hp.epochs > 1,
+                  data_tokens=(sum(sizes.values()) + gen_rows + infer_rows * (stage in ("score", "perplexity")))
+                  * max_length)
+    n_mm, (_, peak_flops, bandwidth, _) = shape.matmul_params(head), GPUS[gpu]
+    k = (4 if lora else 6) + 2 * checkpointing
+    flops = n_mm * (k * train_rows * seq + 2 * (infer_rows + gen_rows) * (seq + new_tokens))
+    weights = weight_bytes(dtype, device, training and not lora) * shape.params(head)
+    updates = math.ceil(train_rows / hp.batch_size / hp.accumulation_steps())
+    seconds = (START_S + shape.params(head) * shape.file_bytes / LOAD_BPS + flops / (peak_flops * MFU)
+               + math.ceil(train_rows / hp.batch_size) * STEP_S["train"]
+               + math.ceil(infer_rows / hp.eval_batch_size) * STEP_S["infer"] + hours * 3600
+               + math.ceil(gen_rows / decoding.batch_size) * new_tokens * max(STEP_S["decode"], weights / bandwidth)
+               + updates * peak.trainable * OPTIMIZER_BYTES / bandwidth)
+    return Estimate(gpus, seconds, peak, peak.trainable * 4 if training else 0.0, calls, hours)
+
+
+def _eval_texts(config: dict[str, Any], task: str) -> int:
+    return PromptSpec.from_dict(config["tasks"][task]["prompts"]).n * task_settings(config, task).eval_samples
+
+
+INFERENCE_SHARE = 0.5  # inference and conversion jobs ask for half their model's runtime (request() in common.smk)
+
+
+def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a100") -> list[str]:
+    """One message per model setting (models.<name>.resources.mem_mb / runtime) below its jobs' estimates."""
+    need: dict[tuple[str, str], tuple[float, float, str]] = {}  # (setting needed, the job's own estimate, rule)
+    for work in sorted(model_works(config), key=str):
+        est = estimate(config, work, gpu, workdir) if work.model in config["models"] else None
+        if est is None or est.memory is None:
+            continue
+        share = 1.0 if STAGE[work.rule] in ("train", "train_lm") else INFERENCE_SHARE
+        minutes = 0 if est.api_calls else est.seconds / 60  # an API job's runtime follows its volume (layout)
+        for key, value, own in (("mem_mb", est.memory.host / MB, est.memory.host / MB),
+                                ("runtime", minutes / share, minutes)):
+            if value > need.get((work.model, key), (0,))[0]:
+                need[(work.model, key)] = (value, own, work.rule)
+    problems = []
+    for (model, key), (value, own, rule) in sorted(need.items()):
+        declared = getattr(resources(config, model), key)
+        if declared < value:
+            what = (f"peak host memory of its {rule} jobs, {math.ceil(own)} MB" if key == "mem_mb" else
+                    f"wall time of its {rule} jobs, {math.ceil(own)} min" + (" (they get half the runtime)"
+                                                                           if value > own else ""))
+            problems.append(f"models.{model}.resources.{key} = {declared} is below the estimated {what}; raise "
+                            f"models.{model}.resources.{key} to at least {math.ceil(value)}")
+    return problems
+
+
+def check_requests(config: dict[str, Any], workdir: str = ".") -> None:
+    """Raise one ConfigError line if a model asks for less host memory or runtime than its jobs are estimated to
+    need (run at workflow start by common.smk; W2S_NO_REQUEST_CHECK=1 skips it)."""
+    if os.environ.get(SKIP_ENV) != "1":
+        problems = request_problems(config, workdir)
+        if problems:
+            raise ConfigError("; ".join(problems) + f" (the plan: python -m w2s_align.plan; {SKIP_ENV}=1 skips this)")

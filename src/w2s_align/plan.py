@@ -1,0 +1,188 @@
+"""The plan of a run before it starts: from Snakemake's own DAG (every job of a run from scratch), per rule and
+in total the jobs, GPU-hours, peak GPU and host memory, checkpoint disk and web-API calls and hours; per model
+its parameters, trainable parameters, dtype and memory; the assumptions; and whether every model's cluster
+request covers its jobs' estimates (the check that stops Snakemake at start otherwise). Estimates: cost.py.
+
+    python -m w2s_align.plan [--configfile FILE ...] [--config KEY=VALUE ...] [--gpu a100|h100]
+    make plan ARGS="--configfile configs/paper.yaml"
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterator
+
+from w2s_align.cost import (FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, SKIP_ENV, START_S, STEP_S, Estimate, Work,
+                            describe, estimate, request_problems)
+from w2s_align.footprint import ACT_BYTES, CUDA_MB, LOGIT_BYTES, PROCESS_MB, model_shape, weight_bytes
+
+GB = 1e9
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name) if old is None else os.environ.__setitem__(name, old)
+
+
+def dag_jobs(configfiles: list[str] = (), overrides: dict[str, Any] | None = None,
+             snakefile: str = "Snakefile") -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
+    """(The config as Snakemake merged it, (rule, wildcards) of every job a run from scratch would run), built
+    by Snakemake's API from the Snakefile like `snakemake -n --forceall`; the request check is left to the plan."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
+
+    settings = ConfigSettings(configfiles=[Path(f) for f in configfiles], config=overrides or {})
+    with _env(SKIP_ENV, "1"), SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(resource_settings=ResourceSettings(), config_settings=settings,
+                                    snakefile=Path(snakefile))
+        workflow_api.dag(DAGSettings(forceall=True))
+        workflow = workflow_api._workflow
+        workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
+        workflow._build_dag()
+        jobs = [(job.rule.name, dict(job.wildcards.items())) for job in workflow.dag.jobs]
+        return workflow.config, sorted(jobs, key=lambda job: (job[0], sorted(job[1].items())))
+
+
+def job_counts(jobs: list[tuple[str, dict[str, str]]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for rule, _ in jobs:
+        counts[rule] += 1
+    return dict(counts)
+
+
+def estimates(config: dict[str, Any], jobs: list[tuple[str, dict[str, str]]], gpu: str,
+              workdir: str = ".") -> list[tuple[str, Work | None, Estimate | None]]:
+    """(rule, Work, Estimate) of every job; the local rules (splits, metrics, tables) cost nothing here."""
+    cache: dict[Work, Estimate] = {}
+    out = []
+    for rule, wildcards in jobs:
+        work = describe(config, rule, wildcards)
+        if work is not None and work not in cache:
+            cache[work] = estimate(config, work, gpu, workdir)
+        out.append((rule, work, cache.get(work)))
+    return out
+
+
+def fmt(value: float, unit: float = 1.0, digits: int = 1) -> str:
+    return f"{value / unit:,.{digits}f}" if value else ""
+
+
+def count(n: float) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M" if n >= 1e5 else f"{n / 1e3:.1f}k"
+
+
+def rule_table(rows: list[tuple[str, Work | None, Estimate | None]]) -> list[str]:
+    """Per rule and in total: jobs, GPU jobs, GPU-hours, peak GPU and host memory, checkpoints, API volume."""
+    acc: dict[str, dict[str, float]] = {}
+    for rule, _, est in rows:
+        entry = acc.setdefault(rule, defaultdict(float))
+        entry["jobs"] += 1
+        if est is not None:
+            entry["gpu_jobs"] += est.gpus
+            entry["gpu_h"] += est.gpus * est.seconds / 3600
+            entry["cpu_h"] += (not est.gpus) * est.seconds / 3600
+            entry["disk"] += est.disk
+            entry["calls"] += est.api_calls
+            entry["api_h"] += est.api_hours
+            if est.memory is not None:
+                entry["gpu_mem"] = max(entry["gpu_mem"], est.memory.gpu)
+                entry["host_mem"] = max(entry["host_mem"], est.memory.host)
+    total: dict[str, float] = defaultdict(float)
+    for entry in acc.values():
+        for key, value in entry.items():
+            total[key] = max(total[key], value) if key.endswith("_mem") else total[key] + value
+    lines = ["| rule | jobs | GPU jobs | GPU-h | no-GPU h | peak GPU GB | peak host GB | checkpoints GB | API calls | "
+             "API h |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for rule, e in [*sorted(acc.items(), key=lambda kv: -kv[1]["gpu_h"]), ("**total**", total)]:
+        lines.append(f"| {rule} | {int(e['jobs'])} | {int(e['gpu_jobs']) or ''} | {fmt(e['gpu_h'])} | "
+                     f"{fmt(e['cpu_h'])} | {fmt(e['gpu_mem'], GB)} | {fmt(e['host_mem'], GB)} | "
+                     f"{fmt(e['disk'], GB)} | {fmt(e['calls'], 1, 0)} | {fmt(e['api_h'])} |")
+    return lines
+
+
+def model_table(config: dict[str, Any], rows: list[tuple[str, Work | None, Estimate | None]],
+                workdir: str = ".") -> list[str]:
+    """Per model: parameters, trainable, frozen dtype, peak GPU memory training / inference, host, checkpoint."""
+    peaks: dict[str, dict[str, Any]] = {}
+    for rule, work, est in rows:
+        if work is None or est is None or est.memory is None or work.model not in config["models"]:
+            continue
+        entry = peaks.setdefault(work.model, defaultdict(float))
+        kind = "train" if est.memory.trainable else "infer"
+        entry[kind] = max(entry[kind], est.memory.gpu)
+        entry["host"] = max(entry["host"], est.memory.host)
+        entry["trainable"] = max(entry["trainable"], est.memory.trainable)
+        entry["ckpt"] = max(entry["ckpt"], est.disk if rule != "convert_gguf" else 0)
+    lines = ["| model | parameters | trainable | frozen weights | peak GPU GB: training | inference | peak host GB | "
+             "checkpoint per job | weights from |", "|---|---:|---:|---|---:|---:|---:|---:|---|"]
+    for name, e in sorted(peaks.items()):
+        spec, shape = config["models"][name], model_shape(config, name, 512, workdir)
+        full = not spec.get("lora")
+        dtype = "fp32" if full else {2: "bf16", 4: "fp32"}[weight_bytes(spec.get("dtype", "auto"), "gpu", False)]
+        lines.append(f"| {name} | {count(shape.params())} | {count(e['trainable'])}{' (full)' if full else ''} | "
+                     f"{dtype} | {fmt(e['train'], GB)} | {fmt(e['infer'], GB)} | {fmt(e['host'], GB)} | "
+                     f"{fmt(e['ckpt'], 1e6, 0)} MB | {shape.source} |")
+    return lines
+
+
+def assumptions(gpu: str) -> list[str]:
+    name, flops, bandwidth, memory_gb = GPUS[gpu]
+    return [
+        f"- GPU: {name}, {flops / 1e12:.0f} TFLOP/s dense bf16, {bandwidth / 1e12:.2f} TB/s, {memory_gb} GB; "
+        f"MFU {MFU}. FLOPs per token: 6N full fine-tuning, 4N LoRA, +2N activation checkpointing, 2N inference "
+        "(N: parameters in matrix products).",
+        f"- Per job {START_S} s start-up + weights at {LOAD_BPS / 1e9:.1f} GB/s; per micro-batch {STEP_S['train']} s, "
+        f"inference batch {STEP_S['infer']} s, decoding step max({STEP_S['decode']} s, weights / bandwidth); "
+        f"per update {OPTIMIZER_BYTES} B x trainable parameters / bandwidth (AdamW, clipping). Rows average "
+        f"{FILL:.0%} of their task's max_length; peak memory assumes a batch at max_length.",
+        f"- GPU memory: {CUDA_MB} MB CUDA context; frozen weights in the model's dtype (auto = bf16), trainable "
+        "weights fp32 + 12 B/parameter of gradients and AdamW moments (+2 B bf16 autocast copies under full "
+        f"fine-tuning); activations {ACT_BYTES['gpu']} B/value; logits {LOGIT_BYTES['train']} B per token and "
+        "vocabulary entry in training.",
+        f"- Host memory of a GPU job: {PROCESS_MB['gpu']} MB process + max(weights as stored + converted copy, "
+        "best-epoch copy + checkpoint state + its serialised bytes) + tokenised rows. Checkpoints: LoRA runs keep "
+        "adapter + head, full fine-tuning every weight (fp32). API hours: texts / qps, one job at a time per API.",
+    ]
+
+
+def render(config: dict[str, Any], jobs: list[tuple[str, dict[str, str]]], gpu: str = "a100",
+           workdir: str = ".", title: str = "") -> str:
+    rows = estimates(config, jobs, gpu, workdir)
+    ests = [e for _, _, e in rows if e is not None]
+    gpu_h, disk = sum(e.gpus * e.seconds for e in ests) / 3600, sum(e.disk for e in ests) / GB
+    calls, api_h = sum(e.api_calls for e in ests), sum(e.api_hours for e in ests)
+    problems = request_problems(config, workdir, gpu)
+    check = ["Requests: every model's mem_mb and runtime cover its jobs' estimates."] if not problems else [
+        "Requests below the estimates (a run stops at start with this message):", *[f"- {p}" for p in problems]]
+    return "\n".join([f"# Plan{': ' + title if title else ''}", "",
+                      f"{len(jobs)} jobs: {gpu_h:,.1f} GPU-hours on {GPUS[gpu][0]}, {disk:,.1f} GB of checkpoints"
+                      + (f", {calls:,} web-API calls ({api_h:,.1f} hours)" if calls else "")
+                      + " (estimates; assumptions below).",
+                      "", *rule_table(rows), "", *model_table(config, rows, workdir), "", "Assumptions:",
+                      *assumptions(gpu), "", *check, ""])
+
+
+def main(argv: list[str] | None = None) -> None:
+    from snakemake.cli import parse_config
+
+    parser = argparse.ArgumentParser(prog="python -m w2s_align.plan", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configfile", nargs="+", action="extend", default=[], help="as for snakemake")
+    parser.add_argument("--config", nargs="+", action="extend", default=[], help="KEY=VALUE, as for snakemake")
+    parser.add_argument("--gpu", choices=sorted(GPUS), default="a100", help="the GPU of the throughput model")
+    parser.add_argument("--snakefile", default="Snakefile")
+    args = parser.parse_args(argv)
+    config, jobs = dag_jobs(args.configfile, parse_config(args.config), args.snakefile)
+    print(render(config, jobs, args.gpu, ".", " + ".join(["config.yaml", *args.configfile])))
+
+
+if __name__ == "__main__":
+    main()
