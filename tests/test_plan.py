@@ -106,12 +106,18 @@ def dry_run_counts(workdir: Path, *args: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+GOLD = {"tasks": {"toxicity": {"corpus": {"gold": {"generator": "smollm2-135m", "judge": "tfidf-davidson"}}}}}
+
+
 @pytest.mark.workflow
-@pytest.mark.parametrize("files", [("tests/configs/tiny.yaml",), ("config.yaml",),
-                                   ("config.yaml", "configs/paper.yaml")], ids=["tiny", "default", "paper"])
+@pytest.mark.parametrize("files", [("tests/configs/tiny.yaml",), ("config.yaml",), ("config.yaml", GOLD),
+                                   ("config.yaml", "configs/paper.yaml")], ids=["tiny", "default", "gold", "paper"])
 def test_plan_jobs_are_the_dry_runs(tmp_path, monkeypatch, files):
+    if isinstance(files[1:2] and files[1], dict):  # generated gold continuations (rule gold_corpus)
+        (tmp_path / "gold.yaml").write_text(yaml.safe_dump(files[1]))
+        files = (files[0], str(tmp_path / "gold.yaml"))
     overlays = [str(REPO / f) for f in files[1:]]
-    work = copy_repo(tmp_path, REPO / files[0])
+    work = copy_repo(tmp_path / "repo", REPO / files[0])
     expected = dry_run_counts(work, *(["--configfile", *overlays] if overlays else []))
     monkeypatch.chdir(work)
     config, jobs = plan.dag_jobs(overlays)

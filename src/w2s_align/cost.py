@@ -21,6 +21,7 @@ from w2s_align.config import (ConfigError, CorpusSpec, Decoding, PromptSpec, Sco
                               active_tasks, resources, run_settings, strategy, task_kind, task_list, task_settings,
                               train_hparams)
 from w2s_align.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
+from w2s_align.specs import GoldSpec
 
 GPUS = {"a100": ("NVIDIA A100-SXM4-80GB", 312e12, 2.0e12, 80), "h100": ("NVIDIA H100-SXM5-80GB", 989e12, 3.35e12, 80)}
 MFU = 0.3  # model FLOPs utilisation of the dense bf16 peak
@@ -34,7 +35,7 @@ SKIP_ENV = "W2S_NO_REQUEST_CHECK"  # set to 1 to skip check_requests (e.g. resou
 STAGES = {"train": ("train_weak", "train_ceiling", "train_student", "train_scorer"),
           "train_lm": ("train_weak_lm", "train_lm_ceiling", "train_lm_student"),
           "predict": ("weak_labels", "predict"),
-          "generate": ("weak_generations", "best_of_n", "lm_generations", "base_generations"),
+          "generate": ("weak_generations", "best_of_n", "lm_generations", "base_generations", "gold_corpus"),
           "perplexity": ("perplexity",), "score": ("score_generations",), "convert": ("convert_gguf",)}
 STAGE = {rule: stage for stage, rules in STAGES.items() for rule in rules}
 
@@ -47,7 +48,7 @@ class Work(NamedTuple):
     task: str | None = None
     strategy: str | None = None
     scorer: str | None = None
-    n: int = 1  # best_of_n: continuations per prompt
+    n: int = 1  # best_of_n, gold_corpus: continuations per prompt
 
 
 def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | None:
@@ -57,6 +58,8 @@ def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | No
         return Work(rule, wc["weak"], task)
     if rule == "best_of_n":
         return Work(rule, wc["weak"], task, scorer=wc["scorer"], n=int(wc["n"]))
+    if rule == "gold_corpus":
+        return gold_work(config, task)
     if rule in ("train_ceiling", "train_lm_ceiling", "base_generations"):
         return Work(rule, wc["strong"], task)
     if rule in ("train_student", "train_lm_student"):
@@ -82,8 +85,9 @@ def model_works(config: dict[str, Any]) -> set[Work]:
             works |= {Work(r, m, task) for m in strong for r in ("train_ceiling", "predict")}
             works |= {Work("train_student", m, task, s) for m in strong for s in names}
             continue
-        scorer = config["tasks"][task]["scorer"]
-        lms = [*weak, *strong, config["tasks"][task]["reference_lm"]]
+        scorer, gold = config["tasks"][task]["scorer"], layout.gold(config, task)
+        lms = [*weak, *strong, *([gold["generator"]] if gold else []), config["tasks"][task]["reference_lm"]]
+        works |= {gold_work(config, task)} if gold else set()
         works |= {Work(r, m, task) for m in weak for r in ("train_weak_lm", "weak_generations", "lm_generations")}
         works |= {Work(r, m, task) for m in strong for r in ("train_lm_ceiling", "base_generations", "lm_generations")}
         works |= {Work("train_lm_student", m, task, s) for m in strong for s in names}
@@ -93,10 +97,16 @@ def model_works(config: dict[str, Any]) -> set[Work]:
         for spec in map(lambda s: strategy(config, s), names):
             if spec.best_of:
                 works |= {Work("best_of_n", m, task, scorer=spec.selector, n=spec.best_of) for m in weak}
-        selectors = {scorer} | {strategy(config, s).selector for s in names if strategy(config, s).best_of}
+        selectors = {scorer, *([gold["judge"]] if gold else [])} | {strategy(config, s).selector for s in names
+                                                                     if strategy(config, s).best_of}
         works |= {Work("train_scorer", layout.scorer_model(config, s), scorer=s) for s in selectors
                   if layout.scorer_model(config, s)}
     return works
+
+
+def gold_work(config: dict[str, Any], task: str) -> Work:
+    gold = GoldSpec.from_dict(layout.gold(config, task))
+    return Work("gold_corpus", gold.generator, task, scorer=gold.judge, n=gold.samples)
 
 
 @dataclass(frozen=True)
@@ -136,8 +146,9 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     or on `device` "cpu"/"gpu")."""
     stage, gpus = STAGE[work.rule], job_gpus(config, work)
     calls, hours = 0, 0.0
-    if work.scorer and work.rule in ("score_generations", "best_of_n") and layout.api_kind(config, work.scorer):
-        calls = layout.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None)
+    if work.scorer and work.rule != "train_scorer" and layout.api_kind(config, work.scorer):
+        calls = (_gold_texts(config, work) if work.rule == "gold_corpus" else
+                 layout.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None))
         hours = calls / layout.scorer_qps(config, work.scorer) / 3600
     spec = config["models"].get(work.model, {}) if work.model else {}
     if stage == "convert":  # GGUF file + dequantised fp32 weights + their serialised bytes, on a CPU
@@ -163,6 +174,8 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
         infer_rows = sum(sizes.get(s, 0) for s in ("val", "test", *(("weak_label",) * (work.rule == "weak_labels"))))
     elif work.rule in ("weak_generations", "best_of_n"):
         gen_rows = (sizes.get("weak_label", 0) + sizes.get("val", 0)) * work.n
+    elif work.rule == "gold_corpus":  # samples of every training prompt, and their perplexity
+        gen_rows = infer_rows = _gold_texts(config, work)
     else:
         gen_rows, infer_rows = (_eval_texts(config, work.task), 0) if stage == "generate" else (
             0, _eval_texts(config, work.task))
@@ -187,6 +200,11 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     return Estimate(gpus, seconds, peak, peak.trainable * 4 if training else 0.0, calls, hours)
 
 
+def _gold_texts(config: dict[str, Any], work: Work) -> int:
+    sizes = CorpusSpec.from_dict(config["tasks"][work.task]["corpus"]).sizes
+    return sum(sizes.get(s, 0) for s in ("weak_train", "weak_label", "val")) * work.n
+
+
 def _eval_texts(config: dict[str, Any], task: str) -> int:
     return PromptSpec.from_dict(config["tasks"][task]["prompts"]).n * task_settings(config, task).eval_samples
 
@@ -201,8 +219,9 @@ def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a10
         est = estimate(config, work, gpu, workdir) if work.model in config["models"] else None
         if est is None or est.memory is None:
             continue
-        share = 1.0 if STAGE[work.rule] in ("train", "train_lm") else INFERENCE_SHARE
-        minutes = 0 if est.api_calls else est.seconds / 60  # an API job's runtime follows its volume (layout)
+        share = 1.0 if STAGE[work.rule] in ("train", "train_lm") or work.rule == "gold_corpus" else INFERENCE_SHARE
+        api = est.api_calls and work.rule in layout.SCORING_RULES  # their runtime follows their volume (layout)
+        minutes = 0 if api else est.seconds / 60
         for key, value, own in (("mem_mb", est.memory.host / MB, est.memory.host / MB),
                                 ("runtime", minutes / share, minutes)):
             if value > need.get((work.model, key), (0,))[0]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -140,9 +140,7 @@ class Memory:
 
 def weight_bytes(dtype: str, device: str, full_training: bool) -> int:
     """Bytes per frozen (or inference) weight: the dtype policy of device.precision; full fine-tuning is fp32."""
-    if full_training or (dtype == "auto" and device == "cpu"):
-        return 4
-    return 2 if dtype == "auto" else DTYPE_BYTES[dtype]
+    return 4 if full_training or (dtype == "auto" and device == "cpu") else 2 if dtype == "auto" else DTYPE_BYTES[dtype]
 
 
 def memory(shape: Shape, head: str, device: str, *, dtype: str = "auto", lora: dict[str, Any] | None = None,
@@ -245,6 +243,7 @@ def _read_shape(spec_json: str, name: str, max_length: int, workdir: str) -> Sha
 
 
 def model_shape(config: dict[str, Any], name: str, max_length: int = 512, workdir: str = ".") -> Shape | None:
-    """The shape of model `name` of the config; None for kinds without one (TF-IDF) or an unknown size."""
+    """Model `name`'s shape (only its first `layers` blocks if set); None for TF-IDF or an unknown size."""
     block = {k: v for k, v in config["models"][name].items() if k not in ("train", "student", "resources")}
-    return _read_shape(json.dumps(block, sort_keys=True), name, max_length, workdir)
+    shape = _read_shape(json.dumps(block, sort_keys=True), name, max_length, workdir)
+    return replace(shape, layers=min(shape.layers, block["layers"])) if shape and block.get("layers") else shape
