@@ -51,7 +51,8 @@ PROCESS_MB = {"cpu": 650, "gpu": 2500}
 CUDA_MB = 1000  # GPU: CUDA context, cuBLAS workspace and allocator slack
 ACT_BYTES = {"cpu": 4.0, "gpu": 2.5}  # fp32 on CPU; bf16 autocast with fp32 norms and residuals on GPU
 ACT_VALUES = {"gpt2": (14, 5, 3, 0), "bert": (18, 2, 3, 0), "llama": (10, 4, 0, 4)}  # + d * kv width
-LOGIT_BYTES = {"train": 16, "eval": 10}  # per token and vocabulary entry: logits, fp32 copy, log-softmax, grad
+# per token and vocabulary entry: logits (bf16 on a GPU, then an fp32 copy), log-softmax, gradient (training)
+LOGIT_BYTES = {("cpu", "train"): 12, ("cpu", "eval"): 8, ("gpu", "train"): 14, ("gpu", "eval"): 10}
 FEATURE_BYTES = 100  # host: tokenised rows as Python lists, per token
 
 
@@ -156,15 +157,15 @@ def memory(shape: Shape, head: str, device: str, *, dtype: str = "auto", lora: d
     lm = head == "lm"
     infer = shape.block_activations(eval_batch * seq, seq, device) * 2  # forward only: a block's input and output
     if new_tokens:  # generation: the prompts' forward pass, a KV cache, logits of the last position
-        infer += eval_batch * (shape.vocab * LOGIT_BYTES["eval"] + 2 * shape.layers * shape.kv * (seq + new_tokens)
-                               * wbytes)
+        cache = 2 * shape.layers * shape.kv * (seq + new_tokens) * wbytes
+        infer += eval_batch * (shape.vocab * LOGIT_BYTES[device, "eval"] + cache)
     else:
-        infer += eval_batch * seq * shape.vocab * LOGIT_BYTES["eval"] * lm
+        infer += eval_batch * seq * shape.vocab * LOGIT_BYTES[device, "eval"] * lm
     state = 0.0
     if training:  # fp32 gradients + AdamW moments; bf16 copies of fp32 weights under GPU autocast
         state = trainable * 12 + (trainable * 2 if full and device == "gpu" and dtype != "fp32" else 0)
         infer = max(infer, shape.activations(batch * seq, seq, device, checkpointing)
-                    + batch * seq * shape.vocab * LOGIT_BYTES["train"] * lm)
+                    + batch * seq * shape.vocab * LOGIT_BYTES[device, "train"] * lm)
     load = n * shape.file_bytes + (n * wbytes if wbytes != shape.file_bytes else 0)
     save = (trainable * 4 if snapshot else 0) + 2 * trainable * 4  # best-epoch copy, state dict, serialised bytes
     host = PROCESS_MB[device] * MB + data_tokens * FEATURE_BYTES

@@ -146,7 +146,7 @@ def assumptions(gpu: str) -> list[str]:
         f"{FILL:.0%} of their task's max_length; peak memory assumes a batch at max_length.",
         f"- GPU memory: {CUDA_MB} MB CUDA context; frozen weights in the model's dtype (auto = bf16), trainable "
         "weights fp32 + 12 B/parameter of gradients and AdamW moments (+2 B bf16 autocast copies under full "
-        f"fine-tuning); activations {ACT_BYTES['gpu']} B/value; logits {LOGIT_BYTES['train']} B per token and "
+        f"fine-tuning); activations {ACT_BYTES['gpu']} B/value; logits {LOGIT_BYTES['gpu', 'train']} B per token and "
         "vocabulary entry in training.",
         f"- Host memory of a GPU job: {PROCESS_MB['gpu']} MB process + max(weights as stored + converted copy, "
         "best-epoch copy + checkpoint state + its serialised bytes) + tokenised rows. Checkpoints: LoRA runs keep "
