@@ -95,6 +95,9 @@ def test_shapes_from_config_files_scratch_blocks_and_names():
     assert model_shape(cfg, "big").params() == pytest.approx(7e9, rel=0.15)
     assert model_shape(cfg, "small").params() == pytest.approx(135e6, rel=0.15)
     assert model_shape(cfg, "qwen").params() == pytest.approx(7.62e9, rel=0.01)  # table or the local HF cache
+    cfg["models"] |= {"t5": {"kind": "scratch", "architecture": "t5", "size": {"d_model": 64}},
+                      "gone": {"kind": "pretrained", "path": "/no/such/folder"}}
+    assert model_shape(cfg, "t5") is None and model_shape(cfg, "gone") is None  # unknown: not estimated, no error
 
 
 # --- jobs from the DAG, and the check --------------------------------------------------------------------------

@@ -40,8 +40,7 @@ BERT = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_a
         "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2}
 LLAMA = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
          "num_attention_heads": 32, "tie_word_embeddings": False}
-DEFAULTS = {"gpt2": GPT2, "bert": BERT, "llama": LLAMA, "qwen2": {**LLAMA, "vocab_size": 151936,
-                                                                   "intermediate_size": 22016}}
+DEFAULTS = {"gpt2": GPT2, "bert": BERT, "llama": LLAMA, "qwen2": LLAMA}
 
 # Memory model (docs/cluster.md#plan). Process: host RSS of a stage (imports of torch, transformers, peft, pandas:
 # 442 MB measured, +200 MB fitted to two CPU fine-tunes; CUDA libraries ~2 GB more). Activations kept for the
@@ -176,7 +175,7 @@ def memory(shape: Shape, head: str, device: str, *, dtype: str = "auto", lora: d
 
 def shape_from_config(cfg: dict[str, Any], source: str) -> Shape:
     arch = cfg.get("model_type", "llama")
-    d = {**DEFAULTS.get(arch, LLAMA), **{k: v for k, v in cfg.items() if v is not None}}
+    d = {**DEFAULTS.get(arch, {}), **{k: v for k, v in cfg.items() if v is not None}}  # KeyError: not counted
     dtype = d.get("torch_dtype") or d.get("dtype") or "float32"
     if arch == "gpt2":
         h = d["n_embd"]
@@ -212,10 +211,8 @@ def config_file(spec: dict[str, Any], name: str, workdir: Path) -> tuple[Path | 
         return (Path(found.origin).parent / sub / "config.json" if found and found.origin else None), f"{path}"
     if Path(path).is_dir():
         return Path(path) / "config.json", f"{path}"
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return None, ""
+    from huggingface_hub import try_to_load_from_cache
+
     cached = try_to_load_from_cache(path, "config.json", revision=spec.get("revision"))
     return (Path(cached) if isinstance(cached, str) else None), "Hugging Face cache"
 
@@ -223,16 +220,19 @@ def config_file(spec: dict[str, Any], name: str, workdir: Path) -> tuple[Path | 
 @lru_cache(maxsize=None)
 def _read_shape(spec_json: str, name: str, max_length: int, workdir: str) -> Shape | None:
     spec = json.loads(spec_json)
-    if spec["kind"] == "scratch":
-        size = {**spec.get("size", {}), "model_type": spec.get("architecture", "gpt2"),
-                "vocab_size": spec.get("vocab_size", 8000)}
-        size.setdefault("n_positions" if size["model_type"] == "gpt2" else "max_position_embeddings", max_length)
-        return shape_from_config(size, "scratch size block")
-    if spec["kind"] != "pretrained":
+    if spec["kind"] not in ("scratch", "pretrained"):
         return None
-    found, where = config_file(spec, name, Path(workdir))
-    if found is not None and found.is_file():
-        return shape_from_config(json.loads(found.read_text(encoding="utf-8")), where)
+    try:
+        if spec["kind"] == "scratch":
+            size = {**spec.get("size", {}), "model_type": spec.get("architecture", "gpt2"),
+                    "vocab_size": spec.get("vocab_size", 8000)}
+            size.setdefault("n_positions" if size["model_type"] == "gpt2" else "max_position_embeddings", max_length)
+            return shape_from_config(size, "scratch size block")
+        found, where = config_file(spec, name, Path(workdir))
+        if found is not None and found.is_file():
+            return shape_from_config(json.loads(found.read_text(encoding="utf-8")), where)
+    except Exception:  # an unreadable file, an invalid hub id, an architecture not counted here: table or name
+        pass
     label = f"{spec.get('path', '')} {spec.get('gguf_file') or ''} {name}".lower()
     for key in sorted(KNOWN, key=len, reverse=True):
         if re.search(rf"(^|[/\s]){re.escape(key)}($|[\s.-])", label):
