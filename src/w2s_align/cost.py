@@ -242,8 +242,8 @@ def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a10
 
 
 def check_requests(config: dict[str, Any], workdir: str = ".") -> None:
-    """Raise one ConfigError line if a model asks for less host memory or runtime than its jobs are estimated to
-    need (run at workflow start by common.smk; W2S_NO_REQUEST_CHECK=1 skips it)."""
+    """Raise one ConfigError line if a model asks for less than MARGIN x the host memory or runtime its jobs are
+    estimated to need (request_problems; run at workflow start by common.smk; W2S_NO_REQUEST_CHECK=1 skips it)."""
     if os.environ.get(SKIP_ENV) != "1":
         problems = request_problems(config, workdir)
         if problems:

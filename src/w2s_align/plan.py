@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -30,7 +30,10 @@ def _env(name: str, value: str) -> Iterator[None]:
     try:
         yield
     finally:
-        os.environ.pop(name) if old is None else os.environ.__setitem__(name, old)
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
 
 
 def dag_jobs(configfiles: list[str] = (), overrides: dict[str, Any] | None = None,
@@ -53,10 +56,7 @@ def dag_jobs(configfiles: list[str] = (), overrides: dict[str, Any] | None = Non
 
 
 def job_counts(jobs: list[tuple[str, dict[str, str]]]) -> dict[str, int]:
-    counts: dict[str, int] = defaultdict(int)
-    for rule, _ in jobs:
-        counts[rule] += 1
-    return dict(counts)
+    return dict(Counter(rule for rule, _ in jobs))
 
 
 def estimates(config: dict[str, Any], jobs: list[tuple[str, dict[str, str]]], gpu: str,
