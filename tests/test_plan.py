@@ -132,18 +132,18 @@ def test_plan_jobs_are_the_dry_runs(tmp_path, monkeypatch, files):
 
 @pytest.mark.parametrize("files", SHIPPED, ids=lambda f: "+".join(Path(x).stem for x in f))
 def test_shipped_configs_request_enough(files):
-    assert cost.request_problems(merged(*files)) == []
+    assert plan.request_problems(merged(*files)) == []
 
 
 def test_too_little_memory_or_time_is_one_message_per_setting():
     cfg = merged("config.yaml", "configs/paper.yaml")
     cfg["models"]["qwen2.5-7b"]["resources"] = {"mem_mb": 8000, "runtime": 5}
-    problems = cost.request_problems(cfg)
+    problems = plan.request_problems(cfg)
     assert [p.split(" = ")[0] for p in problems] == ["models.qwen2.5-7b.resources.mem_mb",
                                                      "models.qwen2.5-7b.resources.runtime"]
     assert "raise models.qwen2.5-7b.resources.mem_mb to at least" in problems[0]
-    with pytest.raises(cost.ConfigError, match="mem_mb = 8000 is below"):
-        cost.check_requests(cfg)
+    with pytest.raises(plan.ConfigError, match="mem_mb = 8000 is below"):
+        plan.check_requests(cfg)
 
 
 @pytest.mark.workflow

@@ -1,6 +1,6 @@
 """What one job costs, without running it: peak GPU and host memory (footprint.py), wall time on a named GPU from
-a throughput model, checkpoint bytes and web-API volume; and the check, at workflow start, that every model's
-cluster request covers its jobs' estimates. Standard library only (DAG time); the plan of a whole run: plan.py.
+a throughput model, checkpoint bytes and web-API volume; and every job a config's DAG holds, without the DAG.
+Standard library only (DAG time); the plan of a whole run and the request check at workflow start: plan.py.
 
 Throughput model (docs/cluster.md#plan): k x N x tokens FLOPs, N the parameters in matrix products, k = 6 for
 full fine-tuning, 4 for LoRA (frozen weights get no weight gradients), + 2 under activation checkpointing, 2 for
@@ -12,14 +12,12 @@ rows average half their task's token limit.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from w2s_align import layout
-from w2s_align.config import (ConfigError, CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams,
-                              active_tasks, resources, run_settings, strategy, task_kind, task_list, task_settings,
-                              train_hparams)
+from w2s_align.config import (CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, active_tasks,
+                              run_settings, strategy, task_kind, task_list, task_settings, train_hparams)
 from w2s_align.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
 from w2s_align.specs import GoldSpec
 
@@ -31,7 +29,6 @@ START_S = 90  # per job: imports, CUDA start, reading and tokenising data
 LOAD_BPS = 0.5e9  # weights read from a shared filesystem, bytes/s
 OPTIMIZER_BYTES = 40  # memory traffic per trainable parameter and update: fused AdamW, gradient clipping
 CPU_PARAMS_PER_S = 20e6  # GGUF dequantisation on a CPU core
-SKIP_ENV = "W2S_NO_REQUEST_CHECK"  # set to 1 to skip check_requests (e.g. resources set on the command line)
 STAGES = {"train": ("train_weak", "train_ceiling", "train_student", "train_scorer"),
           "train_lm": ("train_weak_lm", "train_lm_ceiling", "train_lm_student"),
           "predict": ("weak_labels", "predict"),
@@ -207,44 +204,3 @@ def _gold_texts(config: dict[str, Any], work: Work) -> int:
 
 def _eval_texts(config: dict[str, Any], task: str) -> int:
     return PromptSpec.from_dict(config["tasks"][task]["prompts"]).n * task_settings(config, task).eval_samples
-
-
-INFERENCE_SHARE = 0.5  # inference and conversion jobs ask for half their model's runtime (request() in common.smk)
-MARGIN = 0.8  # a request fails the check below MARGIN x its estimate (the calibrated error is within 20%)
-
-
-def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a100") -> list[str]:
-    """One message per model setting (models.<name>.resources.mem_mb / runtime) below MARGIN x its jobs' estimates:
-    host memory on a GPU or on the CPU, whichever is less (a GPU job may run on either), time on `gpu`."""
-    need: dict[tuple[str, str], tuple[float, float, str]] = {}  # (setting needed, the job's own estimate, rule)
-    for work in sorted(model_works(config), key=str):
-        est = estimate(config, work, gpu, workdir) if work.model in config["models"] else None
-        if est is None or est.memory is None:
-            continue
-        share = 1.0 if STAGE[work.rule] in ("train", "train_lm") or work.rule == "gold_corpus" else INFERENCE_SHARE
-        api = est.api_calls and work.rule in layout.SCORING_RULES  # their runtime follows their volume (layout)
-        minutes = 0 if api else est.seconds / 60
-        host = min(est.memory.host, estimate(config, work, gpu, workdir, "cpu").memory.host) / MB
-        for key, value, own in (("mem_mb", host, host),
-                                ("runtime", minutes / share, minutes)):
-            if value > need.get((work.model, key), (0,))[0]:
-                need[(work.model, key)] = (value, own, work.rule)
-    problems = []
-    for (model, key), (value, own, rule) in sorted(need.items()):
-        declared = getattr(resources(config, model), key)
-        if declared < MARGIN * value:
-            what = (f"peak host memory of its {rule} jobs, {math.ceil(own)} MB" if key == "mem_mb" else
-                    f"wall time of its {rule} jobs, {math.ceil(own)} min" + (" (they get half the runtime)"
-                                                                           if value > own else ""))
-            problems.append(f"models.{model}.resources.{key} = {declared} is below {MARGIN:.0%} of the estimated "
-                            f"{what}; raise models.{model}.resources.{key} to at least {math.ceil(value)}")
-    return problems
-
-
-def check_requests(config: dict[str, Any], workdir: str = ".") -> None:
-    """Raise one ConfigError line if a model asks for less than MARGIN x the host memory or runtime its jobs are
-    estimated to need (request_problems; run at workflow start by common.smk; W2S_NO_REQUEST_CHECK=1 skips it)."""
-    if os.environ.get(SKIP_ENV) != "1":
-        problems = request_problems(config, workdir)
-        if problems:
-            raise ConfigError("; ".join(problems) + f" (the plan: python -m w2s_align.plan; {SKIP_ENV}=1 skips this)")

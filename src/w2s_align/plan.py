@@ -1,7 +1,8 @@
 """The plan of a run before it starts: from Snakemake's own DAG (every job of a run from scratch), per rule and
 in total the jobs, GPU-hours, peak GPU and host memory, checkpoint disk and web-API calls and hours; per model
 its parameters, trainable parameters, dtype and memory; the assumptions; and whether every model's cluster
-request covers its jobs' estimates (the check that stops Snakemake at start otherwise). Estimates: cost.py.
+request covers its jobs' estimates (check_requests: common.smk runs it when the workflow starts). Estimates:
+cost.py.
 
     python -m w2s_align.plan [--configfile FILE ...] [--config KEY=VALUE ...] [--gpu a100|h100]
     make plan ARGS="--configfile configs/paper.yaml"
@@ -11,16 +12,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from w2s_align.cost import (FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, SKIP_ENV, START_S, STEP_S, Estimate, Work,
-                            describe, estimate, request_problems)
-from w2s_align.footprint import ACT_BYTES, CUDA_MB, LOGIT_BYTES, PROCESS_MB, model_shape, weight_bytes
+from w2s_align import layout
+from w2s_align.config import ConfigError, resources
+from w2s_align.cost import (FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, STAGE, START_S, STEP_S, Estimate,
+                            Work, describe, estimate, model_works)
+from w2s_align.footprint import ACT_BYTES, CUDA_MB, LOGIT_BYTES, MB, PROCESS_MB, model_shape, weight_bytes
 
 GB = 1e9
+SKIP_ENV = "W2S_NO_REQUEST_CHECK"  # set to 1 to skip check_requests (e.g. resources set on the command line)
+INFERENCE_SHARE = 0.5  # inference and conversion jobs ask for half their model's runtime (request() in common.smk)
+MARGIN = 0.8  # a request fails the check below MARGIN x its estimate (the calibrated error is within 20%)
 
 
 @contextlib.contextmanager
@@ -169,6 +176,46 @@ def render(config: dict[str, Any], jobs: list[tuple[str, dict[str, str]]], gpu: 
                       + " (estimates; assumptions below).",
                       "", *rule_table(rows), "", *model_table(config, rows, workdir), "", "Assumptions:",
                       *assumptions(gpu), "", *check, ""])
+
+
+def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a100") -> list[str]:
+    """One message per model setting (models.<name>.resources.mem_mb / runtime) below MARGIN x its jobs' estimates:
+    host memory on a GPU or on the CPU, whichever is less (a GPU job may run on either), time on `gpu`."""
+    need: dict[tuple[str, str], tuple[float, float, str]] = {}  # (setting needed, the job's own estimate, rule)
+    for work in sorted(model_works(config), key=str):
+        try:  # an estimate never stops a workflow: a job it cannot size goes unchecked (the plan shows the error)
+            est = estimate(config, work, gpu, workdir) if work.model in config["models"] else None
+            cpu = estimate(config, work, gpu, workdir, "cpu") if est and est.memory else None
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        if cpu is None:
+            continue
+        share = 1.0 if STAGE[work.rule] in ("train", "train_lm") or work.rule == "gold_corpus" else INFERENCE_SHARE
+        api = est.api_calls and work.rule in layout.SCORING_RULES  # their runtime follows their volume (layout)
+        minutes = 0 if api else est.seconds / 60
+        host = min(est.memory.host, cpu.memory.host) / MB
+        for key, value, own in (("mem_mb", host, host), ("runtime", minutes / share, minutes)):
+            if value > need.get((work.model, key), (0,))[0]:
+                need[(work.model, key)] = (value, own, work.rule)
+    problems = []
+    for (model, key), (value, own, rule) in sorted(need.items()):
+        declared = getattr(resources(config, model), key)
+        if declared < MARGIN * value:
+            what = (f"peak host memory of its {rule} jobs, {math.ceil(own)} MB" if key == "mem_mb" else
+                    f"wall time of its {rule} jobs, {math.ceil(own)} min" + (" (they get half the runtime)"
+                                                                           if value > own else ""))
+            problems.append(f"models.{model}.resources.{key} = {declared} is below {MARGIN:.0%} of the estimated "
+                            f"{what}; raise models.{model}.resources.{key} to at least {math.ceil(value)}")
+    return problems
+
+
+def check_requests(config: dict[str, Any], workdir: str = ".") -> None:
+    """Raise one ConfigError line if a model asks for less than MARGIN x the host memory or runtime its jobs are
+    estimated to need (request_problems; run at workflow start by common.smk; W2S_NO_REQUEST_CHECK=1 skips it)."""
+    if os.environ.get(SKIP_ENV) != "1":
+        problems = request_problems(config, workdir)
+        if problems:
+            raise ConfigError("; ".join(problems) + f" (the plan: python -m w2s_align.plan; {SKIP_ENV}=1 skips this)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,13 +4,13 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
-from w2s_align import checks, cost, layout, config as w2s
+from w2s_align import checks, layout, plan, config as w2s
 from w2s_align.fingerprint import code_fingerprint
 
 try:
     w2s.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
     checks.check_config(config)
-    cost.check_requests(config)  # every model's resources (request() below) cover its jobs' estimated needs
+    plan.check_requests(config)  # every model's resources (request() below) cover its jobs' estimated needs
 except w2s.ConfigError as error:
     raise WorkflowError(str(error)) from None
 
