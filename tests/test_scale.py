@@ -252,7 +252,8 @@ class RecordingLM:
     def generate(self, input_ids, attention_mask, num_return_sequences, **_):
         self.inputs += [row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)]
         new = torch.tensor([self.new_ids] * len(input_ids))
-        return torch.cat([input_ids, new], 1).repeat_interleave(num_return_sequences, 0)
+        sequences = torch.cat([input_ids, new], 1).repeat_interleave(num_return_sequences, 0)
+        return type("Output", (), {"sequences": sequences, "logits": None})
 
 
 @pytest.mark.parametrize("which", ["llama_style", "smollm2"])
@@ -349,3 +350,28 @@ def test_a_pretrained_lm_cut_to_its_first_layers(llama_style, tmp_path):
     assert len(loaded.model.layers) == 1
     with pytest.raises(Exception, match="cannot keep the first 5 layers"):
         base_lm(ModelSpec(kind="pretrained", path=str(llama_style), layers=5))
+
+
+def test_sampled_nll_is_the_raw_log_likelihood_of_the_counted_tokens():
+    from w2s_align.infer.generate import _sampled_nll
+
+    torch.manual_seed(0)
+    logits = tuple(torch.randn(2, 7) for _ in range(3))  # 3 steps, 2 sequences, vocabulary of 7
+    new = torch.tensor([[1, 4, 6], [2, 6, 6]])
+    counted = torch.tensor([[True, True, False], [True, False, False]])  # 6 = EOS/pad: not counted
+    expected = [-(torch.log_softmax(logits[0][0], -1)[1] + torch.log_softmax(logits[1][0], -1)[4]).item(),
+                -torch.log_softmax(logits[0][1], -1)[2].item()]
+    assert _sampled_nll(logits, new, counted) == pytest.approx(expected, rel=1e-6)
+
+
+def test_generation_reports_each_continuation_nll(llama_style):
+    from w2s_align.infer.generate import generate
+    from w2s_align.models.causal_lm import base_lm
+    from w2s_align.specs import Decoding
+
+    model, tok = base_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
+    df = generate(model, tok, sentences(3, 5), Decoding(samples=2, max_new_tokens=5, batch_size=8), CPU, seed=0,
+                  with_nll=True)
+    assert len(df) == 6 and np.isfinite(df["nll"]).all()
+    assert ((df["nll"] > 0) == (df["n_new_tokens"] > 0)).all()
+    assert "nll" not in generate(model, tok, sentences(2, 5), Decoding(max_new_tokens=3), CPU, seed=0).columns

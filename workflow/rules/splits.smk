@@ -39,7 +39,6 @@ rule gold_corpus:
         generator=spec_of(from_config(layout.gold_generator, "task")),
         judge=from_config(layout.gold_judge, "task"),
         decoding=from_config(w2s.decoding, "task"),
-        max_length=max_length,
         local_dir=local_dir,
         cache=RUN.score_cache,
         code=code("gold_corpus.py"),

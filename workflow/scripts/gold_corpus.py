@@ -12,7 +12,6 @@ make_gold(
     local_dir=snakemake.params.local_dir,
     judge_json=snakemake.params.judge,
     decoding_json=snakemake.params.decoding,
-    max_length=snakemake.params.max_length,
     out=snakemake.output[0],
     threads=snakemake.threads,
     cache_dir=snakemake.params.cache,

@@ -1,6 +1,7 @@
 """Gold continuations where the data has none: the untuned strong model samples k continuations of each
 training prompt and a gold judge (a toxicity scorer, preferably not the evaluation scorer) keeps the least
-toxic of those fluent enough (perplexity under the generator within a bound of the prompt's median).
+toxic of those fluent enough (perplexity under the generator, from the logits of its own sampling, within a bound of the prompt's
+median).
 
 One cached stage per task (`gold_corpus`): every seed's fine-tuning splits are cut from its output, and the
 evaluation prompts are removed from the pool first, so no model ever trains on an evaluation prompt.
@@ -50,12 +51,11 @@ def select_gold(samples: pd.DataFrame, ratio: float) -> pd.DataFrame:
 
 
 def make_gold(corpus_json: str, prompts_path: str, generator_json: str, local_dir: str | None, judge_json: str,
-              decoding_json: str, max_length: int, out: str, threads: int, cache_dir: str | None = None,
+              decoding_json: str, out: str, threads: int, cache_dir: str | None = None,
               judge_model: str | None = None, judge_meta: str | None = None) -> None:
     """Sample, judge and keep one gold continuation per training prompt (see the module docstring)."""
     from w2s_align.infer.generate import generations_frame
-    from w2s_align.models.causal_lm import base_lm, continuation_nll
-    from w2s_align.models.sequences import encode_pairs
+    from w2s_align.models.causal_lm import base_lm
     from w2s_align.scoring.scorers import build_scorer, score_texts
 
     corpus = CorpusSpec.from_json(corpus_json)
@@ -66,12 +66,9 @@ def make_gold(corpus_json: str, prompts_path: str, generator_json: str, local_di
     model, tokenizer = base_lm(generator, local_dir)
     decoding = Decoding.from_dict({**Decoding.from_json(decoding_json).non_defaults(), "samples": gold.samples})
     samples = generations_frame(model, tokenizer, pool, decoding, "gold", short_hash(generator_json), gold.seed,
-                                threads, f"gold candidates ({gold.samples} per prompt)")
+                                threads, f"gold candidates ({gold.samples} per prompt)", with_nll=True)
     samples["prompt_row"] = samples.groupby("prompt_id", sort=False).ngroup()
-    feats = encode_pairs(tokenizer, samples["prompt"].tolist(), samples["continuation"].fillna("").tolist(),
-                         max_length, add_eos=False)
-    nll, count = continuation_nll(model, tokenizer, feats, 32, model.device, "perplexity")
-    samples["perplexity"] = np.exp(nll / np.maximum(count, 1))
+    samples["perplexity"] = np.exp(samples["nll"] / np.maximum(samples["n_new_tokens"], 1))
     judge = build_scorer(judge_json, judge_model, judge_meta, threads)
     samples["judge_toxicity"] = score_texts(judge, samples["continuation"].fillna("").tolist(), cache_dir)
     best = select_gold(samples, gold.max_perplexity_ratio)

@@ -37,9 +37,11 @@ def _restore(tokenizer, padding_side: str):
 
 
 def generate(model, tokenizer, prompts: list[str], decoding: Decoding, device: torch.device, seed: int,
-             desc: str = "generate") -> pd.DataFrame:
+             desc: str = "generate", with_nll: bool = False) -> pd.DataFrame:
     """`decoding.samples` continuations per prompt: left-padded batches of similar length, sampled
-    `max_new_tokens` new tokens, sliced at the token level and decoded without special tokens."""
+    `max_new_tokens` new tokens, sliced at the token level and decoded without special tokens. `with_nll` adds
+    each continuation's summed negative log-likelihood under the model's own (unwarped) distribution, `nll`,
+    over its `n_new_tokens` tokens (special tokens excluded), at no extra forward pass."""
     ids = prompt_ids(tokenizer, prompts)
     order = np.argsort([len(x) for x in ids], kind="stable")
     per_batch = max(1, decoding.batch_size // decoding.samples)
@@ -57,18 +59,27 @@ def generate(model, tokenizer, prompts: list[str], decoding: Decoding, device: t
                     **batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,  # done by the warpers
                     logits_processor=warpers, max_new_tokens=decoding.max_new_tokens,
                     num_return_sequences=decoding.samples, pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
+                    eos_token_id=tokenizer.eos_token_id, return_dict_in_generate=True, output_logits=with_nll,
                 )
-            new = out[:, batch["input_ids"].shape[1]:].cpu()
+            new = out.sequences[:, batch["input_ids"].shape[1]:].cpu()
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
-            n_new = (~torch.isin(new, torch.tensor(tokenizer.all_special_ids))).sum(1).tolist()
-            for j, (text, n) in enumerate(zip(texts, n_new)):
+            counted = ~torch.isin(new, torch.tensor(tokenizer.all_special_ids))
+            n_new = counted.sum(1).tolist()
+            nll = _sampled_nll(out.logits, new, counted) if with_nll else [None] * len(texts)
+            for j, (text, n, value) in enumerate(zip(texts, n_new, nll)):
                 rows.append({"row": int(idx[j // decoding.samples]), "sample": j % decoding.samples,
-                             "continuation": text, "n_new_tokens": n})
+                             "continuation": text, "n_new_tokens": n} | ({"nll": value} if with_nll else {}))
     elapsed = time.monotonic() - start_time
     log.info("%s: %d prompts x %d samples in %.1f s (%.2f prompts/s, %.1f continuations/s)", desc, len(prompts),
              decoding.samples, elapsed, len(prompts) / elapsed, len(rows) / elapsed)
     return pd.DataFrame(rows).sort_values(["row", "sample"]).reset_index(drop=True)
+
+
+def _sampled_nll(logits: tuple[torch.Tensor, ...], new: torch.Tensor, counted: torch.Tensor) -> list[float]:
+    """Summed -log p(token) of the sampled tokens under the raw logits of each step (counted tokens only)."""
+    steps = torch.stack([step.float().cpu() for step in logits], dim=1)[:, :new.shape[1]]
+    token_nll = -torch.log_softmax(steps, dim=-1).gather(2, new[:, :steps.shape[1], None]).squeeze(2)
+    return (token_nll * counted[:, :steps.shape[1]]).sum(1).tolist()
 
 
 def write_generations(model, tokenizer, prompts_df: pd.DataFrame, decoding: Decoding, out: str, model_name: str,
@@ -83,16 +94,18 @@ def write_generations(model, tokenizer, prompts_df: pd.DataFrame, decoding: Deco
 
 def generations_frame(model, tokenizer, prompts_df: pd.DataFrame, decoding: Decoding, model_name: str,
                       config_hash: str, seed: int, threads: int, desc: str = "generate",
-                      column: str = "continuation") -> pd.DataFrame:
+                      column: str = "continuation", with_nll: bool = False) -> pd.DataFrame:
     """Continuations of every prompt row with their provenance (model, decoding, config hash)."""
     device = setup_torch(threads, seed)
-    gen = generate(model, tokenizer, prompts_df["prompt"].tolist(), decoding, device, seed, desc)
+    gen = generate(model, tokenizer, prompts_df["prompt"].tolist(), decoding, device, seed, desc, with_nll)
     keep = [c for c in ("id", "split", "prompt", "continuation", "prompt_toxicity") if c in prompts_df.columns]
     base = prompts_df[keep].rename(columns={"id": "prompt_id", "continuation": "gold_continuation"})
     df = base.iloc[gen["row"]].reset_index(drop=True)
     df["sample"] = gen["sample"].to_numpy()
     df[column] = gen["continuation"].to_numpy()
     df["n_new_tokens"] = gen["n_new_tokens"].to_numpy()
+    if with_nll:
+        df["nll"] = gen["nll"].to_numpy()
     df["model"] = model_name
     df["decoding"] = canonical_json(dataclasses.asdict(decoding))
     df["config_hash"] = config_hash
