@@ -11,7 +11,7 @@ from w2s_align.eval.bootstrap import (GAP_FLAG, NEGATIVE_GAP_FLAG, gap_flag, mul
                                       resample_indices)
 from w2s_align.eval.classification import METRICS, ROLES, evaluate, resample_scores, score_table
 from w2s_align.io import PipelineError
-from w2s_align.report.tables import mean_ci, summarize
+from w2s_align.report.tables import across_seeds, mean_ci, summarize
 
 
 def test_pgr_formula_and_zero_gap():
@@ -187,3 +187,18 @@ def test_summary_tables(tmp_path):
     assert "| 30.0% (40.0%) |" in md
     csv = pd.read_csv(tmp_path / "s.csv")
     assert set(csv["seed"]) == {0, 1}
+
+
+def test_generation_tables_show_the_seed_to_seed_sd():
+    from w2s_align.report.tables import GENERATION_COLUMNS, generation_markdown
+
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 0.1)):
+        for role, value in (("weak", 0.5), ("base", 0.6), ("w2s", 0.4), ("ceiling", 0.3), ("pgr", 0.5)):
+            for metric in GENERATION_COLUMNS:
+                rows.append({"task": "tox", "weak_model": "w", "strong_model": "s", "strategy": "naive",
+                             "seed": seed, "role": role, "metric": metric, "value": value + shift,
+                             "ci_low": value, "ci_high": value + 0.2, "flag": None})
+    runs = pd.DataFrame(rows)
+    md = "\n".join(generation_markdown(runs, across_seeds(runs), "tox"))
+    assert f"| 0.350 ± 0.635 (sd {np.std([0.3, 0.4], ddof=1):.3f}) |" in md  # the ceiling's EMT over 2 seeds

@@ -163,8 +163,9 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
     for title, table, value, key, spread in (
         ("per run (95% bootstrap CI over prompts)", runs, "value", "seed",
          lambda x: _fmt(x["value"], x["ci_low"], x["ci_high"])),
-        ("across seeds (mean ± 95% t-interval)", agg, "mean", "n_seeds",
-         lambda x: f"{x['mean']:.3f}" + ("" if pd.isna(x["ci_half"]) else f" ± {x['ci_half']:.3f}")),
+        ("across seeds (mean ± 95% t-interval; sd: seed-to-seed standard deviation)", agg, "mean", "n_seeds",
+         lambda x: f"{x['mean']:.3f}" + ("" if pd.isna(x["ci_half"]) else f" ± {x['ci_half']:.3f}")
+         + ("" if pd.isna(x["sd"]) else f" (sd {x['sd']:.3f})")),
     ):
         lines = [f"## {task}: {title}", "", header.format("seed" if key == "seed" else "seeds"),
                  "|" + "---|" * (4 + len(GENERATION_COLUMNS))]
