@@ -117,10 +117,10 @@ def test_pypi_paths_and_offline_hub_ids(monkeypatch):
 
 
 def test_model_spec_rejects_unknown_keys_naming_them():
-    with pytest.raises(SpecError, match=r"ModelSpec: unknown option\(s\) \['layers'\]; known: \[.*'size'"):
-        ModelSpec.from_json('{"kind": "scratch", "layers": 3}')
-    with pytest.raises(SpecError, match=r"\['depth', 'layers'\]"):
-        ModelSpec.from_dict({"kind": "scratch", "layers": 3, "depth": 2})
+    with pytest.raises(SpecError, match=r"ModelSpec: unknown option\(s\) \['blocks'\]; known: \[.*'size'"):
+        ModelSpec.from_json('{"kind": "scratch", "blocks": 3}')
+    with pytest.raises(SpecError, match=r"\['blocks', 'depth'\]"):
+        ModelSpec.from_dict({"kind": "scratch", "blocks": 3, "depth": 2})
 
 
 def test_model_spec_defaults_and_canonical_form():

@@ -61,6 +61,7 @@ SCHEDULING_KEYS = {"executor", "cores", "jobs", "local-cores", "default-resource
 DISTINCT_REQUESTS = """models:
   gpt2-scratch: {resources: {mem_mb: 1000, runtime: 10}}
   minilm-l6: {resources: {mem_mb: 2600, runtime: 26}}
+  minilm-l6-pairs: {resources: {mem_mb: 3000, runtime: 30}}
   smollm2-135m: {resources: {mem_mb: 7000, runtime: 70}}
   tfidf: {resources: {mem_mb: 11000, runtime: 110}}
 """
@@ -266,7 +267,7 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     layers = ("configs/strategies.yaml", "distinct-requests.yaml", "ensemble.yaml")
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
                                 "--configfile", *layers).stdout)
-    assert {j["rule"] for j in jobs} == ALL_RULES
+    assert {j["rule"] for j in jobs} == ALL_RULES - {"gold_corpus"}  # no corpus.gold in this config
     check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
     scorers = {j["wildcards"]["scorer"]: j["resources"]["gpu"] for j in jobs if j["rule"] == "train_scorer"}
     assert scorers == {"minilm-davidson": "1", "tfidf-davidson": "0"}  # the TF-IDF selector needs no GPU
@@ -277,9 +278,9 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     weak_runs = [j["resources"] for j in jobs if j["rule"] == "lm_generations"
                  and j["wildcards"]["model_run"].startswith("weak/")]
     assert weak_runs and {(r["mem_mb"], r["runtime"]) for r in weak_runs} == {("1000", "5")}
-    # predictions of ceilings and students: the strong classifier's (minilm-l6)
-    assert {(j["resources"]["mem_mb"], j["resources"]["runtime"]) for j in jobs if j["rule"] == "predict"} == {
-        ("2600", "13")}
+    # predictions of ceilings and students: the strong classifier's (safety: minilm-l6, legal: minilm-l6-pairs)
+    assert {(j["wildcards"]["task"], j["resources"]["mem_mb"], j["resources"]["runtime"]) for j in jobs
+            if j["rule"] == "predict"} == {("safety", "2600", "13"), ("legal", "3000", "15")}
     assert {j["wildcards"]["weak"] for j in jobs if j["rule"] == "ensemble_labels"} == {"ens"}
 
 
@@ -368,12 +369,12 @@ def test_cluster_values_reach_every_gpu_job(default_copy, clean_env):
 
 SLURM_FLAGS = [  # test cluster without accounting (no sacct): poll squeue, shortly after each job
     "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "8"]
-SMALL_REQUESTS = """# the test cluster's node has 4000 MB
+SMALL_REQUESTS = """# the test cluster's node has 4000 MB; each request >= 80% of the plan's estimate (the check at start)
 models:
   tfidf: {resources: {mem_mb: 300, runtime: 10}}
-  tiny-gpt2: {resources: {mem_mb: 400, runtime: 10}}
-  small-bert: {resources: {mem_mb: 500, runtime: 20}}
-  smollm2-135m: {resources: {mem_mb: 1400, runtime: 20}}
+  tiny-gpt2: {resources: {mem_mb: 700, runtime: 10}}
+  small-bert: {resources: {mem_mb: 700, runtime: 20}}
+  smollm2-135m: {resources: {mem_mb: 1900, runtime: 20}}
 """
 RUN_LIMIT = 1200  # seconds for the tiny config (toxicity: SmolLM2-135M fine-tuned and sampled on CPU)
 

@@ -13,8 +13,9 @@ import pytest
 import yaml
 
 from w2s_align import specs
-from w2s_align.specs import (CorpusSpec, Decoding, MetricsSpec, ModelSpec, PromptSpec, Resources, RunDefaults,
-                             ScorerData, Spec, SpecError, Strategy, TaskData, TaskDefaults, TfidfOptions, TrainParams)
+from w2s_align.specs import (CorpusSpec, Decoding, GoldSpec, MetricsSpec, ModelSpec, PromptSpec, Resources,
+                             RunDefaults, ScorerData, Spec, SpecError, Strategy, TaskData, TaskDefaults, TfidfOptions,
+                             TrainParams)
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
 DEFS = SCHEMA["$defs"]
@@ -48,6 +49,7 @@ PAIRS = {
     "$defs/task.data": (TASK["data"]["properties"], TaskData, set(), set()),
     "$defs/task.corpus": (TASK["corpus"]["properties"], CorpusSpec, set(), set()),
     "$defs/task.prompts": (TASK["prompts"]["properties"], PromptSpec, set(), set()),
+    "$defs/task.corpus.gold": (TASK["corpus"]["properties"]["gold"]["properties"], GoldSpec, set(), set()),
     # samples is set by the pipeline (1 for weak labels, eval_samples for evaluation), not a config key
     "$defs/task.decoding": (TASK["decoding"]["properties"], Decoding, set(), {"samples"}),
     "$defs/scorer.data": (DEFS["scorer"]["properties"]["data"]["properties"], ScorerData, set(), set()),
@@ -175,6 +177,7 @@ REQUIRED = {  # values for the fields without a default
                  "sizes": {"train": 1, "val": 1, "test": 1}},
     CorpusSpec: {"source": "x.csv"},
     PromptSpec: {"source": "p.jsonl"},
+    GoldSpec: {"generator": "g", "judge": "j"},
 }
 SPEC_CLASSES = [obj for obj in vars(specs).values()
                 if isinstance(obj, type) and issubclass(obj, Spec) and obj is not Spec]
@@ -183,7 +186,7 @@ SPEC_CLASSES = [obj for obj in vars(specs).values()
 def test_every_spec_class_is_covered():
     assert {c.__name__ for c in SPEC_CLASSES} == {
         "TrainParams", "TfidfOptions", "ModelSpec", "Resources", "Strategy", "TaskData", "ScorerData", "CorpusSpec",
-        "PromptSpec", "Decoding", "TaskDefaults", "RunDefaults", "MetricsSpec"}
+        "PromptSpec", "GoldSpec", "Decoding", "TaskDefaults", "RunDefaults", "MetricsSpec"}
 
 
 @pytest.mark.parametrize("cls", SPEC_CLASSES, ids=lambda c: c.__name__)

@@ -45,9 +45,11 @@ def test_tables_have_expected_columns_and_finite_numbers(tiny_run):
             "ci_high", "flag", "n_test"} <= set(summary.columns)
     assert set(summary["task"]) == {"safety", "legal", "toxicity"}
     assert set(summary["weak_model"]) == {"tiny-gpt2", "tfidf"}
-    scores = summary[summary.role.isin(["weak", "w2s", "ceiling"]) & (summary.task != "toxicity")]
+    models = summary[summary.role.isin(["weak", "w2s", "ceiling"]) & (summary.task != "toxicity")]
+    scores = models[models.metric != "majority_fraction"]
     assert np.isfinite(scores[["value", "ci_low", "ci_high"]].to_numpy()).all()
     assert ((scores["value"] >= 0) & (scores["value"] <= 1)).all()
+    assert models.loc[models.metric == "majority_fraction", "value"].between(0.5, 1).all()
     md = (tiny_run / "results/tables/summary.md").read_text()
     assert "## accuracy: per run" in md and "| safety | tfidf | small-bert | logconf | 0 |" in md
     assert "## PGR by strategy" in md and "| toxicity (expected_max_toxicity) |" in md
