@@ -52,7 +52,7 @@ def test_tables_have_expected_columns_and_finite_numbers(tiny_run):
     assert models.loc[models.metric == "majority_fraction", "value"].between(0.5, 1).all()
     md = (tiny_run / "results/tables/summary.md").read_text()
     assert "## accuracy: per run" in md and "| safety | tfidf | small-bert | logconf | 0 |" in md
-    assert "## PGR by strategy" in md and "| toxicity (expected_max_toxicity) |" in md
+    assert "## PGR by strategy" in md and "| toxicity (expected_max_toxicity): weak / w2s / ceiling → PGR |" in md
     pngs = [f"{task}_{kind}" for task in ("safety", "legal", "toxicity") for kind in ("scores", "pgr")]
     for name in pngs + ["toxicity_toxicity_vs_perplexity"]:
         assert (tiny_run / f"results/plots/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
