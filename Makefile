@@ -27,7 +27,7 @@ run: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest $(ARGS)
 
-test-fast: $(STAMP)  # unit tests only (no Snakemake runs), under a minute
+test-fast: $(STAMP)  # unit tests only (no Snakemake runs), about 2 minutes
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not workflow" $(ARGS)
 
 lint: $(STAMP)
