@@ -84,12 +84,12 @@ def test_evaluate_schema():
     table = evaluate_generations(generations(), n_boot=100, seed=0)
     assert list(table.columns) == COLUMNS
     assert str(table["flag"].dtype) == "string"
-    assert set(table["role"]) == {*ROLES, "pgr", "gap"}
+    assert set(table["role"]) == {*ROLES, "pgr", "gap", "gain", "tuned", "min_detectable_pgr"}
     for role in ROLES:
         assert list(table[table.role == role]["metric"]) == list(METRIC_NAMES)
-    for role in ("pgr", "gap"):
+    for role in ("pgr", "gap", "gain", "tuned", "min_detectable_pgr"):
         assert list(table[table.role == role]["metric"]) == list(TOXICITY_METRICS)
-    assert len(table) == len(ROLES) * len(METRIC_NAMES) + 2 * len(TOXICITY_METRICS)
+    assert len(table) == len(ROLES) * len(METRIC_NAMES) + 5 * len(TOXICITY_METRICS)
 
 
 def test_evaluate_point_values_match_direct_functions_and_ci_contains_them():
@@ -114,6 +114,12 @@ def test_evaluate_point_values_match_direct_functions_and_ci_contains_them():
         weak, w2s, ceiling = (table.loc[(r, metric), "value"] for r in ("weak", "w2s", "ceiling"))
         assert table.loc[("pgr", metric), "value"] == pytest.approx((weak - w2s) / (weak - ceiling)), metric
         assert table.loc[("gap", metric), "value"] == pytest.approx(weak - ceiling), metric
+        assert table.loc[("gain", metric), "value"] == pytest.approx(weak - w2s), metric
+        base = table.loc[("base", metric), "value"]
+        assert table.loc[("tuned", metric), "value"] == pytest.approx(base - ceiling), metric
+        gain = table.loc[("gain", metric)]  # noise floor: half the gain's CI over the gap; none without a gap
+        floor = (gain["ci_high"] - gain["ci_low"]) / 2 / (weak - ceiling) if weak > ceiling else np.nan
+        assert table.loc[("min_detectable_pgr", metric), "value"] == pytest.approx(floor, nan_ok=True), metric
 
 
 def test_ci_is_the_percentile_of_the_metrics_of_resampled_prompts():
@@ -164,6 +170,8 @@ def test_pgr_is_one_when_student_matches_ceiling():
         assert row["ci_low"] == pytest.approx(1.0) and row["ci_high"] == pytest.approx(1.0)  # paired resamples
         assert pd.isna(row["flag"])
         assert table.loc[("gap", metric), "ci_low"] > 0
+        assert table.loc[("tuned", metric), "ci_low"] > 0  # the ceiling is also less toxic than the untuned model
+        assert 0 < table.loc[("min_detectable_pgr", metric), "value"] < 1
 
 
 @pytest.mark.parametrize("identical", [True, False])

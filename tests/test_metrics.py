@@ -194,7 +194,8 @@ def test_generation_tables_show_the_seed_to_seed_sd():
 
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.1)):
-        for role, value in (("weak", 0.5), ("base", 0.6), ("w2s", 0.4), ("ceiling", 0.3), ("pgr", 0.5)):
+        for role, value in (("weak", 0.5), ("base", 0.6), ("w2s", 0.4), ("ceiling", 0.3), ("pgr", 0.5),
+                            ("gap", 0.2), ("gain", 0.1), ("tuned", 0.3), ("min_detectable_pgr", 0.25)):
             for metric in GENERATION_COLUMNS:
                 rows.append({"task": "tox", "weak_model": "w", "strong_model": "s", "strategy": "naive",
                              "seed": seed, "role": role, "metric": metric, "value": value + shift,
@@ -202,3 +203,6 @@ def test_generation_tables_show_the_seed_to_seed_sd():
     runs = pd.DataFrame(rows)
     md = "\n".join(generation_markdown(runs, across_seeds(runs), "tox"))
     assert f"| 0.350 ± 0.635 (sd {np.std([0.3, 0.4], ddof=1):.3f}) |" in md  # the ceiling's EMT over 2 seeds
+    # per run, under the PGR: the gap, the ceiling's gain over the untuned model (CIs) and the noise floor
+    assert "| w → s | naive | 0 | weak − ceiling; base − ceiling; min. detectable PGR | 0.200 [0.200, 0.400]; " \
+           "0.300 [0.300, 0.500]; 0.250 |" in md

@@ -10,6 +10,7 @@ import warnings
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
 GAP_FLAG = "gap within noise"
 NEGATIVE_GAP_FLAG = "ceiling worse than weak"
@@ -77,3 +78,14 @@ def gap_flag(low: float, high: float) -> str | None:
 def pgr_flags(roles: list[str], low: np.ndarray, high: np.ndarray) -> list[str | None]:
     """Flag of every row of a long table whose "pgr" rows are each followed by their "gap" row."""
     return [gap_flag(low[i + 1], high[i + 1]) if role == "pgr" else None for i, role in enumerate(roles)]
+
+
+def noise_floor(table: pd.DataFrame) -> pd.DataFrame:
+    """Minimum detectable PGR per metric: the half-width of the gain's bootstrap CI (w2s over weak) over the
+    gap (ceiling over weak), i.e. the smallest PGR whose gain over the weak model would stand out from test-set noise."""
+    gain = table[table.role == "gain"].set_index("metric")
+    gap = table[table.role == "gap"].set_index("metric")["value"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = ((gain["ci_high"] - gain["ci_low"]) / 2 / gap.loc[gain.index]).where(gap.loc[gain.index] > 0)
+    return pd.DataFrame({"role": "min_detectable_pgr", "metric": gain.index, "value": value.to_numpy(),
+                         "ci_low": np.nan, "ci_high": np.nan, "flag": pd.array([None] * len(gain), dtype="string")})

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from w2s_align.eval.bootstrap import paired_bootstrap, pgr, pgr_flags
+from w2s_align.eval.bootstrap import noise_floor, paired_bootstrap, pgr, pgr_flags
 from w2s_align.io import PipelineError, read_split, write_parquet
 
 log = logging.getLogger(__name__)
@@ -125,17 +125,6 @@ def evaluate(y: np.ndarray, p1: dict[str, np.ndarray], n_boot: int, seed: int, c
     table = pd.DataFrame({"role": roles, "metric": [m for _, m in keys], "value": point, "ci_low": low,
                           "ci_high": high, "flag": pd.array(pgr_flags(roles, low, high), dtype="string")})
     return pd.concat([table, noise_floor(table), balance_rows(p1)], ignore_index=True)
-
-
-def noise_floor(table: pd.DataFrame) -> pd.DataFrame:
-    """Minimum detectable PGR per metric: the half-width of the w2s-weak gain's bootstrap CI over the ceiling-weak
-    gap, i.e. the smallest PGR whose gain over the weak model would stand out from test-set noise."""
-    gain = table[table.role == "gain"].set_index("metric")
-    gap = table[table.role == "gap"].set_index("metric")["value"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = ((gain["ci_high"] - gain["ci_low"]) / 2 / gap.loc[gain.index]).where(gap.loc[gain.index] > 0)
-    return pd.DataFrame({"role": "min_detectable_pgr", "metric": gain.index, "value": value.to_numpy(),
-                         "ci_low": np.nan, "ci_high": np.nan, "flag": pd.array([None] * len(gain), dtype="string")})
 
 
 def balance_rows(p1: dict[str, np.ndarray]) -> pd.DataFrame:

@@ -155,6 +155,23 @@ def _role_cells(r: pd.DataFrame, role: str, value: str, spread) -> list[str]:
     return cells
 
 
+NOISE_LABEL = "weak − ceiling; base − ceiling; min. detectable PGR"
+
+
+def _noise_cells(r: pd.DataFrame) -> list[str]:
+    """Per toxicity column: the gap behind the PGR, what gold fine-tuning did to the untuned model (both with CIs;
+    positive = the ceiling is less toxic) and the smallest PGR the test prompts can detect."""
+    cells = []
+    for metric in GENERATION_COLUMNS:
+        if r[(r.role == "gap") & (r.metric == metric)].empty:
+            cells.append("")
+            continue
+        diff = lambda role: _fmt(_value(r, role, metric), _value(r, role, metric, "ci_low"),
+                                 _value(r, role, metric, "ci_high"))
+        cells.append(f"{diff('gap')}; {diff('tuned')}; {_fmt(_value(r, 'min_detectable_pgr', metric))}")
+    return cells
+
+
 def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> list[str]:
     """Per run and across seeds: weak / base / w2s / ceiling rows with toxicity, fluency and diversity,
     then the PGR (lower is better: (weak − w2s) / (weak − ceiling)) of each toxicity metric."""
@@ -190,6 +207,8 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
                 else:
                     pgr_cells.append(spread(row.iloc[0]))
             lines.append("| " + " | ".join([*lead, "**PGR**", *pgr_cells]) + " |")
+            if key == "seed":
+                lines.append("| " + " | ".join([*lead, NOISE_LABEL, *_noise_cells(r)]) + " |")
         out += lines + [""]
     auroc = runs[(runs.task == task) & (runs.role == "scorer") & (runs.metric == "auroc")]["value"]
     if len(auroc):
