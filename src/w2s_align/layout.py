@@ -10,7 +10,7 @@ import re
 from typing import Any, Callable
 
 from w2s_align.config import active_tasks, run_settings, strategy, task_kind, task_list, task_settings, tasks_of
-from w2s_align.specs import CorpusSpec, PromptSpec, canonical_json
+from w2s_align.specs import CorpusSpec, ModelSpec, PromptSpec, canonical_json
 
 SCORING_RULES = ("score_generations", "best_of_n")  # the rules that query a scorer (its name: wildcard `scorer`)
 API_MARGIN = 1.2  # runtime of an API job: texts / qps x margin (retries, latency) + overhead, in minutes
@@ -212,11 +212,39 @@ def api_request(config: dict[str, Any], rule: str, base: dict[str, Any]) -> dict
 # --- generated gold continuations (rule gold_corpus) ----------------------------------------------------------
 
 
+CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def gguf_name(model: dict[str, Any]) -> str:
+    """The converted folder's name of a GGUF model entry: its path and file, so that entries sharing a GGUF file
+    (a strong model, its cut-down weak twin, the reference LM) share one conversion."""
+    stem = model["gguf_file"].removesuffix(".gguf")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model['path']}--{stem}") + (f"@{model['revision']}"
+                                                                            if model.get("revision") else "")
+
+
+def gguf_models(config: dict[str, Any]) -> dict[str, str]:
+    """Converted folder name -> the first model entry that names it (the one convert_gguf is given)."""
+    out: dict[str, str] = {}
+    for name, model in config["models"].items():
+        if model.get("gguf_file"):
+            out.setdefault(gguf_name(model), name)
+    return out
+
+
+def gguf_spec(config: dict[str, Any], gguf: str) -> str:
+    """convert_gguf's param: only what the conversion reads (a LoRA or `layers` edit does not reconvert)."""
+    model = config["models"][gguf_models(config)[gguf]]
+    keep = {k: model[k] for k in ("kind", "path", "gguf_file", "revision") if model.get(k) is not None}
+    return ModelSpec.from_dict(keep).canonical()
+
+
 def base_files(config: dict[str, Any], name: str) -> dict[str, list[str]]:
     """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
-    if not config["models"][name].get("gguf_file"):
+    model = config["models"][name]
+    if not model.get("gguf_file"):
         return {}
-    return {"base": [f"results/models/{name}/{f}" for f in ("config.json", "model.safetensors", "tokenizer.json")]}
+    return {"base": [f"results/models/{gguf_name(model)}/{f}" for f in CONVERTED_FILES]}
 
 
 def gold(config: dict[str, Any], task: str) -> dict[str, Any]:

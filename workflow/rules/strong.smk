@@ -52,17 +52,17 @@ use rule train_ceiling as train_student with:
 
 rule convert_gguf:
     output:
-        multiext("results/models/{model}/", "config.json", "model.safetensors", "tokenizer.json"),
+        multiext("results/models/{gguf}/", *layout.CONVERTED_FILES),
     log:
-        "logs/models/{model}.log",
+        "logs/models/{gguf}.log",
     wildcard_constraints:
-        model=names_regex([n for n, m in config["models"].items() if m.get("gguf_file")]),
+        gguf=names_regex(layout.gguf_models(config)),
     conda:
         "../../envs/w2s.yaml"
     resources:
-        **request("model", share=0.5, gpu=0),
+        **request(lambda wc: layout.gguf_models(config)[wc.gguf], share=0.5, gpu=0),
     params:
-        spec=spec_of("model"),
+        spec=from_config(layout.gguf_spec, "gguf"),
         code=code("convert_gguf.py"),
     script:
         "../scripts/convert_gguf.py"
