@@ -160,7 +160,7 @@ def check_requests(jobs: list[dict], config: dict) -> None:
             assert "gpu" not in res and "cpus_per_gpu" not in res, job
             continue
         if rule in LIGHT_RULES:
-            request = models[job["wildcards"]["model"]]
+            request = models[layout.gguf_models(config)[job["wildcards"]["gguf"]]]  # the first entry naming it
             assert res.get("gpu", "0") == "0", job
             assert (int(res["mem_mb"]), int(res["runtime"])) == (
                 request["mem_mb"], max(1, round(request["runtime"] * 0.5))), job
@@ -267,10 +267,11 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     layers = ("configs/strategies.yaml", "distinct-requests.yaml", "ensemble.yaml")
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
                                 "--configfile", *layers).stdout)
-    assert {j["rule"] for j in jobs} == ALL_RULES - {"gold_corpus"}  # no corpus.gold in this config
+    assert {j["rule"] for j in jobs} == ALL_RULES
     check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
     scorers = {j["wildcards"]["scorer"]: j["resources"]["gpu"] for j in jobs if j["rule"] == "train_scorer"}
-    assert scorers == {"minilm-davidson": "1", "tfidf-davidson": "0"}  # the TF-IDF selector needs no GPU
+    assert scorers == {"minilm-davidson": "1", "minilm-davidson-gold": "1", "tfidf-davidson": "0"}  # the TF-IDF
+    # selector needs no GPU
     best_of = {j["wildcards"]["scorer"]: j["resources"] for j in jobs if j["rule"] == "best_of_n"}
     assert set(best_of) == {"minilm-davidson", "tfidf-davidson"}
     assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in best_of.values()} == {("1", "1000", "5")}  # weak LM's
@@ -284,8 +285,8 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     assert {j["wildcards"]["weak"] for j in jobs if j["rule"] == "ensemble_labels"} == {"ens"}
 
 
-# the default config's 48 prompts x 4 samples at 1 qps: ceil(192 / 60 x 1.2) + 10 minutes
-@pytest.mark.parametrize("scorer,gpu,runtime", [("perspective", "0", 14), ("toxic-bert", "1", 30)])
+# the default config's 150 prompts x 4 samples at 1 qps: ceil(600 / 60 x 1.2) + 10 minutes
+@pytest.mark.parametrize("scorer,gpu,runtime", [("perspective", "0", 22), ("toxic-bert", "1", 30)])
 def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env, scorer, gpu, runtime):
     """Scorers without a registry model (an API, a hub classifier) are charged as a default-size model; an
     API scorer's runtime comes from the texts it sends."""
@@ -296,7 +297,7 @@ def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
                                 "--configfile", *layers).stdout)
     check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
-    assert not any(j["rule"] == "train_scorer" for j in jobs)
+    assert {j["wildcards"]["scorer"] for j in jobs if j["rule"] == "train_scorer"} == {"minilm-davidson-gold"}  # judge
     scoring = [j["resources"] for j in jobs if j["rule"] == "score_generations"]
     assert len(scoring) == 4  # weak, base, ceiling, student
     assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in scoring} == {
@@ -353,7 +354,10 @@ def test_cluster_values_reach_every_gpu_job(default_copy, clean_env):
     and on gres-only clusters asks through --gres, never --gpus."""
     plain = {(j["rule"], tuple(j["wildcards"].items())): j["resources"]["gpu"]
              for j in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout) if j["rule"] in GPU_RULES}
-    assert {rule for rule, _ in plain} >= GENERATION_GPU_RULES - OPTIONAL_RULES and set(plain.values()) == {"1"}
+    bow = {key for key in plain if key[0] in ("train_weak", "weak_labels") and dict(key[1])["task"] == "legal"}
+    assert {rule for rule, _ in plain} >= GENERATION_GPU_RULES - OPTIONAL_RULES
+    assert {plain[k] for k in bow} == {"0"} and {v for k, v in plain.items() if k not in bow} == {"1"}  # legal's
+    # weak supervisor is bag-of-words (bow-200): no GPU
     clean_env.setenv("W2S_SLURM_GPU_MODEL", "a100")
     clean_env.setenv("W2S_SLURM_GPU_CONSTRAINT", "a100|h100")
     for job in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout):
