@@ -19,7 +19,7 @@ import yaml
 from fakes import FakePerspective
 from helpers import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
 from test_api_scorers import TEXTS, job_windows, three_runs
-from w2s_align import layout
+from w2s_align import layout, webapi
 from w2s_align.catalog import load_builtins
 from w2s_align.specs import Resources
 
@@ -176,13 +176,13 @@ def check_requests(jobs: list[dict], config: dict) -> None:
         _, mem_share, time_share = MODEL_REQUESTS[rule]
         assert int(res["mem_mb"]) == max(1, round(request["mem_mb"] * mem_share)), (model, job)
         runtime = max(1, round(request["runtime"] * time_share))
-        if rule in layout.SCORING_RULES:  # one unit of perspective_api if it queries that API (else 0)
+        if rule in webapi.SCORING_RULES:  # one unit of perspective_api if it queries that API (else 0)
             wc = job["wildcards"]
-            api = layout.api_kind(config, wc["scorer"])
+            api = webapi.api_kind(config, wc["scorer"])
             assert res["perspective_api"] == str(int(api == "perspective")), job
             if api:  # a web API: runtime from the texts it sends (tests/test_api_scorers.py)
-                texts = layout.texts_to_score(config, wc["task"], rule, int(wc["n"]) if "n" in wc else None)
-                runtime = layout.api_minutes(config, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
+                texts = webapi.texts_to_score(config, wc["task"], rule, int(wc["n"]) if "n" in wc else None)
+                runtime = webapi.api_minutes(config, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
         else:
             assert "perspective_api" not in res, job
         assert int(res["runtime"]) == runtime, (model, job)

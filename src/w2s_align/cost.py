@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from w2s_align import layout
+from w2s_align import layout, webapi
 from w2s_align.config import (CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, active_tasks,
                               run_settings, strategy, task_kind, task_list, task_settings, train_hparams)
 from w2s_align.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
@@ -144,10 +144,10 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     or on `device` "cpu"/"gpu")."""
     stage, gpus = STAGE[work.rule], job_gpus(config, work)
     calls, hours = 0, 0.0
-    if work.scorer and work.rule != "train_scorer" and layout.api_kind(config, work.scorer):
+    if work.scorer and work.rule != "train_scorer" and webapi.api_kind(config, work.scorer):
         calls = (_gold_texts(config, work) if work.rule == "gold_corpus" else
-                 layout.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None))
-        hours = calls / layout.scorer_qps(config, work.scorer) / 3600
+                 webapi.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None))
+        hours = calls / webapi.scorer_qps(config, work.scorer) / 3600
     spec = config["models"].get(work.model, {}) if work.model else {}
     if stage == "convert":  # GGUF file + dequantised fp32 weights + their serialised bytes, on a CPU
         shape = model_shape(config, work.model, 512, workdir)

@@ -1,20 +1,15 @@
 """What the workflow builds from a config: the metric files of every run, a generation run's inputs, the
-GPUs of a job, and the web-API scoring jobs with their volume and runtime. Plain Python, used by
-workflow/rules/common.smk."""
+GPUs of a job, converted GGUF folders and generated gold inputs (web-API scoring jobs: webapi.py). Plain Python,
+used by workflow/rules/common.smk."""
 
 from __future__ import annotations
 
-import inspect
-import math
 import re
-from typing import Any, Callable
+from typing import Any
 
-from w2s_align.config import active_tasks, run_settings, strategy, task_kind, task_list, task_settings, tasks_of
-from w2s_align.specs import CorpusSpec, ModelSpec, PromptSpec, canonical_json
+from w2s_align.config import active_tasks, run_settings, strategy, task_kind, task_list
+from w2s_align.specs import ModelSpec, canonical_json
 
-SCORING_RULES = ("score_generations", "best_of_n")  # the rules that query a scorer (its name: wildcard `scorer`)
-API_MARGIN = 1.2  # runtime of an API job: texts / qps x margin (retries, latency) + overhead, in minutes
-API_OVERHEAD_MIN = 10
 
 
 def run_identity(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str, seed: str) -> str:
@@ -86,129 +81,6 @@ def toxicity_inputs(config: dict[str, Any], task: str, weak: str, strong: str, s
     return files
 
 
-# --- web-API scorers: one job at a time per API, runtime from the number of texts ---------------------------
-
-
-def api_kind(config: dict[str, Any], scorer: str) -> str | None:
-    """The kind of `scorer` if it queries a rate-limited web API (registered with api=True), else None."""
-    from w2s_align.registry import SCORERS
-
-    kind = run_settings(config).scorers[scorer]["kind"]
-    return kind if SCORERS.trait(kind, "api", False) else None
-
-
-def api_resource(kind: str) -> str:
-    """The Snakemake resource that serialises the jobs of one API kind, e.g. perspective_api."""
-    return re.sub(r"\W", "_", kind) + "_api"
-
-
-def api_kinds() -> list[str]:
-    """Every registered API scorer kind."""
-    from w2s_align.registry import SCORERS
-
-    return [kind for kind in SCORERS.names() if SCORERS.trait(kind, "api", False)]
-
-
-def scorer_qps(config: dict[str, Any], scorer: str) -> float:
-    """Requests per second of a scorer: its `qps` option, else its constructor's default (1 if it has none)."""
-    from w2s_align.registry import SCORERS
-
-    spec = run_settings(config).scorers[scorer]
-    if "qps" in spec:
-        return float(spec["qps"])
-    param = inspect.signature(SCORERS.get(spec["kind"])).parameters.get("qps")
-    return float(param.default) if param is not None and param.default is not param.empty else 1.0
-
-
-def texts_to_score(config: dict[str, Any], task: str, rule: str, best_of: int | None = None) -> int:
-    """Texts that one job of `rule` in generation task `task` sends to its scorer: rows before deduplication,
-    empty texts and the score cache, so an upper bound on the API calls it makes.
-
-    - score_generations (every run: weak, base, ceiling, student): its continuations of the evaluation
-      prompts, `prompts.n` x `eval_samples`;
-    - best_of_n: `best_of` continuations of every held-out prompt the weak LM labels, (corpus sizes
-      `weak_label` + `val`) x `best_of`.
-
-    weak_generations samples one continuation per held-out prompt and scores none."""
-    block = config["tasks"][task]
-    if rule == "score_generations":
-        return PromptSpec.from_dict(block["prompts"]).n * task_settings(config, task).eval_samples
-    if rule == "best_of_n":
-        if not best_of:
-            raise ValueError("best_of_n needs best_of (N continuations per prompt)")
-        sizes = CorpusSpec.from_dict(block["corpus"]).sizes
-        return (sizes.get("weak_label", 0) + sizes.get("val", 0)) * best_of
-    raise ValueError(f"rule {rule!r} queries no scorer; scoring rules: {list(SCORING_RULES)}")
-
-
-def api_minutes(config: dict[str, Any], scorer: str, texts: int) -> int:
-    """Runtime request (minutes, first attempt) of an API job sending `texts` texts to `scorer`:
-    texts / qps x API_MARGIN + API_OVERHEAD_MIN. The quota bounds the throughput, so this is also its wall time."""
-    return math.ceil(texts / scorer_qps(config, scorer) / 60 * API_MARGIN) + API_OVERHEAD_MIN
-
-
-def api_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every job of the active tasks that queries a web-API scorer, sorted by output: dicts with rule, output,
-    task, scorer, kind, texts (texts_to_score: an upper bound on its API calls) and minutes (api_minutes)."""
-    jobs: dict[str, dict[str, Any]] = {}
-
-    def add(rule: str, output: str, task: str, scorer: str | None, best_of: int | None = None) -> None:
-        kind = api_kind(config, scorer) if scorer else None
-        if kind and output not in jobs:
-            texts = texts_to_score(config, task, rule, best_of)
-            jobs[output] = {"rule": rule, "output": output, "task": task, "scorer": scorer, "kind": kind,
-                            "texts": texts, "minutes": api_minutes(config, scorer, texts)}
-
-    for task in tasks_of(config, "generation"):
-        for weak in task_list(config, task, "weak_models"):
-            for strong in task_list(config, task, "strong_models"):
-                for name in task_list(config, task, "student_strategies"):
-                    for seed in map(str, run_settings(config).seeds):
-                        files = toxicity_inputs(config, task, weak, strong, name, seed)
-                        for key in ("weak_scores", "base_scores", "w2s_scores", "ceiling_scores"):
-                            add("score_generations", files[key], task, config["tasks"][task]["scorer"])
-                        spec = strategy(config, name)
-                        add("best_of_n", student_targets(config, task, weak, name, seed), task, spec.selector,
-                            spec.best_of)
-    return [jobs[k] for k in sorted(jobs)]
-
-
-def api_volume(config: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Per API kind in use: jobs, texts (upper bound on calls), api_hours (texts / qps: the wall time of all
-    its jobs, which run one at a time) and runtime_hours (the sum of their first-attempt runtime requests)."""
-    volume: dict[str, dict[str, float]] = {}
-    for job in api_jobs(config):
-        entry = volume.setdefault(job["kind"], {"jobs": 0, "texts": 0, "api_hours": 0.0, "runtime_hours": 0.0})
-        entry["jobs"] += 1
-        entry["texts"] += job["texts"]
-        entry["api_hours"] += job["texts"] / scorer_qps(config, job["scorer"]) / 3600
-        entry["runtime_hours"] += job["minutes"] / 60
-    return volume
-
-
-def api_request(config: dict[str, Any], rule: str, base: dict[str, Any]) -> dict[str, Any]:
-    """Resources of the jobs of a scoring rule, given their model request `base`: one unit of the resource of
-    every API kind whose scorer the job queries (0 of the others), and, for a web-API scorer, a runtime from
-    the texts it sends (api_minutes; best_of_n adds its generation time), times the attempt."""
-    def units(kind: str) -> Callable:
-        return lambda wc: int(api_kind(config, wc["scorer"]) == kind)
-
-    def model_minutes(wc, attempt: int) -> int:
-        fn = base["runtime"]
-        if not callable(fn):
-            return fn
-        return fn(wc, attempt=attempt) if "attempt" in inspect.signature(fn).parameters else fn(wc)
-
-    def runtime(wc, attempt):
-        if api_kind(config, wc["scorer"]) is None:
-            return model_minutes(wc, attempt)
-        best_of = int(wc["n"]) if rule == "best_of_n" else None
-        minutes = api_minutes(config, wc["scorer"], texts_to_score(config, wc["task"], rule, best_of))
-        return (minutes + (model_minutes(wc, 1) if best_of else 0)) * attempt
-
-    return {**base, "runtime": runtime, **{api_resource(k): units(k) for k in api_kinds()}}
-
-
 # --- generated gold continuations (rule gold_corpus) ----------------------------------------------------------
 
 
@@ -267,10 +139,14 @@ def gold_judge(config: dict[str, Any], task: str) -> str:
 
 def gold_inputs(config: dict[str, Any], task: str) -> dict[str, Any]:
     """gold_corpus's model inputs: the generator's converted base (GGUF) and the judge's checkpoint (trained)."""
-    files: dict[str, Any] = base_files(config, gold_generator(config, task))
-    judge = gold(config, task)["judge"]
-    if scorer_model(config, judge):
-        folder = f"results/scorers/{judge}"
-        files |= {"judge_model": f"{folder}/classifier.safetensors", "judge_meta": f"{folder}/classifier.json"}
-    return files
+    return base_files(config, gold_generator(config, task)) | scorer_checkpoint(config, gold(config, task)["judge"],
+                                                                               "judge_")
+
+
+def scorer_checkpoint(config: dict[str, Any], scorer: str, prefix: str = "") -> dict[str, str]:
+    """A trained scorer's checkpoint files as rule inputs ({prefix}model, {prefix}meta); none for other kinds."""
+    if not scorer_model(config, scorer):
+        return {}
+    folder = f"results/scorers/{scorer}"
+    return {f"{prefix}model": f"{folder}/classifier.safetensors", f"{prefix}meta": f"{folder}/classifier.json"}
 

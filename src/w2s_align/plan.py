@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from w2s_align import layout
+from w2s_align import webapi
 from w2s_align.config import ConfigError, resources
 from w2s_align.cost import (FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, STAGE, START_S, STEP_S, Estimate,
                             Work, describe, estimate, model_works)
@@ -191,7 +191,7 @@ def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a10
         if cpu is None:
             continue
         share = 1.0 if STAGE[work.rule] in ("train", "train_lm") or work.rule == "gold_corpus" else INFERENCE_SHARE
-        api = est.api_calls and work.rule in layout.SCORING_RULES  # their runtime follows their volume (layout)
+        api = est.api_calls and work.rule in webapi.SCORING_RULES  # their runtime follows their volume (layout)
         minutes = 0 if api else est.seconds / 60
         host = min(est.memory.host, cpu.memory.host) / MB
         for key, value, own in (("mem_mb", host, host), ("runtime", minutes / share, minutes)):

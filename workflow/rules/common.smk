@@ -4,7 +4,7 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
-from w2s_align import checks, layout, plan, config as w2s
+from w2s_align import checks, layout, plan, webapi, config as w2s
 from w2s_align.fingerprint import code_fingerprint
 
 try:
@@ -117,9 +117,7 @@ def reference_lm(wc):
 
 
 def scorer_files(wc, prefix=""):
-    folder = f"results/scorers/{wc.scorer}"
-    files = {f"{prefix}model": f"{folder}/classifier.safetensors", f"{prefix}meta": f"{folder}/classifier.json"}
-    return files if layout.scorer_model(config, wc.scorer) else {}
+    return layout.scorer_checkpoint(config, wc.scorer, prefix)
 
 
 def selector_files(wc):

@@ -26,6 +26,13 @@ def resolve_path(path: str) -> str:
     return str(Path(found.origin).parent / sub)
 
 
+def reachable_path(path: str) -> str:
+    """Where a pretrained model loads from (`resolve_path`), checked to be loadable offline (`check_reachable`)."""
+    resolved = resolve_path(path)
+    check_reachable(resolved)
+    return resolved
+
+
 def check_reachable(path: str) -> None:
     """A hub id cannot load while HF_HUB_OFFLINE is set unless it is cached; say so up front."""
     if Path(path).exists() or not os.environ.get("HF_HUB_OFFLINE"):

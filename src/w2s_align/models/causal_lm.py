@@ -15,9 +15,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from w2s_align.io import PipelineError, canonical_json, write_atomic, write_text
-from w2s_align.models.base import (SCRATCH_SPECIAL, add_lora, apply_adapter, check_reachable, job_precision,
-                                   model_from_config, pretrained_tokenizer, read_meta, resolve_path, tokenizer_from_meta,
-                                   tokenizer_meta, train_scratch_tokenizer)
+from w2s_align.models.base import (SCRATCH_SPECIAL, add_lora, apply_adapter, job_precision, model_from_config,
+                                   pretrained_tokenizer, reachable_path, read_meta, tokenizer_from_meta, tokenizer_meta,
+                                   train_scratch_tokenizer)
 from w2s_align.models.sequences import collate
 from w2s_align.registry import LM_KINDS
 from w2s_align.specs import ModelSpec
@@ -82,9 +82,7 @@ def lm_kind(spec: ModelSpec):
 
 def base_path(spec: ModelSpec, local_dir: str | None) -> str:
     """Where a pretrained model loads from: the converted folder for GGUF models, else its path."""
-    path = local_dir if spec.gguf_file else resolve_path(spec.path)
-    check_reachable(path)
-    return path
+    return local_dir if spec.gguf_file else reachable_path(spec.path)
 
 
 def load_pretrained(path: str, revision: str | None = None, dtype=None):

@@ -15,8 +15,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from w2s_align.io import PipelineError, canonical_json, write_atomic, write_text
-from w2s_align.models.base import (add_lora, apply_adapter, check_reachable, job_precision, model_from_config, pretrained_tokenizer,
-                                   resolve_path, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer)
+from w2s_align.models.base import (add_lora, apply_adapter, job_precision, model_from_config, pretrained_tokenizer,
+                                   reachable_path, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer)
 from w2s_align.registry import CLASSIFIER_KINDS
 from w2s_align.specs import ModelSpec
 
@@ -172,8 +172,7 @@ def pretrained_classifier(spec: ModelSpec, dtype):
     """A pretrained model with a fresh two-class head, and its tokenizer."""
     from transformers import AutoModelForSequenceClassification
 
-    path = resolve_path(spec.path)
-    check_reachable(path)
+    path = reachable_path(spec.path)
     tokenizer = pretrained_tokenizer(path, spec.revision)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=2, revision=spec.revision, pad_token_id=tokenizer.pad_token_id, dtype=dtype)

@@ -99,12 +99,11 @@ class HFClassifierScorer(Scorer):
 
     def __init__(self, model: str, label: str = "toxic", batch_size: int = 32, max_length: int = 256,
                  threads: int = 2):
-        from w2s_align.models.base import check_reachable, resolve_path
+        from w2s_align.models.base import reachable_path
 
         self.model, self.label = model, label
         self.batch_size, self.max_length, self.threads = batch_size, max_length, threads
-        self.path = resolve_path(model)
-        check_reachable(self.path)
+        self.path = reachable_path(model)
         self.name = f"hf:{model}"
         self._pipe = None
         self._label_name: str | None = None
