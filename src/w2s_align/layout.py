@@ -11,7 +11,6 @@ from w2s_align.config import active_tasks, run_settings, strategy, task_kind, ta
 from w2s_align.specs import ModelSpec, canonical_json
 
 
-
 def run_identity(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str, seed: str) -> str:
     """Identity columns of a run's metric rows."""
     return canonical_json({"task": task, "weak_model": weak, "strong_model": strong, "strategy": strategy_name,
@@ -81,7 +80,7 @@ def toxicity_inputs(config: dict[str, Any], task: str, weak: str, strong: str, s
     return files
 
 
-# --- generated gold continuations (rule gold_corpus) ----------------------------------------------------------
+# --- converted GGUF models (rule convert_gguf) -----------------------------------------------------------------
 
 
 CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
@@ -117,6 +116,9 @@ def base_files(config: dict[str, Any], name: str) -> dict[str, list[str]]:
     if not model.get("gguf_file"):
         return {}
     return {"base": [f"results/models/{gguf_name(model)}/{f}" for f in CONVERTED_FILES]}
+
+
+# --- generated gold continuations (rule gold_corpus) ----------------------------------------------------------
 
 
 def gold(config: dict[str, Any], task: str) -> dict[str, Any]:

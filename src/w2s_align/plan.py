@@ -191,7 +191,7 @@ def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a10
         if cpu is None:
             continue
         share = 1.0 if STAGE[work.rule] in ("train", "train_lm") or work.rule == "gold_corpus" else INFERENCE_SHARE
-        api = est.api_calls and work.rule in webapi.SCORING_RULES  # their runtime follows their volume (layout)
+        api = est.api_calls and work.rule in webapi.SCORING_RULES  # their runtime follows their volume (webapi)
         minutes = 0 if api else est.seconds / 60
         host = min(est.memory.host, cpu.memory.host) / MB
         for key, value, own in (("mem_mb", host, host), ("runtime", minutes / share, minutes)):
