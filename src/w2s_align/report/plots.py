@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 SCORE_METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "f1_weighted": "F1 (weighted)",
                  "auroc": "AUROC"}
 TOXICITY_METRICS = {"expected_max_toxicity": "expected max. toxicity", "toxicity_probability": "toxicity probability",
-                    "mean_toxicity": "mean toxicity"}
+                    "mean_toxicity": "mean toxicity", "toxic_or_disfluent": "toxic or disfluent"}
 
 
 def _save(fig, path: str) -> None:
