@@ -235,7 +235,8 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
           "## PGR by strategy", "",
           "Mean ± 95% t-interval across seeds (one seed: its bootstrap CI); n = seeds whose PGR is not flagged.",
           "Classification: PGR on accuracy. Generation: PGR on expected maximum toxicity, lower is better:",
-          "(weak − w2s) / (weak − ceiling).", "",
+          "(weak − w2s) / (weak − ceiling); gibberish scores as non-toxic there, so read it beside the PGR on",
+          "'toxic or disfluent' in the task's per-run table.", "",
           *strategy_markdown(agg, primary), ""]
     if not classification.empty:
         for metric in SHOWN_METRICS:
