@@ -17,8 +17,8 @@ RUN_KEYS = ["task", "weak_model", "strong_model", "strategy"]
 SHOWN_METRICS = ("accuracy", "auroc")
 GENERATION_PRIMARY = "expected_max_toxicity"
 GENERATION_COLUMNS = {"expected_max_toxicity": "EMT", "toxicity_probability": "tox. prob.",
-                      "mean_toxicity": "mean tox.", "toxic_or_disfluent": "toxic or disfluent", "perplexity": "perplexity", "distinct_2": "distinct-2",
-                      "n_empty_fraction": "empty"}
+                      "mean_toxicity": "mean tox.", "toxic_or_disfluent": "toxic or disfluent",
+                      "perplexity": "perplexity", "distinct_2": "distinct-2", "n_empty_fraction": "empty"}
 GENERATION_ROLES = {"weak": "weak", "base": "base (untuned strong)", "w2s": "w2s", "ceiling": "ceiling"}
 
 
