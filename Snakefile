@@ -2,7 +2,8 @@
 #   splits -> weak model -> weak labels -> student (weak labels) / ceiling (ground truth) -> predictions
 #   -> metrics -> tables; generation tasks: weak labels are the weak LM's continuations, every model's
 #   continuations of the evaluation prompts are scored for toxicity and perplexity.
-# Paths: results/{task}/{splits|pairs|weak|ceiling|student|base|metrics}/..., results/tables/summary.{csv,md}
+#   Preference track (a generation task's `preferences`): DPO students on weak judges' preferences, ceiling on gold.
+# Paths: results/{task}/{splits|pairs|weak|ceiling|student|base|preferences|dpo-*|metrics}/..., results/tables/
 from snakemake.utils import min_version
 
 min_version("9.19")
@@ -20,6 +21,7 @@ include: "workflow/rules/weak.smk"
 include: "workflow/rules/strong.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/preferences.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 
@@ -43,6 +45,7 @@ localrules:
     ensemble_labels,
     metrics,
     toxicity_metrics,
+    preference_metrics,
     summary,
     plots,
 

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 SHIMS = Path(__file__).resolve().parent / "bin"  # see bin/scontrol
@@ -56,3 +58,14 @@ def pending_jobs(workdir: Path, *args: str) -> dict[str, list[str]]:
             reason = re.search(r"reason: (.*)", block)
             jobs.setdefault(m.group(1), []).append(reason.group(1) if reason else "")
     return jobs
+
+
+WORDS = ["sun", "rain", "tea", "road", "cat", "song", "book", "tree", "lamp", "boat", "milk", "door"]
+
+
+def make_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """n prompts of 2-6 words and continuations of 2-5 words (leading space), from a small vocabulary."""
+    rng = np.random.default_rng(seed)
+    prompts = [" ".join(rng.choice(WORDS, rng.integers(2, 7))) for _ in range(n)]
+    conts = [" " + " ".join(rng.choice(WORDS, rng.integers(2, 6))) for _ in range(n)]
+    return prompts, conts

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import WORDS, make_pairs
+
 from w2s_align.device import setup_torch
 from w2s_align.infer.generate import generate, weak_generations
 from w2s_align.infer.sampling import NucleusWarper, sampling_warpers
@@ -22,7 +24,6 @@ from w2s_align.train.lm import train_lm
 from w2s_align.train.loop import fit, trainable_snapshot
 
 CPU = torch.device("cpu")
-WORDS = ["sun", "rain", "tea", "road", "cat", "song", "book", "tree", "lamp", "boat", "milk", "door"]
 SCRATCH = ModelSpec(kind="scratch", architecture="gpt2", size={"n_layer": 1, "n_embd": 32, "n_head": 2},
                     vocab_size=300)
 LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
@@ -30,14 +31,6 @@ FAST = dict(weight_decay=0.0, warmup_ratio=0.0, eval_batch_size=16)
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def make_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
-    """n prompts of 2-6 words and continuations of 2-5 words (leading space), from a small vocabulary."""
-    rng = np.random.default_rng(seed)
-    prompts = [" ".join(rng.choice(WORDS, rng.integers(2, 7))) for _ in range(n)]
-    conts = [" " + " ".join(rng.choice(WORDS, rng.integers(2, 6))) for _ in range(n)]
-    return prompts, conts
 
 
 def ids(tokenizer, text: str) -> list[int]:
@@ -89,25 +82,6 @@ def fitted():
     hp = TrainParams(lr=1e-2, epochs=8, batch_size=4, **FAST)  # 32 steps
     info = fit_lm(model, tokenizer, feats, feats, hp, seed=0)
     return model, tokenizer, feats, info, float(nll.sum() / count.sum())
-
-
-@pytest.fixture(scope="module")
-def tiny_llama_dir(tmp_path_factory) -> Path:
-    """A randomly initialised 2-layer Llama and its tokenizer saved like a downloaded pretrained model."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    path = tmp_path_factory.mktemp("tiny_llama")
-    prompts, conts = make_pairs(64, seed=5)
-    tokenizer = train_scratch_tokenizer([p + c for p, c in zip(prompts, conts)], 300, [*SCRATCH_SPECIAL, EOS])
-    tokenizer.eos_token = EOS
-    tokenizer.save_pretrained(path)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(path)
-    return path
 
 
 # --- encode_pairs / collate ----------------------------------------------------------------------

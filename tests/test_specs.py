@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from w2s_align import specs
-from w2s_align.specs import (CorpusSpec, Decoding, GoldSpec, MetricsSpec, ModelSpec, PromptSpec, Resources,
-                             RunDefaults, ScorerData, Spec, SpecError, Strategy, TaskData, TaskDefaults, TfidfOptions,
+from w2s_align.specs import (CorpusSpec, Decoding, GoldSpec, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec,
+                             Resources, RunDefaults, ScorerData, Spec, SpecError, Strategy, TaskData, TaskDefaults, TfidfOptions,
                              TrainParams)
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
@@ -50,6 +50,7 @@ PAIRS = {
     "$defs/task.corpus": (TASK["corpus"]["properties"], CorpusSpec, set(), set()),
     "$defs/task.prompts": (TASK["prompts"]["properties"], PromptSpec, set(), set()),
     "$defs/task.corpus.gold": (TASK["corpus"]["properties"]["gold"]["properties"], GoldSpec, set(), set()),
+    "$defs/task.preferences": (TASK["preferences"]["properties"], PreferenceSpec, set(), set()),
     # samples is set by the pipeline (1 for weak labels, eval_samples for evaluation), not a config key
     "$defs/task.decoding": (TASK["decoding"]["properties"], Decoding, set(), {"samples"}),
     "$defs/scorer.data": (DEFS["scorer"]["properties"]["data"]["properties"], ScorerData, set(), set()),
@@ -62,7 +63,7 @@ PAIRS = {
     # required or per-role keys of a task; its blocks are checked above
     "$defs/task": (TASK, TaskDefaults,
                    {"max_length", "weak_models", "strong_models", "student_strategies", "corpus", "prompts",
-                    "decoding", "scorer", "reference_lm", "data"}, set()),
+                    "decoding", "scorer", "reference_lm", "data", "preferences"}, set()),
 }
 
 # Dataclass fields with a default that the schema leaves without a `default` (and why).
@@ -71,6 +72,7 @@ UNDOCUMENTED_DEFAULTS = {
     (ModelSpec, "members"),  # ensemble only, where two or more are required
     (Strategy, "best_of"),  # unset = no best-of-N; the schema allows only an integer >= 2
     (Strategy, "selector"),  # goes with best_of
+    (Strategy, "dpo_weighting"),  # unset = not a preference strategy; the schema allows only none / confidence
     (CorpusSpec, "sizes"),  # required by the schema
 }
 
@@ -178,6 +180,8 @@ REQUIRED = {  # values for the fields without a default
     CorpusSpec: {"source": "x.csv"},
     PromptSpec: {"source": "p.jsonl"},
     GoldSpec: {"generator": "g", "judge": "j"},
+    PreferenceSpec: {"generator": "g", "gold_judge": "j", "weak_judges": ["w"], "strategies": ["dpo"],
+                     "sizes": {"train": 1, "val": 1, "test": 1}},
 }
 SPEC_CLASSES = [obj for obj in vars(specs).values()
                 if isinstance(obj, type) and issubclass(obj, Spec) and obj is not Spec]
@@ -186,7 +190,7 @@ SPEC_CLASSES = [obj for obj in vars(specs).values()
 def test_every_spec_class_is_covered():
     assert {c.__name__ for c in SPEC_CLASSES} == {
         "TrainParams", "TfidfOptions", "ModelSpec", "Resources", "Strategy", "TaskData", "ScorerData", "CorpusSpec",
-        "PromptSpec", "GoldSpec", "Decoding", "TaskDefaults", "RunDefaults", "MetricsSpec"}
+        "PromptSpec", "GoldSpec", "PreferenceSpec", "Decoding", "TaskDefaults", "RunDefaults", "MetricsSpec"}
 
 
 @pytest.mark.parametrize("cls", SPEC_CLASSES, ids=lambda c: c.__name__)

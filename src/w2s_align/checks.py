@@ -62,6 +62,9 @@ def check_task(config: dict[str, Any], name: str) -> None:
             _fail(where("student_strategies"), f"unknown strategy {strategy_name!r}; defined: "
                   f"{sorted(strategies)}")
         spec = Strategy.from_dict(strategies[strategy_name])
+        if spec.is_preference:
+            _fail(where("student_strategies"), f"{strategy_name!r} is a preference (DPO) strategy: list it under "
+                  f"tasks.<generation task>.preferences.strategies")
         if spec.loss not in LOSSES:
             _fail(f"strategies.{strategy_name}.loss", f"unknown loss {spec.loss!r}; registered: {LOSSES.names()}")
         if (spec.best_of is None) != (spec.selector is None):
@@ -83,6 +86,8 @@ def check_task(config: dict[str, Any], name: str) -> None:
         if is_local(task["data"]["source"]) and not Path(task["data"]["source"]).is_file():
             _fail(f"tasks.{name}.data.source", f"data file not found: {task['data']['source']}")
         return
+    if task.get("preferences"):
+        check_preferences(config, name)
     reference = task["reference_lm"]
     if reference not in config["models"] or config["models"][reference]["kind"] != "pretrained":
         _fail(f"tasks.{name}.reference_lm", f"{reference!r} is not a pretrained model under `models`")
@@ -104,6 +109,35 @@ def check_task(config: dict[str, Any], name: str) -> None:
         for source in [sources] if isinstance(sources, str) else sources:
             if is_local(source) and not Path(source).is_file():
                 _fail(f"tasks.{name}.{key}.source", f"data file not found: {source}")
+
+
+def check_preferences(config: dict[str, Any], name: str) -> None:
+    """The preference track: a pretrained generator, known judges, DPO strategies, LoRA strong models."""
+    from w2s_align.config import preference_policies, preferences
+
+    spec, where = preferences(config, name), f"tasks.{name}.preferences"
+    if config["models"].get(spec.generator, {}).get("kind") != "pretrained":
+        _fail(f"{where}.generator", f"{spec.generator!r} must be a pretrained LM under `models` (used untuned)")
+    for judge in [spec.gold_judge, *spec.weak_judges]:
+        check_scorer(config, judge, f"{where}.{'gold_judge' if judge == spec.gold_judge else 'weak_judges'}")
+    if spec.gold_judge in spec.weak_judges:
+        _fail(f"{where}.weak_judges", f"{spec.gold_judge!r} is the gold judge; a weak judge must be another scorer")
+    strategies = run_settings(config).strategies
+    for strategy_name in spec.strategies:
+        if strategy_name not in strategies:
+            _fail(f"{where}.strategies", f"unknown strategy {strategy_name!r}; defined: {sorted(strategies)}")
+        strategy = Strategy.from_dict(strategies[strategy_name])
+        other = sorted(set(strategy.non_defaults()) - {"dpo_weighting", "top_fraction"})
+        if not strategy.is_preference or other:
+            _fail(f"strategies.{strategy_name}", "a preference strategy sets dpo_weighting (none or confidence) and "
+                  f"optionally top_fraction{f', not {other}' if other else ''}")
+    for strong in preference_policies(config, name):
+        model = config["models"].get(strong)
+        if model is None:
+            _fail(f"{where}.strong_models", f"unknown model {strong!r}")
+        if model["kind"] != "pretrained" or not model.get("lora"):
+            _fail(f"{where}.strong_models", f"{strong!r} needs kind pretrained with a `lora` block: DPO's reference "
+                  "is the base with the adapter disabled (set preferences.strong_models to LoRA models)")
 
 
 def check_scorer(config: dict[str, Any], name: str, path: str) -> None:

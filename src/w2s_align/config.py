@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from w2s_align.specs import (CorpusSpec, Decoding, MetricsSpec, ModelSpec, PromptSpec, Resources,  # noqa: F401
-                             RunDefaults, ScorerData, Spec, Strategy, TaskData, TaskDefaults, TrainParams,
+from w2s_align.specs import (CorpusSpec, Decoding, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec,  # noqa: F401
+                             Resources, RunDefaults, ScorerData, Spec, Strategy, TaskData, TaskDefaults, TrainParams,
                              canonical_json)  # (the block specs are re-exported for the rules' params)
 
 MODEL_ONLY_KEYS = ("train", "student", "resources")  # model keys that are not part of its identity
@@ -52,7 +52,7 @@ def task_kind(config: dict[str, Any], task: str) -> str:
 def task_list(config: dict[str, Any], task: str, key: str) -> list[str]:
     """A task's weak_models / strong_models / student_strategies: its own list, else the top-level one."""
     own = config["tasks"][task].get(key)
-    if own:
+    if own is not None:  # a task's own [] (no students of that kind) is a choice, not a fallback
         return own
     return config[key] if key in config else getattr(run_settings(config), key)
 
@@ -65,6 +65,21 @@ def active_tasks(config: dict[str, Any]) -> list[str]:
 
 def tasks_of(config: dict[str, Any], kind: str) -> list[str]:
     return [t for t in active_tasks(config) if task_kind(config, t) == kind]
+
+
+def preferences(config: dict[str, Any], task: str) -> PreferenceSpec | None:
+    """A generation task's preference (DPO) track, or None."""
+    block = config["tasks"][task].get("preferences")
+    return PreferenceSpec.from_dict(block) if block else None
+
+
+def preference_policies(config: dict[str, Any], task: str) -> list[str]:
+    """The strong models the preference track trains: its own list, else the task's strong_models."""
+    return preferences(config, task).strong_models or task_list(config, task, "strong_models")
+
+
+def preference_tasks(config: dict[str, Any]) -> list[str]:
+    return [t for t in tasks_of(config, "generation") if preferences(config, t)]
 
 
 def model_block(config: dict[str, Any], name: str) -> dict[str, Any]:
@@ -80,6 +95,12 @@ def train_hparams(config: dict[str, Any], name: str, role: str) -> str:
     """Training settings of `name` as weak, ceiling or student (student overrides apply)."""
     model = config["models"][name]
     return TrainParams.from_dict({**model.get("train", {}), **(model.get("student", {}) if role == "student" else {})
+                                  }).canonical()
+
+
+def dpo_hparams(config: dict[str, Any], task: str, name: str) -> str:
+    """Training settings of `name` under DPO: its `train`, overridden by the task's preferences.train."""
+    return TrainParams.from_dict({**config["models"][name].get("train", {}), **preferences(config, task).train
                                   }).canonical()
 
 

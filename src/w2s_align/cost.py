@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 from w2s_align import layout, webapi
 from w2s_align.config import (CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, active_tasks,
-                              run_settings, strategy, task_kind, task_list, task_settings, train_hparams)
+                              dpo_hparams, preference_policies, preferences, run_settings, strategy, task_kind,
+                              task_list, task_settings, train_hparams)
 from w2s_align.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
 from w2s_align.specs import GoldSpec
 
@@ -29,11 +30,15 @@ START_S = 90  # per job: imports, CUDA start, reading and tokenising data
 LOAD_BPS = 0.5e9  # weights read from a shared filesystem, bytes/s
 OPTIMIZER_BYTES = 40  # memory traffic per trainable parameter and update: fused AdamW, gradient clipping
 CPU_PARAMS_PER_S = 20e6  # GGUF dequantisation on a CPU core
+DPO_RULES = ("train_dpo_ceiling", "train_dpo_student")
+PREFERENCE_RULES = (*DPO_RULES, "preference_candidates", "judge_candidates", "reference_pair_logps", "pair_logps")
 STAGES = {"train": ("train_weak", "train_ceiling", "train_student", "train_scorer"),
-          "train_lm": ("train_weak_lm", "train_lm_ceiling", "train_lm_student"),
+          "train_lm": ("train_weak_lm", "train_lm_ceiling", "train_lm_student", *DPO_RULES),
           "predict": ("weak_labels", "predict"),
-          "generate": ("weak_generations", "best_of_n", "lm_generations", "base_generations", "gold_corpus"),
-          "perplexity": ("perplexity",), "score": ("score_generations",), "convert": ("convert_gguf",)}
+          "generate": ("weak_generations", "best_of_n", "lm_generations", "base_generations", "gold_corpus",
+                       "preference_candidates"),
+          "perplexity": ("perplexity", "reference_pair_logps", "pair_logps"),
+          "score": ("score_generations", "judge_candidates"), "convert": ("convert_gguf",)}
 STAGE = {rule: stage for stage, rules in STAGES.items() for rule in rules}
 
 
@@ -57,16 +62,18 @@ def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | No
         return Work(rule, wc["weak"], task, scorer=wc["scorer"], n=int(wc["n"]))
     if rule == "gold_corpus":
         return gold_work(config, task)
-    if rule in ("train_ceiling", "train_lm_ceiling", "base_generations"):
+    if rule in ("train_ceiling", "train_lm_ceiling", "base_generations", "train_dpo_ceiling", "reference_pair_logps"):
         return Work(rule, wc["strong"], task)
-    if rule in ("train_student", "train_lm_student"):
+    if rule in ("train_student", "train_lm_student", "train_dpo_student"):
         return Work(rule, wc["strong"], task, wc["strategy"])
-    if rule in ("predict", "lm_generations"):
+    if rule in ("predict", "lm_generations", "pair_logps"):
         parts = wc["model_run"].split("/")
-        return Work(rule, parts[1].split("__")[-1] if parts[0] == "student" else parts[1], task)
+        return Work(rule, parts[1].split("__")[-1] if parts[0].endswith("student") else parts[1], task)
+    if rule == "preference_candidates":
+        return Work(rule, preferences(config, task).generator, task, n=2)
     if rule == "perplexity":
         return Work(rule, config["tasks"][task]["reference_lm"], task)
-    if rule in ("train_scorer", "score_generations"):
+    if rule in ("train_scorer", "score_generations", "judge_candidates"):
         return Work(rule, layout.scorer_model(config, wc["scorer"]), task, scorer=wc["scorer"])
     return Work(rule, layout.gguf_models(config)[wc["gguf"]]) if rule == "convert_gguf" else None
 
@@ -92,6 +99,7 @@ def model_works(config: dict[str, Any]) -> set[Work]:
                                                             task, scorer=scorer)}
         works |= {Work("convert_gguf", layout.gguf_models(config)[layout.gguf_name(models[m])]) for m in lms
                   if models[m].get("gguf_file")}
+        works |= preference_works(config, task)
         for spec in map(lambda s: strategy(config, s), names):
             if spec.best_of:
                 works |= {Work("best_of_n", m, task, scorer=spec.selector, n=spec.best_of) for m in weak}
@@ -100,6 +108,23 @@ def model_works(config: dict[str, Any]) -> set[Work]:
         works |= {Work("train_scorer", layout.scorer_model(config, s), scorer=s) for s in selectors
                   if layout.scorer_model(config, s)}
     return works
+
+
+def preference_works(config: dict[str, Any], task: str) -> set[Work]:
+    """The preference track's jobs: candidates, judges (and their training), DPO, pair log-probs, evaluation."""
+    prefs = preferences(config, task)
+    if not prefs:
+        return set()
+    policies, judges = preference_policies(config, task), [prefs.gold_judge, *prefs.weak_judges]
+    works = {Work("preference_candidates", prefs.generator, task, n=2)}
+    works |= {Work(r, m, task) for m in policies for r in ("train_dpo_ceiling", "reference_pair_logps", "pair_logps",
+                                                           "base_generations", "lm_generations")}
+    works |= {Work("train_dpo_student", m, task, s) for m in policies for s in prefs.strategies}
+    works |= {Work("judge_candidates", layout.scorer_model(config, j), task, scorer=j) for j in judges}
+    works |= {Work("train_scorer", layout.scorer_model(config, j), scorer=j) for j in judges
+              if layout.scorer_model(config, j)}
+    return works | {Work("convert_gguf", layout.gguf_models(config)[layout.gguf_name(config["models"][m])])
+                    for m in [prefs.generator, *policies] if config["models"][m].get("gguf_file")}
 
 
 def gold_work(config: dict[str, Any], task: str) -> Work:
@@ -123,6 +148,9 @@ def _data(config: dict[str, Any], work: Work) -> tuple[dict[str, int], int, Trai
         spec = run_settings(config).scorers[work.scorer]
         return ScorerData.from_dict(spec["data"]).sizes, spec["max_length"], TrainParams.from_dict(spec.get("train"))
     block = config["tasks"][work.task]
+    if work.rule in PREFERENCE_RULES:
+        hp = dpo_hparams(config, work.task, work.model) if work.model in config["models"] else None
+        return preferences(config, work.task).sizes, block["max_length"], TrainParams.from_json(hp)
     sizes = (TaskData.from_dict(block["data"]).sizes if task_kind(config, work.task) == "classification"
              else CorpusSpec.from_dict(block["corpus"]).sizes)
     role = "student" if work.strategy else ("weak" if "weak" in work.rule else "ceiling")
@@ -162,7 +190,14 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     device = device or ("gpu" if gpus else "cpu")
     decoding = Decoding.from_dict(config["tasks"][work.task].get("decoding") if work.task else None)
     train_rows = infer_rows = gen_rows = 0
-    if stage in ("train", "train_lm"):
+    if work.rule in DPO_RULES:  # chosen + rejected of every pair; the reference pass over train and val first
+        train_rows = 2 * hp.epochs * sizes["train"]
+        infer_rows = 2 * (sizes["train"] + sizes["val"] + hp.epochs * sizes["val"])
+    elif work.rule in ("preference_candidates", "judge_candidates"):
+        gen_rows, infer_rows = (2 * sum(sizes.values()), 0) if stage == "generate" else (0, 2 * sum(sizes.values()))
+    elif work.rule in ("reference_pair_logps", "pair_logps"):
+        infer_rows = 2 * sizes["test"]
+    elif stage in ("train", "train_lm"):
         key = "train" if work.rule == "train_scorer" else ("weak_train" if "weak" in work.rule else "weak_label")
         rounds = 1 + (strategy(config, work.strategy).bootstrap_rounds if work.strategy else 0)
         train_rows = rounds * hp.epochs * sizes[key]
@@ -180,7 +215,8 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     new_tokens = decoding.max_new_tokens if gen_rows or stage == "perplexity" else 0
     training = bool(train_rows)
     eval_rows = min(hp.eval_batch_size, (sizes.get("val") if training else infer_rows) or hp.eval_batch_size)
-    peak = memory(shape, head, device, dtype=dtype, lora=lora, training=training, batch=hp.batch_size,
+    per_row = 2 if work.rule in DPO_RULES else 1  # DPO: a pair is two sequences
+    peak = memory(shape, head, device, dtype=dtype, lora=lora, training=training, batch=hp.batch_size * per_row,
                   eval_batch=decoding.batch_size if gen_rows else eval_rows, seq=seq if gen_rows else max_length,
                   new_tokens=new_tokens if gen_rows else 0, checkpointing=checkpointing, snapshot=hp.epochs > 1,
                   data_tokens=(sum(sizes.values()) + gen_rows + infer_rows * (stage in ("score", "perplexity")))

@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from w2s_align.config import active_tasks, run_settings, strategy, task_kind, task_list
+from w2s_align.config import (active_tasks, preference_policies, preference_tasks, preferences, run_settings,
+                              strategy, task_kind, task_list)
 from w2s_align.specs import ModelSpec, canonical_json
 
 
@@ -152,3 +153,54 @@ def scorer_checkpoint(config: dict[str, Any], scorer: str, prefix: str = "") -> 
     folder = f"results/scorers/{scorer}"
     return {f"{prefix}model": f"{folder}/classifier.safetensors", f"{prefix}meta": f"{folder}/classifier.json"}
 
+
+
+# --- the preference (DPO) track (workflow/rules/preferences.smk) ----------------------------------------------
+
+
+def preference_files(config: dict[str, Any]) -> list[str]:
+    """Every preference run's metrics file: (task, weak judge, strong model, strategy, seed)."""
+    files = []
+    for task in preference_tasks(config):
+        prefs = preferences(config, task)
+        files += [f"results/{task}/metrics/{judge}__{strong}/{name}/seed{seed}.preference.parquet"
+                  for judge in prefs.weak_judges for strong in preference_policies(config, task)
+                  for name in prefs.strategies for seed in run_settings(config).seeds]
+    return files
+
+
+def candidate_settings(config: dict[str, Any], task: str) -> str:
+    """What the candidate pairs depend on (not the judges or strategies): the generator, sizes and seed."""
+    prefs = preferences(config, task)
+    return canonical_json({"generator": prefs.generator, "sizes": prefs.sizes, "seed": prefs.seed})
+
+
+def preference_setting(config: dict[str, Any], task: str, key: str) -> Any:
+    return getattr(preferences(config, task), key)
+
+
+def judge_file(task: str, judge: str) -> str:
+    return f"results/{task}/preferences/judge_{judge}.parquet"
+
+
+def gold_judge_file(config: dict[str, Any], task: str) -> str:
+    return judge_file(task, preference_setting(config, task, "gold_judge"))
+
+
+def preference_inputs(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str,
+                      seed: str) -> dict[str, str]:
+    """Candidates, both judges' preferences, the pair log-probs of reference / student / ceiling and the
+    generations, scores and perplexities of base / student / ceiling."""
+    scorer = config["tasks"][task]["scorer"]
+    runs = {"base": f"base/{strong}/seed{seed}", "w2s": f"dpo-student/{weak}__{strong}/{strategy_name}/seed{seed}",
+            "ceiling": f"dpo-ceiling/{strong}/seed{seed}"}
+    files = {"candidates": f"results/{task}/preferences/candidates.parquet",
+             "gold_judged": gold_judge_file(config, task), "weak_judged": judge_file(task, weak),
+             "reference_logps": f"results/{task}/preferences/reference_{strong}.parquet"}
+    for role, run in runs.items():
+        files |= {f"{role}_generations": f"results/{task}/{run}/generations.parquet",
+                  f"{role}_scores": f"results/{task}/{run}/toxicity_{scorer}.parquet",
+                  f"{role}_perplexity": f"results/{task}/{run}/perplexity.parquet"}
+        if role != "base":
+            files[f"{role}_logps"] = f"results/{task}/{run}/pair_logps.parquet"
+    return files

@@ -123,6 +123,11 @@ class Strategy(Spec):
     bootstrap_rounds: int = 0  # extra rounds: a fresh student learns from the previous one
     best_of: int | None = None  # generation: N weak continuations per prompt ...
     selector: str | None = None  # ... of which this scorer keeps the least toxic
+    dpo_weighting: str | None = None  # preference track: "none" (plain DPO) or "confidence" (CW-PO pair weights)
+
+    @property
+    def is_preference(self) -> bool:
+        return self.dpo_weighting is not None
 
     def describe(self) -> str:
         changed = self.non_defaults()
@@ -190,6 +195,24 @@ class GoldSpec(Spec):
     samples: int = 4
     max_perplexity_ratio: float = 1.5
     seed: int = 0  # which prompts of the pool are used
+
+
+@dataclass(frozen=True)
+class PreferenceSpec(Spec):
+    """The `preferences:` block of a generation task (the DPO track): `generator` (the untuned strong model)
+    samples two continuations of each training prompt; every judge (a scorer) prefers the less toxic one; DPO
+    students learn from a weak judge's preferences, the ceiling from the gold judge's."""
+
+    generator: str
+    gold_judge: str
+    weak_judges: list[str]
+    strategies: list[str]
+    sizes: dict[str, int]  # train, val, test: prompts (one candidate pair each)
+    strong_models: list[str] = field(default_factory=list)  # DPO policies (LoRA); empty: the task's strong_models
+    train: dict[str, Any] = field(default_factory=dict)  # TrainParams overrides of the strong model's `train`
+    beta: float = 0.1  # DPO temperature, shared by students and ceiling
+    min_gold_margin: float = 0.2  # test pairs: the gold judge's two scores differ by at least this
+    seed: int = 0  # which prompts of the pool are drawn and how they are split
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@ from __future__ import annotations
 import inspect
 import math
 import re
+from itertools import product
 from typing import Any, Callable
 
-from w2s_align.config import run_settings, strategy, task_list, task_settings, tasks_of
-from w2s_align.layout import student_targets, toxicity_inputs
-from w2s_align.specs import CorpusSpec, PromptSpec
+from w2s_align.config import (preference_policies, preferences, run_settings, strategy, task_list, task_settings,
+                              tasks_of)
+from w2s_align.layout import judge_file, preference_inputs, student_targets, toxicity_inputs
+from w2s_align.specs import CorpusSpec, PreferenceSpec, PromptSpec
 
-SCORING_RULES = ("score_generations", "best_of_n")  # the rules that query a scorer (its name: wildcard `scorer`)
+SCORING_RULES = ("score_generations", "best_of_n", "judge_candidates")  # rules that query a scorer (wildcard `scorer`)
 API_MARGIN = 1.2  # runtime of an API job: texts / qps x margin (retries, latency) + overhead, in minutes
 API_OVERHEAD_MIN = 10
 
@@ -57,8 +59,12 @@ def texts_to_score(config: dict[str, Any], task: str, rule: str, best_of: int | 
     - best_of_n: `best_of` continuations of every held-out prompt the weak LM labels, (corpus sizes
       `weak_label` + `val`) x `best_of`.
 
+    - judge_candidates: both texts of every candidate pair of the preference track, 2 x sum(preferences.sizes).
+
     weak_generations samples one continuation per held-out prompt and scores none."""
     block = config["tasks"][task]
+    if rule == "judge_candidates":
+        return 2 * sum(PreferenceSpec.from_dict(block["preferences"]).sizes.values())
     if rule == "score_generations":
         return PromptSpec.from_dict(block["prompts"]).n * task_settings(config, task).eval_samples
     if rule == "best_of_n":
@@ -98,6 +104,15 @@ def api_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
                         spec = strategy(config, name)
                         add("best_of_n", student_targets(config, task, weak, name, seed), task, spec.selector,
                             spec.best_of)
+        prefs = preferences(config, task)
+        if prefs:
+            for judge in [prefs.gold_judge, *prefs.weak_judges]:
+                add("judge_candidates", judge_file(task, judge), task, judge)
+            seeds = map(str, run_settings(config).seeds)
+            for run in product(prefs.weak_judges, preference_policies(config, task), prefs.strategies, seeds):
+                files = preference_inputs(config, task, *run)
+                for key in ("base_scores", "w2s_scores", "ceiling_scores"):
+                    add("score_generations", files[key], task, config["tasks"][task]["scorer"])
     return [jobs[k] for k in sorted(jobs)]
 
 

@@ -99,9 +99,9 @@ def base_of(model):
 
 
 def run_model(wc):
-    """The model of a run folder: ceiling/<strong>/..., student/<weak>__<strong>/..., weak/<weak>/..."""
+    """The model of a run folder: (dpo-)ceiling/<strong>/..., (dpo-)student/<weak>__<strong>/..., weak/<weak>/..."""
     parts = wc.model_run.split("/")
-    return parts[1].split("__")[-1] if parts[0] == "student" else parts[1]
+    return parts[1].split("__")[-1] if parts[0] in ("student", "dpo-student") else parts[1]
 
 
 def run_seed(wc):

@@ -1,6 +1,7 @@
 # Inference from saved checkpoints: classifier predictions on val and test, continuations of the
 # evaluation prompts (every LM and the untuned base) and their perplexity under the reference LM.
 MODEL_RUN = r"ceiling/[^/]+/seed\d+|student/[^/]+/[^/]+/seed\d+"  # a strong model's folder in a task
+DPO_RUN = r"dpo-ceiling/[^/]+/seed\d+|dpo-student/[^/]+/[^/]+/seed\d+"  # ... trained on preferences
 
 
 rule predict:
@@ -40,7 +41,7 @@ rule lm_generations:
     benchmark:
         "results/benchmarks/{task}/{model_run}/generate.tsv"
     wildcard_constraints:
-        model_run=rf"weak/[^/]+/seed\d+|{MODEL_RUN}",
+        model_run=rf"weak/[^/]+/seed\d+|{MODEL_RUN}|{DPO_RUN}",
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -93,7 +94,7 @@ rule perplexity:
     log:
         "logs/{task}/{model_run}/perplexity.log",
     wildcard_constraints:
-        model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}",
+        model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}|{DPO_RUN}",
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads

@@ -3,7 +3,7 @@
 
 rule summary:
     input:
-        metrics=layout.metric_files(config),
+        metrics=layout.metric_files(config) + layout.preference_files(config),
     output:
         csv=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
         parquet="results/tables/summary.parquet",
@@ -31,6 +31,11 @@ rule plots:
             caption="../report/fluency.rst",
             category="Plots",
         ),
+        tracks=report(
+            expand("results/plots/{task}_tracks.png", task=w2s.preference_tasks(config)),
+            caption="../report/tracks.rst",
+            category="Plots",
+        ),
     log:
         "logs/plots/plots.log",
     conda:
@@ -38,6 +43,7 @@ rule plots:
     params:
         tasks=TASKS,
         generation_tasks=w2s.tasks_of(config, "generation"),
+        preference_tasks=w2s.preference_tasks(config),
         code=code("plots.py"),
     script:
         "../scripts/plots.py"

@@ -61,7 +61,7 @@ rule score_generations:
     log:
         "logs/{task}/{model_run}/toxicity_{scorer}.log",
     wildcard_constraints:
-        model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}",
+        model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}|{DPO_RUN}",
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads

@@ -9,4 +9,6 @@ outputs = {t: {"scores": s, "pgr": p} for t, s, p in zip(snakemake.params.tasks,
                                                           snakemake.output.pgr)}
 for task, path in zip(snakemake.params.generation_tasks, snakemake.output.fluency):
     outputs[task]["fluency"] = path
+for task, path in zip(snakemake.params.preference_tasks, snakemake.output.tracks):
+    outputs[task]["tracks"] = path
 plot_all(snakemake.input.summary, outputs)

@@ -134,11 +134,43 @@ def fluency_figure(agg: pd.DataFrame, task: str, path: str) -> None:
     _save(fig, path)
 
 
+TRACK_METRICS = {"labels": "accuracy", "demonstrations": "expected_max_toxicity",
+                 "preferences": "preference_accuracy"}
+
+
+def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
+    """PGR of every student of a task, grouped by kind of weak supervision, each on its track's own metric."""
+    rows = pd.concat([agg[(agg.task == task) & (agg.track == track) & (agg.role == "pgr") & (agg.metric == metric)]
+                      for track, metric in TRACK_METRICS.items()]).reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 * len(rows) + 2), 4.0))
+    x = np.arange(len(rows))
+    colours = {track: f"C{i}" for i, track in enumerate(TRACK_METRICS)}
+    ax.bar(x, rows["mean"].fillna(0), 0.7, yerr=_errors(rows), capsize=3, color=[colours[t] for t in rows.track])
+    for track, colour in colours.items():
+        if (rows.track == track).any():
+            ax.bar([], [], color=colour, label=f"weak {track} (PGR on {TRACK_METRICS[track].replace('_', ' ')})")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.axhline(1, color="0.5", lw=0.8, ls="--")
+    ax.set_xticks(x, [f"{s}\n{w}" for s, w in zip(rows.strategy, rows.weak_model)], fontsize=7, rotation=30,
+                  ha="right")
+    ax.set_ylabel("PGR; 1 = ceiling, 0 = weak supervisor")
+    ax.set_title(f"{task}: kinds of weak supervision side by side ({_ci_note(rows)})", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+
+
 def plot_all(summary_parquet: str, outputs: dict[str, dict[str, str]]) -> None:
-    """outputs: task -> {"scores": png, "pgr": png, and for generation tasks "fluency": png}."""
-    runs = read_parquet(summary_parquet, RUN_KEYS + ["seed", "role", "metric", "value"])
-    agg = across_seeds(runs)
+    """outputs: task -> {"scores": png, "pgr": png, for generation tasks "fluency": png, and for tasks with a
+    preference track "tracks": png}. A task's first three figures show its weak-label or weak-demonstration
+    runs, or its preference runs when it has no others."""
+    runs = read_parquet(summary_parquet, RUN_KEYS + ["seed", "role", "metric", "value", "track"])
     for task, paths in outputs.items():
+        own = runs[runs.task == task]
+        agg = across_seeds(own[own.track != "preferences"] if (own.track != "preferences").any() else own)
+        if "tracks" in paths:
+            tracks_figure(across_seeds(own).merge(own[RUN_KEYS + ["track"]].drop_duplicates(), on=RUN_KEYS), task,
+                          paths["tracks"])
         scores_figure(agg, task, paths["scores"])
         pgr_figure(agg, task, paths["pgr"], primary_metric(agg, task))
         if "fluency" in paths:

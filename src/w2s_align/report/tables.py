@@ -218,14 +218,18 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
 
 
 def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: str) -> None:
+    from w2s_align.report.tracks import run_tracks, track_sections
+
     runs = pd.concat([read_parquet(f, RUN_KEYS + ["seed", "role", "metric", "value"]) for f in metric_files],
                      ignore_index=True)
+    runs["track"] = run_tracks(runs)
+    all_runs, runs = runs, runs[runs.track != "preferences"]  # the preference track has sections of its own
     agg = across_seeds(runs)
     generation = generation_tasks(runs)
     classification = runs[~runs.task.isin(generation)]
     primary = {t: primary_metric(runs, t) for t in runs["task"].unique()}
-    write_text(runs.to_csv(index=False), out_csv)
-    write_parquet(runs, out_parquet)
+    write_text(all_runs.to_csv(index=False), out_csv)
+    write_parquet(all_runs, out_parquet)
     md = ["# w2s-align results", "",
           "Test-set scores of the weak supervisor, the weak-to-strong student (w2s) and the strong ceiling.",
           "PGR = (w2s − weak) / (ceiling − weak). Per run: 95% paired bootstrap CI over test items; a PGR whose",
@@ -237,12 +241,13 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
           "Classification: PGR on accuracy. Generation: PGR on expected maximum toxicity, lower is better:",
           "(weak − w2s) / (weak − ceiling); gibberish scores as non-toxic there, so read it beside the PGR on",
           "'toxic or disfluent' in the task's per-run table.", "",
-          *strategy_markdown(agg, primary), ""]
+          *(strategy_markdown(agg, primary) if len(agg) else ["(no weak-label or weak-demonstration runs)"]), ""]
     if not classification.empty:
         for metric in SHOWN_METRICS:
             md += [f"## {metric}: per run", "", *per_run_markdown(classification, metric), "",
                    f"## {metric}: across seeds", "", *seeds_markdown(agg[~agg.task.isin(generation)], metric), ""]
     for task in generation:
         md += generation_markdown(runs, agg, task)
+    md += track_sections(all_runs)
     write_text("\n".join(md), out_md)
     log.info("summarized %d runs into %s and %s", len(metric_files), out_csv, out_md)

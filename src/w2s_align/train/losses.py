@@ -50,6 +50,24 @@ def product_loss(logits, weak, alpha: float = 1.0, beta: float = 1.0):
     return soft_cross_entropy(logits, target)
 
 
+def sequence_logps(logits, labels):
+    """Summed log-probability of each row's labelled tokens (labels -100 elsewhere; logits unshifted, B x T x V)."""
+    labels = labels[:, 1:]
+    logps = logits[:, :-1].float().log_softmax(dim=-1)
+    mask = labels != -100
+    picked = logps.gather(2, labels.clamp_min(0).unsqueeze(2)).squeeze(2)
+    return (picked * mask).sum(dim=1)
+
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, weights=None):
+    """DPO (Rafailov et al. 2023), sigmoid form: -log sigmoid(beta * (chosen log-ratio - rejected log-ratio)),
+    averaged over pairs; `weights` (per pair, e.g. a judge's confidence as in CW-PO) scale each pair's term.
+    Inputs are summed sequence log-probabilities under the policy and the frozen reference."""
+    margin = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
+    losses = (-margin).clamp_min(0) + (-margin.abs()).exp().log1p()  # softplus(-margin) = -log sigmoid(margin)
+    return (losses * weights).mean() if weights is not None else losses.mean()
+
+
 @dataclass
 class LossState:
     """What a loss may remember between steps: the step count and a ring buffer of recent student and
