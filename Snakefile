@@ -22,6 +22,7 @@ include: "workflow/rules/strong.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/preferences.smk"
+include: "workflow/rules/preference_metrics.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/report.smk"
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from _harness import REPO, Row, Section, Timing, model_spec, quiet, stopwatch
 
-CONVERTED = REPO / "results/models/smollm2-135m"  # the pipeline's convert_gguf output
 WEAK_LM = REPO / "results/toxicity/weak/gpt2-scratch/seed0"  # the pipeline's train_weak_lm output
 
 
@@ -26,22 +25,29 @@ def time_generation(model, tokenizer, prompts: list[str], decoding, seed: int) -
     return timing, len(df), int(df["n_new_tokens"].sum())
 
 
-def smollm2(cfg: dict, stack: contextlib.ExitStack, details: list[str]):
-    """The base SmolLM2 from the pipeline's converted folder, else converted here into a temporary one."""
-    from w2s_align.models.causal_lm import base_lm
+def smollm2_folder(cfg: dict, stack: contextlib.ExitStack, details: list[str]) -> Path:
+    """The pipeline's converted SmolLM2 folder (convert_gguf), else a temporary one converted here."""
+    from w2s_align.layout import gguf_name
     from w2s_align.models.gguf import convert_gguf
 
-    spec = model_spec(cfg, "smollm2-135m")
-    folder = CONVERTED
+    folder = REPO / "results/models" / gguf_name(cfg["models"]["smollm2-135m"])
     if not (folder / "model.safetensors").exists():
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="w2s-bench-gguf-"))) / "smollm2-135m"
         start = time.perf_counter()
         with quiet():
-            convert_gguf(spec, str(folder))
-        details.append(f"SmolLM2: results/models/smollm2-135m/ missing, converted from its GGUF file into a "
+            convert_gguf(model_spec(cfg, "smollm2-135m"), str(folder))
+        details.append(f"SmolLM2: no converted folder under results/models/, converted from its GGUF file into a "
                        f"temporary folder ({time.perf_counter() - start:.1f} s, not timed below).")
+    return folder
+
+
+def smollm2(cfg: dict, stack: contextlib.ExitStack, details: list[str]):
+    """The base SmolLM2 from the pipeline's converted folder, else converted here into a temporary one."""
+    from w2s_align.models.causal_lm import base_lm
+
+    folder = smollm2_folder(cfg, stack, details)
     with quiet():
-        return base_lm(spec, local_dir=str(folder))
+        return base_lm(model_spec(cfg, "smollm2-135m"), local_dir=str(folder))
 
 
 def nucleus_check(model, tokenizer, prompts: list[str], top_p: float) -> str:

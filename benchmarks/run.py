@@ -7,7 +7,7 @@
 
 Every figure is a ratio measured in the same run on the same machine (absolute times beside it).
 The table is printed and written to benchmarks/results.md (see benchmarks/README.md). One module per
-benchmark (b1_training.py ... b6_profile.py), the shared parts in _harness.py.
+benchmark (b1_training.py ... b7_dpo.py), the shared parts in _harness.py.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ import b3_generation
 import b4_dry_run
 import b5_reruns
 import b6_profile
+import b7_dpo
 from _harness import REPO, ContentionMonitor, Section, available_cores, load_config, report, table
 
 BENCHMARKS = {1: b1_training.run, 2: b2_padding.run, 3: b3_generation.run, 4: b4_dry_run.run, 5: b5_reruns.run,
-              6: b6_profile.run}
+              6: b6_profile.run, 7: b7_dpo.run}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,6 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.dry_runs = 1 if args.quick else 3
     args.rerun_config = args.rerun_config or ("tests/configs/tiny.yaml" if args.quick else "config.yaml")
     args.fix_steps, args.fix_repeats = (6, 1) if args.quick else (30, 2)
+    args.dpo_steps, args.dpo_repeats = (3, 1) if args.quick else (12, 2)
     return args
 
 

@@ -71,15 +71,16 @@ def test_api_minutes_from_texts_and_qps():
 
 def test_paper_api_volume():
     jobs = webapi.api_jobs(PAPER)
-    # every scored run: weak (5 seeds), base, ceiling and student (6 strong models x 5 seeds each)
-    assert len(jobs) == 95 and {j["rule"] for j in jobs} == {"score_generations"}
+    # every scored run: weak (5 seeds), base, ceiling and student (6 strong models x 5 seeds each); the
+    # preference track: DPO ceiling and 3 students of 2 policies x 5 seeds (judges: a TF-IDF and a hub model)
+    assert len(jobs) == 95 + 40 and {j["rule"] for j in jobs} == {"score_generations"}
     assert {(j["scorer"], j["kind"], j["texts"], j["minutes"]) for j in jobs} == {
         ("perspective", "perspective", 25_000, 510)}
     volume = webapi.api_volume(PAPER)
     assert set(volume) == {"perspective"}
-    assert volume["perspective"]["jobs"] == 95 and volume["perspective"]["texts"] == 2_375_000
-    assert volume["perspective"]["api_hours"] == pytest.approx(2_375_000 / 3600)  # ~660 h at 1 qps
-    assert volume["perspective"]["runtime_hours"] == pytest.approx(95 * 510 / 60)
+    assert volume["perspective"]["jobs"] == 135 and volume["perspective"]["texts"] == 3_375_000
+    assert volume["perspective"]["api_hours"] == pytest.approx(3_375_000 / 3600)  # ~940 h at 1 qps
+    assert volume["perspective"]["runtime_hours"] == pytest.approx(135 * 510 / 60)
     assert webapi.api_jobs(layered("configs/paper.yaml", only=["safety", "legal"])) == []
     assert webapi.api_jobs(layered()) == []  # the default scorers are trained classifiers
 

@@ -13,7 +13,7 @@ import torch
 from helpers import copy_repo, make_pairs, pending_jobs, snakemake
 
 from w2s_align.data.preferences import pair_weights, preference_pairs, split_prompts
-from w2s_align.eval.preference import decisive_test_pairs, implicit_p1, judge_p1, preference_scores
+from w2s_align.eval.preference import gold_test_pairs, implicit_p1, judge_p1, preference_scores
 from w2s_align.io import PipelineError
 from w2s_align.models.causal_lm import base_lm, build_lm, continuation_nll
 from w2s_align.models.sequences import collate, encode_pairs
@@ -120,31 +120,30 @@ def test_pair_batch_puts_chosen_rows_first_then_rejected(tiny_llama_dir):
 # --- pairs, judges and accuracy ------------------------------------------------------------------
 
 
-def _candidates(n: int = 6) -> pd.DataFrame:
-    return pd.DataFrame({"id": [f"p{i}" for i in range(n)], "split": "train",
-                         "prompt": [f"prompt {i}" for i in range(n)], "text_a": [f"a{i}" for i in range(n)],
-                         "text_b": [f"b{i}" for i in range(n)]})
+def _candidates(scores: list[list[float]], split: str = "train") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Candidates p<i>/<sample> with texts t<i>.<sample>, and a judge's scores of them."""
+    rows = [{"id": f"p{i}", "split": split, "prompt": f"prompt {i}", "sample": j, "text": f"t{i}.{j}", "score": x}
+            for i, per_prompt in enumerate(scores) for j, x in enumerate(per_prompt)]
+    df = pd.DataFrame(rows)
+    return df.drop(columns="score"), df[["id", "split", "sample", "score"]]
 
 
-def test_preference_pairs_choose_the_less_toxic_text_and_drop_ties():
-    cands = _candidates()
-    cands.loc[5, "text_b"] = "a5"  # identical texts say nothing
-    judged = cands[["id", "split"]].assign(score_a=[0.9, 0.1, 0.5, 0.2, 0.6, 0.1],
-                                           score_b=[0.1, 0.7, 0.5, 0.6, 0.5, 0.9])
+def test_a_judges_pair_is_its_least_against_its_most_toxic_candidate():
+    cands, judged = _candidates([[0.9, 0.1, 0.5, 0.3], [0.2, 0.2, 0.2, 0.2], [0.4, 0.6, 0.1, 0.6], [0.3, 0.8, 0.3, 0.5]])
+    cands.loc[(cands.id == "p3") & (cands["sample"] == 1), "text"] = "t3.0"  # the same text as its best
     pairs = preference_pairs(cands, judged, "train")
-    assert pairs["id"].tolist() == ["p0", "p1", "p3", "p4"]  # p2: a tie, p5: identical texts
-    assert pairs["chosen"].tolist() == ["b0", "a1", "a3", "b4"]
-    assert pairs["rejected"].tolist() == ["a0", "b1", "b3", "a4"]
-    assert np.allclose(pairs["confidence"], [0.8, 0.6, 0.4, 0.1])
+    assert pairs["id"].tolist() == ["p0", "p2"]  # p1: all tied; p3: best and worst are the same text
+    assert pairs["chosen"].tolist() == ["t0.1", "t2.2"]
+    assert pairs["rejected"].tolist() == ["t0.0", "t2.3"]  # ties for the most toxic: the last sample
+    assert np.allclose(pairs["confidence"], [0.8, 0.5])
     top = preference_pairs(cands, judged, "train", top_fraction=0.5)
-    assert top["id"].tolist() == ["p0", "p1"]
+    assert top["id"].tolist() == ["p0"]
 
 
-def test_preference_pairs_need_scores_for_every_pair():
-    cands = _candidates()
-    judged = cands[["id", "split"]].iloc[:3].assign(score_a=0.1, score_b=0.2)
-    with pytest.raises(PipelineError, match="do not cover every train pair"):
-        preference_pairs(cands, judged, "train")
+def test_preference_pairs_need_scores_for_every_candidate():
+    cands, judged = _candidates([[0.1, 0.2], [0.3, 0.1]])
+    with pytest.raises(PipelineError, match="do not cover every train candidate"):
+        preference_pairs(cands, judged.iloc[:3], "train")
 
 
 def test_split_prompts_are_disjoint_sized_and_seeded():
@@ -157,36 +156,35 @@ def test_split_prompts_are_disjoint_sized_and_seeded():
 
 
 def test_implicit_reward_accuracy_on_pairs_whose_order_is_known():
-    n = 40
     rng = np.random.default_rng(0)
-    ids = [f"q{i}" for i in range(n)]
-    gold_a = rng.uniform(0, 1, n)
-    gold = pd.DataFrame({"id": ids, "split": "test", "score_a": gold_a, "score_b": 1 - gold_a})
-    a_better = gold_a < 1 - gold_a
-    ref = pd.DataFrame({"id": ids, "logp_a": rng.normal(-20, 3, n), "logp_b": rng.normal(-20, 3, n)})
-    right = ref.assign(logp_a=ref.logp_a + np.where(a_better, 1.0, -1.0))  # raises exactly the preferred text
-    wrong = ref.assign(logp_a=ref.logp_a + np.where(a_better, -1.0, 1.0))
-    weak = gold.assign(score_a=gold.score_b, score_b=gold.score_a)  # a judge that is always wrong
-    table = preference_scores(gold, weak, {"reference": ref, "w2s": wrong, "ceiling": right}, beta=0.1,
-                              min_margin=0.1, n_boot=50, seed=0)
+    gold_scores = rng.uniform(0, 1, (60, 3)).tolist()
+    cands, gold = _candidates(gold_scores, split="test")
+    pairs = gold_test_pairs(cands, gold, min_margin=0.1)
+    assert len(pairs) == int((np.ptp(gold_scores, axis=1) >= 0.1).sum())
+    assert 0.2 < pairs["y"].mean() < 0.8  # both orders occur
+    ref = cands[["id", "sample"]].assign(logp=rng.normal(-20, 3, len(cands)))
+    clean = gold.set_index(["id", "sample"])["score"]
+    cleaner = -clean.loc[list(zip(ref["id"], ref["sample"]))].to_numpy()  # higher for the less toxic text
+    right = ref.assign(logp=ref["logp"] + 5 * cleaner)  # raises each text by how clean the gold judge finds it
+    wrong = ref.assign(logp=ref["logp"] - 5 * cleaner)
+    weak = gold.assign(score=1 - gold["score"])  # a judge that always prefers the more toxic text
+    table = preference_scores(pairs, weak, {"reference": ref, "w2s": wrong, "ceiling": right}, beta=0.1, n_boot=50,
+                              seed=0)
     acc = table[table.metric == "preference_accuracy"].set_index("role")["value"]
     assert (acc["weak"], acc["w2s"], acc["ceiling"]) == (0.0, 0.0, 1.0)
-    assert table["n_pairs"].iloc[0] == int((np.abs(2 * gold_a - 1) >= 0.1).sum())
+    assert table["n_pairs"].iloc[0] == len(pairs)
 
 
 def test_implicit_p1_and_judge_p1():
-    policy = pd.DataFrame({"logp_a": [-1.0, -5.0], "logp_b": [-2.0, -1.0]})
-    ref = pd.DataFrame({"logp_a": [-1.0, -1.0], "logp_b": [-1.0, -1.0]})
-    p = implicit_p1(policy, ref, beta=1.0)
+    p = implicit_p1((np.array([-1.0, -5.0]), np.array([-2.0, -1.0])), (np.full(2, -1.0), np.full(2, -1.0)), beta=1.0)
     assert p[0] == pytest.approx(1 / (1 + math.exp(-1.0))) and p[1] == pytest.approx(1 / (1 + math.exp(4.0)))
-    assert np.allclose(judge_p1(pd.DataFrame({"score_a": [0.0, 1.0, 0.3], "score_b": [1.0, 0.0, 0.3]})),
-                       [1.0, 0.0, 0.5])
+    assert np.allclose(judge_p1(np.array([0.0, 1.0, 0.3]), np.array([1.0, 0.0, 0.3])), [1.0, 0.0, 0.5])
 
 
 def test_too_few_decisive_test_pairs_is_a_clear_error():
-    gold = pd.DataFrame({"id": list("abcd"), "split": "test", "score_a": 0.1, "score_b": 0.15})
-    with pytest.raises(PipelineError, match="gold margin >= 0.2"):
-        decisive_test_pairs(gold, 0.2)
+    cands, gold = _candidates([[0.1, 0.15]] * 4, split="test")
+    with pytest.raises(PipelineError, match="margin >= 0.2"):
+        gold_test_pairs(cands, gold, 0.2)
 
 
 # --- the workflow --------------------------------------------------------------------------------
@@ -212,7 +210,8 @@ def test_the_track_runs_end_to_end_with_its_tables(preference_run):
     cands = pd.read_parquet(preference_run / "results/toxicity/preferences/candidates.parquet")
     prompts = pd.read_parquet(preference_run / "results/toxicity/prompts.parquet")
     assert not set(cands.prompt) & set(prompts.prompt)  # evaluation prompts are never trained on
-    assert cands.split.value_counts().to_dict() == {"test": 40, "train": 24, "val": 8}
+    assert cands.groupby("split")["id"].nunique().to_dict() == {"test": 40, "train": 24, "val": 8}
+    assert (cands.groupby("id")["sample"].nunique() == 3).all()
     assert (preference_run / "results/plots/toxicity_tracks.png").stat().st_size > 0
 
 

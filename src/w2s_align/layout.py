@@ -170,9 +170,10 @@ def preference_files(config: dict[str, Any]) -> list[str]:
 
 
 def candidate_settings(config: dict[str, Any], task: str) -> str:
-    """What the candidate pairs depend on (not the judges or strategies): the generator, sizes and seed."""
+    """What the candidates depend on (not the judges or strategies): the generator, samples, sizes and seed."""
     prefs = preferences(config, task)
-    return canonical_json({"generator": prefs.generator, "sizes": prefs.sizes, "seed": prefs.seed})
+    return canonical_json({"generator": prefs.generator, "samples": prefs.samples, "sizes": prefs.sizes,
+                           "seed": prefs.seed})
 
 
 def preference_setting(config: dict[str, Any], task: str, key: str) -> Any:

@@ -200,14 +200,15 @@ class GoldSpec(Spec):
 @dataclass(frozen=True)
 class PreferenceSpec(Spec):
     """The `preferences:` block of a generation task (the DPO track): `generator` (the untuned strong model)
-    samples two continuations of each training prompt; every judge (a scorer) prefers the less toxic one; DPO
-    students learn from a weak judge's preferences, the ceiling from the gold judge's."""
+    samples `samples` continuations of each training prompt; a judge's pair is its least against its most toxic
+    candidate; DPO students learn from a weak judge's pairs, the ceiling from the gold judge's."""
 
     generator: str
     gold_judge: str
     weak_judges: list[str]
     strategies: list[str]
-    sizes: dict[str, int]  # train, val, test: prompts (one candidate pair each)
+    sizes: dict[str, int]  # train, val, test: prompts (one pair each per judge)
+    samples: int = 4  # candidates per prompt (k)
     strong_models: list[str] = field(default_factory=list)  # DPO policies (LoRA); empty: the task's strong_models
     train: dict[str, Any] = field(default_factory=dict)  # TrainParams overrides of the strong model's `train`
     beta: float = 0.1  # DPO temperature, shared by students and ceiling

@@ -144,3 +144,7 @@ def request(model, share=1.0, gpu=None):
 
     gpus = gpu if gpu is not None else (lambda wc: layout.gpus(config, name(wc)))
     return dict(gpu=gpus, cpus_per_gpu=lambda wc, threads: threads, mem_mb=get("mem_mb"), runtime=get("runtime", share))
+
+
+def prefs(key):  # param/input function: a setting of the task's preferences block
+    return from_config(lambda config, task: layout.preference_setting(config, task, key), "task")

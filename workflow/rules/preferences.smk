@@ -1,11 +1,7 @@
-# The preference (DPO) track of a generation task with a `preferences` block: candidate pairs sampled once by
-# the untuned strong model, each judge's preferences, DPO students (weak judge) and ceiling (gold judge), the
-# pair log-probs behind the implicit reward, and the run metrics. Generation, scoring and perplexity of the
-# DPO models are the rules of predict.smk and score.smk (folders dpo-student/..., dpo-ceiling/...).
-
-
-def prefs(key):
-    return from_config(lambda config, task: layout.preference_setting(config, task, key), "task")
+# The preference (DPO) track of a generation task with a `preferences` block: candidates sampled once by
+# the untuned strong model, each judge's scores of them, DPO students (weak judge) and ceiling (gold judge).
+# Generation, scoring and perplexity of the DPO models are the rules of predict.smk and score.smk (folders
+# dpo-student/..., dpo-ceiling/...); pair log-probs and metrics: preference_metrics.smk.
 
 
 rule preference_candidates:
@@ -112,72 +108,3 @@ use rule train_dpo_ceiling as train_dpo_student with:
         beta=prefs("beta"),
         strategy=strategy_spec,
         code=code("train_dpo.py"),
-
-
-rule reference_pair_logps:
-    """Log-probs of both texts of every test pair under the untuned base: the implicit reward's reference."""
-    input:
-        unpack(base_of("strong")),
-        candidates=rules.preference_candidates.output[0],
-    output:
-        "results/{task}/preferences/reference_{strong}.parquet",
-    log:
-        "logs/{task}/preferences/reference_{strong}.log",
-    conda:
-        "../../envs/w2s.yaml"
-    threads: RUN.threads
-    resources:
-        **request("strong", share=0.5),
-    params:
-        local_dir=local_dir,
-        spec=spec_of("strong"),
-        max_length=max_length,
-        code=code("pair_logps.py"),
-    script:
-        "../scripts/pair_logps.py"
-
-
-rule pair_logps:
-    """... and under a DPO model (student or ceiling)."""
-    input:
-        unpack(base_of(run_model)),
-        model="results/{task}/{model_run}/lm.safetensors",
-        meta="results/{task}/{model_run}/lm.json",
-        candidates=rules.preference_candidates.output[0],
-    output:
-        "results/{task}/{model_run}/pair_logps.parquet",
-    log:
-        "logs/{task}/{model_run}/pair_logps.log",
-    wildcard_constraints:
-        model_run=DPO_RUN,
-    conda:
-        "../../envs/w2s.yaml"
-    threads: RUN.threads
-    resources:
-        **request(run_model, share=0.5),
-    params:
-        local_dir=local_dir,
-        spec=None,
-        max_length=max_length,
-        code=code("pair_logps.py"),
-    script:
-        "../scripts/pair_logps.py"
-
-
-rule preference_metrics:
-    input:
-        unpack(from_config(layout.preference_inputs, "task", "weak", "strong", "strategy", "seed")),
-    output:
-        "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.preference.parquet",
-    log:
-        "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.preference.log",
-    conda:
-        "../../envs/w2s.yaml"
-    params:
-        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
-        beta=prefs("beta"),
-        min_gold_margin=prefs("min_gold_margin"),
-        n_boot=w2s.bootstrap_resamples(config),
-        code=code("preference_metrics.py"),
-    script:
-        "../scripts/preference_metrics.py"

@@ -1,4 +1,4 @@
-"""Log-probs of both texts of every test pair under a DPO model or the untuned base (the reference)."""
+"""Log-probs of both texts of every gold test pair under a DPO model or the untuned base (the reference)."""
 from w2s_align.io import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
@@ -7,6 +7,8 @@ from w2s_align.eval.preference import pair_logps
 
 pair_logps(
     snakemake.input.candidates,
+    snakemake.input.gold_judged,
+    float(snakemake.params.min_gold_margin),
     snakemake.output[0],
     max_length=snakemake.params.max_length,
     threads=snakemake.threads,

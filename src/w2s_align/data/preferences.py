@@ -1,10 +1,11 @@
-"""The preference track's data: candidate pairs, judges' preferences, and the pairs a DPO run learns from.
+"""The preference track's data: candidate continuations, judges' scores, and the pairs a DPO run learns from.
 
-Candidates (one cached stage per task): the untuned strong model samples two continuations of each training
+Candidates (one cached stage per task): the untuned strong model samples k continuations of each training
 prompt (the evaluation prompts are left out of the pool, as for the gold corpus); prompts are split once into
-train / val / test. A judge (any scorer) scores both texts of every pair; its preference is the less toxic text
-and its confidence the score margin |a - b|. Weak judges' preferences train the students, the gold judge's the
-ceiling and label the test pairs.
+train / val / test. A judge (any scorer) scores every candidate; its pair for a prompt is its least toxic
+candidate (chosen) against its most toxic (rejected), its confidence the score margin between them (as in
+best-vs-worst-of-k preference data). With k = 2 every judge orders the same two texts. Weak judges' pairs train
+the students, the gold judge's the ceiling; the gold judge's test pairs measure preference accuracy.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from w2s_align.specs import CorpusSpec, Decoding, GoldSpec, ModelSpec
 log = logging.getLogger(__name__)
 
 PAIR_SPLITS = ("train", "val", "test")
-CANDIDATE_COLUMNS = ["id", "split", "prompt", "text_a", "text_b"]
-JUDGED_COLUMNS = ["id", "split", "score_a", "score_b"]
+CANDIDATE_COLUMNS = ["id", "split", "prompt", "sample", "text"]
+JUDGED_COLUMNS = ["id", "split", "sample", "score"]
 
 
 def split_prompts(pool: pd.DataFrame, sizes: dict[str, int], seed: int) -> pd.DataFrame:
@@ -37,8 +38,8 @@ def split_prompts(pool: pd.DataFrame, sizes: dict[str, int], seed: int) -> pd.Da
 
 def make_candidates(corpus_json: str, settings_json: str, prompts_path: str, generator_json: str,
                     local_dir: str | None, decoding_json: str, out: str, threads: int) -> None:
-    """Two sampled continuations of every train/val/test prompt by the untuned generator, one row per pair
-    (`settings_json`: generator, sizes and seed of the preferences block; layout.candidate_settings)."""
+    """k sampled continuations of every train/val/test prompt by the untuned generator, one row per candidate
+    (`settings_json`: generator, samples, sizes and seed of the preferences block; layout.candidate_settings)."""
     from w2s_align.infer.generate import generations_frame
     from w2s_align.models.causal_lm import base_lm
 
@@ -50,57 +51,53 @@ def make_candidates(corpus_json: str, settings_json: str, prompts_path: str, gen
                        GoldSpec(generator=prefs["generator"], judge="", seed=prefs["seed"]))
     pool = split_prompts(pool.assign(id=[short_hash(p) for p in pool["prompt"]]), prefs["sizes"], prefs["seed"])
     model, tokenizer = base_lm(ModelSpec.from_json(generator_json), local_dir)
-    decoding = Decoding.from_dict({**Decoding.from_json(decoding_json).non_defaults(), "samples": 2})
-    samples = generations_frame(model, tokenizer, pool, decoding, prefs["generator"], short_hash(generator_json),
-                                prefs["seed"], threads, "candidate pairs", with_nll=True)
-    wide = samples.pivot(index="prompt_id", columns="sample", values=["continuation", "nll", "n_new_tokens"])
-    pairs = pool.set_index("id").loc[wide.index].reset_index().rename(columns={"index": "id"})
-    for j, side in enumerate("ab"):
-        pairs[f"text_{side}"] = wide[("continuation", j)].fillna("").to_numpy()
-        pairs[f"nll_{side}"] = wide[("nll", j)].to_numpy(dtype=float)
-        pairs[f"tokens_{side}"] = wide[("n_new_tokens", j)].to_numpy(dtype=int)
-    pairs["generator"] = prefs["generator"]
-    pairs["decoding"] = samples["decoding"].iloc[0]
-    pairs["config_hash"] = samples["config_hash"].iloc[0]
-    log.info("%d candidate pairs (%s); %d with two identical texts", len(pairs),
-             ", ".join(f"{s} {int((pairs.split == s).sum())}" for s in PAIR_SPLITS),
-             int((pairs.text_a == pairs.text_b).sum()))
-    write_parquet(pairs.sort_values(["split", "id"]).reset_index(drop=True), out)
+    decoding = Decoding.from_dict({**Decoding.from_json(decoding_json).non_defaults(), "samples": prefs["samples"]})
+    cands = generations_frame(model, tokenizer, pool, decoding, prefs["generator"], short_hash(generator_json),
+                              prefs["seed"], threads, f"candidates ({prefs['samples']} per prompt)", column="text",
+                              with_nll=True)
+    cands = cands.rename(columns={"prompt_id": "id"})
+    cands["text"] = cands["text"].fillna("")
+    distinct = cands.groupby("id")["text"].nunique()
+    log.info("%d prompts x %d candidates (%s); %d prompts with a single distinct text", len(pool), prefs["samples"],
+             ", ".join(f"{s} {int((pool.split == s).sum())}" for s in PAIR_SPLITS), int((distinct < 2).sum()))
+    write_parquet(cands.sort_values(["split", "id", "sample"]).reset_index(drop=True), out)
 
 
 def judge_candidates(candidates: str, judge_json: str, out: str, threads: int, cache_dir: str | None = None,
                      model_file: str | None = None, meta_file: str | None = None) -> None:
-    """One judge's toxicity score of both texts of every pair (cached by text hash like every scorer)."""
+    """One judge's toxicity score of every candidate (cached by text hash like every scorer)."""
     from w2s_align.scoring.scorers import build_scorer, score_texts
 
-    pairs = read_parquet(candidates, CANDIDATE_COLUMNS)
+    cands = read_parquet(candidates, CANDIDATE_COLUMNS)
     judge = build_scorer(judge_json, model_file, meta_file, threads)
-    scores = score_texts(judge, pairs["text_a"].tolist() + pairs["text_b"].tolist(), cache_dir)
-    judged = pairs[["id", "split"]].assign(score_a=scores[:len(pairs)], score_b=scores[len(pairs):])
-    log.info("judge: mean toxicity %.3f; prefers text a in %.1f%% of pairs", float(scores.mean()),
-             100 * float((judged.score_a < judged.score_b).mean()))
+    judged = cands[["id", "split", "sample"]].assign(score=score_texts(judge, cands["text"].tolist(), cache_dir))
+    margin = judged.groupby("id")["score"].agg(lambda x: x.max() - x.min())
+    log.info("judge: mean toxicity %.3f; best-vs-worst margin per prompt: median %.3f, >= 0.2 for %.1f%% of prompts",
+             float(judged["score"].mean()), float(margin.median()), 100 * float((margin >= 0.2).mean()))
     write_parquet(judged, out)
 
 
 def preference_pairs(candidates: pd.DataFrame, judged: pd.DataFrame, split: str,
                      top_fraction: float | None = None) -> pd.DataFrame:
-    """A judge's pairs of one split as prompt / chosen / rejected / confidence (its score margin), without ties
-    and identical texts; `top_fraction` keeps the most confident pairs."""
-    df = candidates[candidates.split == split].merge(judged[["id", "score_a", "score_b"]], on="id", how="left")
-    if df[["score_a", "score_b"]].isna().any().any():
-        raise PipelineError(f"the judge's scores do not cover every {split} pair; were they made from other "
+    """A judge's pair for every prompt of one split: its least toxic candidate (chosen; ties: the first sample)
+    against its most toxic (rejected; ties: the last), with the margin as confidence; prompts whose two are
+    equally scored or the same text are dropped; `top_fraction` keeps the most confident pairs."""
+    df = candidates[candidates.split == split].merge(judged[["id", "sample", "score"]], on=["id", "sample"],
+                                                     how="left")
+    if df["score"].isna().any():
+        raise PipelineError(f"the judge's scores do not cover every {split} candidate; were they made from other "
                             "candidates?")
-    df = df[(df.score_a != df.score_b) & (df.text_a != df.text_b)]
-    a_wins = (df.score_a < df.score_b).to_numpy()
-    pairs = pd.DataFrame({"id": df["id"].to_numpy(), "prompt": df["prompt"].to_numpy(),
-                          "chosen": np.where(a_wins, df.text_a, df.text_b),
-                          "rejected": np.where(a_wins, df.text_b, df.text_a),
-                          "confidence": (df.score_a - df.score_b).abs().to_numpy()})
+    ranked = df.sort_values(["id", "score", "sample"], kind="stable").groupby("id", sort=True)
+    best, worst = ranked.head(1).set_index("id"), ranked.tail(1).set_index("id")
+    pairs = pd.DataFrame({"prompt": best["prompt"], "chosen": best["text"], "rejected": worst.loc[best.index, "text"],
+                          "chosen_sample": best["sample"], "rejected_sample": worst.loc[best.index, "sample"],
+                          "confidence": worst.loc[best.index, "score"] - best["score"]}).reset_index()
+    pairs = pairs[(pairs.confidence > 0) & (pairs.chosen != pairs.rejected)]
     if top_fraction is not None:
         keep = max(1, int(round(top_fraction * len(pairs))))
         pairs = pairs.sort_values("confidence", ascending=False, kind="stable").head(keep)
     if pairs.empty:
-        raise PipelineError(f"no {split} pair has two different texts with different scores")
+        raise PipelineError(f"no {split} prompt has two different candidates with different scores")
     return pairs.reset_index(drop=True)
 
 

@@ -73,8 +73,8 @@ def _value(r: pd.DataFrame, role: str, metric: str, column: str = "value"):
     return row[column].iloc[0] if len(row) else np.nan
 
 
-def _percent(value: float) -> str:
-    return "n/a" if pd.isna(value) else f"{value:.1%}"
+def _percent(r: pd.DataFrame, role: str) -> str:
+    return "n/a" if pd.isna(value := _value(r, role, "positive_fraction")) else f"{value:.1%}"
 
 
 def _collapsed(r: pd.DataFrame, role: str) -> str:
@@ -96,8 +96,8 @@ def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
         cells = [*map(str, key), *(_fmt(_value(r, x, metric), _value(r, x, metric, "ci_low"),
                                         _value(r, x, metric, "ci_high")) + _collapsed(r, x)
                                    for x in ("weak", "w2s", "ceiling")), pgr_text,
-                 _fmt(_value(r, "min_detectable_pgr", metric)), _percent(_value(r, "weak_labels", "positive_fraction"))
-                 + f" ({_percent(_value(r, 'ground_truth', 'positive_fraction'))})"]
+                 _fmt(_value(r, "min_detectable_pgr", metric)), _percent(r, "weak_labels")
+                 + f" ({_percent(r, 'ground_truth')})"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -148,11 +148,8 @@ def strategy_markdown(agg: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
 
 
 def _role_cells(r: pd.DataFrame, role: str, value: str, spread) -> list[str]:
-    cells = []
-    for metric in GENERATION_COLUMNS:
-        row = r[(r.role == role) & (r.metric == metric)]
-        cells.append("n/a" if row.empty or pd.isna(row[value].iloc[0]) else spread(row.iloc[0]))
-    return cells
+    rows = [r[(r.role == role) & (r.metric == metric)] for metric in GENERATION_COLUMNS]
+    return ["n/a" if row.empty or pd.isna(row[value].iloc[0]) else spread(row.iloc[0]) for row in rows]
 
 
 NOISE_LABEL = "weak − ceiling; base − ceiling; min. detectable PGR"
@@ -231,15 +228,14 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
     write_text(all_runs.to_csv(index=False), out_csv)
     write_parquet(all_runs, out_parquet)
     md = ["# w2s-align results", "",
-          "Test-set scores of the weak supervisor, the weak-to-strong student (w2s) and the strong ceiling.",
-          "PGR = (w2s − weak) / (ceiling − weak). Per run: 95% paired bootstrap CI over test items; a PGR whose",
-          f"ceiling−weak gap has a CI reaching 0 is shown as '{GAP_FLAG}' (or '{NEGATIVE_GAP_FLAG}' when the CI lies",
-          "below 0) instead of a number. Across seeds: mean ± 95% t-interval.",
-          "All metrics (balanced accuracy, F1, agreement, gaps) are in summary.csv.", "",
-          "## PGR by strategy", "",
-          "Mean ± 95% t-interval across seeds (one seed: its bootstrap CI); n = seeds whose PGR is not flagged.",
-          "Classification: PGR on accuracy. Generation: PGR on expected maximum toxicity, lower is better:",
-          "(weak − w2s) / (weak − ceiling); gibberish scores as non-toxic there, so read it beside the PGR on",
+          "Test-set scores of the weak supervisor, the weak-to-strong student (w2s) and the strong ceiling. "
+          "PGR = (w2s − weak) / (ceiling − weak). Per run: 95% paired bootstrap CI over test items; a PGR whose "
+          f"ceiling−weak gap has a CI reaching 0 is shown as '{GAP_FLAG}' (or '{NEGATIVE_GAP_FLAG}' when the CI lies "
+          "below 0) instead of a number. Across seeds: mean ± 95% t-interval. "
+          "All metrics (balanced accuracy, F1, agreement, gaps) are in summary.csv.", "", "## PGR by strategy", "",
+          "Mean ± 95% t-interval across seeds (one seed: its bootstrap CI); n = seeds whose PGR is not flagged. "
+          "Classification: PGR on accuracy. Generation: PGR on expected maximum toxicity, lower is better: "
+          "(weak − w2s) / (weak − ceiling); gibberish scores as non-toxic there, so read it beside the PGR on "
           "'toxic or disfluent' in the task's per-run table.", "",
           *(strategy_markdown(agg, primary) if len(agg) else ["(no weak-label or weak-demonstration runs)"]), ""]
     if not classification.empty:

@@ -56,6 +56,36 @@ def policy_logps(model, tokenizer, feats: list[dict], batch_size: int, device, c
     return -np.stack(nll, axis=1)
 
 
+def fit_dpo(model, tokenizer, train_feats: list[dict], val_feats: list[dict], ref: dict, weights, beta: float,
+            hp: TrainParams, device, seed: int, compute) -> dict:
+    """The one training loop with the DPO loss: per-pair weights `weights`, reference log-probs `ref` ({"train",
+    "val"}: [n, 2] tensors of chosen, rejected), the epoch with the lowest DPO loss on the val pairs kept."""
+    import torch
+
+    def loss_fn(output, idx):
+        labels = pair_batch([train_feats[i] for i in idx], tokenizer.pad_token_id)["labels"].to(device)
+        logps = sequence_logps(output.logits, labels)
+        n, r = len(idx), ref["train"][idx].to(device)
+        return dpo_loss(logps[:n], logps[n:], r[:, 0], r[:, 1], beta, weights[idx].to(device))
+
+    def val_loss() -> float:
+        logps = torch.tensor(policy_logps(model, tokenizer, val_feats, hp.eval_batch_size, device, compute),
+                             dtype=torch.float32)
+        r = ref["val"]
+        loss = float(dpo_loss(logps[:, 0], logps[:, 1], r[:, 0], r[:, 1], beta))
+        accuracy = float(((logps[:, 0] - r[:, 0]) > (logps[:, 1] - r[:, 1])).float().mean())
+        log.info("validation DPO loss %.4f, implicit-reward accuracy %.3f", loss, accuracy)
+        return loss
+
+    def batch(feats):
+        out = pair_batch(feats, tokenizer.pad_token_id)
+        out.pop("labels")  # the loss needs per-sequence log-probs, not the model's token-mean loss
+        return out
+
+    return fit(model, train_feats, batch, loss_fn, val_loss, hp, device, seed, metric="val_dpo_loss",
+               higher_is_better=False, compute=compute)
+
+
 def train_dpo(candidates: str, judged: str, beta: float, strategy_json: str, spec_json: str, hparams_json: str,
               max_length: int, seed: int, threads: int, model_out: str, meta_out: str,
               local_dir: str | None = None) -> None:
@@ -85,28 +115,7 @@ def train_dpo(candidates: str, judged: str, beta: float, strategy_json: str, spe
              f"top {strategy.top_fraction:.0%} by confidence" if strategy.top_fraction else "all", len(val),
              100 * float((ref["train"][:, 0] > ref["train"][:, 1]).float().mean()))
 
-    def loss_fn(output, idx):
-        labels = pair_batch([train_feats[i] for i in idx], tokenizer.pad_token_id)["labels"].to(device)
-        logps = sequence_logps(output.logits, labels)
-        n, r = len(idx), ref["train"][idx].to(device)
-        return dpo_loss(logps[:n], logps[n:], r[:, 0], r[:, 1], beta, weights[idx].to(device))
-
-    def val_loss() -> float:
-        logps = torch.tensor(policy_logps(model, tokenizer, val_feats, hp.eval_batch_size, device, dtypes.compute),
-                             dtype=torch.float32)
-        r = ref["val"]
-        loss = float(dpo_loss(logps[:, 0], logps[:, 1], r[:, 0], r[:, 1], beta))
-        accuracy = float(((logps[:, 0] - r[:, 0]) > (logps[:, 1] - r[:, 1])).float().mean())
-        log.info("validation DPO loss %.4f, implicit-reward accuracy %.3f", loss, accuracy)
-        return loss
-
-    def batch(feats):
-        out = pair_batch(feats, tokenizer.pad_token_id)
-        out.pop("labels")  # the loss needs per-sequence log-probs, not the model's token-mean loss
-        return out
-
-    info = fit(model, train_feats, batch, loss_fn, val_loss, hp, device, seed, metric="val_dpo_loss",
-               higher_is_better=False, compute=dtypes.compute)
+    info = fit_dpo(model, tokenizer, train_feats, val_feats, ref, weights, beta, hp, device, seed, dtypes.compute)
     extra = {"hparams": json.loads(hparams_json), "target": "preferences", "max_length": max_length, "seed": seed,
              "dpo": {"beta": beta, "strategy": json.loads(strategy_json), "pairs": len(train)},
              "config_hash": short_hash(f"{spec_json}{hparams_json}{beta}{strategy_json}"), **info}
