@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from w2s_align.config import ConfigError, is_local, run_settings, task_kind, task_list
-from w2s_align.specs import CLASSIFICATION_ONLY, Strategy
+from w2s_align.specs import Strategy
+
+CLASSIFICATION_ONLY = ("loss", "hard_labels", "alpha", "beta", "warmup_frac", "buffer_size", "confidence_threshold",
+                       "top_fraction", "bootstrap_rounds")  # Strategy options that apply to classification only
 
 
 def _fail(path: str, message: str) -> None:
@@ -62,7 +65,7 @@ def check_task(config: dict[str, Any], name: str) -> None:
             _fail(where("student_strategies"), f"unknown strategy {strategy_name!r}; defined: "
                   f"{sorted(strategies)}")
         spec = Strategy.from_dict(strategies[strategy_name])
-        if spec.is_preference:
+        if spec.dpo_weighting is not None:
             _fail(where("student_strategies"), f"{strategy_name!r} is a preference (DPO) strategy: list it under "
                   f"tasks.<generation task>.preferences.strategies")
         if spec.loss not in LOSSES:
@@ -128,7 +131,7 @@ def check_preferences(config: dict[str, Any], name: str) -> None:
             _fail(f"{where}.strategies", f"unknown strategy {strategy_name!r}; defined: {sorted(strategies)}")
         strategy = Strategy.from_dict(strategies[strategy_name])
         other = sorted(set(strategy.non_defaults()) - {"dpo_weighting", "top_fraction"})
-        if not strategy.is_preference or other:
+        if strategy.dpo_weighting is None or other:
             _fail(f"strategies.{strategy_name}", "a preference strategy sets dpo_weighting (none or confidence) and "
                   f"optionally top_fraction{f', not {other}' if other else ''}")
     for strong in preference_policies(config, name):

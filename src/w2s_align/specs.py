@@ -1,9 +1,7 @@
-"""Every settings object of the pipeline with its defaults: the one home of defaults.
-
-Each dataclass mirrors one block of config.yaml (workflow/schemas/config.schema.yaml documents the
-same keys; a test checks that they agree key by key). Rules receive `canonical()` strings, which leave
-default-valued keys out, so adding an option with a default changes no job's params. Standard library only.
-"""
+"""Every settings object of the pipeline with its defaults: the one home of defaults. Each dataclass mirrors one
+block of config.yaml (workflow/schemas/config.schema.yaml documents the same keys; a test checks that they agree
+key by key). Rules receive `canonical()` strings, which leave default-valued keys out, so adding an option with a
+default changes no job's params. Standard library only."""
 
 from __future__ import annotations
 
@@ -36,15 +34,10 @@ class Spec:
 
     def non_defaults(self) -> dict[str, Any]:
         """Fields whose value differs from the default (a field without a default is always kept)."""
-        out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.default is not dataclasses.MISSING and value == f.default:
-                continue
-            if f.default_factory is not dataclasses.MISSING and value == f.default_factory():
-                continue
-            out[f.name] = value
-        return out
+        missing = dataclasses.MISSING
+        default = lambda f: f.default_factory() if f.default_factory is not missing else f.default  # noqa: E731
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if default(f) is missing or getattr(self, f.name) != default(f)}
 
     def canonical(self) -> str:
         """Sorted, compact JSON of the non-default fields: the form in which settings reach rules."""
@@ -125,17 +118,9 @@ class Strategy(Spec):
     selector: str | None = None  # ... of which this scorer keeps the least toxic
     dpo_weighting: str | None = None  # preference track: "none" (plain DPO) or "confidence" (CW-PO pair weights)
 
-    @property
-    def is_preference(self) -> bool:
-        return self.dpo_weighting is not None
-
     def describe(self) -> str:
         changed = self.non_defaults()
         return json.dumps(changed) if changed else "naive (cross-entropy on weak soft labels)"
-
-
-CLASSIFICATION_ONLY = ("loss", "hard_labels", "alpha", "beta", "warmup_frac", "buffer_size", "confidence_threshold",
-                       "top_fraction", "bootstrap_rounds")
 
 
 @dataclass(frozen=True)
@@ -185,10 +170,9 @@ class CorpusSpec(Spec):
 
 @dataclass(frozen=True)
 class GoldSpec(Spec):
-    """Gold continuations built once per task: `generator` (an untuned pretrained LM) samples `samples`
-    continuations of each training prompt and `judge` (a scorer, preferably not the evaluation scorer) keeps the
-    least toxic among those whose perplexity under the generator is within `max_perplexity_ratio` x the median
-    of the prompt's samples."""
+    """Gold continuations built once per task: `generator` (an untuned pretrained LM) samples `samples` continuations
+    of each training prompt and `judge` (a scorer, preferably not the evaluation scorer) keeps the least toxic among
+    those whose perplexity under the generator is within `max_perplexity_ratio` x the median of the prompt's."""
 
     generator: str
     judge: str
@@ -199,9 +183,9 @@ class GoldSpec(Spec):
 
 @dataclass(frozen=True)
 class PreferenceSpec(Spec):
-    """The `preferences:` block of a generation task (the DPO track): `generator` (the untuned strong model)
-    samples `samples` continuations of each training prompt; a judge's pair is its least against its most toxic
-    candidate; DPO students learn from a weak judge's pairs, the ceiling from the gold judge's."""
+    """The `preferences:` block of a generation task (the DPO track): `generator` (the untuned strong model) samples
+    `samples` continuations per prompt; a judge's pair is its least vs its most toxic; students learn from weak
+    judges' pairs, the ceiling from the gold judge's."""
 
     generator: str
     gold_judge: str
