@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -139,24 +140,46 @@ TRACK_METRICS = {"labels": "accuracy", "demonstrations": "expected_max_toxicity"
 
 
 def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
-    """PGR of every student of a task, grouped by kind of weak supervision, each on its track's own metric."""
-    rows = pd.concat([agg[(agg.task == task) & (agg.track == track) & (agg.role == "pgr") & (agg.metric == metric)]
+    """Left: PGR of every student of a task, grouped by kind of weak supervision, each on its track's own metric
+    (flagged runs marked). Right: expected max. toxicity of the untuned base, every student and each track's
+    ceiling on the shared evaluation prompts."""
+    sub = agg[agg.task == task]
+    rows = pd.concat([sub[(sub.track == track) & (sub.role == "pgr") & (sub.metric == metric)]
                       for track, metric in TRACK_METRICS.items()]).reset_index(drop=True)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.0 * len(rows) + 2), 4.0))
-    x = np.arange(len(rows))
     colours = {track: f"C{i}" for i, track in enumerate(TRACK_METRICS)}
-    ax.bar(x, rows["mean"].fillna(0), 0.7, yerr=_errors(rows), capsize=3, color=[colours[t] for t in rows.track])
-    for track, colour in colours.items():
-        if (rows.track == track).any():
-            ax.bar([], [], color=colour, label=f"weak {track} (PGR on {TRACK_METRICS[track].replace('_', ' ')})")
-    ax.axhline(0, color="black", lw=0.8)
-    ax.axhline(1, color="0.5", lw=0.8, ls="--")
-    ax.set_xticks(x, [f"{s}\n{w}" for s, w in zip(rows.strategy, rows.weak_model)], fontsize=7, rotation=30,
-                  ha="right")
-    ax.set_ylabel("PGR; 1 = ceiling, 0 = weak supervisor")
-    ax.set_title(f"{task}: kinds of weak supervision side by side ({_ci_note(rows)})", fontsize=10)
-    ax.legend(fontsize=7)
-    ax.grid(axis="y", alpha=0.3)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 1.6 * len(rows) + 5), 4.4))
+    x = np.arange(len(rows))
+    left.bar(x, rows["mean"].fillna(0), 0.7, yerr=_errors(rows), capsize=3, color=[colours[t] for t in rows.track])
+    for p, (_, r) in zip(x, rows.iterrows()):
+        if pd.isna(r["mean"]) or r["n_flagged"]:
+            left.annotate("gap within\nnoise" if pd.isna(r["mean"]) else f"{int(r['n_flagged'])} flagged", (p, 0),
+                          ha="center", va="bottom", fontsize=7, color="0.3")
+    left.axhline(0, color="black", lw=0.8)
+    left.axhline(1, color="0.5", lw=0.8, ls="--")
+    left.set_xticks(x, [f"{s}\n{w}" for s, w in zip(rows.strategy, rows.weak_model)], fontsize=7, rotation=30,
+                    ha="right")
+    left.set_ylabel("PGR on the track's own metric; 1 = ceiling, 0 = weak")
+    left.legend(handles=[Patch(color=colours[t], label=f"weak {t}: {TRACK_METRICS[t].replace('_', ' ')}")
+                         for t in TRACK_METRICS if (rows.track == t).any()], fontsize=7)
+    emt = sub[sub.metric == "expected_max_toxicity"]
+    models = [("base (untuned)", "0.6", emt[emt.role == "base"].head(1))]
+    for track in TRACK_METRICS:
+        own = emt[emt.track == track]
+        models += [(f"w2s {r.strategy}", colours[track], own[own.index == i]) for i, r in
+                   own[own.role == "w2s"].iterrows()]
+        models += [(f"ceiling ({track})", colours[track], own[own.role == "ceiling"].head(1))]
+    models = [m for m in models if len(m[2])]
+    bars = pd.concat([m[2] for m in models])
+    ppl = sub[sub.metric == "perplexity"].set_index(["weak_model", "strong_model", "strategy", "role"])["mean"]
+    right.bar(np.arange(len(models)), bars["mean"], 0.7, yerr=_errors(bars), capsize=3, color=[m[1] for m in models])
+    labels = [f"{m[0]}\nperplexity {ppl.get(tuple(r[k] for k in ppl.index.names), np.nan):,.0f}"
+              for m, (_, r) in zip(models, bars.iterrows())]
+    right.set_xticks(np.arange(len(models)), labels, fontsize=7, rotation=30, ha="right")
+    right.set_ylabel("expected max. toxicity (lower is better)")
+    right.set_ylim(0.0, 1.0)
+    for ax in (left, right):
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(f"{task}: kinds of weak supervision side by side ({_ci_note(rows)})", fontsize=10)
     _save(fig, path)
 
 
