@@ -40,15 +40,21 @@ MODEL_REQUESTS = {
     "perplexity": ("reference_lm", 1, 0.5),
     "train_scorer": ("scorer", 1, 1), "score_generations": ("scorer", 1, 0.5),
     "gold_corpus": ("gold_generator", 1, 1),
+    "preference_candidates": ("preference_generator", 1, 0.5), "judge_candidates": ("scorer", 1, 0.5),
+    "train_dpo_ceiling": ("strong", 1, 1), "train_dpo_student": ("strong", 1, 1),
+    "reference_pair_logps": ("strong", 1, 0.5), "pair_logps": ("model_run", 1, 0.5),
 }
 GPU_RULES = set(MODEL_REQUESTS)
 CLASSIFICATION_GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student", "predict"}
 GENERATION_GPU_RULES = GPU_RULES - CLASSIFICATION_GPU_RULES
 LOCAL_RULES = {"all", "split_data", "split_corpus", "eval_prompts", "ensemble_labels", "metrics", "toxicity_metrics",
-               "summary", "plots"}  # the Snakefile's localrules
+               "preference_metrics", "summary", "plots"}  # the Snakefile's localrules
 LIGHT_RULES = {"convert_gguf"}  # SLURM jobs with gpu=0: its model's memory, half its runtime
 ALL_RULES = GPU_RULES | LOCAL_RULES | LIGHT_RULES
-OPTIONAL_RULES = {"best_of_n", "ensemble_labels", "gold_corpus"}  # only with best-of-N / ensembles / corpus.gold
+PREFERENCE_RULES = {"preference_candidates", "judge_candidates", "train_dpo_ceiling", "train_dpo_student",
+                    "reference_pair_logps", "pair_logps", "preference_metrics"}
+OPTIONAL_RULES = {"best_of_n", "ensemble_labels", "gold_corpus",  # only with best-of-N / ensembles / corpus.gold
+                  *PREFERENCE_RULES}  # / a preferences block
 DEFAULT_REQUEST = dataclasses.asdict(Resources())  # jobs of no model (API scorers); also each model's default
 PROFILE_ENV = ("W2S_SLURM_ACCOUNT", "W2S_SLURM_GPU_MODEL", "W2S_SLURM_GPU_CONSTRAINT", "W2S_SLURM_GRES",
                "SNAKEMAKE_SLURM_PARTITIONS")
@@ -139,12 +145,16 @@ def request_model(job: dict, config: dict) -> str | None:
         return wc[source]
     if source == "model_run":  # ceiling/<strong>/seedN, student/<weak>__<strong>/<strategy>/seedN, weak/<weak>/seedN
         stage, models = wc["model_run"].split("/")[:2]
-        assert stage in (("weak", "ceiling", "student") if rule == "lm_generations" else ("ceiling", "student")), job
-        return models.split("__")[1] if stage == "student" else models
+        stages = {"lm_generations": ("weak", "ceiling", "student", "dpo-ceiling", "dpo-student"),
+                  "pair_logps": ("dpo-ceiling", "dpo-student")}.get(rule, ("ceiling", "student"))
+        assert stage in stages, job
+        return models.split("__")[1] if stage.endswith("student") else models
     if source == "reference_lm":
         return config["tasks"][wc["task"]]["reference_lm"]
     if source == "gold_generator":
         return config["tasks"][wc["task"]]["corpus"]["gold"]["generator"]
+    if source == "preference_generator":
+        return config["tasks"][wc["task"]]["preferences"]["generator"]
     scorer = config["scorers"][wc["scorer"]]
     return scorer["model"] if scorer["kind"] == "trained" else None
 
@@ -166,7 +176,8 @@ def check_requests(jobs: list[dict], config: dict) -> None:
                 request["mem_mb"], max(1, round(request["runtime"] * 0.5))), job
             continue
         model = request_model(job, config)
-        if rule == "score_generations" and config["scorers"][job["wildcards"]["scorer"]]["kind"] == "hf":
+        scorer = config["scorers"].get(job["wildcards"].get("scorer"), {})
+        if rule in ("score_generations", "judge_candidates") and scorer.get("kind") == "hf":
             gpu = "1"  # a hub classifier
         else:
             gpu = "0" if model is None or config["models"][model]["kind"] == "tfidf" else "1"
@@ -262,16 +273,18 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     best-of-N strategies and an ensemble weak model, every rule of the workflow has jobs."""
     (default_copy / "distinct-requests.yaml").write_text(DISTINCT_REQUESTS)
     (default_copy / "ensemble.yaml").write_text(ENSEMBLE)
-    # strategies: best-of-N with two selectors; layered files go after one --configfile (repeating the
-    # flag keeps only the last)
-    layers = ("configs/strategies.yaml", "distinct-requests.yaml", "ensemble.yaml")
+    (default_copy / "all-tasks.yaml").write_text("only: []\n")
+    # the preference track on every task (not only toxicity); strategies: best-of-N with two selectors; layered
+    # files go after one --configfile (repeating the flag keeps only the last)
+    layers = ("configs/preferences.yaml", "all-tasks.yaml", "configs/strategies.yaml", "distinct-requests.yaml",
+              "ensemble.yaml")
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
                                 "--configfile", *layers).stdout)
     assert {j["rule"] for j in jobs} == ALL_RULES
     check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
     scorers = {j["wildcards"]["scorer"]: j["resources"]["gpu"] for j in jobs if j["rule"] == "train_scorer"}
-    assert scorers == {"minilm-davidson": "1", "minilm-davidson-gold": "1", "tfidf-davidson": "0"}  # the TF-IDF
-    # selector needs no GPU
+    assert scorers == {"minilm-davidson": "1", "minilm-davidson-gold": "1", "tfidf-davidson": "0",
+                       "tfidf-davidson-300": "0"}  # the TF-IDF selector and weak judge need no GPU
     best_of = {j["wildcards"]["scorer"]: j["resources"] for j in jobs if j["rule"] == "best_of_n"}
     assert set(best_of) == {"minilm-davidson", "tfidf-davidson"}
     assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in best_of.values()} == {("1", "1000", "5")}  # weak LM's
@@ -317,8 +330,12 @@ def test_paper_config_dag(default_copy, clean_env):
         "split_data": 10, "train_weak": 10, "weak_labels": 10, "train_ceiling": 60, "train_student": 180,
         "predict": 240, "metrics": 180, "summary": 1, "plots": 1, "all": 1,
         "split_corpus": 5, "eval_prompts": 1, "train_weak_lm": 5, "weak_generations": 5, "train_lm_ceiling": 30,
-        "train_lm_student": 30, "base_generations": 30, "lm_generations": 65, "perplexity": 95,
-        "score_generations": 95, "toxicity_metrics": 30}
+        "train_lm_student": 30, "base_generations": 30, "lm_generations": 65 + 40, "perplexity": 95 + 40,
+        "score_generations": 95 + 40, "toxicity_metrics": 30,
+        # the preference track: candidates once, 2 judges (the TF-IDF one trained), DPO ceiling and 3 students of
+        # 2 policies x 5 seeds, their generations, scores, perplexities and pair log-probs (+ the 2 bases')
+        "preference_candidates": 1, "train_scorer": 1, "judge_candidates": 2, "train_dpo_ceiling": 10,
+        "train_dpo_student": 30, "reference_pair_logps": 2, "pair_logps": 40, "preference_metrics": 30}
     config = layered_config(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
     check_requests(jobs, config)
     # Perspective: 1,000 prompts x 25 samples at 1 qps each, one job at a time (tests/test_api_scorers.py)
