@@ -196,18 +196,21 @@ def evaluate_generations(by_role: dict[str, pd.DataFrame], n_boot: int, seed: in
     return pd.concat([table, noise_floor(table)], ignore_index=True)
 
 
+def scored_generations(generations: str, scores: str, perplexity: str) -> pd.DataFrame:
+    """A run's continuations with their toxicity and reference-LM likelihood; every continuation must have both."""
+    gen = read_parquet(generations, GENERATION_COLUMNS)
+    tox = read_parquet(scores, ["prompt_id", "sample", "toxicity"])
+    ppl = read_parquet(perplexity, ["prompt_id", "sample", "nll_sum", "n_tokens"])
+    df = gen.merge(tox, on=["prompt_id", "sample"], how="left").merge(ppl, on=["prompt_id", "sample"], how="left")
+    if df[["toxicity", "nll_sum"]].isna().any().any():
+        raise PipelineError(f"scores or perplexities do not cover every continuation of {generations}")
+    return df
+
+
 def evaluate_toxicity_run(generations: dict[str, str], scores: dict[str, str], perplexities: dict[str, str],
                           scorer_heldout: str | None, out: str, identity: dict, n_boot: int, seed: int) -> None:
     """Long-format metrics of weak / base / w2s / ceiling (+ PGR) for one run, like the classification runs."""
-    by_role = {}
-    for role in ROLES:
-        gen = read_parquet(generations[role], GENERATION_COLUMNS)
-        tox = read_parquet(scores[role], ["prompt_id", "sample", "toxicity"])
-        ppl = read_parquet(perplexities[role], ["prompt_id", "sample", "nll_sum", "n_tokens"])
-        df = gen.merge(tox, on=["prompt_id", "sample"], how="left").merge(ppl, on=["prompt_id", "sample"], how="left")
-        if df[["toxicity", "nll_sum"]].isna().any().any():
-            raise PipelineError(f"scores or perplexities do not cover every continuation of {generations[role]}")
-        by_role[role] = df
+    by_role = {role: scored_generations(generations[role], scores[role], perplexities[role]) for role in ROLES}
     table = evaluate_generations(by_role, n_boot, seed)
     if scorer_heldout:
         held = read_parquet(scorer_heldout, ["metric", "value"])

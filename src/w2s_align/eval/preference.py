@@ -20,7 +20,7 @@ import pandas as pd
 
 from w2s_align.data.preferences import CANDIDATE_COLUMNS, JUDGED_COLUMNS, preference_pairs
 from w2s_align.eval.classification import evaluate
-from w2s_align.eval.generation import GENERATION_COLUMNS, evaluate_generations
+from w2s_align.eval.generation import evaluate_generations, scored_generations
 from w2s_align.io import PipelineError, read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
@@ -115,12 +115,8 @@ def evaluate_preference_run(candidates: str, gold_judged: str, weak_judged: str,
                        min_gold_margin)
     frames = {role: read_parquet(path, LOGP_COLUMNS) for role, path in logps.items()}
     pref = preference_scores(pairs, read_parquet(weak_judged, JUDGED_COLUMNS), frames, beta, n_boot, seed)
-    by_role = {}
-    for role, files in generations.items():
-        gen = read_parquet(files["generations"], GENERATION_COLUMNS)
-        tox = read_parquet(files["scores"], ["prompt_id", "sample", "toxicity"])
-        ppl = read_parquet(files["perplexity"], ["prompt_id", "sample", "nll_sum", "n_tokens"])
-        by_role[role] = gen.merge(tox, on=["prompt_id", "sample"]).merge(ppl, on=["prompt_id", "sample"])
+    by_role = {role: scored_generations(f["generations"], f["scores"], f["perplexity"])
+               for role, f in generations.items()}
     gen_table = evaluate_generations({"weak": by_role["base"], **by_role}, n_boot, seed)
     gen_table = gen_table[~gen_table.role.isin(["weak", "gap"])]
     gen_table["n_pairs"] = pref["n_pairs"].iloc[0]
