@@ -16,19 +16,17 @@ MODELS = ("minilm-l6", "gpt2-scratch")
 
 
 class _TimedBar:
-    """Wraps the loop's tqdm bar over the training batches; records the time of the whole iteration
-    (first batch fetched to last optimizer step done), i.e. the optimisation steps only."""
+    """Wraps the loop's per-epoch tqdm bar (driven by `update()` and `close()`); records the time from the
+    bar's creation to its `close()`, i.e. the epoch's optimisation steps, not its validation."""
 
     def __init__(self, bar, sink: list[Timing]):
         self.bar, self.sink = bar, sink
+        self.timing, self.wall, self.cpu = Timing(), time.perf_counter(), time.process_time()
 
-    def __iter__(self):
-        with stopwatch() as timing:
-            yield from self.bar
-        self.sink.append(timing)
-
-    def __len__(self):
-        return len(self.bar)
+    def close(self):
+        self.timing.wall, self.timing.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        self.sink.append(self.timing)
+        self.bar.close()
 
     def __getattr__(self, name):
         return getattr(self.bar, name)
@@ -69,15 +67,16 @@ def pipeline_epoch(clf, init_state, rows, val, hp, device, seed) -> tuple[Timing
     return sink[0], time.perf_counter() - start, info["history"][0]["train_loss"]
 
 
-def bare_epoch(model, init_state, batches, hp, device, seed, fused: bool = True):
+def bare_epoch(model, init_state, batches, hp, device, seed, fused: bool = True, compute=None):
     """A hand-written PyTorch loop over pre-collated batches: AdamW (fused, as in the pipeline, or
-    torch's CPU default that updates one tensor at a time) + the same linear schedule, cross-entropy,
-    backward, clip, step. (Timing, mean loss, wall seconds inside optimizer.step)."""
+    torch's CPU default that updates one tensor at a time) + the same linear schedule, cross-entropy under
+    the pipeline's autocast dtype `compute` (None: fp32), backward, clip, step. (Timing, mean loss, wall
+    seconds inside optimizer.step)."""
     import torch
     import torch.nn.functional as F
     from transformers import get_linear_schedule_with_warmup
 
-    from w2s_align.device import set_seed
+    from w2s_align.device import autocast, set_seed
 
     model.load_state_dict(init_state)
     set_seed(seed)
@@ -88,7 +87,8 @@ def bare_epoch(model, init_state, batches, hp, device, seed, fused: bool = True)
     losses, in_step = [], 0.0
     with stopwatch() as timing:
         for inputs, labels in batches:
-            loss = F.cross_entropy(model(**inputs).logits, labels)
+            with autocast(device, compute or torch.float32):
+                loss = F.cross_entropy(model(**inputs).logits, labels)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
             start = time.perf_counter()
@@ -138,8 +138,9 @@ def run(args, cfg: dict) -> Section:
                        f"timed over its training-batch loop only (validation on 4 rows and the best-epoch snapshot "
                        f"excluded; total call time shown too). Bare = the same batches (same "
                        f"`length_grouped_batches` order, the same features from `TransformerClassifier.encode`, "
-                       f"collated beforehand, outside the timer), `F.cross_entropy`, fused AdamW + linear "
-                       f"warmup/decay, clip 1.0. Order alternates pipeline/bare (PB, BP, PB, ...) after one warm-up, "
+                       f"collated beforehand, outside the timer), `F.cross_entropy` under the same autocast "
+                       f"dtype, fused AdamW + linear warmup/decay, clip 1.0. Order alternates pipeline/bare (PB, BP, "
+                       f"PB, ...) after one warm-up, "
                        f"{', '.join(f'{k}: {v}' for k, v in args.train_repeats.items())} runs of each; best of each.")
     sec.details += ["", "| model | batch | steps | pipeline s (total call s) | bare s | CPU-time ratio (best) "
                     "| mean loss pipeline / bare |", "|---|---|---|---|---|---|---|"]
@@ -153,7 +154,7 @@ def run(args, cfg: dict) -> Section:
         init_state = copy.deepcopy(clf.model.state_dict())
         batches = collated_batches(feats, rows["gt_label"].to_numpy(), clf.tokenizer, hp.batch_size, device, seed)
         n = len(batches)
-        bare_epoch(clf.model, init_state, batches[:3], hp, device, seed)  # warm-up
+        bare_epoch(clf.model, init_state, batches[:3], hp, device, seed, compute=clf.compute)  # warm-up
         pipe, bare, pipe_total, losses = [], [], [], {}
         for r in range(args.train_repeats[name]):
             for which in (("pipeline", "bare") if r % 2 == 0 else ("bare", "pipeline")):
@@ -162,7 +163,8 @@ def run(args, cfg: dict) -> Section:
                     pipe.append(timing)
                     pipe_total.append(total)
                 else:
-                    timing, losses["bare"], _ = bare_epoch(clf.model, init_state, batches, hp, device, seed)
+                    timing, losses["bare"], _ = bare_epoch(clf.model, init_state, batches, hp, device, seed,
+                                                            compute=clf.compute)
                     bare.append(timing)
         p, b = min(t.wall for t in pipe), min(t.wall for t in bare)
         cpu_ratio = min(t.cpu for t in bare) / min(t.cpu for t in pipe)

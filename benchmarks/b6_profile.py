@@ -41,11 +41,12 @@ def run(args, cfg: dict) -> Section:
     batches = collated_batches(clf.encode(rows), rows["gt_label"].to_numpy(), clf.tokenizer, hp.batch_size, device,
                                seed)
     init_state = copy.deepcopy(clf.model.state_dict())
-    bare_epoch(clf.model, init_state, batches[:2], hp, device, seed)  # warm-up
+    bare_epoch(clf.model, init_state, batches[:2], hp, device, seed, compute=clf.compute)  # warm-up
     runs = {True: [], False: []}
     for r in range(args.fix_repeats):
         for fused in ((True, False) if r % 2 == 0 else (False, True)):
-            runs[fused].append(bare_epoch(clf.model, init_state, batches, hp, device, seed, fused=fused))
+            runs[fused].append(bare_epoch(clf.model, init_state, batches, hp, device, seed, fused=fused,
+                                          compute=clf.compute))
     sec.details += ["", f"{task} weak_label rows, {name}, batch {hp.batch_size}, max_length {max_length}, "
                     f"{len(batches)} steps, {torch.get_num_threads()} threads, {args.fix_repeats} alternating "
                     f"runs each (best shown):", "",
