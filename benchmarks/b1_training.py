@@ -21,10 +21,11 @@ class _TimedBar:
 
     def __init__(self, bar, sink: list[Timing]):
         self.bar, self.sink = bar, sink
-        self.timing, self.wall, self.cpu = Timing(), time.perf_counter(), time.process_time()
+        self.clock = contextlib.ExitStack()
+        self.timing = self.clock.enter_context(stopwatch())
 
     def close(self):
-        self.timing.wall, self.timing.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+        self.clock.close()
         self.sink.append(self.timing)
         self.bar.close()
 
