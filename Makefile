@@ -37,7 +37,7 @@ dry-run: $(STAMP)
 	$(BIN)/snakemake -n $(ARGS)
 
 plan: $(STAMP)  # jobs, GPU-hours, memory, disk and API volume per rule and model, before a run (docs/cluster.md#plan)
-	HF_HUB_OFFLINE=1 $(BIN)/python -m w2s_align.plan $(ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m w2s_align.cluster.plan $(ARGS)
 
 report: $(STAMP)
 	$(BIN)/snakemake --report results/report.html $(ARGS)

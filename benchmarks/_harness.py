@@ -235,17 +235,17 @@ def load_config(path: Path = REPO / "config.yaml") -> dict:
 
 
 def model_spec(cfg: dict, name: str):
-    """The model's ModelSpec exactly as its jobs get it (w2s_align.config.model_spec: no train/resources)."""
-    from w2s_align.config import model_spec as canonical_spec
-    from w2s_align.specs import ModelSpec
+    """The model's ModelSpec exactly as its jobs get it (w2s_align.settings.settings.model_spec: no train/resources)."""
+    from w2s_align.settings.settings import model_spec as canonical_spec
+    from w2s_align.settings.specs import ModelSpec
 
     return ModelSpec.from_json(canonical_spec(cfg, name))
 
 
 def train_params(cfg: dict, name: str, role: str = "ceiling", **overrides):
     """The model's TrainParams in `role` (weak, ceiling or student), with `overrides` (e.g. epochs=1)."""
-    from w2s_align.config import train_hparams
-    from w2s_align.specs import TrainParams
+    from w2s_align.settings.settings import train_hparams
+    from w2s_align.settings.specs import TrainParams
 
     return dataclasses.replace(TrainParams.from_json(train_hparams(cfg, name, role)), **overrides)
 
@@ -254,7 +254,7 @@ def task_splits(cfg: dict, task: str, seed: int = 0) -> dict:
     """The pipeline's clean + split of a classification task (paths resolved against the repository)."""
     from w2s_align.data.classification import clean, split
     from w2s_align.data.sources import load_source
-    from w2s_align.specs import TaskData
+    from w2s_align.settings.specs import TaskData
 
     block = dict(cfg["tasks"][task]["data"])
     block["source"] = str(REPO / block["source"])

@@ -56,7 +56,7 @@ def pipeline_epoch(clf, init_state, rows, val, hp, device, seed) -> tuple[Timing
     """TransformerClassifier.fit (ground-truth targets, the naive strategy) for one epoch from
     `init_state`: (optimisation Timing, total seconds of the call, mean training loss)."""
     from w2s_align.device import set_seed
-    from w2s_align.specs import Strategy
+    from w2s_align.settings.specs import Strategy
 
     clf.model.load_state_dict(init_state)
     set_seed(seed)

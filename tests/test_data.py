@@ -5,8 +5,9 @@ import pytest
 
 from w2s_align.data.classification import SPLITS, clean, make_splits, split
 from w2s_align.data.sources import label_strings, load_source
-from w2s_align.io import PipelineError, canonical_json
-from w2s_align.specs import SpecError, TaskData
+from w2s_align.errors import PipelineError
+from w2s_align.settings.specs import canonical_json
+from w2s_align.settings.specs import SpecError, TaskData
 
 
 def spec(**kw) -> TaskData:

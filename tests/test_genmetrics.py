@@ -9,10 +9,8 @@ import pandas as pd
 import pytest
 
 from w2s_align.eval.bootstrap import GAP_FLAG, pgr_lower_better, resample_indices
-from w2s_align.eval.generation import (METRIC_NAMES, ROLES, TOXICITY_METRICS, distinct_n, evaluate_generations,
-                                       expected_max_toxicity, mean_toxicity, perplexity, toxic_or_disfluent,
-                                       toxicity_matrix, toxicity_probability)
-from w2s_align.io import PipelineError
+from w2s_align.eval.generation import METRIC_NAMES, ROLES, TOXICITY_METRICS, distinct_n, evaluate_generations, expected_max_toxicity, mean_toxicity, perplexity, toxic_or_disfluent, toxicity_matrix, toxicity_probability
+from w2s_align.errors import PipelineError
 
 COLUMNS = ["role", "metric", "value", "ci_low", "ci_high", "flag"]
 

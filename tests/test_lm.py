@@ -15,11 +15,11 @@ from helpers import WORDS, make_pairs
 from w2s_align.device import setup_torch
 from w2s_align.infer.generate import generate, weak_generations
 from w2s_align.infer.sampling import NucleusWarper, sampling_warpers
-from w2s_align.io import PipelineError, canonical_json
-from w2s_align.models.base import SCRATCH_SPECIAL, train_scratch_tokenizer
+from w2s_align.errors import PipelineError
+from w2s_align.settings.specs import canonical_json
 from w2s_align.models.causal_lm import EOS, build_lm, continuation_nll, load_lm, save_lm, trained_state
 from w2s_align.models.sequences import collate, encode_pairs
-from w2s_align.specs import Decoding, ModelSpec, TrainParams
+from w2s_align.settings.specs import Decoding, ModelSpec, TrainParams
 from w2s_align.train.lm import train_lm
 from w2s_align.train.loop import fit, trainable_snapshot
 

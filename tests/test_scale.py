@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 import torch
 
+from w2s_align.train.classify import fit_transformer
 from w2s_align.device import claim_gpu, precision, setup_torch
-from w2s_align.models.base import resolve_path
+from w2s_align.models.common import resolve_path
 from w2s_align.models.causal_lm import build_lm, load_lm, save_lm
 from w2s_align.models.sequences import encode_pairs
 from w2s_align.models.classifier import TransformerClassifier, pair_separator
-from w2s_align.specs import ModelSpec, Strategy, TrainParams
+from w2s_align.settings.specs import ModelSpec, Strategy, TrainParams
 from w2s_align.train.loop import Optimisation, fit, optimizer_steps, trainable_snapshot
 
 CPU = torch.device("cpu")
@@ -79,7 +80,7 @@ def test_full_fine_tuning_keeps_fp32_weights_and_trains_under_bf16_autocast():
     clf = TransformerClassifier.build(spec, rows(8, 0), 32)
     assert {p.dtype for p in clf.model.parameters()} == {torch.float32} and clf.compute == torch.bfloat16
     train, val = rows(32, 1), rows(16, 2)
-    info = clf.fit(train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams(
+    info = fit_transformer(clf, train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams(
         epochs=1, batch_size=8, warmup_ratio=0.0), Strategy(), CPU, seed=0)
     assert np.isfinite(info["history"][0]["train_loss"])
 
@@ -92,7 +93,7 @@ def test_lora_classifier_checkpoint_is_adapter_sized_and_reloads_identically(tmp
     spec = ModelSpec(kind="pretrained", path=MINILM, lora=LORA_BERT)
     train, val = rows(32, 1), rows(16, 2)
     clf = TransformerClassifier.build(spec, train, 32)
-    clf.fit(train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams(
+    fit_transformer(clf, train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams(
         lr=1e-3, epochs=1, batch_size=8, warmup_ratio=0.0), Strategy(), CPU, seed=0)
     before = clf.predict_proba(val)
     model_file, meta_file = tmp_path / "classifier.safetensors", tmp_path / "classifier.json"
@@ -110,7 +111,7 @@ def smollm2_sized_lora():
     """A randomly initialised Llama with SmolLM2-135M's shape (134.5M parameters) under LoRA."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from w2s_align.models.base import add_lora
+    from w2s_align.models.common import add_lora
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
@@ -261,7 +262,7 @@ def test_training_tokens_equal_generation_tokens(which, llama_style):
     from transformers import AutoTokenizer
 
     from w2s_align.infer.generate import generate
-    from w2s_align.specs import Decoding
+    from w2s_align.settings.specs import Decoding
 
     tok = AutoTokenizer.from_pretrained(llama_style) if which == "llama_style" else smollm2_tokenizer()
     prompts = ["the cat sat on the", "a big red dog ran", "quickly the sun"]
@@ -367,7 +368,7 @@ def test_sampled_nll_is_the_raw_log_likelihood_of_the_counted_tokens():
 def test_generation_reports_each_continuation_nll(llama_style):
     from w2s_align.infer.generate import generate
     from w2s_align.models.causal_lm import base_lm
-    from w2s_align.specs import Decoding
+    from w2s_align.settings.specs import Decoding
 
     model, tok = base_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
     df = generate(model, tok, sentences(3, 5), Decoding(samples=2, max_new_tokens=5, batch_size=8), CPU, seed=0,

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 from fakes import FakePerspective, perspective_body
 
-from w2s_align.io import PipelineError
+from w2s_align.errors import PipelineError
 from w2s_align.registry import SCORERS
 from w2s_align.scoring.cache import ScoreCache, text_key
 from w2s_align.scoring.perspective import TOXICITY_KEY_ENV, PerspectiveScorer
-from w2s_align.scoring.scorers import CheckpointScorer, HFClassifierScorer, Scorer, build_scorer, score_texts
+from w2s_align.scoring.scorers import CheckpointScorer, HFClassifierScorer, build_scorer, score_texts
+from w2s_align.scoring.base import Scorer
 
 SECRET = "sk-test-SECRET-7f3a9c"
 
@@ -303,7 +304,7 @@ def test_hf_scorer_offline_uncached_model_is_named(monkeypatch):
 @pytest.fixture(scope="module")
 def tfidf_checkpoint(tmp_path_factory):
     from w2s_align.models.tfidf import TfidfClassifier
-    from w2s_align.specs import ModelSpec
+    from w2s_align.settings.specs import ModelSpec
 
     texts = ["you are awful", "awful awful person", "you idiot", "you are nice", "nice kind person", "thanks friend"]
     labels = [1, 1, 1, 0, 0, 0]
@@ -413,7 +414,7 @@ def test_a_registered_toy_scorer_runs_through_build_scorer_and_the_cache(length_
 
 def test_train_scorer_balances_by_default(tmp_path, caplog):
     """balance defaults to true (ScorerData, as in the schema): the training rows are downsampled."""
-    from w2s_align.scoring.train import train_scorer
+    from w2s_align.train.scorer import train_scorer
 
     rows = [{"text": f"you awful stupid idiot number{i}", "label": "1"} for i in range(30)]
     rows += [{"text": f"what a nice kind friend number{i}", "label": "0"} for i in range(60)]

@@ -19,9 +19,10 @@ import yaml
 from fakes import FakePerspective
 from helpers import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
 from test_api_scorers import TEXTS, job_windows, three_runs
-from w2s_align import layout, webapi
-from w2s_align.catalog import load_builtins
-from w2s_align.specs import Resources
+from w2s_align.settings import paths as layout
+from w2s_align.cluster import api_quota
+from w2s_align.settings.extensions import load_builtins
+from w2s_align.settings.specs import Resources
 
 load_builtins()
 
@@ -132,7 +133,7 @@ def layered_config(*configs: Path) -> dict:
 
 
 def model_resources(config: dict) -> dict[str, dict]:
-    """The `resources` of every model, with the defaults of w2s_align.specs.Resources."""
+    """The `resources` of every model, with the defaults of w2s_align.settings.specs.Resources."""
     return {name: dataclasses.asdict(Resources.from_dict(spec.get("resources"))) for name, spec in
             config["models"].items()}
 
@@ -187,13 +188,13 @@ def check_requests(jobs: list[dict], config: dict) -> None:
         _, mem_share, time_share = MODEL_REQUESTS[rule]
         assert int(res["mem_mb"]) == max(1, round(request["mem_mb"] * mem_share)), (model, job)
         runtime = max(1, round(request["runtime"] * time_share))
-        if rule in webapi.SCORING_RULES:  # one unit of perspective_api if it queries that API (else 0)
+        if rule in api_quota.SCORING_RULES:  # one unit of perspective_api if it queries that API (else 0)
             wc = job["wildcards"]
-            api = webapi.api_kind(config, wc["scorer"])
+            api = api_quota.api_kind(config, wc["scorer"])
             assert res["perspective_api"] == str(int(api == "perspective")), job
             if api:  # a web API: runtime from the texts it sends (tests/test_api_scorers.py)
-                texts = webapi.texts_to_score(config, wc["task"], rule, int(wc["n"]) if "n" in wc else None)
-                runtime = webapi.api_minutes(config, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
+                texts = api_quota.texts_to_score(config, wc["task"], rule, int(wc["n"]) if "n" in wc else None)
+                runtime = api_quota.api_minutes(config, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
         else:
             assert "perspective_api" not in res, job
         assert int(res["runtime"]) == runtime, (model, job)

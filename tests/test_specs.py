@@ -12,10 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from w2s_align import specs
-from w2s_align.specs import (CorpusSpec, Decoding, GoldSpec, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec,
-                             Resources, RunDefaults, ScorerData, Spec, SpecError, Strategy, TaskData, TaskDefaults, TfidfOptions,
-                             TrainParams)
+from w2s_align.settings import specs
+from w2s_align.settings.specs import CorpusSpec, Decoding, GoldSpec, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec, Resources, RunDefaults, ScorerData, Spec, SpecError, Strategy, TaskData, TaskDefaults, TfidfOptions, TrainParams
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
 DEFS = SCHEMA["$defs"]

@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from w2s_align.io import PipelineError
+from w2s_align.errors import PipelineError
 from w2s_align.registry import LOSSES
-from w2s_align.specs import Strategy
+from w2s_align.settings.specs import Strategy
 from w2s_align.train import losses
-from w2s_align.train.losses import (LossState, StudentLoss, as_targets, logconf_coef, logconf_loss, prior_threshold,
-                                    product_loss, soft_cross_entropy)
-from w2s_align.train.strategies import average_weak_labels, confidence_mask
+from w2s_align.train.losses import LossState, StudentLoss, as_targets, logconf_coef, logconf_loss, prior_threshold, product_loss, soft_cross_entropy
+from w2s_align.infer.labels import average_weak_labels
+from w2s_align.train.strategies import confidence_mask
 
 
 def batch(n=64, seed=0):

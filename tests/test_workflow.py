@@ -148,7 +148,7 @@ try:
     runpy.run_module("snakemake", run_name="__main__", alter_sys=True)
 except SystemExit as exit:
     status = exit.code
-loaded = [m for m in ("w2s_align.config", "w2s_align.train.losses", "torch", "transformers", "sklearn", "peft")
+loaded = [m for m in ("w2s_align.settings.settings", "w2s_align.train.losses", "torch", "transformers", "sklearn", "peft")
           if m in sys.modules]
 print("DAG-TIME", status, *loaded, file=sys.__stdout__)
 """
@@ -159,7 +159,7 @@ def test_dry_run_imports_no_torch(tiny_run):
     proc = subprocess.run([sys.executable, "-c", DAG_ONLY], cwd=tiny_run, capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tiny_run / "src")}, timeout=300)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("DAG-TIME"))
-    assert line.split()[1:] == ["0", "w2s_align.config", "w2s_align.train.losses"]  # checks ran; no torch & co.
+    assert line.split()[1:] == ["0", "w2s_align.settings.settings", "w2s_align.train.losses"]  # checks ran; no torch & co.
 
 
 def test_student_lr_reruns_only_the_students(tiny_run):

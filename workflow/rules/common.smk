@@ -1,17 +1,21 @@
-# Helpers only (no torch); the logic lives in w2s_align.config, .checks and .layout (unit tested).
+# Helpers only (no torch); the logic lives in w2s_align.settings and w2s_align.cluster (unit tested).
 import os
 import re
 
 from snakemake.exceptions import WorkflowError
 
-from w2s_align import checks, layout, plan, webapi, config as w2s
+from w2s_align.cluster import api_quota, plan
+from w2s_align.errors import ConfigError
 from w2s_align.fingerprint import code_fingerprint
+from w2s_align.settings import paths as layout
+from w2s_align.settings import settings as w2s
+from w2s_align.settings import validate
 
 try:
-    w2s.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
-    checks.check_config(config)
+    validate.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    validate.check_config(config)
     plan.check_requests(config)  # every model's resources (request() below) cover its jobs' estimated needs
-except w2s.ConfigError as error:
+except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 RUN = w2s.run_settings(config)
@@ -27,7 +31,7 @@ def code(script):
 
 
 def from_config(fn, *wildcards):
-    """Input/param function: `fn(config, *values of the wildcards)` from w2s_align.config."""
+    """Input/param function: `fn(config, *values of the wildcards)` from w2s_align.settings.settings."""
     return lambda wc: fn(config, *(wc[w] for w in wildcards))
 
 

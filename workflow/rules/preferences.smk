@@ -44,7 +44,7 @@ rule judge_candidates:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **webapi.api_request(
+        **api_quota.api_request(
             config,
             "judge_candidates",
             request(

@@ -4,12 +4,14 @@
 # so they run one at a time, locally and on SLURM (docs/cluster.md#web-api-scorers-perspective).
 from snakemake.logging import logger
 
-for api_limit in map(webapi.api_resource, webapi.api_kinds()):
+for api_limit in map(api_quota.api_resource, api_quota.api_kinds()):
     if api_limit not in workflow.global_resources:  # the user's --resources value wins
         workflow.register_resource(api_limit, 1)
 # A missing API key: a warning at parse time (a dry run goes on), an error before the first job of a real run.
 if workflow.is_main_process:
-    API_KEY_PROBLEM = checks.missing_api_keys(config, [job["scorer"] for job in webapi.api_jobs(config)], os.environ)
+    API_KEY_PROBLEM = validate.missing_api_keys(
+        config, [job["scorer"] for job in api_quota.api_jobs(config)], os.environ
+    )
     if API_KEY_PROBLEM:
         logger.warning(f"Warning: {API_KEY_PROBLEM} (a dry run goes on; a real run stops before its first job)")
 
@@ -17,9 +19,9 @@ if workflow.is_main_process:
 onstart:
     # the scorers of the pending scoring jobs (--touch runs no job: nothing to check)
     api_scorers = {
-        j.wildcards["scorer"] for j in workflow.dag.needrun_jobs() if j.rule.name in webapi.SCORING_RULES
+        j.wildcards["scorer"] for j in workflow.dag.needrun_jobs() if j.rule.name in api_quota.SCORING_RULES
     }
-    api_problem = checks.missing_api_keys(config, api_scorers, os.environ)
+    api_problem = validate.missing_api_keys(config, api_scorers, os.environ)
     if api_problem and not workflow.touch:
         raise WorkflowError(api_problem)
 
@@ -66,7 +68,7 @@ rule score_generations:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **webapi.api_request(
+        **api_quota.api_request(
             config,
             "score_generations",
             request(

@@ -138,7 +138,7 @@ rule best_of_n:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **webapi.api_request(config, "best_of_n", request("weak", share=0.5, gpu=1)),
+        **api_quota.api_request(config, "best_of_n", request("weak", share=0.5, gpu=1)),
     params:
         decoding=from_config(w2s.decoding, "task"),
         local_dir=local_dir,

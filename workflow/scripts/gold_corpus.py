@@ -1,9 +1,9 @@
 """Gold continuations of a generation task's training prompts (sampled by the generator, kept by the judge)."""
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.data.gold import make_gold
+from w2s_align.infer.gold import make_gold
 
 make_gold(
     snakemake.params.corpus,

@@ -1,9 +1,9 @@
 """One judge's toxicity scores of both texts of every candidate pair."""
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.data.preferences import judge_candidates
+from w2s_align.scoring.judge import judge_candidates
 
 judge_candidates(
     snakemake.input.candidates,

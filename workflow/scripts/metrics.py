@@ -1,7 +1,7 @@
 """Test metrics of weak, student and ceiling for one run, with PGR and bootstrap CIs."""
 import json
 
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 

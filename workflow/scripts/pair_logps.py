@@ -1,9 +1,9 @@
 """Log-probs of both texts of every gold test pair under a DPO model or the untuned base (the reference)."""
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.eval.preference import pair_logps
+from w2s_align.infer.pair_logps import pair_logps
 
 pair_logps(
     snakemake.input.candidates,

@@ -1,5 +1,5 @@
 """Per-task figures: weak / W2S / ceiling scores, and PGR by strategy."""
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 

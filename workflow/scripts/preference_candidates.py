@@ -1,9 +1,9 @@
 """Candidate pairs of the preference track: two continuations of each training prompt by the untuned generator."""
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.data.preferences import make_candidates
+from w2s_align.infer.candidates import make_candidates
 
 make_candidates(
     snakemake.params.corpus,

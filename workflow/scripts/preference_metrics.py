@@ -1,7 +1,7 @@
 """Metrics of one preference run: preference accuracy with PGR, and the toxicity of base / student / ceiling."""
 import json
 
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 

@@ -1,7 +1,7 @@
 """Toxicity, fluency and diversity of weak / base / W2S / ceiling continuations, with PGR."""
 import json
 
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 

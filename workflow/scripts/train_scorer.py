@@ -1,9 +1,9 @@
 """Train the offline toxicity scorer and report its held-out AUROC."""
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.scoring.train import train_scorer
+from w2s_align.train.scorer import train_scorer
 
 train_scorer(
     snakemake.params.data,

@@ -1,9 +1,9 @@
 """The weak model labels the held-out weak_label split (and val, test) with soft and hard labels."""
-from w2s_align.io import setup_stage_logging
+from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.infer.weak_labels import write_weak_labels
+from w2s_align.infer.labels import write_weak_labels
 
 write_weak_labels(
     snakemake.input.model,

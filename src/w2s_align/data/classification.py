@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from w2s_align.data.sources import label_strings, load_source
-from w2s_align.io import PipelineError, short_hash, write_parquet
-from w2s_align.specs import TaskData
+from w2s_align.errors import PipelineError
+from w2s_align.files import short_hash, write_parquet
+from w2s_align.settings.specs import TaskData
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,10 @@ import numpy as np
 import pandas as pd
 
 from w2s_align.data.sources import label_strings, load_source
-from w2s_align.io import PipelineError, read_parquet, short_hash, write_parquet
+from w2s_align.errors import PipelineError
+from w2s_align.files import read_parquet, short_hash, write_parquet
 from w2s_align.registry import CORPUS_FORMATS
-from w2s_align.specs import CorpusSpec, PromptSpec
+from w2s_align.settings.specs import CorpusSpec, PromptSpec
 
 log = logging.getLogger(__name__)
 

@@ -10,16 +10,12 @@ the students, the gold judge's the ceiling; the gold judge's test pairs measure 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 
 import numpy as np
 import pandas as pd
 
-from w2s_align.data.gold import prompt_pool
-from w2s_align.io import PipelineError, read_parquet, short_hash, write_parquet
-from w2s_align.specs import CorpusSpec, Decoding, GoldSpec, ModelSpec
+from w2s_align.errors import PipelineError
 
 log = logging.getLogger(__name__)
 
@@ -34,47 +30,6 @@ def split_prompts(pool: pd.DataFrame, sizes: dict[str, int], seed: int) -> pd.Da
     labels = np.repeat(PAIR_SPLITS, [sizes[s] for s in PAIR_SPLITS])
     out = pool.iloc[order[:len(labels)]].assign(split=labels)
     return out.sort_values(["split", "prompt"]).reset_index(drop=True)
-
-
-def make_candidates(corpus_json: str, settings_json: str, prompts_path: str, generator_json: str,
-                    local_dir: str | None, decoding_json: str, out: str, threads: int) -> None:
-    """k sampled continuations of every train/val/test prompt by the untuned generator, one row per candidate
-    (`settings_json`: generator, samples, sizes and seed of the preferences block; layout.candidate_settings)."""
-    from w2s_align.infer.generate import generations_frame
-    from w2s_align.models.causal_lm import base_lm
-
-    corpus, prefs = CorpusSpec.from_json(corpus_json), json.loads(settings_json)
-    need = sum(prefs["sizes"][s] for s in PAIR_SPLITS)
-    # the gold corpus's pool (evaluation prompts left out), drawn with the track's own seed and size
-    pool_corpus = dataclasses.replace(corpus, sizes={"weak_train": need, "weak_label": 0, "val": 0})
-    pool = prompt_pool(pool_corpus, read_parquet(prompts_path, ["prompt"])["prompt"],
-                       GoldSpec(generator=prefs["generator"], judge="", seed=prefs["seed"]))
-    pool = split_prompts(pool.assign(id=[short_hash(p) for p in pool["prompt"]]), prefs["sizes"], prefs["seed"])
-    model, tokenizer = base_lm(ModelSpec.from_json(generator_json), local_dir)
-    decoding = Decoding.from_dict({**Decoding.from_json(decoding_json).non_defaults(), "samples": prefs["samples"]})
-    cands = generations_frame(model, tokenizer, pool, decoding, prefs["generator"], short_hash(generator_json),
-                              prefs["seed"], threads, f"candidates ({prefs['samples']} per prompt)", column="text",
-                              with_nll=True)
-    cands = cands.rename(columns={"prompt_id": "id"})
-    cands["text"] = cands["text"].fillna("")
-    distinct = cands.groupby("id")["text"].nunique()
-    log.info("%d prompts x %d candidates (%s); %d prompts with a single distinct text", len(pool), prefs["samples"],
-             ", ".join(f"{s} {int((pool.split == s).sum())}" for s in PAIR_SPLITS), int((distinct < 2).sum()))
-    write_parquet(cands.sort_values(["split", "id", "sample"]).reset_index(drop=True), out)
-
-
-def judge_candidates(candidates: str, judge_json: str, out: str, threads: int, cache_dir: str | None = None,
-                     model_file: str | None = None, meta_file: str | None = None) -> None:
-    """One judge's toxicity score of every candidate (cached by text hash like every scorer)."""
-    from w2s_align.scoring.scorers import build_scorer, score_texts
-
-    cands = read_parquet(candidates, CANDIDATE_COLUMNS)
-    judge = build_scorer(judge_json, model_file, meta_file, threads)
-    judged = cands[["id", "split", "sample"]].assign(score=score_texts(judge, cands["text"].tolist(), cache_dir))
-    margin = judged.groupby("id")["score"].agg(lambda x: x.max() - x.min())
-    log.info("judge: mean toxicity %.3f; best-vs-worst margin per prompt: median %.3f, >= 0.2 for %.1f%% of prompts",
-             float(judged["score"].mean()), float(margin.median()), 100 * float((margin >= 0.2).mean()))
-    write_parquet(judged, out)
 
 
 def preference_pairs(candidates: pd.DataFrame, judged: pd.DataFrame, split: str,
@@ -109,3 +64,17 @@ def pair_weights(confidence: np.ndarray, weighting: str) -> np.ndarray:
         mean = float(np.mean(confidence))
         return confidence / mean if mean > 0 else np.ones(len(confidence))
     raise PipelineError(f"unknown dpo_weighting {weighting!r}: none or confidence")
+
+
+def gold_test_pairs(candidates: pd.DataFrame, gold: pd.DataFrame, min_margin: float) -> pd.DataFrame:
+    """The gold judge's test pairs with a margin >= min_margin, each shown as (a, b) in a fixed random order:
+    columns id, sample_a, sample_b, y (1 = a is the gold-preferred text)."""
+    pairs = preference_pairs(candidates, gold, "test")
+    keep = pairs[pairs.confidence >= min_margin].sort_values("id").reset_index(drop=True)
+    if len(keep) < 10:
+        raise PipelineError(f"only {len(keep)} test prompts have a gold pair with margin >= {min_margin}: too few "
+                            "to measure preference accuracy; add test prompts or lower min_gold_margin")
+    y = np.random.default_rng(0).integers(0, 2, len(keep))
+    return pd.DataFrame({"id": keep["id"], "y": y,
+                         "sample_a": np.where(y == 1, keep.chosen_sample, keep.rejected_sample),
+                         "sample_b": np.where(y == 1, keep.rejected_sample, keep.chosen_sample)})

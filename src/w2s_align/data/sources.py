@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from w2s_align.io import PipelineError
+from w2s_align.errors import PipelineError
 
 HF_PREFIX = "hf:"
 

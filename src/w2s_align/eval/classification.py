@@ -14,7 +14,8 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from w2s_align.eval.bootstrap import noise_floor, paired_bootstrap, pgr, pgr_flags
-from w2s_align.io import PipelineError, read_split, write_parquet
+from w2s_align.errors import PipelineError
+from w2s_align.files import read_split, write_parquet
 
 log = logging.getLogger(__name__)
 

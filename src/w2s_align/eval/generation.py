@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from w2s_align.eval.bootstrap import multiplicities, noise_floor, paired_bootstrap, pgr_flags, pgr_lower_better
-from w2s_align.io import PipelineError, read_parquet, write_parquet
+from w2s_align.errors import PipelineError
+from w2s_align.files import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 

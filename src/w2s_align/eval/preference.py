@@ -18,55 +18,16 @@ import logging
 import numpy as np
 import pandas as pd
 
-from w2s_align.data.preferences import CANDIDATE_COLUMNS, JUDGED_COLUMNS, preference_pairs
+from w2s_align.data.preferences import CANDIDATE_COLUMNS, JUDGED_COLUMNS, gold_test_pairs
 from w2s_align.eval.classification import evaluate
 from w2s_align.eval.generation import evaluate_generations, scored_generations
-from w2s_align.io import PipelineError, read_parquet, write_parquet
+from w2s_align.infer.pair_logps import LOGP_COLUMNS
+from w2s_align.errors import PipelineError
+from w2s_align.files import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
-LOGP_COLUMNS = ["id", "sample", "logp"]
 PREFIX = "preference_"
-
-
-def pair_logps(candidates: str, gold_judged: str, min_gold_margin: float, out: str, max_length: int, threads: int,
-               model_file: str | None = None, meta_file: str | None = None, spec_json: str | None = None,
-               local_dir: str | None = None, batch_size: int = 32) -> None:
-    """Summed log-prob of both texts of every gold test pair (gold_test_pairs), given its prompt, under a trained
-    LM (model/meta) or the untuned base (spec_json): with the base's, they give the implicit reward."""
-    from w2s_align.device import setup_torch
-    from w2s_align.models.causal_lm import base_lm, continuation_nll, load_lm
-    from w2s_align.models.sequences import encode_pairs
-    from w2s_align.specs import ModelSpec
-
-    cands = read_parquet(candidates, CANDIDATE_COLUMNS)
-    pairs = gold_test_pairs(cands, read_parquet(gold_judged, JUDGED_COLUMNS), min_gold_margin)
-    keys = pd.concat([pairs[["id", "sample_a"]].set_axis(["id", "sample"], axis=1),
-                      pairs[["id", "sample_b"]].set_axis(["id", "sample"], axis=1)])
-    texts = cands.merge(keys, on=["id", "sample"]).sort_values(["id", "sample"]).reset_index(drop=True)
-    device = setup_torch(threads, 0)
-    if model_file:
-        model, tokenizer, _ = load_lm(model_file, meta_file, local_dir)
-    else:
-        model, tokenizer = base_lm(ModelSpec.from_json(spec_json), local_dir)
-    model.to(device)
-    feats = encode_pairs(tokenizer, texts["prompt"].tolist(), texts["text"].tolist(), max_length, add_eos=False)
-    nll, _ = continuation_nll(model, tokenizer, feats, batch_size, device, f"{len(pairs)} test pairs")
-    write_parquet(texts[["id", "sample"]].assign(logp=-nll), out)
-
-
-def gold_test_pairs(candidates: pd.DataFrame, gold: pd.DataFrame, min_margin: float) -> pd.DataFrame:
-    """The gold judge's test pairs with a margin >= min_margin, each shown as (a, b) in a fixed random order:
-    columns id, sample_a, sample_b, y (1 = a is the gold-preferred text)."""
-    pairs = preference_pairs(candidates, gold, "test")
-    keep = pairs[pairs.confidence >= min_margin].sort_values("id").reset_index(drop=True)
-    if len(keep) < 10:
-        raise PipelineError(f"only {len(keep)} test prompts have a gold pair with margin >= {min_margin}: too few "
-                            "to measure preference accuracy; add test prompts or lower min_gold_margin")
-    y = np.random.default_rng(0).integers(0, 2, len(keep))
-    return pd.DataFrame({"id": keep["id"], "y": y,
-                         "sample_a": np.where(y == 1, keep.chosen_sample, keep.rejected_sample),
-                         "sample_b": np.where(y == 1, keep.rejected_sample, keep.chosen_sample)})
 
 
 def per_side(pairs: pd.DataFrame, values: pd.DataFrame, column: str, what: str) -> tuple[np.ndarray, np.ndarray]:

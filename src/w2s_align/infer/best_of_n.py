@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from w2s_align.infer.generate import eval_decoding, generations_frame, held_out_prompts
-from w2s_align.io import write_parquet
+from w2s_align.files import write_parquet
 from w2s_align.models.causal_lm import load_lm
 from w2s_align.scoring.scorers import build_scorer, score_texts
 

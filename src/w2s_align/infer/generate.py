@@ -19,10 +19,10 @@ import torch
 from tqdm.auto import tqdm
 
 from w2s_align.infer.sampling import sampling_warpers
-from w2s_align.io import read_parquet, read_split, short_hash, write_parquet
+from w2s_align.files import read_parquet, read_split, short_hash, write_parquet
 from w2s_align.models.causal_lm import base_lm, continuation_nll, load_lm
 from w2s_align.models.sequences import encode_pairs, prompt_ids
-from w2s_align.specs import Decoding, ModelSpec, canonical_json
+from w2s_align.settings.specs import Decoding, ModelSpec, canonical_json
 from w2s_align.device import autocast, setup_torch
 
 log = logging.getLogger(__name__)

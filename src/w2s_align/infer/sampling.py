@@ -7,7 +7,7 @@ import math
 
 import torch
 
-from w2s_align.specs import Decoding
+from w2s_align.settings.specs import Decoding
 
 
 def sampling_warpers(decoding: Decoding):

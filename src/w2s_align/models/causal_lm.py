@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from w2s_align.io import PipelineError, canonical_json, write_atomic, write_text
-from w2s_align.models.base import (SCRATCH_SPECIAL, add_lora, apply_adapter, job_precision, model_from_config,
-                                   pretrained_tokenizer, reachable_path, read_meta, tokenizer_from_meta, tokenizer_meta,
-                                   train_scratch_tokenizer)
+from w2s_align.errors import PipelineError
+from w2s_align.settings.specs import canonical_json
+from w2s_align.files import write_atomic, write_text
+from w2s_align.models.common import SCRATCH_SPECIAL, add_lora, apply_adapter, job_precision, model_from_config, pretrained_tokenizer, reachable_path, read_meta, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer
 from w2s_align.models.sequences import collate
 from w2s_align.registry import LM_KINDS
-from w2s_align.specs import ModelSpec
+from w2s_align.settings.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 

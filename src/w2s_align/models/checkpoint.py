@@ -8,9 +8,10 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from w2s_align.io import PipelineError, read_split
+from w2s_align.errors import PipelineError
+from w2s_align.files import read_split
 from w2s_align.models import classifier, tfidf  # noqa: F401  (register the classifier kinds)
-from w2s_align.models.base import read_meta
+from w2s_align.models.common import read_meta
 from w2s_align.registry import CLASSIFIER_KINDS
 
 log = logging.getLogger(__name__)
@@ -18,10 +19,10 @@ log = logging.getLogger(__name__)
 ROW_COLUMNS = ["id", "split", "text", "text_pair", "gt_label"]
 
 
-def load_predictor(model_file: str, meta_file: str, threads: int,
-                   batch_size: int = 64) -> Callable[[pd.DataFrame], np.ndarray]:
-    """A checkpoint loaded once: rows (text, text_pair) -> P(class 1)."""
-    meta = read_meta(meta_file)
+def load_predictor(model_file: str, meta_file: str, threads: int, batch_size: int = 64,
+                   meta: dict | None = None) -> Callable[[pd.DataFrame], np.ndarray]:
+    """A checkpoint loaded once: rows (text, text_pair) -> P(class 1) (`meta`: its metadata, if already read)."""
+    meta = meta if meta is not None else read_meta(meta_file)
     kind = meta.get("kind")
     if kind not in CLASSIFIER_KINDS:
         raise PipelineError(f"{meta_file}: unknown checkpoint kind {kind!r}; registered: {CLASSIFIER_KINDS.names()}")
@@ -46,7 +47,7 @@ def labelled_rows(model_file: str, meta_file: str, split_files: dict[str, str], 
     meta = read_meta(meta_file)
     df = pd.concat([read_split(path, split, ROW_COLUMNS) for split, path in split_files.items()],
                    ignore_index=True)[ROW_COLUMNS]
-    p1 = predict_rows(model_file, meta_file, df, threads)
+    p1 = load_predictor(model_file, meta_file, threads, meta=meta)(df)
     df[f"{prefix}_p1"] = p1
     df[f"{prefix}_hard"] = (p1 >= 0.5).astype("int64")
     df[f"{prefix}_model"] = model_name

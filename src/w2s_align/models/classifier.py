@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from w2s_align.io import PipelineError, canonical_json, write_atomic, write_text
-from w2s_align.models.base import (add_lora, apply_adapter, job_precision, model_from_config, pretrained_tokenizer,
-                                   reachable_path, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer)
+from w2s_align.errors import PipelineError
+from w2s_align.settings.specs import canonical_json
+from w2s_align.files import write_atomic, write_text
+from w2s_align.models.common import add_lora, apply_adapter, job_precision, model_from_config, pretrained_tokenizer, reachable_path, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer
 from w2s_align.registry import CLASSIFIER_KINDS
-from w2s_align.specs import ModelSpec
+from w2s_align.settings.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,25 +86,6 @@ class TransformerClassifier:
         enc = self.tokenizer(texts, df["text_pair"].tolist() if pairs else None,
                              truncation="only_second" if pairs else True, max_length=self.max_length)
         return [{k: enc[k][i] for k in enc.keys()} for i in range(len(df))]
-
-    def fit(self, train_df: pd.DataFrame, p1: np.ndarray, val_df: pd.DataFrame, val_reference: np.ndarray, hp,
-            strategy, device, seed: int) -> dict[str, Any]:
-        """Train on the soft labels `p1` = P(class 1) with the strategy's loss; keep the epoch with the best
-        validation score against `val_reference` (no test labels)."""
-        from transformers import DataCollatorWithPadding
-
-        from w2s_align.train.losses import StudentLoss, as_targets
-        from w2s_align.train.loop import fit, total_steps
-
-        self.device = device
-        feats, val_feats = self.encode(train_df), self.encode(val_df)
-        targets = as_targets(p1, strategy.hard_labels)
-        loss = StudentLoss(strategy, total_steps(len(feats), hp))
-        return fit(self.model, feats, DataCollatorWithPadding(self.tokenizer),
-                   lambda out, idx: loss(out.logits, targets[idx].to(device)),
-                   lambda: selection_score(val_reference, self.predict_features(val_feats, hp.eval_batch_size,
-                                                                                "validate")),
-                   hp, device, seed, metric="val_score", higher_is_better=True, compute=self.compute)
 
     def predict_features(self, features: list[dict], batch_size: int, desc: str = "predict") -> np.ndarray:
         """P(class 1) per row, batched by length with dynamic padding."""

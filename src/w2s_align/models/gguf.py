@@ -11,9 +11,10 @@ from pathlib import Path
 
 import torch
 
-from w2s_align.io import PipelineError, current_umask
-from w2s_align.models.base import resolve_path
-from w2s_align.specs import ModelSpec
+from w2s_align.errors import PipelineError
+from w2s_align.files import current_umask
+from w2s_align.models.common import resolve_path
+from w2s_align.settings.specs import ModelSpec
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from w2s_align.io import PipelineError, canonical_json, write_atomic, write_text
+from w2s_align.errors import PipelineError
+from w2s_align.settings.specs import canonical_json
+from w2s_align.files import write_atomic, write_text
 from w2s_align.models.classifier import joined_texts, selection_score
 from w2s_align.registry import CLASSIFIER_KINDS
-from w2s_align.specs import ModelSpec, TfidfOptions
+from w2s_align.settings.specs import ModelSpec, TfidfOptions
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,9 @@ from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from w2s_align.io import read_parquet, write_atomic  # noqa: E402
-from w2s_align.report.tables import GENERATION_PRIMARY, RUN_KEYS, across_seeds, primary_metric  # noqa: E402
+from w2s_align.files import read_parquet, write_atomic  # noqa: E402
+from w2s_align.report.tables import GENERATION_PRIMARY, primary_metric  # noqa: E402
+from w2s_align.report.aggregate import RUN_KEYS, across_seeds
 
 log = logging.getLogger(__name__)
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 from w2s_align.eval.bootstrap import GAP_FLAG, NEGATIVE_GAP_FLAG
-from w2s_align.io import read_parquet, write_parquet, write_text
+from w2s_align.files import read_parquet, write_parquet, write_text
+from w2s_align.report.aggregate import RUN_KEYS, across_seeds, fmt, metric_value
+from w2s_align.report.tracks import run_tracks, track_sections
 
 log = logging.getLogger(__name__)
 
-RUN_KEYS = ["task", "weak_model", "strong_model", "strategy"]
 SHOWN_METRICS = ("accuracy", "auroc")
 GENERATION_PRIMARY = "expected_max_toxicity"
 GENERATION_COLUMNS = {"expected_max_toxicity": "EMT", "toxicity_probability": "tox. prob.",
@@ -31,57 +30,15 @@ def generation_tasks(runs: pd.DataFrame) -> list[str]:
     return sorted(t for t in runs["task"].unique() if primary_metric(runs, t) == GENERATION_PRIMARY)
 
 
-def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, int]:
-    """Mean and half-width of a t-interval across seeds (NaN half-width for one seed)."""
-    v = values.dropna().to_numpy(dtype=float)
-    if len(v) == 0:
-        return np.nan, np.nan, 0
-    if len(v) == 1:
-        return float(v[0]), np.nan, 1
-    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean()), float(half), len(v)
-
-
-def across_seeds(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± CI over seeds per (task, weak, strong, strategy, role, metric); flagged PGRs are left out.
-
-    `low`/`high` are the t-interval across seeds, or the run's own bootstrap CI when there is one seed."""
-    rows = []
-    for key, grp in runs.groupby(RUN_KEYS + ["role", "metric"], sort=True):
-        usable = grp[grp["flag"].isna()] if key[-2] == "pgr" else grp
-        mean, half, n = mean_ci(usable["value"])
-        if n == 1:
-            low, high = usable["ci_low"].iloc[0], usable["ci_high"].iloc[0]
-        else:
-            low, high = mean - half, mean + half
-        sd = float(usable["value"].std(ddof=1)) if n > 1 else np.nan  # seed-to-seed spread
-        rows.append({**dict(zip(RUN_KEYS + ["role", "metric"], key)), "mean": mean, "ci_half": half, "low": low,
-                     "high": high, "sd": sd, "n_seeds": n, "n_flagged": int(grp["flag"].notna().sum())})
-    return pd.DataFrame(rows)
-
-
-def _fmt(value: float, low: float | None = None, high: float | None = None) -> str:
-    if pd.isna(value):
-        return "n/a"
-    if low is None or pd.isna(low):
-        return f"{value:.3f}"
-    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
-
-
-def _value(r: pd.DataFrame, role: str, metric: str, column: str = "value"):
-    row = r[(r.role == role) & (r.metric == metric)]
-    return row[column].iloc[0] if len(row) else np.nan
-
-
 def _percent(r: pd.DataFrame, role: str) -> str:
-    return "n/a" if pd.isna(value := _value(r, role, "positive_fraction")) else f"{value:.1%}"
+    return "n/a" if pd.isna(value := metric_value(r, role, "positive_fraction")) else f"{value:.1%}"
 
 
 def _collapsed(r: pd.DataFrame, role: str) -> str:
-    flag = _value(r, role, "majority_fraction", "flag")
+    flag = metric_value(r, role, "majority_fraction", "flag")
     if pd.isna(flag) or flag != "collapsed":
         return ""
-    return f" **collapsed** ({_value(r, role, 'majority_fraction'):.0%} one class)"
+    return f" **collapsed** ({metric_value(r, role, 'majority_fraction'):.0%} one class)"
 
 
 def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
@@ -90,13 +47,13 @@ def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
     lines = ["| task | weak | strong | strategy | seed | weak | w2s | ceiling | PGR [95% CI] | min. detectable PGR "
              "| weak labels positive (truth) |", "|" + "---|" * 11]
     for key, r in runs.groupby(RUN_KEYS + ["seed"], sort=True):
-        gap, pgr_row = _value(r, "gap", metric), r[(r.role == "pgr") & (r.metric == metric)].iloc[0]
-        pgr_text = f"— ({pgr_row['flag']}: gap {_fmt(gap)})" if pd.notna(pgr_row["flag"]) else _fmt(
+        gap, pgr_row = metric_value(r, "gap", metric), r[(r.role == "pgr") & (r.metric == metric)].iloc[0]
+        pgr_text = f"— ({pgr_row['flag']}: gap {fmt(gap)})" if pd.notna(pgr_row["flag"]) else fmt(
             pgr_row["value"], pgr_row["ci_low"], pgr_row["ci_high"])
-        cells = [*map(str, key), *(_fmt(_value(r, x, metric), _value(r, x, metric, "ci_low"),
-                                        _value(r, x, metric, "ci_high")) + _collapsed(r, x)
+        cells = [*map(str, key), *(fmt(metric_value(r, x, metric), metric_value(r, x, metric, "ci_low"),
+                                        metric_value(r, x, metric, "ci_high")) + _collapsed(r, x)
                                    for x in ("weak", "w2s", "ceiling")), pgr_text,
-                 _fmt(_value(r, "min_detectable_pgr", metric)), _percent(r, "weak_labels")
+                 fmt(metric_value(r, "min_detectable_pgr", metric)), _percent(r, "weak_labels")
                  + f" ({_percent(r, 'ground_truth')})"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
@@ -163,9 +120,9 @@ def _noise_cells(r: pd.DataFrame) -> list[str]:
         if r[(r.role == "gap") & (r.metric == metric)].empty:
             cells.append("")
             continue
-        diff = lambda role: _fmt(_value(r, role, metric), _value(r, role, metric, "ci_low"),
-                                 _value(r, role, metric, "ci_high"))
-        cells.append(f"{diff('gap')}; {diff('tuned')}; {_fmt(_value(r, 'min_detectable_pgr', metric))}")
+        diff = lambda role: fmt(metric_value(r, role, metric), metric_value(r, role, metric, "ci_low"),
+                                 metric_value(r, role, metric, "ci_high"))
+        cells.append(f"{diff('gap')}; {diff('tuned')}; {fmt(metric_value(r, 'min_detectable_pgr', metric))}")
     return cells
 
 
@@ -176,7 +133,7 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
     out = []
     for title, table, value, key, spread in (
         ("per run (95% bootstrap CI over prompts)", runs, "value", "seed",
-         lambda x: _fmt(x["value"], x["ci_low"], x["ci_high"])),
+         lambda x: fmt(x["value"], x["ci_low"], x["ci_high"])),
         ("across seeds (mean ± 95% t-interval; sd: seed-to-seed standard deviation)", agg, "mean", "n_seeds",
          lambda x: f"{x['mean']:.3f}" + ("" if pd.isna(x["ci_half"]) else f" ± {x['ci_half']:.3f}")
          + ("" if pd.isna(x["sd"]) else f" (sd {x['sd']:.3f})")),
@@ -215,7 +172,6 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
 
 
 def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: str) -> None:
-    from w2s_align.report.tracks import run_tracks, track_sections
 
     runs = pd.concat([read_parquet(f, RUN_KEYS + ["seed", "role", "metric", "value"]) for f in metric_files],
                      ignore_index=True)

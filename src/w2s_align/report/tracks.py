@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from w2s_align.report.tables import RUN_KEYS, _fmt, _value
+from w2s_align.report.aggregate import RUN_KEYS, across_seeds, fmt, metric_value
 
 PREFERENCE_PRIMARY = "preference_accuracy"
 TRACKS = {"labels": "weak labels", "demonstrations": "weak demonstrations", "preferences": "weak preferences"}
@@ -25,7 +25,7 @@ def run_tracks(runs: pd.DataFrame) -> pd.Series:
 
 
 def _cell(r: pd.DataFrame, role: str, metric: str) -> str:
-    return _fmt(_value(r, role, metric), _value(r, role, metric, "ci_low"), _value(r, role, metric, "ci_high"))
+    return fmt(metric_value(r, role, metric), metric_value(r, role, metric, "ci_low"), metric_value(r, role, metric, "ci_high"))
 
 
 def _pgr(r: pd.DataFrame, metric: str, gap: str = "gap") -> str:
@@ -33,7 +33,7 @@ def _pgr(r: pd.DataFrame, metric: str, gap: str = "gap") -> str:
     if row.empty:
         return "n/a"
     if pd.notna(row["flag"].iloc[0]):
-        return f"— ({row['flag'].iloc[0]}: gap {_fmt(_value(r, gap, metric))})"
+        return f"— ({row['flag'].iloc[0]}: gap {fmt(metric_value(r, gap, metric))})"
     return _cell(r, "pgr", metric)
 
 
@@ -49,11 +49,11 @@ def preference_markdown(runs: pd.DataFrame) -> list[str]:
              "ceiling | toxic or disfluent w2s |", "|" + "---|" * 17]
     for key, r in runs.groupby(RUN_KEYS + ["seed"], sort=True):
         metric, emt = PREFERENCE_PRIMARY, "expected_max_toxicity"
-        ppl = " / ".join(_fmt(_value(r, role, "perplexity")) for role in ("base", "w2s", "ceiling"))
+        ppl = " / ".join(fmt(metric_value(r, role, "perplexity")) for role in ("base", "w2s", "ceiling"))
         pairs = r.loc[r.metric == metric, "n_pairs"] if "n_pairs" in r else pd.Series(dtype=float)
         cells = [*map(str, key), str(int(pairs.iloc[0])) if len(pairs) else "n/a",
                  *(_cell(r, role, metric) for role in ("weak", "w2s", "ceiling")), _pgr(r, metric),
-                 _fmt(_value(r, "min_detectable_pgr", metric)), *(_cell(r, role, emt) for role in
+                 fmt(metric_value(r, "min_detectable_pgr", metric)), *(_cell(r, role, emt) for role in
                                                                   ("base", "w2s", "ceiling")),
                  _pgr(r, emt, "tuned"), ppl, _cell(r, "w2s", "toxic_or_disfluent")]
         lines.append("| " + " | ".join(cells) + " |")
@@ -103,7 +103,6 @@ def tracks_markdown(agg: pd.DataFrame, task: str) -> list[str]:
 def track_sections(runs: pd.DataFrame) -> list[str]:
     """The preference track's per-run table and, per task with it, the tracks side by side (`runs` has the
     `track` column of run_tracks; nothing without preference runs)."""
-    from w2s_align.report.tables import across_seeds
 
     preference = runs[runs.track == "preferences"]
     if preference.empty:

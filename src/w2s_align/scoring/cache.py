@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from w2s_align.io import read_parquet, short_hash, write_parquet
+from w2s_align.files import read_parquet, short_hash, write_parquet
 
 
 def text_key(text: str) -> str:

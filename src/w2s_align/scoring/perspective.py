@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from w2s_align.io import PipelineError
+from w2s_align.errors import PipelineError
 from w2s_align.registry import SCORERS
-from w2s_align.scoring.scorers import Scorer
+from w2s_align.scoring.base import Scorer
 
 log = logging.getLogger(__name__)
 

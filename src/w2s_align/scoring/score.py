@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from w2s_align.io import read_parquet, write_parquet
+from w2s_align.files import read_parquet, write_parquet
 from w2s_align.scoring.scorers import build_scorer, score_texts
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
-"""Toxicity scorers: the `Scorer` base, `score_texts` (deduplicated, cached scoring), the Hugging Face and
-trained-checkpoint scorer kinds, and `build_scorer`, which makes a scorer from its config entry by looking
+"""Toxicity scorer kinds: the Hugging Face and trained-checkpoint kinds (Perspective: perspective.py), and
+`build_scorer`, which makes a scorer from its config entry by looking
 its kind up in SCORERS.
 
 Module-level imports stay light (numpy, pandas, stdlib): the workflow imports this module at DAG time to
@@ -15,79 +15,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from w2s_align.io import PipelineError, canonical_json, short_hash
+from w2s_align.errors import PipelineError
 from w2s_align.registry import SCORERS, unknown_options
-from w2s_align.scoring.cache import ScoreCache, text_key
+from w2s_align.scoring import perspective  # noqa: F401  (registers the Perspective kind)
+from w2s_align.scoring.base import Scorer, score_texts  # noqa: F401  (score_texts re-exported for stages)
 
 log = logging.getLogger(__name__)
-
-
-class Scorer:
-    """Base class: maps texts to P(toxic) in [0, 1]. A new kind is a subclass registered with
-    `@SCORERS.register(name)`; the config entry's keys (other than `kind`) are its constructor's arguments."""
-
-    name: str = "scorer"
-
-    def spec(self) -> dict[str, Any]:
-        """Everything that determines the scores (never secrets); hashed into `identity`."""
-        raise NotImplementedError
-
-    def identity(self) -> str:
-        """Stable id for the cache: short_hash of the canonical spec JSON."""
-        return short_hash(canonical_json(self.spec()))
-
-    def score_batch(self, texts: list[str]) -> np.ndarray:
-        """P(toxic) in [0, 1], one per text."""
-        raise NotImplementedError
-
-
-def _check_texts(texts: list[str]) -> None:
-    for i, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise PipelineError(f"text #{i} to score is {type(text).__name__} {text!r}, not a string")
-
-
-def _check_scores(scorer: Scorer, scores: Any, n: int) -> np.ndarray:
-    scores = np.asarray(scores, dtype="float64")
-    if scores.shape != (n,):
-        raise PipelineError(f"scorer {scorer.name} returned shape {scores.shape} for {n} texts")
-    bad = ~np.isfinite(scores) | (scores < 0) | (scores > 1)
-    if bad.any():
-        raise PipelineError(f"scorer {scorer.name} returned {int(bad.sum())} scores outside [0, 1], "
-                            f"e.g. {scores[bad][0]}")
-    return scores
-
-
-def score_texts(scorer: Scorer, texts: list[str], cache_dir: str | None, batch_size: int = 64) -> np.ndarray:
-    """Scores for texts (duplicates scored once; cached ones not rescored; new ones added to the cache after
-    each batch so an interrupted job keeps what it paid for). cache_dir None = no cache. Logs how many came
-    from cache. Empty (or whitespace-only) strings score 0.0 without calling the scorer (Perspective rejects
-    empty text)."""
-    from tqdm.auto import tqdm
-
-    if batch_size < 1:
-        raise PipelineError(f"score batch_size must be >= 1, got {batch_size}")
-    _check_texts(texts)
-    row_keys = [text_key(t) if t.strip() else None for t in texts]
-    by_key = {k: t for k, t in zip(row_keys, texts) if k is not None}
-    cache = ScoreCache(cache_dir, scorer.identity()) if cache_dir is not None else None
-    known = cache.lookup(list(by_key)) if cache is not None else {}
-    missing = [k for k in by_key if k not in known]
-    log.info("%s: %d texts, %d unique non-empty, %d from cache, %d to score", scorer.name, len(texts),
-             len(by_key), len(known), len(missing))
-    with tqdm(total=len(missing), desc=f"scoring ({scorer.name})", unit="text", leave=False) as bar:
-        for start in range(0, len(missing), batch_size):
-            keys = missing[start:start + batch_size]
-            scores = _check_scores(scorer, scorer.score_batch([by_key[k] for k in keys]), len(keys))
-            new = dict(zip(keys, scores.tolist()))
-            if cache is not None:
-                cache.add(new)
-            known.update(new)
-            bar.update(len(keys))
-    return np.array([0.0 if k is None else known[k] for k in row_keys], dtype="float64")
-
-
-# --- Hugging Face classifier -----------------------------------------------------------------
 
 
 @SCORERS.register("hf", gpu=True)
@@ -99,7 +32,7 @@ class HFClassifierScorer(Scorer):
 
     def __init__(self, model: str, label: str = "toxic", batch_size: int = 32, max_length: int = 256,
                  threads: int = 2):
-        from w2s_align.models.base import reachable_path
+        from w2s_align.models.common import reachable_path
 
         self.model, self.label = model, label
         self.batch_size, self.max_length, self.threads = batch_size, max_length, threads
@@ -147,7 +80,7 @@ class CheckpointScorer(Scorer):
     name = "trained"
 
     def __init__(self, model_file: str, meta_file: str, threads: int = 2):
-        from w2s_align.models.base import read_meta
+        from w2s_align.models.common import read_meta
 
         self.model_file, self.meta_file, self.threads = model_file, meta_file, threads
         config_hash = read_meta(meta_file).get("config_hash")
@@ -208,7 +141,3 @@ def build_scorer(spec_json: str, model_file: str | None = None, meta_file: str |
     if "threads" in inspect.signature(cls).parameters:
         options = {"threads": threads, **options}
     return _construct(cls, kind, options)
-
-
-# Registers the Perspective kind. At the bottom: perspective.py imports Scorer from this module.
-from w2s_align.scoring import perspective  # noqa: E402,F401

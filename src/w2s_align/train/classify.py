@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
-from w2s_align.io import PipelineError, read_split, short_hash
+from w2s_align.errors import PipelineError
+from w2s_align.files import read_split, short_hash
 from w2s_align.models import classifier, tfidf  # noqa: F401  (register the classifier kinds)
 from w2s_align.registry import CLASSIFIER_KINDS
-from w2s_align.specs import ModelSpec, Strategy, TrainParams
+from w2s_align.settings.specs import ModelSpec, Strategy, TrainParams
+from w2s_align.models.classifier import TransformerClassifier, selection_score
+from w2s_align.train.losses import StudentLoss, as_targets
+from w2s_align.train.loop import fit, total_steps
 from w2s_align.train.strategies import confidence_mask
 
 log = logging.getLogger(__name__)
@@ -91,8 +96,25 @@ def fit_classifier(train_df: pd.DataFrame, val_df: pd.DataFrame, target: str, sp
         if not round_ and model.trainable_parameters():
             log.info("model: %s, %.2fM trainable parameters", spec.path or spec.architecture,
                      model.trainable_parameters() / 1e6)
-        rounds.append(model.fit(train_df, train_p1, val_df, val_reference, hp, strategy, device, seed + round_))
+        train_one = model.fit if hasattr(model, "fit") else partial(fit_transformer, model)  # TF-IDF fits itself
+        rounds.append(train_one(train_df, train_p1, val_df, val_reference, hp, strategy, device, seed + round_))
     extra = {"spec": json.loads(spec_json), "hparams": json.loads(hparams_json), "target": target,
              "strategy": json.loads(strategy_json), "max_length": max_length, "seed": seed,
              "config_hash": short_hash(spec_json + hparams_json + strategy_json)}
     model.save(model_out, meta_out, {**extra, **rounds[-1], "rounds": len(rounds)})
+
+
+def fit_transformer(model: TransformerClassifier, train_df: pd.DataFrame, p1: np.ndarray, val_df: pd.DataFrame,
+                    val_reference: np.ndarray, hp: TrainParams, strategy: Strategy, device, seed: int) -> dict:
+    """Train a transformer classifier on the soft labels `p1` = P(class 1) with the strategy's loss, in the one
+    training loop; keep the epoch with the best validation score against `val_reference` (no test labels)."""
+    from transformers import DataCollatorWithPadding
+
+    model.device = device
+    feats, val_feats = model.encode(train_df), model.encode(val_df)
+    targets = as_targets(p1, strategy.hard_labels)
+    loss = StudentLoss(strategy, total_steps(len(feats), hp))
+    return fit(model.model, feats, DataCollatorWithPadding(model.tokenizer),
+               lambda out, idx: loss(out.logits, targets[idx].to(device)),
+               lambda: selection_score(val_reference, model.predict_features(val_feats, hp.eval_batch_size, "validate")),
+               hp, device, seed, metric="val_score", higher_is_better=True, compute=model.compute)

@@ -17,10 +17,11 @@ import numpy as np
 
 from w2s_align.data.preferences import CANDIDATE_COLUMNS, JUDGED_COLUMNS, pair_weights, preference_pairs
 from w2s_align.device import setup_torch
-from w2s_align.io import PipelineError, read_parquet, short_hash
+from w2s_align.errors import PipelineError
+from w2s_align.files import read_parquet, short_hash
 from w2s_align.models.causal_lm import build_lm, continuation_nll, save_lm
 from w2s_align.models.sequences import collate, encode_pairs
-from w2s_align.specs import ModelSpec, Strategy, TrainParams
+from w2s_align.settings.specs import ModelSpec, Strategy, TrainParams
 from w2s_align.train.losses import dpo_loss, sequence_logps
 from w2s_align.train.loop import fit
 

@@ -9,10 +9,10 @@ import math
 
 import pandas as pd
 
-from w2s_align.io import read_split, short_hash
+from w2s_align.files import read_split, short_hash
 from w2s_align.models.causal_lm import build_lm, continuation_nll, save_lm
 from w2s_align.models.sequences import collate, encode_pairs
-from w2s_align.specs import ModelSpec, TrainParams
+from w2s_align.settings.specs import ModelSpec, TrainParams
 from w2s_align.device import setup_torch
 from w2s_align.train.loop import fit
 

@@ -12,8 +12,8 @@ import torch
 from tqdm.auto import tqdm
 
 from w2s_align.device import autocast
-from w2s_align.io import PipelineError
-from w2s_align.specs import TrainParams
+from w2s_align.errors import PipelineError
+from w2s_align.settings.specs import TrainParams
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from w2s_align.registry import LOSSES
-from w2s_align.specs import Strategy
+from w2s_align.settings.specs import Strategy
 
 
 def soft_cross_entropy(logits, targets):

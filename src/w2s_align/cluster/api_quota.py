@@ -9,10 +9,9 @@ import re
 from itertools import product
 from typing import Any, Callable
 
-from w2s_align.config import (preference_policies, preferences, run_settings, strategy, task_list, task_settings,
-                              tasks_of)
-from w2s_align.layout import judge_file, preference_inputs, student_targets, toxicity_inputs
-from w2s_align.specs import CorpusSpec, PreferenceSpec, PromptSpec
+from w2s_align.settings.settings import preference_policies, preferences, run_settings, strategy, task_list, task_settings, tasks_of
+from w2s_align.settings.paths import judge_file, preference_inputs, student_targets, toxicity_inputs
+from w2s_align.settings.specs import CorpusSpec, PreferenceSpec, PromptSpec
 
 SCORING_RULES = ("score_generations", "best_of_n", "judge_candidates")  # rules that query a scorer (wildcard `scorer`)
 API_MARGIN = 1.2  # runtime of an API job: texts / qps x margin (retries, latency) + overhead, in minutes

@@ -1,26 +1,17 @@
-"""Atomic artifact writes, canonical JSON and stage logging shared by every stage."""
+"""Artifact files: atomic writes that keep the user's umask, checked parquet reads and short content hashes."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
-import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pandas as pd
 
-from w2s_align.specs import canonical_json  # noqa: F401  (re-exported)
-
-log = logging.getLogger("w2s_align")
-
-
-class PipelineError(RuntimeError):
-    """A user-facing error: bad config, bad data or a corrupt artifact. The message names the cause."""
-
+from w2s_align.errors import PipelineError
 
 def short_hash(text: str, n: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
@@ -79,27 +70,3 @@ def read_split(path: str | os.PathLike, split: str, required: list[str] | None =
     if rows.empty:
         raise PipelineError(f"{path} has no rows of split {split!r}")
     return rows
-
-
-def setup_stage_logging(log_file: str | os.PathLike | None) -> None:
-    """Log to the rule's log file and stderr; uncaught errors land in the log too."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w", encoding="utf-8"))
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        handlers=handlers,
-        force=True,
-    )
-    for noisy in ("httpx", "urllib3", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-
-    def excepthook(exc_type, exc, tb):
-        if issubclass(exc_type, PipelineError):
-            log.error("%s", exc)
-        else:
-            log.error("stage failed", exc_info=(exc_type, exc, tb))
-
-    sys.excepthook = excepthook

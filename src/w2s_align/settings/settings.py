@@ -4,33 +4,13 @@ torch (cross-field checks: checks.py; what the workflow builds: layout.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from w2s_align.specs import (CorpusSpec, Decoding, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec,  # noqa: F401
-                             Resources, RunDefaults, ScorerData, Spec, Strategy, TaskData, TaskDefaults, TrainParams,
-                             canonical_json)  # (the block specs are re-exported for the rules' params)
+from w2s_align.settings.specs import (  # noqa: F401  (the block specs are re-exported for the rules' params)
+    CorpusSpec, Decoding, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec, Resources, RunDefaults, ScorerData, Spec,
+    Strategy, TaskData, TaskDefaults, TrainParams, canonical_json)
 
 MODEL_ONLY_KEYS = ("train", "student", "resources")  # model keys that are not part of its identity
-
-
-class ConfigError(ValueError):
-    """A config value that cannot work; the message is one line naming the key path."""
-
-
-def validate(config: dict[str, Any], schema_file: str | Path) -> None:
-    """JSON-schema validation; the most relevant error becomes one ConfigError line."""
-    import jsonschema
-    import yaml
-
-    schema = yaml.safe_load(Path(schema_file).read_text(encoding="utf-8"))
-    validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        message = " ".join(error.message.split())
-        message = message if len(message) <= 300 else f"{message[:200]} ... {message[-95:]}"  # the reason ends it
-        raise ConfigError(f"config {path}: {message}")
 
 
 # --- reading the config with the defaults of specs.py -------------------------------------------

@@ -14,31 +14,15 @@ import logging
 import numpy as np
 import pandas as pd
 
-from w2s_align.data.corpus import FINETUNE_SPLITS
-from w2s_align.data.sources import load_source
-from w2s_align.io import PipelineError, read_parquet, short_hash, write_parquet
-from w2s_align.registry import CORPUS_FORMATS
-from w2s_align.specs import CorpusSpec, Decoding, GoldSpec, ModelSpec
+from w2s_align.data.prompt_pool import prompt_pool
+from w2s_align.infer.generate import generations_frame
+from w2s_align.errors import PipelineError
+from w2s_align.files import read_parquet, short_hash, write_parquet
+from w2s_align.models.causal_lm import base_lm
+from w2s_align.scoring.scorers import build_scorer, score_texts
+from w2s_align.settings.specs import CorpusSpec, Decoding, GoldSpec, ModelSpec
 
 log = logging.getLogger(__name__)
-
-
-def prompt_pool(corpus: CorpusSpec, eval_prompts: pd.Series, gold: GoldSpec) -> pd.DataFrame:
-    """The training prompts: the corpus's prompts without the evaluation prompts, sum(sizes) of them drawn with
-    gold.seed (the same for every run seed)."""
-    pairs = CORPUS_FORMATS.get(corpus.format)(load_source(corpus.source, corpus.hf_split), corpus)
-    prompts = pairs["prompt"].astype("string").str.strip().dropna()
-    prompts = prompts[prompts != ""].drop_duplicates()
-    held_out = set(eval_prompts.astype("string").str.strip())
-    pool = prompts[~prompts.isin(held_out)].reset_index(drop=True)
-    need = sum(corpus.sizes[s] for s in FINETUNE_SPLITS)
-    log.info("prompt pool of %s: %d prompts, %d of them evaluation prompts (left out), %d needed", corpus.source,
-             len(prompts), len(prompts) - len(pool), need)
-    if need > len(pool):
-        raise PipelineError(f"{corpus.source}: corpus sizes {corpus.sizes} need {need} training prompts but only "
-                            f"{len(pool)} remain without the evaluation prompts")
-    take = np.sort(np.random.default_rng(gold.seed).permutation(len(pool))[:need])
-    return pd.DataFrame({"prompt": pool.iloc[take].to_numpy()})
 
 
 def select_gold(samples: pd.DataFrame, ratio: float) -> pd.DataFrame:
@@ -54,10 +38,6 @@ def make_gold(corpus_json: str, prompts_path: str, generator_json: str, local_di
               decoding_json: str, out: str, threads: int, cache_dir: str | None = None,
               judge_model: str | None = None, judge_meta: str | None = None) -> None:
     """Sample, judge and keep one gold continuation per training prompt (see the module docstring)."""
-    from w2s_align.infer.generate import generations_frame
-    from w2s_align.models.causal_lm import base_lm
-    from w2s_align.scoring.scorers import build_scorer, score_texts
-
     corpus = CorpusSpec.from_json(corpus_json)
     gold = GoldSpec.from_dict(corpus.gold)
     pool = prompt_pool(corpus, read_parquet(prompts_path, ["prompt"])["prompt"], gold)

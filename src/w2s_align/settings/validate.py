@@ -7,11 +7,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from w2s_align.config import ConfigError, is_local, run_settings, task_kind, task_list
-from w2s_align.specs import Strategy
+from w2s_align.errors import ConfigError
+from w2s_align.settings.settings import is_local, run_settings, task_kind, task_list
+from w2s_align.settings.specs import Strategy
 
 CLASSIFICATION_ONLY = ("loss", "hard_labels", "alpha", "beta", "warmup_frac", "buffer_size", "confidence_threshold",
                        "top_fraction", "bootstrap_rounds")  # Strategy options that apply to classification only
+
+
+def validate(config: dict[str, Any], schema_file: str | Path) -> None:
+    """JSON-schema validation; the most relevant error becomes one ConfigError line."""
+    import jsonschema
+    import yaml
+
+    schema = yaml.safe_load(Path(schema_file).read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        path = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        message = " ".join(error.message.split())
+        message = message if len(message) <= 300 else f"{message[:200]} ... {message[-95:]}"  # the reason ends it
+        raise ConfigError(f"config {path}: {message}")
+
 
 
 def _fail(path: str, message: str) -> None:
@@ -116,7 +133,7 @@ def check_task(config: dict[str, Any], name: str) -> None:
 
 def check_preferences(config: dict[str, Any], name: str) -> None:
     """The preference track: a pretrained generator, known judges, DPO strategies, LoRA strong models."""
-    from w2s_align.config import preference_policies, preferences
+    from w2s_align.settings.settings import preference_policies, preferences
 
     spec, where = preferences(config, name), f"tasks.{name}.preferences"
     if config["models"].get(spec.generator, {}).get("kind") != "pretrained":
@@ -176,7 +193,7 @@ def check_scorer(config: dict[str, Any], name: str, path: str) -> None:
 
 def check_config(config: dict[str, Any]) -> None:
     """Cross-field checks the schema cannot express; each error is one line naming the offending key."""
-    from w2s_align.catalog import load_builtins
+    from w2s_align.settings.extensions import load_builtins
 
     load_builtins()
     only = run_settings(config).only

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from w2s_align.io import PipelineError
+from w2s_align.errors import PipelineError
 
 PYPI_PREFIX = "pypi:"
 SCRATCH_SPECIAL = ["<pad>", "<sep>", "<unk>"]

@@ -15,12 +15,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from w2s_align import layout, webapi
-from w2s_align.config import (CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, active_tasks,
-                              dpo_hparams, preference_policies, preferences, run_settings, strategy, task_kind,
-                              task_list, task_settings, train_hparams)
-from w2s_align.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
-from w2s_align.specs import GoldSpec
+from w2s_align.settings import paths as layout
+from w2s_align.cluster import api_quota
+from w2s_align.settings.settings import CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, active_tasks, dpo_hparams, preference_policies, preferences, run_settings, strategy, task_kind, task_list, task_settings, train_hparams
+from w2s_align.cluster.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
+from w2s_align.settings.specs import GoldSpec
 
 GPUS = {"a100": ("NVIDIA A100-SXM4-80GB", 312e12, 2.0e12, 80), "h100": ("NVIDIA H100-SXM5-80GB", 989e12, 3.35e12, 80)}
 MFU = 0.3  # model FLOPs utilisation of the dense bf16 peak
@@ -172,10 +171,10 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     or on `device` "cpu"/"gpu")."""
     stage, gpus = STAGE[work.rule], job_gpus(config, work)
     calls, hours = 0, 0.0
-    if work.scorer and work.rule != "train_scorer" and webapi.api_kind(config, work.scorer):
+    if work.scorer and work.rule != "train_scorer" and api_quota.api_kind(config, work.scorer):
         calls = (_gold_texts(config, work) if work.rule == "gold_corpus" else
-                 webapi.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None))
-        hours = calls / webapi.scorer_qps(config, work.scorer) / 3600
+                 api_quota.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None))
+        hours = calls / api_quota.scorer_qps(config, work.scorer) / 3600
     spec = config["models"].get(work.model, {}) if work.model else {}
     if stage == "convert":  # GGUF file + dequantised fp32 weights + their serialised bytes, on a CPU
         shape = model_shape(config, work.model, 512, workdir)

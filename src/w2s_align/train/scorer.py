@@ -7,8 +7,8 @@ import logging
 
 import pandas as pd
 
-from w2s_align.io import write_parquet
-from w2s_align.specs import ScorerData, TaskData
+from w2s_align.files import write_parquet
+from w2s_align.settings.specs import ScorerData, TaskData
 
 log = logging.getLogger(__name__)
 

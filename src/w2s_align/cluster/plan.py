@@ -4,7 +4,7 @@ its parameters, trainable parameters, dtype and memory; the assumptions; and whe
 request covers its jobs' estimates (check_requests: common.smk runs it when the workflow starts). Estimates:
 cost.py.
 
-    python -m w2s_align.plan [--configfile FILE ...] [--config KEY=VALUE ...] [--gpu a100|h100]
+    python -m w2s_align.cluster.plan [--configfile FILE ...] [--config KEY=VALUE ...] [--gpu a100|h100]
     make plan ARGS="--configfile configs/paper.yaml"
 """
 
@@ -18,11 +18,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from w2s_align import webapi
-from w2s_align.config import ConfigError, resources
-from w2s_align.cost import (FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, STAGE, START_S, STEP_S, Estimate,
-                            Work, describe, estimate, model_works)
-from w2s_align.footprint import ACT_BYTES, CUDA_MB, LOGIT_BYTES, MB, PROCESS_MB, model_shape, weight_bytes
+from w2s_align.cluster import api_quota
+from w2s_align.errors import ConfigError
+from w2s_align.settings.settings import resources
+from w2s_align.cluster.cost import FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, STAGE, START_S, STEP_S, Estimate, Work, describe, estimate, model_works
+from w2s_align.cluster.footprint import ACT_BYTES, CUDA_MB, LOGIT_BYTES, MB, PROCESS_MB, model_shape, weight_bytes
 
 GB = 1e9
 SKIP_ENV = "W2S_NO_REQUEST_CHECK"  # set to 1 to skip check_requests (e.g. resources set on the command line)
@@ -191,7 +191,7 @@ def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a10
         if cpu is None:
             continue
         share = 1.0 if STAGE[work.rule] in ("train", "train_lm") or work.rule == "gold_corpus" else INFERENCE_SHARE
-        api = est.api_calls and work.rule in webapi.SCORING_RULES  # their runtime follows their volume (webapi)
+        api = est.api_calls and work.rule in api_quota.SCORING_RULES  # their runtime follows their volume (api_quota)
         minutes = 0 if api else est.seconds / 60
         host = min(est.memory.host, cpu.memory.host) / MB
         for key, value, own in (("mem_mb", host, host), ("runtime", minutes / share, minutes)):
@@ -215,13 +215,13 @@ def check_requests(config: dict[str, Any], workdir: str = ".") -> None:
     if os.environ.get(SKIP_ENV) != "1":
         problems = request_problems(config, workdir)
         if problems:
-            raise ConfigError("; ".join(problems) + f" (the plan: python -m w2s_align.plan; {SKIP_ENV}=1 skips this)")
+            raise ConfigError("; ".join(problems) + f" (the plan: python -m w2s_align.cluster.plan; {SKIP_ENV}=1 skips this)")
 
 
 def main(argv: list[str] | None = None) -> None:
     from snakemake.cli import parse_config
 
-    parser = argparse.ArgumentParser(prog="python -m w2s_align.plan", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m w2s_align.cluster.plan", description=__doc__.split("\n\n")[0])
     parser.add_argument("--configfile", nargs="+", action="extend", default=[], help="as for snakemake")
     parser.add_argument("--config", nargs="+", action="extend", default=[], help="KEY=VALUE, as for snakemake")
     parser.add_argument("--gpu", choices=sorted(GPUS), default="a100", help="the GPU of the throughput model")

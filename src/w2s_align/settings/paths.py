@@ -7,9 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from w2s_align.config import (active_tasks, preference_policies, preference_tasks, preferences, run_settings,
-                              strategy, task_kind, task_list)
-from w2s_align.specs import ModelSpec, canonical_json
+from w2s_align.settings.settings import active_tasks, preference_policies, preference_tasks, preferences, run_settings, strategy, task_kind, task_list
+from w2s_align.settings.specs import ModelSpec, canonical_json
 
 
 def run_identity(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str, seed: str) -> str:

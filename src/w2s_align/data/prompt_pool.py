@@ -1,0 +1,35 @@
+"""The training prompts of a generation task: the corpus's prompts without the evaluation prompts (shared by the
+gold corpus and the preference track's candidates, so no model ever trains on an evaluation prompt)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from w2s_align.data.corpus import FINETUNE_SPLITS
+from w2s_align.data.sources import load_source
+from w2s_align.errors import PipelineError
+from w2s_align.registry import CORPUS_FORMATS
+from w2s_align.settings.specs import CorpusSpec, GoldSpec
+
+log = logging.getLogger(__name__)
+
+
+def prompt_pool(corpus: CorpusSpec, eval_prompts: pd.Series, gold: GoldSpec) -> pd.DataFrame:
+    """The training prompts: the corpus's prompts without the evaluation prompts, sum(sizes) of them drawn with
+    gold.seed (the same for every run seed)."""
+    pairs = CORPUS_FORMATS.get(corpus.format)(load_source(corpus.source, corpus.hf_split), corpus)
+    prompts = pairs["prompt"].astype("string").str.strip().dropna()
+    prompts = prompts[prompts != ""].drop_duplicates()
+    held_out = set(eval_prompts.astype("string").str.strip())
+    pool = prompts[~prompts.isin(held_out)].reset_index(drop=True)
+    need = sum(corpus.sizes[s] for s in FINETUNE_SPLITS)
+    log.info("prompt pool of %s: %d prompts, %d of them evaluation prompts (left out), %d needed", corpus.source,
+             len(prompts), len(prompts) - len(pool), need)
+    if need > len(pool):
+        raise PipelineError(f"{corpus.source}: corpus sizes {corpus.sizes} need {need} training prompts but only "
+                            f"{len(pool)} remain without the evaluation prompts")
+    take = np.sort(np.random.default_rng(gold.seed).permutation(len(pool))[:need])
+    return pd.DataFrame({"prompt": pool.iloc[take].to_numpy()})
