@@ -12,7 +12,7 @@ import pytest
 import yaml
 from fakes import FakePerspective
 
-from helpers import REPO, executed_rules, snakemake
+from helpers import REPO, copy_repo, executed_rules, snakemake
 from w2s_align.settings import validate
 from w2s_align.cluster import api_quota
 from w2s_align.settings.extensions import load_builtins
@@ -49,9 +49,9 @@ def with_perspective(config: dict, **options) -> dict:
 
 def test_texts_to_score_per_rule():
     # paper: 1000 evaluation prompts x 25 samples per run; default: 150 x 4
-    assert api_quota.texts_to_score(PAPER, "toxicity", "score_generations") == 25_000
+    assert api_quota.texts_to_score(PAPER, "toxicity", "score") == 25_000
     default = layered()
-    assert api_quota.texts_to_score(default, "toxicity", "score_generations") == 150 * 4
+    assert api_quota.texts_to_score(default, "toxicity", "score") == 150 * 4
     # best of 4: four continuations of each held-out prompt (weak_label 320 + val 40)
     assert api_quota.texts_to_score(default, "toxicity", "best_of_n", 4) == (320 + 40) * 4
     with pytest.raises(ValueError, match="queries no scorer"):
@@ -70,34 +70,46 @@ def test_api_minutes_from_texts_and_qps():
     assert api_quota.scorer_qps(no_qps, "perspective") == 1.0  # the constructor's default
 
 
-def test_paper_api_volume():
-    jobs = api_quota.api_jobs(PAPER)
+def dag_works(tmp_path, monkeypatch, *files: str, **overrides) -> tuple[dict, list]:
+    """(config, Work of every job) of config.yaml + `files` + `overrides`, from Snakemake's DAG."""
+    from w2s_align.cluster import plan
+
+    work = copy_repo(tmp_path / "repo", REPO / "config.yaml")
+    monkeypatch.chdir(work)
+    config, jobs = plan.dag_jobs([str(REPO / f) for f in files], overrides)
+    return config, [w for _, _, w in jobs]
+
+
+def test_paper_api_volume(tmp_path, monkeypatch):
+    config, works = dag_works(tmp_path, monkeypatch, "configs/paper.yaml")
+    jobs = api_quota.api_jobs(config, works)
     # every scored run: weak (5 seeds), base, ceiling and student (6 strong models x 5 seeds each); the
     # preference track: DPO ceiling and 3 students of 2 policies x 5 seeds (judges: a TF-IDF and a hub model)
     assert len(jobs) == 95 + 40 and {j["rule"] for j in jobs} == {"score_generations"}
     assert {(j["scorer"], j["kind"], j["texts"], j["minutes"]) for j in jobs} == {
         ("perspective", "perspective", 25_000, 510)}
-    volume = api_quota.api_volume(PAPER)
+    volume = api_quota.api_volume(config, works)
     assert set(volume) == {"perspective"}
     assert volume["perspective"]["jobs"] == 135 and volume["perspective"]["texts"] == 3_375_000
     assert volume["perspective"]["api_hours"] == pytest.approx(3_375_000 / 3600)  # ~940 h at 1 qps
     assert volume["perspective"]["runtime_hours"] == pytest.approx(135 * 510 / 60)
-    assert api_quota.api_jobs(layered("configs/paper.yaml", only=["safety", "legal"])) == []
-    assert api_quota.api_jobs(layered()) == []  # the default scorers are trained classifiers
+    assert api_quota.api_scorers(config) == ["perspective"]
+    assert api_quota.api_scorers(layered("configs/paper.yaml", only=["safety", "legal"])) == []
+    assert api_quota.api_scorers(layered()) == []  # the default scorers are trained classifiers
 
 
-def test_best_of_n_with_an_api_selector_is_an_api_job():
-    config = layered("configs/strategies.yaml")
-    config["strategies"]["best-of-4"]["selector"] = "perspective"
-    jobs = api_quota.api_jobs(config)
-    assert [(j["rule"], j["output"], j["texts"]) for j in jobs] == [
-        ("best_of_n", "results/toxicity/weak/gpt2-scratch/seed0/best_of_4_perspective.parquet", (320 + 40) * 4)]
+def test_best_of_n_with_an_api_selector_is_an_api_job(tmp_path, monkeypatch):
+    config, works = dag_works(tmp_path, monkeypatch, "configs/strategies.yaml",
+                              strategies={"best-of-4": {"selector": "perspective"}})
+    jobs = api_quota.api_jobs(config, works)
+    assert [(j["rule"], j["task"], j["texts"]) for j in jobs] == [("best_of_n", "toxicity", (320 + 40) * 4)]
+    assert api_quota.api_scorers(config) == ["perspective"]
 
 
 def test_api_request_adds_the_api_resource_and_sizes_the_runtime():
     config = with_perspective(PAPER)
     base = {"gpu": 0, "mem_mb": lambda wc, attempt: 8000 * attempt, "runtime": lambda wc, attempt: 30 * attempt}
-    score = api_quota.api_request(config, "score_generations", base)
+    score = api_quota.api_request(config, "score", base)
     api = {"task": "toxicity", "scorer": "perspective", "model_run": "weak/gpt2/seed0"}
     trained = {**api, "scorer": "minilm-davidson"}
     assert score["perspective_api"](api) == 1 and score["perspective_api"](trained) == 0

@@ -160,6 +160,9 @@ def request_model(job: dict, config: dict) -> str | None:
     return scorer["model"] if scorer["kind"] == "trained" else None
 
 
+SCORING_RULES = {"score_generations": "score", "best_of_n": "best_of_n", "judge_candidates": "judge"}  # rule: kind
+
+
 def check_requests(jobs: list[dict], config: dict) -> None:
     """GPU on the jobs of the model rules unless the model is TF-IDF (or an API scorer); memory and time
     from the registry entry of the job's own model; local rules ask for no GPU, light rules for gpu=0."""
@@ -188,12 +191,13 @@ def check_requests(jobs: list[dict], config: dict) -> None:
         _, mem_share, time_share = MODEL_REQUESTS[rule]
         assert int(res["mem_mb"]) == max(1, round(request["mem_mb"] * mem_share)), (model, job)
         runtime = max(1, round(request["runtime"] * time_share))
-        if rule in api_quota.SCORING_RULES:  # one unit of perspective_api if it queries that API (else 0)
+        if rule in SCORING_RULES:  # one unit of perspective_api if it queries that API (else 0)
             wc = job["wildcards"]
             api = api_quota.api_kind(config, wc["scorer"])
             assert res["perspective_api"] == str(int(api == "perspective")), job
             if api:  # a web API: runtime from the texts it sends (tests/test_api_scorers.py)
-                texts = api_quota.texts_to_score(config, wc["task"], rule, int(wc["n"]) if "n" in wc else None)
+                kind = SCORING_RULES[rule]
+                texts = api_quota.texts_to_score(config, wc["task"], kind, int(wc["n"]) if "n" in wc else None)
                 runtime = api_quota.api_minutes(config, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
         else:
             assert "perspective_api" not in res, job

@@ -14,7 +14,6 @@ from w2s_align.settings import validate
 try:
     validate.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
     validate.check_config(config)
-    plan.check_requests(config)  # every model's resources (request() below) cover its jobs' estimated needs
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -139,16 +138,35 @@ def scorer(wc):
     return RUN.scorers[wc.scorer]
 
 
-def request(model, share=1.0, gpu=None):
-    """models.<name>.resources of a job running `model` (wildcard or function), runtime x share, x attempt."""
+def request(model, work, share=1.0, gpu=None):
+    """models.<name>.resources of a job running `model` (wildcard or function), runtime x share, x attempt.
+
+    `work` is the kind of work the job does (a key of w2s_align.cluster.cost.KINDS): the plan and the request
+    check read it, with the model, from the job's resources, so a new rule is planned from this line alone."""
     name = model if callable(model) else (lambda wc: wc[model])
+    role = {"weak": "weak"}.get(model) if isinstance(model, str) else None
 
     def get(key, part=1.0):
         return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * part)) * attempt
 
     gpus = gpu if gpu is not None else (lambda wc: layout.gpus(config, name(wc)))
-    return dict(gpu=gpus, cpus_per_gpu=lambda wc, threads: threads, mem_mb=get("mem_mb"), runtime=get("runtime", share))
+    cpus_per_gpu = lambda wc, threads: threads
+    cpus_per_gpu.work = plan.Declared(work, name, role, share)  # read by plan.works_of
+    return dict(gpu=gpus, cpus_per_gpu=cpus_per_gpu, mem_mb=get("mem_mb"), runtime=get("runtime", share))
 
 
 def prefs(key):  # param/input function: a setting of the task's preferences block
     return from_config(lambda config, task: layout.preference_setting(config, task, key), "task")
+
+
+onstart:
+    # before the first job: every model's resources (request() above) cover the estimated needs of its jobs in this
+    # run's DAG, and every web-API scorer of a pending scoring job has its key (--touch runs no job: no key needed)
+    try:
+        plan.check_requests(config, plan.works_of(config, workflow.dag.jobs))
+    except ConfigError as error:
+        raise WorkflowError(str(error)) from None
+    pending = [w for w in plan.works_of(config, workflow.dag.needrun_jobs()) if w and w.kind in api_quota.SCORING_KINDS]
+    api_problem = validate.missing_api_keys(config, {w.scorer for w in pending}, os.environ)
+    if api_problem and not workflow.touch:
+        raise WorkflowError(api_problem)

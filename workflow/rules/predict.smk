@@ -20,7 +20,7 @@ rule predict:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(run_model, share=0.5),
+        **request(run_model, "predict", share=0.5),
     params:
         model_name=run_model,
         code=code("predict.py"),
@@ -46,7 +46,7 @@ rule lm_generations:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(run_model, share=0.5, gpu=1),
+        **request(run_model, "generate", share=0.5, gpu=1),
     params:
         local_dir=local_dir,
         decoding=from_config(w2s.decoding, "task"),
@@ -73,7 +73,7 @@ rule base_generations:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("strong", share=0.5, gpu=1),
+        **request("strong", "generate", share=0.5, gpu=1),
     params:
         local_dir=local_dir,
         spec=spec_of("strong"),
@@ -99,7 +99,7 @@ rule perplexity:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(reference_lm, share=0.5, gpu=1),
+        **request(reference_lm, "perplexity", share=0.5, gpu=1),
     params:
         local_dir=local_dir,
         spec=spec_of(reference_lm),

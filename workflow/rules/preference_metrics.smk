@@ -16,7 +16,7 @@ rule reference_pair_logps:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("strong", share=0.5),
+        **request("strong", "pair_logps", share=0.5),
     params:
         local_dir=local_dir,
         spec=spec_of("strong"),
@@ -45,7 +45,7 @@ rule pair_logps:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(run_model, share=0.5),
+        **request(run_model, "pair_logps", share=0.5),
     params:
         local_dir=local_dir,
         spec=None,

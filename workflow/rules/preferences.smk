@@ -19,7 +19,7 @@ rule preference_candidates:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(prefs("generator"), share=0.5),
+        **request(prefs("generator"), "candidates", share=0.5),
     params:
         corpus=task_block("corpus", w2s.CorpusSpec),
         settings=from_config(layout.candidate_settings, "task"),
@@ -46,9 +46,9 @@ rule judge_candidates:
     resources:
         **api_quota.api_request(
             config,
-            "judge_candidates",
+            "judge",
             request(
-                from_config(layout.scorer_model, "scorer"), share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")
+                from_config(layout.scorer_model, "scorer"), "judge", share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")
             ),
         ),
     params:
@@ -75,7 +75,7 @@ rule train_dpo_ceiling:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("strong"),
+        **request("strong", "train_dpo"),
     params:
         local_dir=local_dir,
         spec=spec_of("strong"),

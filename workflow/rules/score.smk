@@ -9,21 +9,9 @@ for api_limit in map(api_quota.api_resource, api_quota.api_kinds()):
         workflow.register_resource(api_limit, 1)
 # A missing API key: a warning at parse time (a dry run goes on), an error before the first job of a real run.
 if workflow.is_main_process:
-    API_KEY_PROBLEM = validate.missing_api_keys(
-        config, [job["scorer"] for job in api_quota.api_jobs(config)], os.environ
-    )
+    API_KEY_PROBLEM = validate.missing_api_keys(config, api_quota.api_scorers(config), os.environ)
     if API_KEY_PROBLEM:
         logger.warning(f"Warning: {API_KEY_PROBLEM} (a dry run goes on; a real run stops before its first job)")
-
-
-onstart:
-    # the scorers of the pending scoring jobs (--touch runs no job: nothing to check)
-    api_scorers = {
-        j.wildcards["scorer"] for j in workflow.dag.needrun_jobs() if j.rule.name in api_quota.SCORING_RULES
-    }
-    api_problem = validate.missing_api_keys(config, api_scorers, os.environ)
-    if api_problem and not workflow.touch:
-        raise WorkflowError(api_problem)
 
 
 rule train_scorer:
@@ -42,7 +30,7 @@ rule train_scorer:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(from_config(layout.scorer_model, "scorer")),
+        **request(from_config(layout.scorer_model, "scorer"), "train_scorer"),
     params:
         data=scorer_setting("data", w2s.ScorerData),
         spec=spec_of(from_config(layout.scorer_model, "scorer")),
@@ -70,9 +58,9 @@ rule score_generations:
     resources:
         **api_quota.api_request(
             config,
-            "score_generations",
+            "score",
             request(
-                from_config(layout.scorer_model, "scorer"), share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")
+                from_config(layout.scorer_model, "scorer"), "score", share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")
             ),
         ),
     params:

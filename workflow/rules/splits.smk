@@ -33,7 +33,7 @@ rule gold_corpus:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(from_config(layout.gold_generator, "task")),
+        **request(from_config(layout.gold_generator, "task"), "gold"),
     params:
         corpus=task_block("corpus", w2s.CorpusSpec),
         generator=spec_of(from_config(layout.gold_generator, "task")),

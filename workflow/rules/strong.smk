@@ -17,7 +17,7 @@ rule train_ceiling:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("strong"),
+        **request("strong", "train"),
     params:
         spec=spec_of("strong"),
         hparams=hparams("ceiling"),
@@ -60,7 +60,7 @@ rule convert_gguf:
     conda:
         "../../envs/w2s.yaml"
     resources:
-        **request(lambda wc: layout.gguf_models(config)[wc.gguf], share=0.5, gpu=0),
+        **request(lambda wc: layout.gguf_models(config)[wc.gguf], "convert", share=0.5, gpu=0),
     params:
         spec=from_config(layout.gguf_spec, "gguf"),
         code=code("convert_gguf.py"),
@@ -84,7 +84,7 @@ rule train_lm_ceiling:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("strong"),
+        **request("strong", "train_lm"),
     params:
         local_dir=local_dir,
         spec=spec_of("strong"),

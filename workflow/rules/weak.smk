@@ -17,7 +17,7 @@ rule train_weak:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("weak"),
+        **request("weak", "train"),
     params:
         spec=spec_of("weak"),
         hparams=hparams("weak"),
@@ -42,7 +42,7 @@ rule weak_labels:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("weak", share=0.5),
+        **request("weak", "weak_labels", share=0.5),
     params:
         code=code("weak_labels.py"),
     script:
@@ -82,7 +82,7 @@ rule train_weak_lm:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("weak"),
+        **request("weak", "train_lm"),
     params:
         spec=spec_of("weak"),
         hparams=hparams("weak"),
@@ -110,7 +110,7 @@ rule weak_generations:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request("weak", share=0.5, gpu=1),
+        **request("weak", "weak_generations", share=0.5, gpu=1),
     params:
         local_dir=local_dir,
         decoding=from_config(w2s.decoding, "task"),
@@ -138,7 +138,7 @@ rule best_of_n:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **api_quota.api_request(config, "best_of_n", request("weak", share=0.5, gpu=1)),
+        **api_quota.api_request(config, "best_of_n", request("weak", "best_of_n", share=0.5, gpu=1)),
     params:
         decoding=from_config(w2s.decoding, "task"),
         local_dir=local_dir,

@@ -6,14 +6,12 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from itertools import product
 from typing import Any, Callable
 
-from w2s_align.settings.settings import preference_policies, preferences, run_settings, strategy, task_list, task_settings, tasks_of
-from w2s_align.settings.paths import judge_file, preference_inputs, student_targets, toxicity_inputs
+from w2s_align.settings.settings import preferences, run_settings, strategy, task_list, task_settings, tasks_of
 from w2s_align.settings.specs import CorpusSpec, PreferenceSpec, PromptSpec
 
-SCORING_RULES = ("score_generations", "best_of_n", "judge_candidates")  # rules that query a scorer (wildcard `scorer`)
+SCORING_KINDS = ("score", "best_of_n", "judge")  # kinds of work that query a scorer (wildcard `scorer`)
 API_MARGIN = 1.2  # runtime of an API job: texts / qps x margin (retries, latency) + overhead, in minutes
 API_OVERHEAD_MIN = 10
 
@@ -49,29 +47,29 @@ def scorer_qps(config: dict[str, Any], scorer: str) -> float:
     return float(param.default) if param is not None and param.default is not param.empty else 1.0
 
 
-def texts_to_score(config: dict[str, Any], task: str, rule: str, best_of: int | None = None) -> int:
-    """Texts that one job of `rule` in generation task `task` sends to its scorer: rows before deduplication,
+def texts_to_score(config: dict[str, Any], task: str, kind: str, best_of: int | None = None) -> int:
+    """Texts that one job of a kind of work (cluster/cost.KINDS) in generation task `task` sends to its scorer: rows before deduplication,
     empty texts and the score cache, so an upper bound on the API calls it makes.
 
-    - score_generations (every run: weak, base, ceiling, student): its continuations of the evaluation
+    - score (score_generations, every run: weak, base, ceiling, student): its continuations of the evaluation
       prompts, `prompts.n` x `eval_samples`;
     - best_of_n: `best_of` continuations of every held-out prompt the weak LM labels, (corpus sizes
       `weak_label` + `val`) x `best_of`.
 
-    - judge_candidates: both texts of every candidate pair of the preference track, 2 x sum(preferences.sizes).
+    - judge (judge_candidates): both texts of every candidate pair of the preference track, 2 x sum(preferences.sizes).
 
     weak_generations samples one continuation per held-out prompt and scores none."""
     block = config["tasks"][task]
-    if rule == "judge_candidates":
+    if kind == "judge":
         return 2 * sum(PreferenceSpec.from_dict(block["preferences"]).sizes.values())
-    if rule == "score_generations":
+    if kind == "score":
         return PromptSpec.from_dict(block["prompts"]).n * task_settings(config, task).eval_samples
-    if rule == "best_of_n":
+    if kind == "best_of_n":
         if not best_of:
             raise ValueError("best_of_n needs best_of (N continuations per prompt)")
         sizes = CorpusSpec.from_dict(block["corpus"]).sizes
         return (sizes.get("weak_label", 0) + sizes.get("val", 0)) * best_of
-    raise ValueError(f"rule {rule!r} queries no scorer; scoring rules: {list(SCORING_RULES)}")
+    raise ValueError(f"work of kind {kind!r} queries no scorer; scoring kinds: {list(SCORING_KINDS)}")
 
 
 def api_minutes(config: dict[str, Any], scorer: str, texts: int) -> int:
@@ -80,46 +78,40 @@ def api_minutes(config: dict[str, Any], scorer: str, texts: int) -> int:
     return math.ceil(texts / scorer_qps(config, scorer) / 60 * API_MARGIN) + API_OVERHEAD_MIN
 
 
-def api_jobs(config: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every job of the active tasks that queries a web-API scorer, sorted by output: dicts with rule, output,
-    task, scorer, kind, texts (texts_to_score: an upper bound on its API calls) and minutes (api_minutes)."""
-    jobs: dict[str, dict[str, Any]] = {}
-
-    def add(rule: str, output: str, task: str, scorer: str | None, best_of: int | None = None) -> None:
-        kind = api_kind(config, scorer) if scorer else None
-        if kind and output not in jobs:
-            texts = texts_to_score(config, task, rule, best_of)
-            jobs[output] = {"rule": rule, "output": output, "task": task, "scorer": scorer, "kind": kind,
-                            "texts": texts, "minutes": api_minutes(config, scorer, texts)}
-
+def api_scorers(config: dict[str, Any]) -> list[str]:
+    """The web-API scorers the active generation tasks use: their evaluation scorer, best-of-N selectors, gold
+    judges and preference judges."""
+    names = set()
     for task in tasks_of(config, "generation"):
-        for weak in task_list(config, task, "weak_models"):
-            for strong in task_list(config, task, "strong_models"):
-                for name in task_list(config, task, "student_strategies"):
-                    for seed in map(str, run_settings(config).seeds):
-                        files = toxicity_inputs(config, task, weak, strong, name, seed)
-                        for key in ("weak_scores", "base_scores", "w2s_scores", "ceiling_scores"):
-                            add("score_generations", files[key], task, config["tasks"][task]["scorer"])
-                        spec = strategy(config, name)
-                        add("best_of_n", student_targets(config, task, weak, name, seed), task, spec.selector,
-                            spec.best_of)
+        block = config["tasks"][task]
+        names |= {block["scorer"], (block["corpus"].get("gold") or {}).get("judge")}
+        names |= {strategy(config, s).selector for s in task_list(config, task, "student_strategies")
+                  if strategy(config, s).best_of}
         prefs = preferences(config, task)
-        if prefs:
-            for judge in [prefs.gold_judge, *prefs.weak_judges]:
-                add("judge_candidates", judge_file(task, judge), task, judge)
-            seeds = map(str, run_settings(config).seeds)
-            for run in product(prefs.weak_judges, preference_policies(config, task), prefs.strategies, seeds):
-                files = preference_inputs(config, task, *run)
-                for key in ("base_scores", "w2s_scores", "ceiling_scores"):
-                    add("score_generations", files[key], task, config["tasks"][task]["scorer"])
-    return [jobs[k] for k in sorted(jobs)]
+        names |= {prefs.gold_judge, *prefs.weak_judges} if prefs else set()
+    return sorted(n for n in names if n and api_kind(config, n))
 
 
-def api_volume(config: dict[str, Any]) -> dict[str, dict[str, float]]:
+def api_jobs(config: dict[str, Any], works: list) -> list[dict[str, Any]]:
+    """The jobs among `works` (cluster/cost.Work of every DAG job) that query a web-API scorer: dicts with rule,
+    task, scorer, kind (the API's), texts (texts_to_score: an upper bound on its API calls) and minutes."""
+    jobs = []
+    for work in works:
+        if work is None or work.kind not in SCORING_KINDS or not work.scorer:
+            continue
+        kind = api_kind(config, work.scorer)
+        if kind:
+            texts = texts_to_score(config, work.task, work.kind, work.n if work.kind == "best_of_n" else None)
+            jobs.append({"rule": work.rule, "task": work.task, "scorer": work.scorer, "kind": kind, "texts": texts,
+                         "minutes": api_minutes(config, work.scorer, texts)})
+    return jobs
+
+
+def api_volume(config: dict[str, Any], works: list) -> dict[str, dict[str, float]]:
     """Per API kind in use: jobs, texts (upper bound on calls), api_hours (texts / qps: the wall time of all
     its jobs, which run one at a time) and runtime_hours (the sum of their first-attempt runtime requests)."""
     volume: dict[str, dict[str, float]] = {}
-    for job in api_jobs(config):
+    for job in api_jobs(config, works):
         entry = volume.setdefault(job["kind"], {"jobs": 0, "texts": 0, "api_hours": 0.0, "runtime_hours": 0.0})
         entry["jobs"] += 1
         entry["texts"] += job["texts"]
@@ -128,8 +120,8 @@ def api_volume(config: dict[str, Any]) -> dict[str, dict[str, float]]:
     return volume
 
 
-def api_request(config: dict[str, Any], rule: str, base: dict[str, Any]) -> dict[str, Any]:
-    """Resources of the jobs of a scoring rule, given their model request `base`: one unit of the resource of
+def api_request(config: dict[str, Any], kind: str, base: dict[str, Any]) -> dict[str, Any]:
+    """Resources of the jobs of a scoring rule doing work of `kind` (SCORING_KINDS), given their model request `base`: one unit of the resource of
     every API kind whose scorer the job queries (0 of the others), and, for a web-API scorer, a runtime from
     the texts it sends (api_minutes; best_of_n adds its generation time), times the attempt."""
     def units(kind: str) -> Callable:
@@ -144,8 +136,8 @@ def api_request(config: dict[str, Any], rule: str, base: dict[str, Any]) -> dict
     def runtime(wc, attempt):
         if api_kind(config, wc["scorer"]) is None:
             return model_minutes(wc, attempt)
-        best_of = int(wc["n"]) if rule == "best_of_n" else None
-        minutes = api_minutes(config, wc["scorer"], texts_to_score(config, wc["task"], rule, best_of))
+        best_of = int(wc["n"]) if kind == "best_of_n" else None
+        minutes = api_minutes(config, wc["scorer"], texts_to_score(config, wc["task"], kind, best_of))
         return (minutes + (model_minutes(wc, 1) if best_of else 0)) * attempt
 
     return {**base, "runtime": runtime, **{api_resource(k): units(k) for k in api_kinds()}}

@@ -1,6 +1,7 @@
 """What one job costs, without running it: peak GPU and host memory (footprint.py), wall time on a named GPU from
-a throughput model, checkpoint bytes and web-API volume; and every job a config's DAG holds, without the DAG.
-Standard library only (DAG time); the plan of a whole run and the request check at workflow start: plan.py.
+a throughput model, checkpoint bytes and web-API volume. A job's Work comes from Snakemake's DAG: its rule declares the kind of work
+and the model in its resources (request() in workflow/rules/common.smk). Standard library only (DAG time); the
+plan of a whole run and the request check at workflow start: plan.py.
 
 Throughput model (docs/cluster.md#plan): k x N x tokens FLOPs, N the parameters in matrix products, k = 6 for
 full fine-tuning, 4 for LoRA (frozen weights get no weight gradients), + 2 under activation checkpointing, 2 for
@@ -17,7 +18,7 @@ from typing import Any, NamedTuple
 
 from w2s_align.settings import paths as layout
 from w2s_align.cluster import api_quota
-from w2s_align.settings.settings import CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, active_tasks, dpo_hparams, preference_policies, preferences, run_settings, strategy, task_kind, task_list, task_settings, train_hparams
+from w2s_align.settings.settings import CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, dpo_hparams, preferences, run_settings, strategy, task_kind, task_settings, train_hparams
 from w2s_align.cluster.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
 from w2s_align.settings.specs import GoldSpec
 
@@ -29,106 +30,45 @@ START_S = 90  # per job: imports, CUDA start, reading and tokenising data
 LOAD_BPS = 0.5e9  # weights read from a shared filesystem, bytes/s
 OPTIMIZER_BYTES = 40  # memory traffic per trainable parameter and update: fused AdamW, gradient clipping
 CPU_PARAMS_PER_S = 20e6  # GGUF dequantisation on a CPU core
-DPO_RULES = ("train_dpo_ceiling", "train_dpo_student")
-PREFERENCE_RULES = (*DPO_RULES, "preference_candidates", "judge_candidates", "reference_pair_logps", "pair_logps")
-STAGES = {"train": ("train_weak", "train_ceiling", "train_student", "train_scorer"),
-          "train_lm": ("train_weak_lm", "train_lm_ceiling", "train_lm_student", *DPO_RULES),
-          "predict": ("weak_labels", "predict"),
-          "generate": ("weak_generations", "best_of_n", "lm_generations", "base_generations", "gold_corpus",
-                       "preference_candidates"),
-          "perplexity": ("perplexity", "reference_pair_logps", "pair_logps"),
-          "score": ("score_generations", "judge_candidates"), "convert": ("convert_gguf",)}
-STAGE = {rule: stage for stage, rules in STAGES.items() for rule in rules}
+# The kinds of work a rule declares (`request(model, work=KIND)` in its resources) and the stage each is
+# estimated as; a new rule names one of these kinds and is planned without editing this module.
+KINDS = {"train": "train", "train_scorer": "train", "train_lm": "train_lm", "train_dpo": "train_lm",
+         "weak_labels": "predict", "predict": "predict", "weak_generations": "generate", "best_of_n": "generate",
+         "generate": "generate", "gold": "generate", "candidates": "generate", "perplexity": "perplexity",
+         "pair_logps": "perplexity", "score": "score", "judge": "score", "convert": "convert"}
+PREFERENCE_KINDS = ("train_dpo", "candidates", "judge", "pair_logps")
+TRAINING_STAGES = ("train", "train_lm")
 
 
 class Work(NamedTuple):
-    """What sets a job's cost: its rule, model and the config entries it reads."""
+    """What sets a job's cost: its rule, the kind of work it declares, its model and the config entries it reads."""
 
     rule: str
+    kind: str
     model: str | None
     task: str | None = None
+    role: str | None = None  # weak / ceiling / student: whose training settings a fine-tune reads
     strategy: str | None = None
     scorer: str | None = None
-    n: int = 1  # best_of_n, gold_corpus: continuations per prompt
+    n: int = 1  # best_of_n, gold, candidates: continuations per prompt
+    share: float = 1.0  # the share of its model's runtime request the job asks for (request() in common.smk)
 
 
-def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | None:
-    """The Work of a DAG job (rule + wildcards); None for the cheap local rules."""
-    task = wc.get("task")
-    if rule in ("train_weak", "weak_labels", "train_weak_lm", "weak_generations"):
-        return Work(rule, wc["weak"], task)
-    if rule == "best_of_n":
-        return Work(rule, wc["weak"], task, scorer=wc["scorer"], n=int(wc["n"]))
-    if rule == "gold_corpus":
-        return gold_work(config, task)
-    if rule in ("train_ceiling", "train_lm_ceiling", "base_generations", "train_dpo_ceiling", "reference_pair_logps"):
-        return Work(rule, wc["strong"], task)
-    if rule in ("train_student", "train_lm_student", "train_dpo_student"):
-        return Work(rule, wc["strong"], task, wc["strategy"])
-    if rule in ("predict", "lm_generations", "pair_logps"):
-        parts = wc["model_run"].split("/")
-        return Work(rule, parts[1].split("__")[-1] if parts[0].endswith("student") else parts[1], task)
-    if rule == "preference_candidates":
-        return Work(rule, preferences(config, task).generator, task, n=2)
-    if rule == "perplexity":
-        return Work(rule, config["tasks"][task]["reference_lm"], task)
-    if rule in ("train_scorer", "score_generations", "judge_candidates"):
-        return Work(rule, layout.scorer_model(config, wc["scorer"]), task, scorer=wc["scorer"])
-    return Work(rule, layout.gguf_models(config)[wc["gguf"]]) if rule == "convert_gguf" else None
-
-
-def model_works(config: dict[str, Any]) -> set[Work]:
-    """Every Work the config's DAG holds (and a few it may not: a check covers them all), without the DAG."""
-    works, models = set(), config["models"]
-    for task in active_tasks(config):
-        weak = [m for w in task_list(config, task, "weak_models") for m in (models[w].get("members") or [w])]
-        strong, names = task_list(config, task, "strong_models"), task_list(config, task, "student_strategies")
-        if task_kind(config, task) == "classification":
-            works |= {Work(r, m, task) for m in weak for r in ("train_weak", "weak_labels")}
-            works |= {Work(r, m, task) for m in strong for r in ("train_ceiling", "predict")}
-            works |= {Work("train_student", m, task, s) for m in strong for s in names}
-            continue
-        scorer, gold = config["tasks"][task]["scorer"], layout.gold(config, task)
-        lms = [*weak, *strong, *([gold["generator"]] if gold else []), config["tasks"][task]["reference_lm"]]
-        works |= {gold_work(config, task)} if gold else set()
-        works |= {Work(r, m, task) for m in weak for r in ("train_weak_lm", "weak_generations", "lm_generations")}
-        works |= {Work(r, m, task) for m in strong for r in ("train_lm_ceiling", "base_generations", "lm_generations")}
-        works |= {Work("train_lm_student", m, task, s) for m in strong for s in names}
-        works |= {Work("perplexity", lms[-1], task), Work("score_generations", layout.scorer_model(config, scorer),
-                                                            task, scorer=scorer)}
-        works |= {Work("convert_gguf", layout.gguf_models(config)[layout.gguf_name(models[m])]) for m in lms
-                  if models[m].get("gguf_file")}
-        works |= preference_works(config, task)
-        for spec in map(lambda s: strategy(config, s), names):
-            if spec.best_of:
-                works |= {Work("best_of_n", m, task, scorer=spec.selector, n=spec.best_of) for m in weak}
-        selectors = {scorer, *([gold["judge"]] if gold else [])} | {strategy(config, s).selector for s in names
-                                                                     if strategy(config, s).best_of}
-        works |= {Work("train_scorer", layout.scorer_model(config, s), scorer=s) for s in selectors
-                  if layout.scorer_model(config, s)}
-    return works
-
-
-def preference_works(config: dict[str, Any], task: str) -> set[Work]:
-    """The preference track's jobs: candidates, judges (and their training), DPO, pair log-probs, evaluation."""
-    prefs = preferences(config, task)
-    if not prefs:
-        return set()
-    policies, judges = preference_policies(config, task), [prefs.gold_judge, *prefs.weak_judges]
-    works = {Work("preference_candidates", prefs.generator, task, n=2)}
-    works |= {Work(r, m, task) for m in policies for r in ("train_dpo_ceiling", "reference_pair_logps", "pair_logps",
-                                                           "base_generations", "lm_generations")}
-    works |= {Work("train_dpo_student", m, task, s) for m in policies for s in prefs.strategies}
-    works |= {Work("judge_candidates", layout.scorer_model(config, j), task, scorer=j) for j in judges}
-    works |= {Work("train_scorer", layout.scorer_model(config, j), scorer=j) for j in judges
-              if layout.scorer_model(config, j)}
-    return works | {Work("convert_gguf", layout.gguf_models(config)[layout.gguf_name(config["models"][m])])
-                    for m in [prefs.generator, *policies] if config["models"][m].get("gguf_file")}
-
-
-def gold_work(config: dict[str, Any], task: str) -> Work:
-    gold = GoldSpec.from_dict(layout.gold(config, task))
-    return Work("gold_corpus", gold.generator, task, scorer=gold.judge, n=gold.samples)
+def describe(config: dict[str, Any], rule: str, kind: str, model: str | None, wildcards: dict[str, str],
+             role: str | None = None, share: float = 1.0) -> Work:
+    """The Work of a DAG job: its rule, declared kind and model (resolved from its wildcards) and wildcards."""
+    if kind not in KINDS:
+        raise ValueError(f"rule {rule}: unknown kind of work {kind!r}; known kinds: {sorted(KINDS)}")
+    task, strategy_name, scorer, n = wildcards.get("task"), wildcards.get("strategy"), wildcards.get("scorer"), 1
+    if kind == "best_of_n":
+        n = int(wildcards["n"])
+    elif kind == "gold":
+        gold = GoldSpec.from_dict(layout.gold(config, task))
+        scorer, n = gold.judge, gold.samples
+    elif kind == "candidates":
+        n = 2
+    role = role or ("student" if strategy_name else "ceiling")
+    return Work(rule, kind, model, task, role, strategy_name, scorer, n, share)
 
 
 @dataclass(frozen=True)
@@ -143,37 +83,36 @@ class Estimate:
 
 def _data(config: dict[str, Any], work: Work) -> tuple[dict[str, int], int, TrainParams]:
     """(row counts, max_length, training settings) of the data a job reads."""
-    if work.rule == "train_scorer" or (work.task is None and work.scorer):
+    if work.kind == "train_scorer" or (work.task is None and work.scorer):
         spec = run_settings(config).scorers[work.scorer]
         return ScorerData.from_dict(spec["data"]).sizes, spec["max_length"], TrainParams.from_dict(spec.get("train"))
     block = config["tasks"][work.task]
-    if work.rule in PREFERENCE_RULES:
+    if work.kind in PREFERENCE_KINDS:
         hp = dpo_hparams(config, work.task, work.model) if work.model in config["models"] else None
         return preferences(config, work.task).sizes, block["max_length"], TrainParams.from_json(hp)
     sizes = (TaskData.from_dict(block["data"]).sizes if task_kind(config, work.task) == "classification"
              else CorpusSpec.from_dict(block["corpus"]).sizes)
-    role = "student" if work.strategy else ("weak" if "weak" in work.rule else "ceiling")
-    hp = train_hparams(config, work.model, role) if work.model in config["models"] else None
+    hp = train_hparams(config, work.model, work.role) if work.model in config["models"] else None
     return sizes, block["max_length"], TrainParams.from_json(hp)
 
 
 def job_gpus(config: dict[str, Any], work: Work) -> int:
-    if work.rule == "convert_gguf":
+    if work.kind == "convert":
         return 0
-    if work.rule == "score_generations":
+    if work.kind == "score":
         return layout.scorer_gpus(config, work.scorer)
-    return 1 if STAGE[work.rule] in ("train_lm", "generate", "perplexity") else layout.gpus(config, work.model)
+    return 1 if KINDS[work.kind] in ("train_lm", "generate", "perplexity") else layout.gpus(config, work.model)
 
 
 def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str = ".",
              device: str | None = None) -> Estimate:
     """Peak memory, wall time on `gpu`, checkpoint bytes and API volume of one job (on a GPU if it asks for one,
     or on `device` "cpu"/"gpu")."""
-    stage, gpus = STAGE[work.rule], job_gpus(config, work)
+    stage, gpus = KINDS[work.kind], job_gpus(config, work)
     calls, hours = 0, 0.0
-    if work.scorer and work.rule != "train_scorer" and api_quota.api_kind(config, work.scorer):
-        calls = (_gold_texts(config, work) if work.rule == "gold_corpus" else
-                 api_quota.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None))
+    if work.scorer and work.kind in api_quota.SCORING_KINDS + ("gold",) and api_quota.api_kind(config, work.scorer):
+        calls = (_gold_texts(config, work) if work.kind == "gold" else
+                 api_quota.texts_to_score(config, work.task, work.kind, work.n if work.kind == "best_of_n" else None))
         hours = calls / api_quota.scorer_qps(config, work.scorer) / 3600
     spec = config["models"].get(work.model, {}) if work.model else {}
     if stage == "convert":  # GGUF file + dequantised fp32 weights + their serialised bytes, on a CPU
@@ -189,24 +128,24 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     device = device or ("gpu" if gpus else "cpu")
     decoding = Decoding.from_dict(config["tasks"][work.task].get("decoding") if work.task else None)
     train_rows = infer_rows = gen_rows = 0
-    if work.rule in DPO_RULES:  # chosen + rejected of every pair; the reference pass over train and val first
+    if work.kind == "train_dpo":  # chosen + rejected of every pair; the reference pass over train and val first
         train_rows = 2 * hp.epochs * sizes["train"]
         infer_rows = 2 * (sizes["train"] + sizes["val"] + hp.epochs * sizes["val"])
-    elif work.rule in ("preference_candidates", "judge_candidates"):
+    elif work.kind in ("candidates", "judge"):
         gen_rows, infer_rows = (2 * sum(sizes.values()), 0) if stage == "generate" else (0, 2 * sum(sizes.values()))
-    elif work.rule in ("reference_pair_logps", "pair_logps"):
+    elif work.kind == "pair_logps":
         infer_rows = 2 * sizes["test"]
     elif stage in ("train", "train_lm"):
-        key = "train" if work.rule == "train_scorer" else ("weak_train" if "weak" in work.rule else "weak_label")
+        key = "train" if work.kind == "train_scorer" else ("weak_train" if work.role == "weak" else "weak_label")
         rounds = 1 + (strategy(config, work.strategy).bootstrap_rounds if work.strategy else 0)
         train_rows = rounds * hp.epochs * sizes[key]
         infer_rows = (rounds * hp.epochs * sizes.get("val", 0) + (rounds - 1) * sizes[key]
-                      + sizes.get("test", 0) * (work.rule == "train_scorer"))
+                      + sizes.get("test", 0) * (work.kind == "train_scorer"))
     elif stage == "predict":
-        infer_rows = sum(sizes.get(s, 0) for s in ("val", "test", *(("weak_label",) * (work.rule == "weak_labels"))))
-    elif work.rule in ("weak_generations", "best_of_n"):
+        infer_rows = sum(sizes.get(s, 0) for s in ("val", "test", *(("weak_label",) * (work.kind == "weak_labels"))))
+    elif work.kind in ("weak_generations", "best_of_n"):
         gen_rows = (sizes.get("weak_label", 0) + sizes.get("val", 0)) * work.n
-    elif work.rule == "gold_corpus":  # samples of every training prompt, and their perplexity
+    elif work.kind == "gold":  # samples of every training prompt, and their perplexity
         gen_rows = infer_rows = _gold_texts(config, work)
     else:
         gen_rows, infer_rows = (_eval_texts(config, work.task), 0) if stage == "generate" else (
@@ -214,7 +153,7 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     new_tokens = decoding.max_new_tokens if gen_rows or stage == "perplexity" else 0
     training = bool(train_rows)
     eval_rows = min(hp.eval_batch_size, (sizes.get("val") if training else infer_rows) or hp.eval_batch_size)
-    per_row = 2 if work.rule in DPO_RULES else 1  # DPO: a pair is two sequences
+    per_row = 2 if work.kind == "train_dpo" else 1  # DPO: a pair is two sequences
     peak = memory(shape, head, device, dtype=dtype, lora=lora, training=training, batch=hp.batch_size * per_row,
                   eval_batch=decoding.batch_size if gen_rows else eval_rows, seq=seq if gen_rows else max_length,
                   new_tokens=new_tokens if gen_rows else 0, checkpointing=checkpointing, snapshot=hp.epochs > 1,

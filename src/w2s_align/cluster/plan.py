@@ -1,7 +1,8 @@
 """The plan of a run before it starts: from Snakemake's own DAG (every job of a run from scratch), per rule and
 in total the jobs, GPU-hours, peak GPU and host memory, checkpoint disk and web-API calls and hours; per model
 its parameters, trainable parameters, dtype and memory; the assumptions; and whether every model's cluster
-request covers its jobs' estimates (check_requests: common.smk runs it when the workflow starts). Estimates:
+request covers its jobs' estimates (check_requests: common.smk runs it when a run starts). Every job's Work comes
+from the DAG: its rule's resources declare the kind of work and the model (request() in common.smk). Estimates:
 cost.py.
 
     python -m w2s_align.cluster.plan [--configfile FILE ...] [--config KEY=VALUE ...] [--gpu a100|h100]
@@ -11,68 +12,85 @@ cost.py.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, NamedTuple
 
 from w2s_align.cluster import api_quota
 from w2s_align.errors import ConfigError
 from w2s_align.settings.settings import resources
-from w2s_align.cluster.cost import FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, STAGE, START_S, STEP_S, Estimate, Work, describe, estimate, model_works
+from w2s_align.cluster.cost import (FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, START_S, STEP_S, Estimate, Work, describe, estimate)
 from w2s_align.cluster.footprint import ACT_BYTES, CUDA_MB, LOGIT_BYTES, MB, PROCESS_MB, model_shape, weight_bytes
 
 GB = 1e9
 SKIP_ENV = "W2S_NO_REQUEST_CHECK"  # set to 1 to skip check_requests (e.g. resources set on the command line)
-INFERENCE_SHARE = 0.5  # inference and conversion jobs ask for half their model's runtime (request() in common.smk)
 MARGIN = 0.8  # a request fails the check below MARGIN x its estimate (the calibrated error is within 20%)
 
 
-@contextlib.contextmanager
-def _env(name: str, value: str) -> Iterator[None]:
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
+class Declared(NamedTuple):
+    """What a rule declares about its jobs in its resources (request() in common.smk): the kind of work (a key of
+    cost.KINDS), a function of the wildcards giving its model, and whose training settings it reads (or None)."""
+
+    kind: str
+    model: Callable[[Any], str | None]
+    role: str | None = None
+    share: float = 1.0  # the share of the model's runtime request its jobs ask for
+
+
+def declared(rule) -> Declared | None:
+    """A Snakemake rule's declaration: carried by the function request() gives as its cpus_per_gpu resource (a
+    resource Snakemake keeps as given; sized resources such as mem_mb are wrapped)."""
+    resource = rule.resources.get("cpus_per_gpu") if rule.resources else None
+    return getattr(getattr(resource, "_value", resource), "work", None)
+
+
+def works_of(config: dict[str, Any], jobs: Iterable) -> list[Work | None]:
+    """The Work of each Snakemake job, from its rule's declaration (None: a cheap local rule, which declares none)."""
+    out = []
+    for job in jobs:
+        declared_work = declared(job.rule)
+        if declared_work is None:
+            out.append(None)
+            continue
+        kind, model, role, share = declared_work
+        out.append(describe(config, job.rule.name, kind, model(job.wildcards), dict(job.wildcards.items()), role,
+                            share))
+    return out
 
 
 def dag_jobs(configfiles: list[str] = (), overrides: dict[str, Any] | None = None,
-             snakefile: str = "Snakefile") -> tuple[dict[str, Any], list[tuple[str, dict[str, str]]]]:
-    """(The config as Snakemake merged it, (rule, wildcards) of every job a run from scratch would run), built
-    by Snakemake's API from the Snakefile like `snakemake -n --forceall`; the request check is left to the plan."""
+             snakefile: str = "Snakefile") -> tuple[dict[str, Any], list[tuple[str, dict[str, str], Work | None]]]:
+    """(The config as Snakemake merged it, (rule, wildcards, Work) of every job a run from scratch would run), built
+    by Snakemake's API from the Snakefile like `snakemake -n --forceall`."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
     settings = ConfigSettings(configfiles=[Path(f) for f in configfiles], config=overrides or {})
-    with _env(SKIP_ENV, "1"), SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow_api = api.workflow(resource_settings=ResourceSettings(), config_settings=settings,
                                     snakefile=Path(snakefile))
         workflow_api.dag(DAGSettings(forceall=True))
         workflow = workflow_api._workflow
         workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
         workflow._build_dag()
-        jobs = [(job.rule.name, dict(job.wildcards.items())) for job in workflow.dag.jobs]
+        dag = list(workflow.dag.jobs)
+        jobs = [(job.rule.name, dict(job.wildcards.items()), work)
+                for job, work in zip(dag, works_of(workflow.config, dag))]
         return workflow.config, sorted(jobs, key=lambda job: (job[0], sorted(job[1].items())))
 
 
-def job_counts(jobs: list[tuple[str, dict[str, str]]]) -> dict[str, int]:
-    return dict(Counter(rule for rule, _ in jobs))
+def job_counts(jobs: list[tuple[str, dict[str, str], Work | None]]) -> dict[str, int]:
+    return dict(Counter(rule for rule, *_ in jobs))
 
 
-def estimates(config: dict[str, Any], jobs: list[tuple[str, dict[str, str]]], gpu: str,
+def estimates(config: dict[str, Any], jobs: list[tuple[str, dict[str, str], Work | None]], gpu: str,
               workdir: str = ".") -> list[tuple[str, Work | None, Estimate | None]]:
     """(rule, Work, Estimate) of every job; the local rules (splits, metrics, tables) cost nothing here."""
     cache: dict[Work, Estimate] = {}
     out = []
-    for rule, wildcards in jobs:
-        work = describe(config, rule, wildcards)
+    for rule, _, work in jobs:
         if work is not None and work not in cache:
             cache[work] = estimate(config, work, gpu, workdir)
         out.append((rule, work, cache.get(work)))
@@ -128,7 +146,7 @@ def model_table(config: dict[str, Any], rows: list[tuple[str, Work | None, Estim
         entry[kind] = max(entry[kind], est.memory.gpu)
         entry["host"] = max(entry["host"], est.memory.host)
         entry["trainable"] = max(entry["trainable"], est.memory.trainable)
-        entry["ckpt"] = max(entry["ckpt"], est.disk if rule != "convert_gguf" else 0)
+        entry["ckpt"] = max(entry["ckpt"], est.disk if work.kind != "convert" else 0)
     lines = ["| model | parameters | trainable | frozen weights | peak GPU GB: training | inference | peak host GB | "
              "checkpoint per job | weights from |", "|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for name, e in sorted(peaks.items()):
@@ -161,13 +179,13 @@ def assumptions(gpu: str) -> list[str]:
     ]
 
 
-def render(config: dict[str, Any], jobs: list[tuple[str, dict[str, str]]], gpu: str = "a100",
+def render(config: dict[str, Any], jobs: list[tuple[str, dict[str, str], Work | None]], gpu: str = "a100",
            workdir: str = ".", title: str = "") -> str:
     rows = estimates(config, jobs, gpu, workdir)
     ests = [e for _, _, e in rows if e is not None]
     gpu_h, disk = sum(e.gpus * e.seconds for e in ests) / 3600, sum(e.disk for e in ests) / GB
     calls, api_h = sum(e.api_calls for e in ests), sum(e.api_hours for e in ests)
-    problems = request_problems(config, workdir, gpu)
+    problems = request_problems(config, [work for _, _, work in jobs], workdir, gpu)
     check = ["Requests: every model's mem_mb and runtime cover its jobs' estimates."] if not problems else [
         "Requests below the estimates (a run stops at start with this message):", *[f"- {p}" for p in problems]]
     return "\n".join([f"# Plan{': ' + title if title else ''}", "",
@@ -178,11 +196,13 @@ def render(config: dict[str, Any], jobs: list[tuple[str, dict[str, str]]], gpu: 
                       *assumptions(gpu), "", *check, ""])
 
 
-def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a100") -> list[str]:
-    """One message per model setting (models.<name>.resources.mem_mb / runtime) below MARGIN x its jobs' estimates:
-    host memory on a GPU or on the CPU, whichever is less (a GPU job may run on either), time on `gpu`."""
+def request_problems(config: dict[str, Any], works: Iterable[Work | None], workdir: str = ".",
+                     gpu: str = "a100") -> list[str]:
+    """One message per model setting (models.<name>.resources.mem_mb / runtime) below MARGIN x the estimates of its
+    jobs among `works` (works_of the DAG's jobs): host memory on a GPU or on the CPU, whichever is less (a GPU job
+    may run on either), time on `gpu`."""
     need: dict[tuple[str, str], tuple[float, float, str]] = {}  # (setting needed, the job's own estimate, rule)
-    for work in sorted(model_works(config), key=str):
+    for work in sorted({w for w in works if w is not None}, key=str):
         try:  # an estimate never stops a workflow: a job it cannot size goes unchecked (the plan shows the error)
             est = estimate(config, work, gpu, workdir) if work.model in config["models"] else None
             cpu = estimate(config, work, gpu, workdir, "cpu") if est and est.memory else None
@@ -190,8 +210,8 @@ def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a10
             continue
         if cpu is None:
             continue
-        share = 1.0 if STAGE[work.rule] in ("train", "train_lm") or work.rule == "gold_corpus" else INFERENCE_SHARE
-        api = est.api_calls and work.rule in api_quota.SCORING_RULES  # their runtime follows their volume (api_quota)
+        share = work.share
+        api = est.api_calls and work.kind in api_quota.SCORING_KINDS  # their runtime follows their volume (api_quota)
         minutes = 0 if api else est.seconds / 60
         host = min(est.memory.host, cpu.memory.host) / MB
         for key, value, own in (("mem_mb", host, host), ("runtime", minutes / share, minutes)):
@@ -209,11 +229,12 @@ def request_problems(config: dict[str, Any], workdir: str = ".", gpu: str = "a10
     return problems
 
 
-def check_requests(config: dict[str, Any], workdir: str = ".") -> None:
+def check_requests(config: dict[str, Any], works: Iterable[Work | None], workdir: str = ".") -> None:
     """Raise one ConfigError line if a model asks for less than MARGIN x the host memory or runtime its jobs are
-    estimated to need (request_problems; run at workflow start by common.smk; W2S_NO_REQUEST_CHECK=1 skips it)."""
+    estimated to need (request_problems; run by common.smk before a run's first job; W2S_NO_REQUEST_CHECK=1 skips
+    it)."""
     if os.environ.get(SKIP_ENV) != "1":
-        problems = request_problems(config, workdir)
+        problems = request_problems(config, works, workdir)
         if problems:
             raise ConfigError("; ".join(problems) + f" (the plan: python -m w2s_align.cluster.plan; {SKIP_ENV}=1 skips this)")
 
