@@ -3,7 +3,7 @@
 #   -> metrics -> tables; generation tasks: weak labels are the weak LM's continuations, every model's
 #   continuations of the evaluation prompts are scored for toxicity and perplexity.
 #   Preference track (a generation task's `preferences`): DPO students on weak judges' preferences, ceiling on gold.
-# Paths: results/{task}/{splits|pairs|weak|ceiling|student|base|preferences|dpo-*|metrics}/..., results/tables/
+# Paths: every artifact's template is in src/w2s_align/settings/paths.py (results/{task}/..., results/tables/).
 from snakemake.utils import min_version
 
 min_version("9.19")
@@ -30,6 +30,7 @@ include: "workflow/rules/report.smk"
 wildcard_constraints:
     task=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
     weak=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
+    judge=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
     strong=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
     strategy=r"[A-Za-z0-9.-]+(_[A-Za-z0-9.-]+)*",
     seed=r"\d+",

@@ -265,11 +265,11 @@ def smollm2_folder(workdir: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name, task, rule, max_length, batch", [
-    ("smollm2-135m", "toxicity", "train_lm_ceiling", 64, 8),  # LoRA r=8 on q, v
-    ("minilm-l6", "safety", "train_ceiling", 128, 16),  # full fine-tuning
+@pytest.mark.parametrize("name, task, kind, max_length, batch", [
+    ("smollm2-135m", "toxicity", "train_lm", 64, 8),  # LoRA r=8 on q, v
+    ("minilm-l6", "safety", "train", 128, 16),  # full fine-tuning
 ])
-def test_cpu_memory_estimate_is_within_30_percent_of_peak_rss(tmp_path, name, task, rule, max_length, batch):
+def test_cpu_memory_estimate_is_within_30_percent_of_peak_rss(tmp_path, name, task, kind, max_length, batch):
     """Two optimizer steps and a validation pass of the pipeline's own training code, in a subprocess."""
     cfg = merged("config.yaml")
     model = cfg["models"][name]
@@ -285,6 +285,7 @@ def test_cpu_memory_estimate_is_within_30_percent_of_peak_rss(tmp_path, name, ta
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     measured = float(re.search(r"peak_rss_mb ([\d.]+)", proc.stdout)[1])
-    est = cost.estimate(cfg, cost.Work(rule, name, task), workdir=str(tmp_path), device="cpu")
+    est = cost.estimate(cfg, cost.Work("train_ceiling", kind, name, task, "ceiling"), workdir=str(tmp_path),
+                        device="cpu")
     print(f"{name}: measured peak RSS {measured:.0f} MB, estimate {est.memory.host / MB:.0f} MB")
     assert est.memory.host / MB == pytest.approx(measured, rel=0.3)

@@ -7,7 +7,7 @@ from snakemake.exceptions import WorkflowError
 from w2s_align.cluster import api_quota, plan
 from w2s_align.errors import ConfigError
 from w2s_align.fingerprint import code_fingerprint
-from w2s_align.settings import paths as layout
+from w2s_align.settings import paths
 from w2s_align.settings import settings as w2s
 from w2s_align.settings import validate
 
@@ -70,15 +70,32 @@ def source_of(key, block=task):
 
 
 def split_path(split):
-    return f"results/{{task}}/splits/seed{{seed}}/{split}.parquet"
+    return paths.fill(paths.SPLIT, split=split)
 
 
 def run_split(split):
-    return lambda wc: f"results/{wc.task}/splits/seed{run_seed(wc)}/{split}.parquet"
+    return lambda wc: paths.fill(paths.SPLIT, split=split, task=wc.task, seed=run_seed(wc))
 
 
 def pair_path(split):
-    return f"results/{{task}}/pairs/seed{{seed}}/{split}.parquet"
+    return paths.fill(paths.PAIRS, split=split)
+
+
+def run_log(role, step):
+    """The log of a job writing into the run folder of `role` (paths.RUN_FOLDERS)."""
+    return paths.fill(paths.RUN_LOG, run=paths.RUN_FOLDERS[role], step=step)
+
+
+def run_benchmark(role, step):
+    return paths.fill(paths.RUN_BENCHMARK, run=paths.RUN_FOLDERS[role], step=step)
+
+
+def metrics_file(track, template=paths.METRICS):
+    """A run's metrics file (or, with paths.METRICS_LOG, its log) of a track: labels, demonstrations, preferences
+    (whose supervisor is a weak judge: wildcard {judge})."""
+    return paths.fill(
+        template, suffix=paths.METRIC_SUFFIX[track], **({"weak": "{judge}"} if track == "preferences" else {})
+    )
 
 
 def names_regex(names):
@@ -88,31 +105,30 @@ def names_regex(names):
 
 def ensemble_members(wc):
     members = config["models"][wc.weak]["members"]
-    return {m: f"results/{wc.task}/weak/{m}/seed{wc.seed}/weak_labels.parquet" for m in members}
+    return {m: paths.run_file(paths.WEAK_LABELS, "weak", task=wc.task, weak=m, seed=wc.seed) for m in members}
 
 
-def base_files(name):
+def converted_files(name):
     """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
-    return layout.base_files(config, name)
+    return paths.converted_files(config, name)
 
 
-def base_of(model):
+def converted_of(model):
     """Input function: the converted folder of the model named by a wildcard (or a function of the wildcards)."""
-    return lambda wc: base_files(model(wc) if callable(model) else wc[model])
+    return lambda wc: converted_files(model(wc) if callable(model) else wc[model])
 
 
 def run_model(wc):
-    """The model of a run folder: (dpo-)ceiling/<strong>/..., (dpo-)student/<weak>__<strong>/..., weak/<weak>/..."""
-    parts = wc.model_run.split("/")
-    return parts[1].split("__")[-1] if parts[0] in ("student", "dpo-student") else parts[1]
+    """The model whose checkpoint a run folder ({model_run}) holds."""
+    return paths.parse_run(wc.model_run)["model"]
 
 
 def run_seed(wc):
-    return wc.model_run.rsplit("seed", 1)[1]
+    return paths.parse_run(wc.model_run)["seed"]
 
 
 def local_dir(wc, input):  # the converted folder of a GGUF model (None: load from the model's path)
-    return os.path.dirname(input.base[0]) if "base" in input.keys() else None
+    return os.path.dirname(input.converted[0]) if "converted" in input.keys() else None
 
 
 def reference_lm(wc):
@@ -120,7 +136,7 @@ def reference_lm(wc):
 
 
 def scorer_files(wc, prefix=""):
-    return layout.scorer_checkpoint(config, wc.scorer, prefix)
+    return paths.scorer_checkpoint(config, wc.scorer, prefix)
 
 
 def selector_files(wc):
@@ -149,14 +165,14 @@ def request(model, work, share=1.0, gpu=None):
     def get(key, part=1.0):
         return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * part)) * attempt
 
-    gpus = gpu if gpu is not None else (lambda wc: layout.gpus(config, name(wc)))
+    gpus = gpu if gpu is not None else (lambda wc: paths.gpus(config, name(wc)))
     cpus_per_gpu = lambda wc, threads: threads
     cpus_per_gpu.work = plan.Declared(work, name, role, share)  # read by plan.works_of
     return dict(gpu=gpus, cpus_per_gpu=cpus_per_gpu, mem_mb=get("mem_mb"), runtime=get("runtime", share))
 
 
 def prefs(key):  # param/input function: a setting of the task's preferences block
-    return from_config(lambda config, task: layout.preference_setting(config, task, key), "task")
+    return from_config(lambda config, task: paths.preference_setting(config, task, key), "task")
 
 
 onstart:
@@ -166,7 +182,9 @@ onstart:
         plan.check_requests(config, plan.works_of(config, workflow.dag.jobs))
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
-    pending = [w for w in plan.works_of(config, workflow.dag.needrun_jobs()) if w and w.kind in api_quota.SCORING_KINDS]
+    pending = [
+        w for w in plan.works_of(config, workflow.dag.needrun_jobs()) if w and w.kind in api_quota.SCORING_KINDS
+    ]
     api_problem = validate.missing_api_keys(config, {w.scorer for w in pending}, os.environ)
     if api_problem and not workflow.touch:
         raise WorkflowError(api_problem)

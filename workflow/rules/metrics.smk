@@ -3,17 +3,17 @@
 
 rule metrics:
     input:
-        weak_labels="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
-        student="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/predictions.parquet",
-        ceiling="results/{task}/ceiling/{strong}/seed{seed}/predictions.parquet",
+        weak_labels=paths.run_file(paths.WEAK_LABELS, "weak"),
+        student=paths.run_file(paths.PREDICTIONS, "student"),
+        ceiling=paths.run_file(paths.PREDICTIONS, "ceiling"),
     output:
-        "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.parquet",
+        metrics_file("labels"),
     log:
-        "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.log",
+        metrics_file("labels", paths.METRICS_LOG),
     conda:
         "../../envs/w2s.yaml"
     params:
-        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        identity=from_config(paths.run_identity, "task", "weak", "strong", "strategy", "seed"),
         n_boot=w2s.bootstrap_resamples(config),
         code=code("metrics.py"),
     script:
@@ -22,15 +22,15 @@ rule metrics:
 
 rule toxicity_metrics:
     input:
-        unpack(from_config(layout.toxicity_inputs, "task", "weak", "strong", "strategy", "seed")),
+        unpack(from_config(paths.toxicity_inputs, "task", "weak", "strong", "strategy", "seed")),
     output:
-        "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.toxicity.parquet",
+        metrics_file("demonstrations"),
     log:
-        "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.toxicity.log",
+        metrics_file("demonstrations", paths.METRICS_LOG),
     conda:
         "../../envs/w2s.yaml"
     params:
-        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        identity=from_config(paths.run_identity, "task", "weak", "strong", "strategy", "seed"),
         n_boot=w2s.bootstrap_resamples(config),
         code=code("toxicity_metrics.py"),
     script:

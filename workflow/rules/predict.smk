@@ -6,14 +6,14 @@ DPO_RUN = r"dpo-ceiling/[^/]+/seed\d+|dpo-student/[^/]+/[^/]+/seed\d+"  # ... tr
 
 rule predict:
     input:
-        model="results/{task}/{model_run}/classifier.safetensors",
-        meta="results/{task}/{model_run}/classifier.json",
+        model=paths.run_file(paths.CLASSIFIER, "model_run"),
+        meta=paths.run_file(paths.CLASSIFIER_META, "model_run"),
         val=run_split("val"),
         test=run_split("test"),
     output:
-        "results/{task}/{model_run}/predictions.parquet",
+        paths.run_file(paths.PREDICTIONS, "model_run"),
     log:
-        "logs/{task}/{model_run}/predict.log",
+        run_log("model_run", "predict"),
     wildcard_constraints:
         model_run=MODEL_RUN,
     conda:
@@ -30,16 +30,16 @@ rule predict:
 
 rule lm_generations:
     input:
-        unpack(base_of(run_model)),
-        model="results/{task}/{model_run}/lm.safetensors",
-        meta="results/{task}/{model_run}/lm.json",
-        prompts="results/{task}/prompts.parquet",
+        unpack(converted_of(run_model)),
+        model=paths.run_file(paths.LM, "model_run"),
+        meta=paths.run_file(paths.LM_META, "model_run"),
+        prompts=paths.PROMPTS,
     output:
-        "results/{task}/{model_run}/generations.parquet",
+        paths.run_file(paths.GENERATIONS, "model_run"),
     log:
-        "logs/{task}/{model_run}/generate.log",
+        run_log("model_run", "generate"),
     benchmark:
-        "results/benchmarks/{task}/{model_run}/generate.tsv"
+        run_benchmark("model_run", "generate")
     wildcard_constraints:
         model_run=rf"weak/[^/]+/seed\d+|{MODEL_RUN}|{DPO_RUN}",
     conda:
@@ -61,14 +61,14 @@ rule lm_generations:
 rule base_generations:
     """Continuations of the untuned strong model: the 'base' row of the toxicity table."""
     input:
-        unpack(base_of("strong")),
-        prompts="results/{task}/prompts.parquet",
+        unpack(converted_of("strong")),
+        prompts=paths.PROMPTS,
     output:
-        "results/{task}/base/{strong}/seed{seed}/generations.parquet",
+        paths.run_file(paths.GENERATIONS, "base"),
     log:
-        "logs/{task}/base/{strong}/seed{seed}/generate.log",
+        run_log("base", "generate"),
     benchmark:
-        "results/benchmarks/{task}/base/{strong}/seed{seed}/generate.tsv"
+        run_benchmark("base", "generate")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -87,12 +87,12 @@ rule base_generations:
 rule perplexity:
     """Fluency: each continuation's likelihood under the task's fixed reference LM."""
     input:
-        unpack(base_of(reference_lm)),
-        generations="results/{task}/{model_run}/generations.parquet",
+        unpack(converted_of(reference_lm)),
+        generations=paths.run_file(paths.GENERATIONS, "model_run"),
     output:
-        "results/{task}/{model_run}/perplexity.parquet",
+        paths.run_file(paths.PERPLEXITY, "model_run"),
     log:
-        "logs/{task}/{model_run}/perplexity.log",
+        run_log("model_run", "perplexity"),
     wildcard_constraints:
         model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}|{DPO_RUN}",
     conda:

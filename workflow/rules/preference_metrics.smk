@@ -5,13 +5,13 @@
 rule reference_pair_logps:
     """Log-probs of both texts of every gold test pair under the untuned base: the implicit reward's reference."""
     input:
-        unpack(base_of("strong")),
+        unpack(converted_of("strong")),
         candidates=rules.preference_candidates.output[0],
-        gold_judged=from_config(layout.gold_judge_file, "task"),
+        gold_judged=from_config(paths.gold_judge_file, "task"),
     output:
-        "results/{task}/preferences/reference_{strong}.parquet",
+        paths.REFERENCE_LOGPS,
     log:
-        "logs/{task}/preferences/reference_{strong}.log",
+        paths.fill(paths.LOG, name="{task}/preferences/reference_{strong}"),
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -30,15 +30,15 @@ rule reference_pair_logps:
 rule pair_logps:
     """... and under a DPO model (student or ceiling)."""
     input:
-        unpack(base_of(run_model)),
-        model="results/{task}/{model_run}/lm.safetensors",
-        meta="results/{task}/{model_run}/lm.json",
+        unpack(converted_of(run_model)),
+        model=paths.run_file(paths.LM, "model_run"),
+        meta=paths.run_file(paths.LM_META, "model_run"),
         candidates=rules.preference_candidates.output[0],
-        gold_judged=from_config(layout.gold_judge_file, "task"),
+        gold_judged=from_config(paths.gold_judge_file, "task"),
     output:
-        "results/{task}/{model_run}/pair_logps.parquet",
+        paths.run_file(paths.PAIR_LOGPS, "model_run"),
     log:
-        "logs/{task}/{model_run}/pair_logps.log",
+        run_log("model_run", "pair_logps"),
     wildcard_constraints:
         model_run=DPO_RUN,
     conda:
@@ -58,15 +58,15 @@ rule pair_logps:
 
 rule preference_metrics:
     input:
-        unpack(from_config(layout.preference_inputs, "task", "weak", "strong", "strategy", "seed")),
+        unpack(from_config(paths.preference_inputs, "task", "judge", "strong", "strategy", "seed")),
     output:
-        "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.preference.parquet",
+        metrics_file("preferences"),
     log:
-        "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}.preference.log",
+        metrics_file("preferences", paths.METRICS_LOG),
     conda:
         "../../envs/w2s.yaml"
     params:
-        identity=from_config(layout.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        identity=from_config(paths.run_identity, "task", "judge", "strong", "strategy", "seed"),
         beta=prefs("beta"),
         min_gold_margin=prefs("min_gold_margin"),
         n_boot=w2s.bootstrap_resamples(config),

@@ -6,15 +6,15 @@
 
 rule preference_candidates:
     input:
-        unpack(base_of(prefs("generator"))),
+        unpack(converted_of(prefs("generator"))),
         source_of("corpus"),
-        prompts="results/{task}/prompts.parquet",
+        prompts=paths.PROMPTS,
     output:
-        "results/{task}/preferences/candidates.parquet",
+        paths.CANDIDATES,
     log:
-        "logs/{task}/preferences/candidates.log",
+        paths.fill(paths.LOG, name="{task}/preferences/candidates"),
     benchmark:
-        "results/benchmarks/{task}/preferences/candidates.tsv"
+        paths.fill(paths.BENCHMARK, name="{task}/preferences/candidates")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -22,7 +22,7 @@ rule preference_candidates:
         **request(prefs("generator"), "candidates", share=0.5),
     params:
         corpus=task_block("corpus", w2s.CorpusSpec),
-        settings=from_config(layout.candidate_settings, "task"),
+        settings=from_config(paths.candidate_settings, "task"),
         generator=spec_of(prefs("generator")),
         decoding=from_config(w2s.decoding, "task"),
         local_dir=local_dir,
@@ -34,12 +34,12 @@ rule preference_candidates:
 rule judge_candidates:
     """One judge's toxicity scores of both texts of every candidate pair: its preferences."""
     input:
-        unpack(lambda wc: layout.scorer_checkpoint(config, wc.scorer, "judge_")),
+        unpack(lambda wc: paths.scorer_checkpoint(config, wc.scorer, "judge_")),
         candidates=rules.preference_candidates.output[0],
     output:
-        "results/{task}/preferences/judge_{scorer}.parquet",
+        paths.JUDGED,
     log:
-        "logs/{task}/preferences/judge_{scorer}.log",
+        paths.fill(paths.LOG, name="{task}/preferences/judge_{scorer}"),
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -48,7 +48,10 @@ rule judge_candidates:
             config,
             "judge",
             request(
-                from_config(layout.scorer_model, "scorer"), "judge", share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")
+                from_config(paths.scorer_model, "scorer"),
+                "judge",
+                share=0.5,
+                gpu=from_config(paths.scorer_gpus, "scorer"),
             ),
         ),
     params:
@@ -61,16 +64,16 @@ rule judge_candidates:
 
 rule train_dpo_ceiling:
     input:
-        unpack(base_of("strong")),
+        unpack(converted_of("strong")),
         candidates=rules.preference_candidates.output[0],
-        judged=from_config(layout.gold_judge_file, "task"),
+        judged=from_config(paths.gold_judge_file, "task"),
     output:
-        model="results/{task}/dpo-ceiling/{strong}/seed{seed}/lm.safetensors",
-        meta="results/{task}/dpo-ceiling/{strong}/seed{seed}/lm.json",
+        model=paths.run_file(paths.LM, "dpo-ceiling"),
+        meta=paths.run_file(paths.LM_META, "dpo-ceiling"),
     log:
-        "logs/{task}/dpo-ceiling/{strong}/seed{seed}/train.log",
+        run_log("dpo-ceiling", "train"),
     benchmark:
-        "results/benchmarks/{task}/dpo-ceiling/{strong}/seed{seed}/train.tsv"
+        run_benchmark("dpo-ceiling", "train")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -90,16 +93,16 @@ rule train_dpo_ceiling:
 
 use rule train_dpo_ceiling as train_dpo_student with:
     input:
-        unpack(base_of("strong")),
+        unpack(converted_of("strong")),
         candidates=rules.preference_candidates.output[0],
-        judged="results/{task}/preferences/judge_{weak}.parquet",
+        judged=paths.fill(paths.JUDGED, scorer="{judge}"),
     output:
-        model="results/{task}/dpo-student/{weak}__{strong}/{strategy}/seed{seed}/lm.safetensors",
-        meta="results/{task}/dpo-student/{weak}__{strong}/{strategy}/seed{seed}/lm.json",
+        model=paths.run_file(paths.LM, "dpo-student"),
+        meta=paths.run_file(paths.LM_META, "dpo-student"),
     log:
-        "logs/{task}/dpo-student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
+        run_log("dpo-student", "train"),
     benchmark:
-        "results/benchmarks/{task}/dpo-student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"
+        run_benchmark("dpo-student", "train")
     params:
         local_dir=local_dir,
         spec=spec_of("strong"),

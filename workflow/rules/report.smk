@@ -3,13 +3,13 @@
 
 rule summary:
     input:
-        metrics=layout.metric_files(config) + layout.preference_files(config),
+        metrics=paths.metric_files(config) + paths.preference_files(config),
     output:
-        csv=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
-        parquet="results/tables/summary.parquet",
-        md=report("results/tables/summary.md", caption="../report/summary_md.rst", category="Tables"),
+        csv=report(paths.fill(paths.SUMMARY, ext="csv"), caption="../report/summary.rst", category="Tables"),
+        parquet=paths.fill(paths.SUMMARY, ext="parquet"),
+        md=report(paths.fill(paths.SUMMARY, ext="md"), caption="../report/summary_md.rst", category="Tables"),
     log:
-        "logs/tables/summary.log",
+        paths.fill(paths.LOG, name="tables/summary"),
     conda:
         "../../envs/w2s.yaml"
     params:
@@ -23,21 +23,23 @@ rule plots:
         summary=rules.summary.output.parquet,
     output:
         scores=report(
-            expand("results/plots/{task}_scores.png", task=TASKS), caption="../report/scores.rst", category="Plots"
+            expand(paths.fill(paths.PLOT, name="scores"), task=TASKS), caption="../report/scores.rst", category="Plots"
         ),
-        pgr=report(expand("results/plots/{task}_pgr.png", task=TASKS), caption="../report/pgr.rst", category="Plots"),
+        pgr=report(
+            expand(paths.fill(paths.PLOT, name="pgr"), task=TASKS), caption="../report/pgr.rst", category="Plots"
+        ),
         fluency=report(
-            expand("results/plots/{task}_toxicity_vs_perplexity.png", task=w2s.tasks_of(config, "generation")),
+            expand(paths.fill(paths.PLOT, name="toxicity_vs_perplexity"), task=w2s.tasks_of(config, "generation")),
             caption="../report/fluency.rst",
             category="Plots",
         ),
         tracks=report(
-            expand("results/plots/{task}_tracks.png", task=w2s.preference_tasks(config)),
+            expand(paths.fill(paths.PLOT, name="tracks"), task=w2s.preference_tasks(config)),
             caption="../report/tracks.rst",
             category="Plots",
         ),
     log:
-        "logs/plots/plots.log",
+        paths.fill(paths.LOG, name="plots/plots"),
     conda:
         "../../envs/w2s.yaml"
     params:

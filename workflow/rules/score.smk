@@ -19,21 +19,21 @@ rule train_scorer:
     input:
         source_of("data", scorer),
     output:
-        model="results/scorers/{scorer}/classifier.safetensors",
-        meta="results/scorers/{scorer}/classifier.json",
-        heldout="results/scorers/{scorer}/heldout.parquet",
+        model=paths.SCORER_CLASSIFIER,
+        meta=paths.SCORER_META,
+        heldout=paths.SCORER_HELDOUT,
     log:
-        "logs/scorers/{scorer}/train.log",
+        paths.fill(paths.LOG, name="scorers/{scorer}/train"),
     benchmark:
-        "results/benchmarks/scorers/{scorer}/train.tsv"
+        paths.fill(paths.BENCHMARK, name="scorers/{scorer}/train")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(from_config(layout.scorer_model, "scorer"), "train_scorer"),
+        **request(from_config(paths.scorer_model, "scorer"), "train_scorer"),
     params:
         data=scorer_setting("data", w2s.ScorerData),
-        spec=spec_of(from_config(layout.scorer_model, "scorer")),
+        spec=spec_of(from_config(paths.scorer_model, "scorer")),
         hparams=scorer_setting("train", w2s.TrainParams),  # its own, not its model's
         max_length=scorer_setting("max_length"),
         code=code("train_scorer.py"),
@@ -45,11 +45,11 @@ rule score_generations:
     """Toxicity of every continuation by one scorer (cached by text hash across runs)."""
     input:
         unpack(scorer_files),
-        generations="results/{task}/{model_run}/generations.parquet",
+        generations=paths.run_file(paths.GENERATIONS, "model_run"),
     output:
-        "results/{task}/{model_run}/toxicity_{scorer}.parquet",
+        paths.run_file(paths.SCORES, "model_run"),
     log:
-        "logs/{task}/{model_run}/toxicity_{scorer}.log",
+        run_log("model_run", "toxicity_{scorer}"),
     wildcard_constraints:
         model_run=rf"(weak|base)/[^/]+/seed\d+|{MODEL_RUN}|{DPO_RUN}",
     conda:
@@ -60,7 +60,10 @@ rule score_generations:
             config,
             "score",
             request(
-                from_config(layout.scorer_model, "scorer"), "score", share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")
+                from_config(paths.scorer_model, "scorer"),
+                "score",
+                share=0.5,
+                gpu=from_config(paths.scorer_gpus, "scorer"),
             ),
         ),
     params:

@@ -7,7 +7,7 @@ rule split_data:
     output:
         **{s: split_path(s) for s in SPLITS},
     log:
-        "logs/{task}/splits/seed{seed}.log",
+        paths.fill(paths.LOG, name="{task}/splits/seed{seed}"),
     conda:
         "../../envs/w2s.yaml"
     params:
@@ -20,24 +20,24 @@ rule split_data:
 rule gold_corpus:
     """Gold continuations of the training prompts: the untuned generator's least toxic fluent sample, by a judge."""
     input:
-        unpack(from_config(layout.gold_inputs, "task")),
+        unpack(from_config(paths.gold_inputs, "task")),
         source_of("corpus"),
-        prompts="results/{task}/prompts.parquet",
+        prompts=paths.PROMPTS,
     output:
-        "results/{task}/gold.parquet",
+        paths.GOLD,
     log:
-        "logs/{task}/gold.log",
+        paths.fill(paths.LOG, name="{task}/gold"),
     benchmark:
-        "results/benchmarks/{task}/gold.tsv"
+        paths.fill(paths.BENCHMARK, name="{task}/gold")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **request(from_config(layout.gold_generator, "task"), "gold"),
+        **request(from_config(paths.gold_generator, "task"), "gold"),
     params:
         corpus=task_block("corpus", w2s.CorpusSpec),
-        generator=spec_of(from_config(layout.gold_generator, "task")),
-        judge=from_config(layout.gold_judge, "task"),
+        generator=spec_of(from_config(paths.gold_generator, "task")),
+        judge=from_config(paths.gold_judge, "task"),
         decoding=from_config(w2s.decoding, "task"),
         local_dir=local_dir,
         cache=RUN.score_cache,
@@ -48,12 +48,12 @@ rule gold_corpus:
 
 rule split_corpus:
     input:
-        unpack(from_config(layout.gold_file, "task")),
+        unpack(from_config(paths.gold_file, "task")),
         source_of("corpus"),
     output:
         **{s: pair_path(s) for s in PAIRS},
     log:
-        "logs/{task}/pairs/seed{seed}.log",
+        paths.fill(paths.LOG, name="{task}/pairs/seed{seed}"),
     conda:
         "../../envs/w2s.yaml"
     params:
@@ -67,9 +67,9 @@ rule eval_prompts:
     input:
         source_of("prompts"),
     output:
-        "results/{task}/prompts.parquet",
+        paths.PROMPTS,
     log:
-        "logs/{task}/prompts.log",
+        paths.fill(paths.LOG, name="{task}/prompts"),
     conda:
         "../../envs/w2s.yaml"
     params:

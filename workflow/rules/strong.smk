@@ -7,12 +7,12 @@ rule train_ceiling:
         train=split_path("weak_label"),
         val=split_path("val"),
     output:
-        model="results/{task}/ceiling/{strong}/seed{seed}/classifier.safetensors",
-        meta="results/{task}/ceiling/{strong}/seed{seed}/classifier.json",
+        model=paths.run_file(paths.CLASSIFIER, "ceiling"),
+        meta=paths.run_file(paths.CLASSIFIER_META, "ceiling"),
     log:
-        "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
+        run_log("ceiling", "train"),
     benchmark:
-        "results/benchmarks/{task}/ceiling/{strong}/seed{seed}/train.tsv"
+        run_benchmark("ceiling", "train")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -31,15 +31,15 @@ rule train_ceiling:
 
 use rule train_ceiling as train_student with:
     input:
-        train="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
-        val="results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
+        train=paths.run_file(paths.WEAK_LABELS, "weak"),
+        val=paths.run_file(paths.WEAK_LABELS, "weak"),
     output:
-        model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/classifier.safetensors",
-        meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/classifier.json",
+        model=paths.run_file(paths.CLASSIFIER, "student"),
+        meta=paths.run_file(paths.CLASSIFIER_META, "student"),
     log:
-        "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
+        run_log("student", "train"),
     benchmark:
-        "results/benchmarks/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"
+        run_benchmark("student", "train")
     params:
         spec=spec_of("strong"),
         hparams=hparams("student"),
@@ -52,17 +52,17 @@ use rule train_ceiling as train_student with:
 
 rule convert_gguf:
     output:
-        multiext("results/models/{gguf}/", *layout.CONVERTED_FILES),
+        multiext(paths.CONVERTED, *paths.CONVERTED_FILES),
     log:
-        "logs/models/{gguf}.log",
+        paths.fill(paths.LOG, name="models/{gguf}"),
     wildcard_constraints:
-        gguf=names_regex(layout.gguf_models(config)),
+        gguf=names_regex(paths.gguf_models(config)),
     conda:
         "../../envs/w2s.yaml"
     resources:
-        **request(lambda wc: layout.gguf_models(config)[wc.gguf], "convert", share=0.5, gpu=0),
+        **request(lambda wc: paths.gguf_models(config)[wc.gguf], "convert", share=0.5, gpu=0),
     params:
-        spec=from_config(layout.gguf_spec, "gguf"),
+        spec=from_config(paths.gguf_spec, "gguf"),
         code=code("convert_gguf.py"),
     script:
         "../scripts/convert_gguf.py"
@@ -70,16 +70,16 @@ rule convert_gguf:
 
 rule train_lm_ceiling:
     input:
-        unpack(base_of("strong")),
+        unpack(converted_of("strong")),
         train=pair_path("weak_label"),
         val=pair_path("val"),
     output:
-        model="results/{task}/ceiling/{strong}/seed{seed}/lm.safetensors",
-        meta="results/{task}/ceiling/{strong}/seed{seed}/lm.json",
+        model=paths.run_file(paths.LM, "ceiling"),
+        meta=paths.run_file(paths.LM_META, "ceiling"),
     log:
-        "logs/{task}/ceiling/{strong}/seed{seed}/train.log",
+        run_log("ceiling", "train"),
     benchmark:
-        "results/benchmarks/{task}/ceiling/{strong}/seed{seed}/train.tsv"
+        run_benchmark("ceiling", "train")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -99,16 +99,16 @@ rule train_lm_ceiling:
 
 use rule train_lm_ceiling as train_lm_student with:
     input:
-        unpack(base_of("strong")),
-        train=from_config(layout.student_targets, "task", "weak", "strategy", "seed"),
-        val=from_config(layout.student_targets, "task", "weak", "strategy", "seed"),
+        unpack(converted_of("strong")),
+        train=from_config(paths.student_targets, "task", "weak", "strategy", "seed"),
+        val=from_config(paths.student_targets, "task", "weak", "strategy", "seed"),
     output:
-        model="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.safetensors",
-        meta="results/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/lm.json",
+        model=paths.run_file(paths.LM, "student"),
+        meta=paths.run_file(paths.LM_META, "student"),
     log:
-        "logs/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.log",
+        run_log("student", "train"),
     benchmark:
-        "results/benchmarks/{task}/student/{weak}__{strong}/{strategy}/seed{seed}/train.tsv"
+        run_benchmark("student", "train")
     params:
         local_dir=local_dir,
         spec=spec_of("strong"),

@@ -7,12 +7,12 @@ rule train_weak:
         train=split_path("weak_train"),
         val=split_path("val"),
     output:
-        model="results/{task}/weak/{weak}/seed{seed}/classifier.safetensors",
-        meta="results/{task}/weak/{weak}/seed{seed}/classifier.json",
+        model=paths.run_file(paths.CLASSIFIER, "weak"),
+        meta=paths.run_file(paths.CLASSIFIER_META, "weak"),
     log:
-        "logs/{task}/weak/{weak}/seed{seed}/train.log",
+        run_log("weak", "train"),
     benchmark:
-        "results/benchmarks/{task}/weak/{weak}/seed{seed}/train.tsv"
+        run_benchmark("weak", "train")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -35,9 +35,9 @@ rule weak_labels:
         model=rules.train_weak.output.model,
         meta=rules.train_weak.output.meta,
     output:
-        "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
+        paths.run_file(paths.WEAK_LABELS, "weak"),
     log:
-        "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
+        run_log("weak", "weak_labels"),
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -53,9 +53,9 @@ rule ensemble_labels:
     input:
         unpack(ensemble_members),
     output:
-        "results/{task}/weak/{weak}/seed{seed}/weak_labels.parquet",
+        paths.run_file(paths.WEAK_LABELS, "weak"),
     log:
-        "logs/{task}/weak/{weak}/seed{seed}/weak_labels.log",
+        run_log("weak", "weak_labels"),
     wildcard_constraints:
         weak=names_regex([n for n, m in config["models"].items() if m["kind"] == "ensemble"]),
     conda:
@@ -68,16 +68,16 @@ rule ensemble_labels:
 
 rule train_weak_lm:
     input:
-        unpack(base_of("weak")),
+        unpack(converted_of("weak")),
         train=pair_path("weak_train"),
         val=pair_path("val"),
     output:
-        model="results/{task}/weak/{weak}/seed{seed}/lm.safetensors",
-        meta="results/{task}/weak/{weak}/seed{seed}/lm.json",
+        model=paths.run_file(paths.LM, "weak"),
+        meta=paths.run_file(paths.LM_META, "weak"),
     log:
-        "logs/{task}/weak/{weak}/seed{seed}/train.log",
+        run_log("weak", "train"),
     benchmark:
-        "results/benchmarks/{task}/weak/{weak}/seed{seed}/train.tsv"
+        run_benchmark("weak", "train")
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -97,15 +97,15 @@ rule train_weak_lm:
 
 rule weak_generations:
     input:
-        unpack(base_of("weak")),
+        unpack(converted_of("weak")),
         model=rules.train_weak_lm.output.model,
         meta=rules.train_weak_lm.output.meta,
         weak_label=pair_path("weak_label"),
         val=pair_path("val"),
     output:
-        "results/{task}/weak/{weak}/seed{seed}/weak_generations.parquet",
+        paths.run_file(paths.WEAK_GENERATIONS, "weak"),
     log:
-        "logs/{task}/weak/{weak}/seed{seed}/weak_generations.log",
+        run_log("weak", "weak_generations"),
     conda:
         "../../envs/w2s.yaml"
     threads: RUN.threads
@@ -123,15 +123,15 @@ rule best_of_n:
     """Best-of-N weak labels: N weak continuations per prompt, the least toxic by the selector kept."""
     input:
         unpack(selector_files),
-        unpack(base_of("weak")),
+        unpack(converted_of("weak")),
         model=rules.train_weak_lm.output.model,
         meta=rules.train_weak_lm.output.meta,
         weak_label=pair_path("weak_label"),
         val=pair_path("val"),
     output:
-        "results/{task}/weak/{weak}/seed{seed}/best_of_{n}_{scorer}.parquet",
+        paths.run_file(paths.BEST_OF_N, "weak"),
     log:
-        "logs/{task}/weak/{weak}/seed{seed}/best_of_{n}_{scorer}.log",
+        run_log("weak", "best_of_{n}_{scorer}"),
     wildcard_constraints:
         n=r"\d+",
     conda:

@@ -13,6 +13,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from w2s_align.settings.paths import CONVERTED, fill, gguf_name
+
 MB = 2**20
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "bfloat16": 2, "float16": 2, "float32": 4}
 # config.json essentials of the hub models in configs/ and config.yaml, used when the file is not reachable
@@ -204,7 +206,7 @@ def config_file(spec: dict[str, Any], name: str, workdir: Path) -> tuple[Path | 
     Face cache) and where it was found."""
     path = str(spec.get("path") or "")
     if spec.get("gguf_file"):
-        return workdir / "results" / "models" / name / "config.json", "config.json of the converted GGUF"
+        return workdir / fill(CONVERTED, gguf=gguf_name(spec)) / "config.json", "config.json of the converted GGUF"
     if path.startswith("pypi:"):
         module, _, sub = path[5:].partition("/")
         found = importlib.util.find_spec(module)

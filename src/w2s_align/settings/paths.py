@@ -1,6 +1,12 @@
-"""What the workflow builds from a config: the metric files of every run, a generation run's inputs, the
-GPUs of a job, converted GGUF folders and generated gold inputs (web-API scoring jobs: webapi.py). Plain Python,
-used by workflow/rules/common.smk."""
+"""Every artifact's path, defined once: the templates below (with Snakemake's wildcards) are what the rules'
+outputs and inputs and the library's path builders use, and `parse_run` is the one reader of a run folder's
+identity. Plain Python, used by workflow/rules/common.smk at DAG time.
+
+    results/{task}/splits|pairs/seed{seed}/...   data (classification splits, generation fine-tuning pairs)
+    results/{task}/<run folder>/...                one model of one seed: checkpoint, labels, generations, scores
+    results/{task}/metrics/...                     one file per run (weak, strong, strategy, seed) and track
+    results/scorers, results/models, results/tables, results/plots, logs/, results/benchmarks/
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,91 @@ from typing import Any
 
 from w2s_align.settings.settings import active_tasks, preference_policies, preference_tasks, preferences, run_settings, strategy, task_kind, task_list
 from w2s_align.settings.specs import ModelSpec, canonical_json
+
+
+class _Keep(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(template: str, **fields: Any) -> str:
+    """`template` with the given fields filled in and every other wildcard kept, e.g.
+    fill(SPLIT, split="test") == "results/{task}/splits/seed{seed}/test.parquet"."""
+    return template.format_map(_Keep(fields))
+
+
+# --- run folders: one per model of a seed, relative to results/{task}/ ---------------------------------------
+
+RUN_FOLDERS = {
+    "weak": "weak/{weak}/seed{seed}",
+    "ceiling": "ceiling/{strong}/seed{seed}",
+    "student": "student/{weak}__{strong}/{strategy}/seed{seed}",
+    "base": "base/{strong}/seed{seed}",  # the untuned strong model
+    "dpo-ceiling": "dpo-ceiling/{strong}/seed{seed}",
+    "dpo-student": "dpo-student/{judge}__{strong}/{strategy}/seed{seed}",
+    "model_run": "{model_run}",  # any of the above, as one wildcard (rules that serve every run)
+}
+
+# --- data of a task -------------------------------------------------------------------------------------------
+
+SPLIT = "results/{task}/splits/seed{seed}/{split}.parquet"  # classification
+PAIRS = "results/{task}/pairs/seed{seed}/{split}.parquet"  # generation fine-tuning pairs
+PROMPTS = "results/{task}/prompts.parquet"  # evaluation prompts
+GOLD = "results/{task}/gold.parquet"  # generated gold continuations
+CANDIDATES = "results/{task}/preferences/candidates.parquet"
+JUDGED = "results/{task}/preferences/judge_{scorer}.parquet"  # one judge's scores of the candidates
+REFERENCE_LOGPS = "results/{task}/preferences/reference_{strong}.parquet"
+
+# --- files of a run folder ({run}: a RUN_FOLDERS entry) --------------------------------------------------------
+
+CLASSIFIER = "results/{task}/{run}/classifier.safetensors"
+CLASSIFIER_META = "results/{task}/{run}/classifier.json"
+LM = "results/{task}/{run}/lm.safetensors"
+LM_META = "results/{task}/{run}/lm.json"
+WEAK_LABELS = "results/{task}/{run}/weak_labels.parquet"
+WEAK_GENERATIONS = "results/{task}/{run}/weak_generations.parquet"
+BEST_OF_N = "results/{task}/{run}/best_of_{n}_{scorer}.parquet"
+PREDICTIONS = "results/{task}/{run}/predictions.parquet"
+GENERATIONS = "results/{task}/{run}/generations.parquet"
+SCORES = "results/{task}/{run}/toxicity_{scorer}.parquet"
+PERPLEXITY = "results/{task}/{run}/perplexity.parquet"
+PAIR_LOGPS = "results/{task}/{run}/pair_logps.parquet"
+RUN_LOG = "logs/{task}/{run}/{step}.log"
+RUN_BENCHMARK = "results/benchmarks/{task}/{run}/{step}.tsv"
+LOG = "logs/{name}.log"  # the log of a job that writes no run folder's files, e.g. name="{task}/gold"
+BENCHMARK = "results/benchmarks/{name}.tsv"
+
+# --- metrics, scorers, converted models, tables and plots -------------------------------------------------------
+
+METRIC_SUFFIX = {"labels": "", "demonstrations": ".toxicity", "preferences": ".preference"}  # by track
+METRICS = "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}{suffix}.parquet"
+METRICS_LOG = "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}{suffix}.log"
+SCORER_CLASSIFIER = "results/scorers/{scorer}/classifier.safetensors"
+SCORER_META = "results/scorers/{scorer}/classifier.json"
+SCORER_HELDOUT = "results/scorers/{scorer}/heldout.parquet"
+CONVERTED = "results/models/{gguf}/"  # a GGUF model converted to a Hugging Face folder (CONVERTED_FILES)
+CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+SUMMARY = "results/tables/summary.{ext}"
+PLOT = "results/plots/{task}_{name}.png"
+
+
+def run_file(template: str, role: str, **fields: Any) -> str:
+    """A file of a run folder: `template` (e.g. LM) in the folder of `role` (a RUN_FOLDERS key), other fields
+    filled in, e.g. run_file(LM, "ceiling", task="toxicity") == "results/toxicity/ceiling/{strong}/seed{seed}/lm.safetensors"."""
+    return fill(fill(template, run=RUN_FOLDERS[role]), **fields)
+
+
+def parse_run(run: str) -> dict[str, str]:
+    """The identity in a run folder (RUN_FOLDERS, as in the wildcard {model_run}): role, model, seed, and where
+    they exist weak (or judge), strong and strategy. The model is the one whose checkpoint the folder holds."""
+    parts = run.split("/")
+    role, seed = parts[0], parts[-1].removeprefix("seed")
+    if role in ("student", "dpo-student"):
+        supervisor, strong = parts[1].split("__")
+        key = "weak" if role == "student" else "judge"
+        return {"role": role, "model": strong, key: supervisor, "strong": strong, "strategy": parts[2], "seed": seed}
+    key = "weak" if role == "weak" else "strong"
+    return {"role": role, "model": parts[1], key: parts[1], "seed": seed}
 
 
 def run_identity(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str, seed: str) -> str:
@@ -22,12 +113,12 @@ def metric_files(config: dict[str, Any]) -> list[str]:
     seed<k>.toxicity.parquet)."""
     files = []
     for task in active_tasks(config):
-        suffix = ".toxicity" if task_kind(config, task) == "generation" else ""
+        suffix = METRIC_SUFFIX["demonstrations" if task_kind(config, task) == "generation" else "labels"]
         for weak in task_list(config, task, "weak_models"):
             for strong in task_list(config, task, "strong_models"):
                 for strategy_name in task_list(config, task, "student_strategies"):
-                    files += [f"results/{task}/metrics/{weak}__{strong}/{strategy_name}/seed{seed}{suffix}.parquet"
-                              for seed in run_settings(config).seeds]
+                    files += [fill(METRICS, task=task, weak=weak, strong=strong, strategy=strategy_name, seed=seed,
+                                   suffix=suffix) for seed in run_settings(config).seeds]
     return files
 
 
@@ -60,30 +151,35 @@ def scorer_gpus(config: dict[str, Any], scorer: str) -> int:
 def student_targets(config: dict[str, Any], task: str, weak: str, strategy_name: str, seed: str) -> str:
     """The weak continuations a generation student learns from: one sample each, or the best of N."""
     spec = strategy(config, strategy_name)
-    name = f"best_of_{spec.best_of}_{spec.selector}" if spec.best_of else "weak_generations"
-    return f"results/{task}/weak/{weak}/seed{seed}/{name}.parquet"
+    template = fill(BEST_OF_N, n=spec.best_of, scorer=spec.selector) if spec.best_of else WEAK_GENERATIONS
+    return run_file(template, "weak", task=task, weak=weak, seed=seed)
 
 
 def toxicity_inputs(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str,
                     seed: str) -> dict[str, str]:
     """Generations, scores and perplexities of weak / base / w2s / ceiling (+ the scorer's held-out AUROC)."""
     scorer = config["tasks"][task]["scorer"]
-    runs = {"weak": f"weak/{weak}/seed{seed}", "base": f"base/{strong}/seed{seed}",
-            "w2s": f"student/{weak}__{strong}/{strategy_name}/seed{seed}", "ceiling": f"ceiling/{strong}/seed{seed}"}
-    files = {}
-    for role, run in runs.items():
-        files |= {f"{role}_generations": f"results/{task}/{run}/generations.parquet",
-                  f"{role}_scores": f"results/{task}/{run}/toxicity_{scorer}.parquet",
-                  f"{role}_perplexity": f"results/{task}/{run}/perplexity.parquet"}
+    run = dict(task=task, weak=weak, strong=strong, strategy=strategy_name, seed=seed, scorer=scorer)
+    files = run_outputs({"weak": "weak", "base": "base", "w2s": "student", "ceiling": "ceiling"}, run)
     if scorer_model(config, scorer):
-        files["scorer_heldout"] = f"results/scorers/{scorer}/heldout.parquet"
+        files["scorer_heldout"] = fill(SCORER_HELDOUT, scorer=scorer)
+    return files
+
+
+def run_outputs(roles: dict[str, str], run: dict[str, Any], logps: tuple[str, ...] = ()) -> dict[str, str]:
+    """Generations, scores and perplexities (and pair log-probs of the roles in `logps`) of the run folders of
+    `roles` (metric role -> RUN_FOLDERS key), keyed <role>_generations etc."""
+    files = {}
+    for role, folder in roles.items():
+        files |= {f"{role}_generations": run_file(GENERATIONS, folder, **run),
+                  f"{role}_scores": run_file(SCORES, folder, **run),
+                  f"{role}_perplexity": run_file(PERPLEXITY, folder, **run)}
+        if role in logps:
+            files[f"{role}_logps"] = run_file(PAIR_LOGPS, folder, **run)
     return files
 
 
 # --- converted GGUF models (rule convert_gguf) -----------------------------------------------------------------
-
-
-CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 def gguf_name(model: dict[str, Any]) -> str:
@@ -110,12 +206,12 @@ def gguf_spec(config: dict[str, Any], gguf: str) -> str:
     return ModelSpec.from_dict(keep).canonical()
 
 
-def base_files(config: dict[str, Any], name: str) -> dict[str, list[str]]:
+def converted_files(config: dict[str, Any], name: str) -> dict[str, list[str]]:
     """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
     model = config["models"][name]
     if not model.get("gguf_file"):
         return {}
-    return {"base": [f"results/models/{gguf_name(model)}/{f}" for f in CONVERTED_FILES]}
+    return {"converted": [fill(CONVERTED, gguf=gguf_name(model)) + f for f in CONVERTED_FILES]}
 
 
 # --- generated gold continuations (rule gold_corpus) ----------------------------------------------------------
@@ -127,7 +223,7 @@ def gold(config: dict[str, Any], task: str) -> dict[str, Any]:
 
 def gold_file(config: dict[str, Any], task: str) -> dict[str, str]:
     """split_corpus's generated gold pairs when the task's corpus has a `gold` block (none: its own pairs)."""
-    return {"gold": f"results/{task}/gold.parquet"} if gold(config, task) else {}
+    return {"gold": fill(GOLD, task=task)} if gold(config, task) else {}
 
 
 def gold_generator(config: dict[str, Any], task: str) -> str:
@@ -141,7 +237,7 @@ def gold_judge(config: dict[str, Any], task: str) -> str:
 
 def gold_inputs(config: dict[str, Any], task: str) -> dict[str, Any]:
     """gold_corpus's model inputs: the generator's converted base (GGUF) and the judge's checkpoint (trained)."""
-    return base_files(config, gold_generator(config, task)) | scorer_checkpoint(config, gold(config, task)["judge"],
+    return converted_files(config, gold_generator(config, task)) | scorer_checkpoint(config, gold(config, task)["judge"],
                                                                                "judge_")
 
 
@@ -149,8 +245,7 @@ def scorer_checkpoint(config: dict[str, Any], scorer: str, prefix: str = "") -> 
     """A trained scorer's checkpoint files as rule inputs ({prefix}model, {prefix}meta); none for other kinds."""
     if not scorer_model(config, scorer):
         return {}
-    folder = f"results/scorers/{scorer}"
-    return {f"{prefix}model": f"{folder}/classifier.safetensors", f"{prefix}meta": f"{folder}/classifier.json"}
+    return {f"{prefix}model": fill(SCORER_CLASSIFIER, scorer=scorer), f"{prefix}meta": fill(SCORER_META, scorer=scorer)}
 
 
 
@@ -162,8 +257,8 @@ def preference_files(config: dict[str, Any]) -> list[str]:
     files = []
     for task in preference_tasks(config):
         prefs = preferences(config, task)
-        files += [f"results/{task}/metrics/{judge}__{strong}/{name}/seed{seed}.preference.parquet"
-                  for judge in prefs.weak_judges for strong in preference_policies(config, task)
+        files += [fill(METRICS, task=task, weak=judge, strong=strong, strategy=name, seed=seed,
+                       suffix=METRIC_SUFFIX["preferences"]) for judge in prefs.weak_judges for strong in preference_policies(config, task)
                   for name in prefs.strategies for seed in run_settings(config).seeds]
     return files
 
@@ -180,27 +275,20 @@ def preference_setting(config: dict[str, Any], task: str, key: str) -> Any:
 
 
 def judge_file(task: str, judge: str) -> str:
-    return f"results/{task}/preferences/judge_{judge}.parquet"
+    return fill(JUDGED, task=task, scorer=judge)
 
 
 def gold_judge_file(config: dict[str, Any], task: str) -> str:
     return judge_file(task, preference_setting(config, task, "gold_judge"))
 
 
-def preference_inputs(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str,
+def preference_inputs(config: dict[str, Any], task: str, judge: str, strong: str, strategy_name: str,
                       seed: str) -> dict[str, str]:
     """Candidates, both judges' preferences, the pair log-probs of reference / student / ceiling and the
     generations, scores and perplexities of base / student / ceiling."""
-    scorer = config["tasks"][task]["scorer"]
-    runs = {"base": f"base/{strong}/seed{seed}", "w2s": f"dpo-student/{weak}__{strong}/{strategy_name}/seed{seed}",
-            "ceiling": f"dpo-ceiling/{strong}/seed{seed}"}
-    files = {"candidates": f"results/{task}/preferences/candidates.parquet",
-             "gold_judged": gold_judge_file(config, task), "weak_judged": judge_file(task, weak),
-             "reference_logps": f"results/{task}/preferences/reference_{strong}.parquet"}
-    for role, run in runs.items():
-        files |= {f"{role}_generations": f"results/{task}/{run}/generations.parquet",
-                  f"{role}_scores": f"results/{task}/{run}/toxicity_{scorer}.parquet",
-                  f"{role}_perplexity": f"results/{task}/{run}/perplexity.parquet"}
-        if role != "base":
-            files[f"{role}_logps"] = f"results/{task}/{run}/pair_logps.parquet"
-    return files
+    run = dict(task=task, judge=judge, strong=strong, strategy=strategy_name, seed=seed,
+               scorer=config["tasks"][task]["scorer"])
+    files = {"candidates": fill(CANDIDATES, task=task), "gold_judged": gold_judge_file(config, task),
+             "weak_judged": judge_file(task, judge), "reference_logps": fill(REFERENCE_LOGPS, task=task, strong=strong)}
+    return files | run_outputs({"base": "base", "w2s": "dpo-student", "ceiling": "dpo-ceiling"}, run,
+                               logps=("w2s", "ceiling"))
