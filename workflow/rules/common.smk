@@ -11,15 +11,14 @@ from w2s_align.settings import paths as layout
 from w2s_align.settings import settings as w2s
 from w2s_align.settings import validate
 
-try:
-    validate.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
-    validate.check_config(config)
-    plan.check_requests(config)  # every model's resources (request() below) cover its jobs' estimated needs
+try:  # the config read once: every helper below, the rules' params and the plan read SETTINGS, not `config`
+    SETTINGS = validate.load_settings(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    plan.check_requests(SETTINGS)  # every model's resources (request() below) cover its jobs' estimated needs
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-RUN = w2s.run_settings(config)
-TASKS = w2s.active_tasks(config)
+RUN = SETTINGS.run
+TASKS = SETTINGS.active_tasks()
 SPLITS = ["weak_train", "weak_label", "val", "test"]
 PAIRS = ["weak_train", "weak_label", "val"]
 
@@ -31,42 +30,43 @@ def code(script):
 
 
 def from_config(fn, *wildcards):
-    """Input/param function: `fn(config, *values of the wildcards)` from w2s_align.settings.settings."""
-    return lambda wc: fn(config, *(wc[w] for w in wildcards))
+    """Input/param function: `fn(SETTINGS, *values of the wildcards)` (w2s_align.settings.settings or .paths)."""
+    return lambda wc: fn(SETTINGS, *(wc[w] for w in wildcards))
 
 
 def task(wc):
-    return config["tasks"][wc.task]
+    return SETTINGS.tasks[wc.task]
 
 
 def max_length(wc):
-    return task(wc)["max_length"]
+    return task(wc).max_length
 
 
 def spec_of(model):
     """Param function: the canonical spec of the model named by a wildcard (or a function of the wildcards)."""
-    return lambda wc: w2s.model_spec(config, model(wc) if callable(model) else wc[model])
+    return lambda wc: w2s.model_spec(SETTINGS, model(wc) if callable(model) else wc[model])
 
 
 def hparams(role):
-    return lambda wc: w2s.train_hparams(config, wc["weak" if role == "weak" else "strong"], role)
+    return lambda wc: w2s.train_hparams(SETTINGS, wc["weak" if role == "weak" else "strong"], role)
 
 
 def strategy_spec(wc):
-    return w2s.strategy(config, wc.strategy).canonical()
+    return SETTINGS.strategies[wc.strategy].canonical()
 
 
 def eval_samples(wc):
-    return w2s.task_settings(config, wc.task).eval_samples
+    return task(wc).eval_samples
 
 
 def task_block(key, spec):
-    return lambda wc: w2s.canonical(spec, task(wc)[key])
+    """Param function: the task's `key` block (a `spec`), canonical."""
+    return lambda wc: spec.canonical(getattr(task(wc), key))
 
 
 def source_of(key, block=task):
     """Input function: the local data file of the `key` block of a task (or scorer); none for hf: datasets."""
-    sources = lambda wc: block(wc)[key]["source"]  # one, or a list (evaluation prompts)
+    sources = lambda wc: getattr(block(wc), key).source  # one, or a list (evaluation prompts)
     return lambda wc: [s for s in ([sources(wc)] if isinstance(sources(wc), str) else sources(wc)) if w2s.is_local(s)]
 
 
@@ -88,13 +88,13 @@ def names_regex(names):
 
 
 def ensemble_members(wc):
-    members = config["models"][wc.weak]["members"]
+    members = SETTINGS.models[wc.weak].spec.members
     return {m: f"results/{wc.task}/weak/{m}/seed{wc.seed}/weak_labels.parquet" for m in members}
 
 
 def base_files(name):
     """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
-    return layout.base_files(config, name)
+    return layout.base_files(SETTINGS, name)
 
 
 def base_of(model):
@@ -117,11 +117,11 @@ def local_dir(wc, input):  # the converted folder of a GGUF model (None: load fr
 
 
 def reference_lm(wc):
-    return task(wc)["reference_lm"]
+    return task(wc).reference_lm
 
 
 def scorer_files(wc, prefix=""):
-    return layout.scorer_checkpoint(config, wc.scorer, prefix)
+    return layout.scorer_checkpoint(SETTINGS, wc.scorer, prefix)
 
 
 def selector_files(wc):
@@ -129,14 +129,14 @@ def selector_files(wc):
 
 
 def scorer_setting(key, spec=None):
-    """Param function: a scorer's config value (key None: the whole entry), canonical through `spec` if given."""
+    """Param function: a scorer's config value (key None: the whole entry), canonical if it is a `spec` block."""
     if key is None:
-        return lambda wc: w2s.canonical_json(scorer(wc))
-    return lambda wc: w2s.canonical(spec, scorer(wc).get(key)) if spec else scorer(wc)[key]
+        return lambda wc: w2s.canonical_json(scorer(wc).entry)
+    return lambda wc: spec.canonical(getattr(scorer(wc), key)) if spec else scorer(wc).entry[key]
 
 
 def scorer(wc):
-    return RUN.scorers[wc.scorer]
+    return SETTINGS.scorers[wc.scorer]
 
 
 def request(model, share=1.0, gpu=None):
@@ -144,11 +144,11 @@ def request(model, share=1.0, gpu=None):
     name = model if callable(model) else (lambda wc: wc[model])
 
     def get(key, part=1.0):
-        return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * part)) * attempt
+        return lambda wc, attempt: max(1, round(getattr(SETTINGS.resources(name(wc)), key) * part)) * attempt
 
-    gpus = gpu if gpu is not None else (lambda wc: layout.gpus(config, name(wc)))
+    gpus = gpu if gpu is not None else (lambda wc: layout.gpus(SETTINGS, name(wc)))
     return dict(gpu=gpus, cpus_per_gpu=lambda wc, threads: threads, mem_mb=get("mem_mb"), runtime=get("runtime", share))
 
 
 def prefs(key):  # param/input function: a setting of the task's preferences block
-    return from_config(lambda config, task: layout.preference_setting(config, task, key), "task")
+    return from_config(lambda settings, task: layout.preference_setting(settings, task, key), "task")

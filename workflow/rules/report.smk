@@ -3,7 +3,7 @@
 
 rule summary:
     input:
-        metrics=layout.metric_files(config) + layout.preference_files(config),
+        metrics=layout.metric_files(SETTINGS) + layout.preference_files(SETTINGS),
     output:
         csv=report("results/tables/summary.csv", caption="../report/summary.rst", category="Tables"),
         parquet="results/tables/summary.parquet",
@@ -27,12 +27,12 @@ rule plots:
         ),
         pgr=report(expand("results/plots/{task}_pgr.png", task=TASKS), caption="../report/pgr.rst", category="Plots"),
         fluency=report(
-            expand("results/plots/{task}_toxicity_vs_perplexity.png", task=w2s.tasks_of(config, "generation")),
+            expand("results/plots/{task}_toxicity_vs_perplexity.png", task=w2s.tasks_of(SETTINGS, "generation")),
             caption="../report/fluency.rst",
             category="Plots",
         ),
         tracks=report(
-            expand("results/plots/{task}_tracks.png", task=w2s.preference_tasks(config)),
+            expand("results/plots/{task}_tracks.png", task=w2s.preference_tasks(SETTINGS)),
             caption="../report/tracks.rst",
             category="Plots",
         ),
@@ -42,8 +42,8 @@ rule plots:
         "../../envs/w2s.yaml"
     params:
         tasks=TASKS,
-        generation_tasks=w2s.tasks_of(config, "generation"),
-        preference_tasks=w2s.preference_tasks(config),
+        generation_tasks=w2s.tasks_of(SETTINGS, "generation"),
+        preference_tasks=w2s.preference_tasks(SETTINGS),
         code=code("plots.py"),
     script:
         "../scripts/plots.py"

@@ -10,7 +10,7 @@ for api_limit in map(api_quota.api_resource, api_quota.api_kinds()):
 # A missing API key: a warning at parse time (a dry run goes on), an error before the first job of a real run.
 if workflow.is_main_process:
     API_KEY_PROBLEM = validate.missing_api_keys(
-        config, [job["scorer"] for job in api_quota.api_jobs(config)], os.environ
+        SETTINGS, [job["scorer"] for job in api_quota.api_jobs(SETTINGS)], os.environ
     )
     if API_KEY_PROBLEM:
         logger.warning(f"Warning: {API_KEY_PROBLEM} (a dry run goes on; a real run stops before its first job)")
@@ -21,7 +21,7 @@ onstart:
     api_scorers = {
         j.wildcards["scorer"] for j in workflow.dag.needrun_jobs() if j.rule.name in api_quota.SCORING_RULES
     }
-    api_problem = validate.missing_api_keys(config, api_scorers, os.environ)
+    api_problem = validate.missing_api_keys(SETTINGS, api_scorers, os.environ)
     if api_problem and not workflow.touch:
         raise WorkflowError(api_problem)
 
@@ -69,7 +69,7 @@ rule score_generations:
     threads: RUN.threads
     resources:
         **api_quota.api_request(
-            config,
+            SETTINGS,
             "score_generations",
             request(
                 from_config(layout.scorer_model, "scorer"), share=0.5, gpu=from_config(layout.scorer_gpus, "scorer")

@@ -56,11 +56,11 @@ rule convert_gguf:
     log:
         "logs/models/{gguf}.log",
     wildcard_constraints:
-        gguf=names_regex(layout.gguf_models(config)),
+        gguf=names_regex(layout.gguf_models(SETTINGS)),
     conda:
         "../../envs/w2s.yaml"
     resources:
-        **request(lambda wc: layout.gguf_models(config)[wc.gguf], share=0.5, gpu=0),
+        **request(lambda wc: layout.gguf_models(SETTINGS)[wc.gguf], share=0.5, gpu=0),
     params:
         spec=from_config(layout.gguf_spec, "gguf"),
         code=code("convert_gguf.py"),

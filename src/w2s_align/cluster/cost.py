@@ -17,9 +17,8 @@ from typing import Any, NamedTuple
 
 from w2s_align.settings import paths as layout
 from w2s_align.cluster import api_quota
-from w2s_align.settings.settings import CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, active_tasks, dpo_hparams, preference_policies, preferences, run_settings, strategy, task_kind, task_list, task_settings, train_hparams
+from w2s_align.settings.settings import Decoding, Settings, TrainParams
 from w2s_align.cluster.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
-from w2s_align.settings.specs import GoldSpec
 
 GPUS = {"a100": ("NVIDIA A100-SXM4-80GB", 312e12, 2.0e12, 80), "h100": ("NVIDIA H100-SXM5-80GB", 989e12, 3.35e12, 80)}
 MFU = 0.3  # model FLOPs utilisation of the dense bf16 peak
@@ -52,7 +51,7 @@ class Work(NamedTuple):
     n: int = 1  # best_of_n, gold_corpus: continuations per prompt
 
 
-def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | None:
+def describe(settings: Settings, rule: str, wc: dict[str, str]) -> Work | None:
     """The Work of a DAG job (rule + wildcards); None for the cheap local rules."""
     task = wc.get("task")
     if rule in ("train_weak", "weak_labels", "train_weak_lm", "weak_generations"):
@@ -60,7 +59,7 @@ def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | No
     if rule == "best_of_n":
         return Work(rule, wc["weak"], task, scorer=wc["scorer"], n=int(wc["n"]))
     if rule == "gold_corpus":
-        return gold_work(config, task)
+        return gold_work(settings, task)
     if rule in ("train_ceiling", "train_lm_ceiling", "base_generations", "train_dpo_ceiling", "reference_pair_logps"):
         return Work(rule, wc["strong"], task)
     if rule in ("train_student", "train_lm_student", "train_dpo_student"):
@@ -69,65 +68,66 @@ def describe(config: dict[str, Any], rule: str, wc: dict[str, str]) -> Work | No
         parts = wc["model_run"].split("/")
         return Work(rule, parts[1].split("__")[-1] if parts[0].endswith("student") else parts[1], task)
     if rule == "preference_candidates":
-        return Work(rule, preferences(config, task).generator, task, n=2)
+        return Work(rule, settings.tasks[task].preferences.generator, task, n=2)
     if rule == "perplexity":
-        return Work(rule, config["tasks"][task]["reference_lm"], task)
+        return Work(rule, settings.tasks[task].reference_lm, task)
     if rule in ("train_scorer", "score_generations", "judge_candidates"):
-        return Work(rule, layout.scorer_model(config, wc["scorer"]), task, scorer=wc["scorer"])
-    return Work(rule, layout.gguf_models(config)[wc["gguf"]]) if rule == "convert_gguf" else None
+        return Work(rule, layout.scorer_model(settings, wc["scorer"]), task, scorer=wc["scorer"])
+    return Work(rule, layout.gguf_models(settings)[wc["gguf"]]) if rule == "convert_gguf" else None
 
 
-def model_works(config: dict[str, Any]) -> set[Work]:
+def model_works(settings: Settings) -> set[Work]:
     """Every Work the config's DAG holds (and a few it may not: a check covers them all), without the DAG."""
-    works, models = set(), config["models"]
-    for task in active_tasks(config):
-        weak = [m for w in task_list(config, task, "weak_models") for m in (models[w].get("members") or [w])]
-        strong, names = task_list(config, task, "strong_models"), task_list(config, task, "student_strategies")
-        if task_kind(config, task) == "classification":
+    works, models = set(), settings.models
+    for task in settings.active_tasks():
+        spec = settings.tasks[task]
+        weak = [m for w in spec.weak_models for m in (models[w].spec.members or [w])]
+        strong, names = spec.strong_models, spec.student_strategies
+        if spec.kind == "classification":
             works |= {Work(r, m, task) for m in weak for r in ("train_weak", "weak_labels")}
             works |= {Work(r, m, task) for m in strong for r in ("train_ceiling", "predict")}
             works |= {Work("train_student", m, task, s) for m in strong for s in names}
             continue
-        scorer, gold = config["tasks"][task]["scorer"], layout.gold(config, task)
-        lms = [*weak, *strong, *([gold["generator"]] if gold else []), config["tasks"][task]["reference_lm"]]
-        works |= {gold_work(config, task)} if gold else set()
+        scorer, gold = spec.scorer, spec.gold
+        lms = [*weak, *strong, *([gold.generator] if gold else []), spec.reference_lm]
+        works |= {gold_work(settings, task)} if gold else set()
         works |= {Work(r, m, task) for m in weak for r in ("train_weak_lm", "weak_generations", "lm_generations")}
         works |= {Work(r, m, task) for m in strong for r in ("train_lm_ceiling", "base_generations", "lm_generations")}
         works |= {Work("train_lm_student", m, task, s) for m in strong for s in names}
-        works |= {Work("perplexity", lms[-1], task), Work("score_generations", layout.scorer_model(config, scorer),
+        works |= {Work("perplexity", lms[-1], task), Work("score_generations", layout.scorer_model(settings, scorer),
                                                             task, scorer=scorer)}
-        works |= {Work("convert_gguf", layout.gguf_models(config)[layout.gguf_name(models[m])]) for m in lms
-                  if models[m].get("gguf_file")}
-        works |= preference_works(config, task)
-        for spec in map(lambda s: strategy(config, s), names):
-            if spec.best_of:
-                works |= {Work("best_of_n", m, task, scorer=spec.selector, n=spec.best_of) for m in weak}
-        selectors = {scorer, *([gold["judge"]] if gold else [])} | {strategy(config, s).selector for s in names
-                                                                     if strategy(config, s).best_of}
-        works |= {Work("train_scorer", layout.scorer_model(config, s), scorer=s) for s in selectors
-                  if layout.scorer_model(config, s)}
+        works |= {Work("convert_gguf", layout.gguf_models(settings)[layout.gguf_name(models[m])]) for m in lms
+                  if models[m].spec.gguf_file}
+        works |= preference_works(settings, task)
+        for chosen in map(settings.strategies.get, names):
+            if chosen.best_of:
+                works |= {Work("best_of_n", m, task, scorer=chosen.selector, n=chosen.best_of) for m in weak}
+        selectors = {scorer, *([gold.judge] if gold else [])} | {settings.strategies[s].selector for s in names
+                                                                 if settings.strategies[s].best_of}
+        works |= {Work("train_scorer", layout.scorer_model(settings, s), scorer=s) for s in selectors
+                  if layout.scorer_model(settings, s)}
     return works
 
 
-def preference_works(config: dict[str, Any], task: str) -> set[Work]:
+def preference_works(settings: Settings, task: str) -> set[Work]:
     """The preference track's jobs: candidates, judges (and their training), DPO, pair log-probs, evaluation."""
-    prefs = preferences(config, task)
+    prefs = settings.tasks[task].preferences
     if not prefs:
         return set()
-    policies, judges = preference_policies(config, task), [prefs.gold_judge, *prefs.weak_judges]
+    policies, judges = settings.preference_policies(task), [prefs.gold_judge, *prefs.weak_judges]
     works = {Work("preference_candidates", prefs.generator, task, n=2)}
     works |= {Work(r, m, task) for m in policies for r in ("train_dpo_ceiling", "reference_pair_logps", "pair_logps",
                                                            "base_generations", "lm_generations")}
     works |= {Work("train_dpo_student", m, task, s) for m in policies for s in prefs.strategies}
-    works |= {Work("judge_candidates", layout.scorer_model(config, j), task, scorer=j) for j in judges}
-    works |= {Work("train_scorer", layout.scorer_model(config, j), scorer=j) for j in judges
-              if layout.scorer_model(config, j)}
-    return works | {Work("convert_gguf", layout.gguf_models(config)[layout.gguf_name(config["models"][m])])
-                    for m in [prefs.generator, *policies] if config["models"][m].get("gguf_file")}
+    works |= {Work("judge_candidates", layout.scorer_model(settings, j), task, scorer=j) for j in judges}
+    works |= {Work("train_scorer", layout.scorer_model(settings, j), scorer=j) for j in judges
+              if layout.scorer_model(settings, j)}
+    return works | {Work("convert_gguf", layout.gguf_models(settings)[layout.gguf_name(settings.models[m])])
+                    for m in [prefs.generator, *policies] if settings.models[m].spec.gguf_file}
 
 
-def gold_work(config: dict[str, Any], task: str) -> Work:
-    gold = GoldSpec.from_dict(layout.gold(config, task))
+def gold_work(settings: Settings, task: str) -> Work:
+    gold = settings.tasks[task].gold
     return Work("gold_corpus", gold.generator, task, scorer=gold.judge, n=gold.samples)
 
 
@@ -141,53 +141,51 @@ class Estimate:
     api_hours: float = 0.0
 
 
-def _data(config: dict[str, Any], work: Work) -> tuple[dict[str, int], int, TrainParams]:
+def _data(settings: Settings, work: Work) -> tuple[dict[str, int], int, TrainParams]:
     """(row counts, max_length, training settings) of the data a job reads."""
     if work.rule == "train_scorer" or (work.task is None and work.scorer):
-        spec = run_settings(config).scorers[work.scorer]
-        return ScorerData.from_dict(spec["data"]).sizes, spec["max_length"], TrainParams.from_dict(spec.get("train"))
-    block = config["tasks"][work.task]
+        scorer = settings.scorers[work.scorer]
+        return scorer.data.sizes, scorer.entry["max_length"], scorer.train
+    task = settings.tasks[work.task]
     if work.rule in PREFERENCE_RULES:
-        hp = dpo_hparams(config, work.task, work.model) if work.model in config["models"] else None
-        return preferences(config, work.task).sizes, block["max_length"], TrainParams.from_json(hp)
-    sizes = (TaskData.from_dict(block["data"]).sizes if task_kind(config, work.task) == "classification"
-             else CorpusSpec.from_dict(block["corpus"]).sizes)
+        hp = settings.dpo[work.task, work.model] if work.model in settings.models else TrainParams()
+        return task.preferences.sizes, task.max_length, hp
+    sizes = task.data.sizes if task.kind == "classification" else task.corpus.sizes
     role = "student" if work.strategy else ("weak" if "weak" in work.rule else "ceiling")
-    hp = train_hparams(config, work.model, role) if work.model in config["models"] else None
-    return sizes, block["max_length"], TrainParams.from_json(hp)
+    return sizes, task.max_length, settings.hparams(work.model, role) if work.model in settings.models else TrainParams()
 
 
-def job_gpus(config: dict[str, Any], work: Work) -> int:
+def job_gpus(settings: Settings, work: Work) -> int:
     if work.rule == "convert_gguf":
         return 0
     if work.rule == "score_generations":
-        return layout.scorer_gpus(config, work.scorer)
-    return 1 if STAGE[work.rule] in ("train_lm", "generate", "perplexity") else layout.gpus(config, work.model)
+        return layout.scorer_gpus(settings, work.scorer)
+    return 1 if STAGE[work.rule] in ("train_lm", "generate", "perplexity") else layout.gpus(settings, work.model)
 
 
-def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str = ".",
+def estimate(settings: Settings, work: Work, gpu: str = "a100", workdir: str = ".",
              device: str | None = None) -> Estimate:
     """Peak memory, wall time on `gpu`, checkpoint bytes and API volume of one job (on a GPU if it asks for one,
     or on `device` "cpu"/"gpu")."""
-    stage, gpus = STAGE[work.rule], job_gpus(config, work)
+    stage, gpus = STAGE[work.rule], job_gpus(settings, work)
     calls, hours = 0, 0.0
-    if work.scorer and work.rule != "train_scorer" and api_quota.api_kind(config, work.scorer):
-        calls = (_gold_texts(config, work) if work.rule == "gold_corpus" else
-                 api_quota.texts_to_score(config, work.task, work.rule, work.n if work.rule == "best_of_n" else None))
-        hours = calls / api_quota.scorer_qps(config, work.scorer) / 3600
-    spec = config["models"].get(work.model, {}) if work.model else {}
+    if work.scorer and work.rule != "train_scorer" and api_quota.api_kind(settings, work.scorer):
+        calls = (_gold_texts(settings, work) if work.rule == "gold_corpus" else
+                 api_quota.texts_to_score(settings, work.task, work.rule, work.n if work.rule == "best_of_n" else None))
+        hours = calls / api_quota.scorer_qps(settings, work.scorer) / 3600
+    spec = settings.models[work.model].spec if work.model in settings.models else None
     if stage == "convert":  # GGUF file + dequantised fp32 weights + their serialised bytes, on a CPU
-        shape = model_shape(config, work.model, 512, workdir)
+        shape = model_shape(settings, work.model, 512, workdir)
         n = shape.params() if shape else 0
         return Estimate(0, START_S + n / CPU_PARAMS_PER_S, Memory(0, PROCESS_MB["cpu"] * MB + 9 * n, 0), 4 * n)
-    sizes, max_length, hp = _data(config, work)
-    shape = model_shape(config, work.model, max_length, workdir) if spec else None
+    sizes, max_length, hp = _data(settings, work)
+    shape = model_shape(settings, work.model, max_length, workdir) if spec else None
     if shape is None:  # TF-IDF, a hub or API scorer: CPU-light, no checkpoint worth counting
         return Estimate(gpus, START_S + hours * 3600, None, 0.0, calls, hours)
     seq, head = max(1, round(FILL * max_length)), "lm" if stage in ("train_lm", "generate", "perplexity") else "cls"
-    lora, dtype, checkpointing = spec.get("lora"), spec.get("dtype", "auto"), bool(spec.get("gradient_checkpointing"))
+    lora, dtype, checkpointing = spec.lora, spec.dtype, spec.gradient_checkpointing
     device = device or ("gpu" if gpus else "cpu")
-    decoding = Decoding.from_dict(config["tasks"][work.task].get("decoding") if work.task else None)
+    decoding = settings.tasks[work.task].decoding if work.task else Decoding()
     train_rows = infer_rows = gen_rows = 0
     if work.rule in DPO_RULES:  # chosen + rejected of every pair; the reference pass over train and val first
         train_rows = 2 * hp.epochs * sizes["train"]
@@ -198,7 +196,7 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
         infer_rows = 2 * sizes["test"]
     elif stage in ("train", "train_lm"):
         key = "train" if work.rule == "train_scorer" else ("weak_train" if "weak" in work.rule else "weak_label")
-        rounds = 1 + (strategy(config, work.strategy).bootstrap_rounds if work.strategy else 0)
+        rounds = 1 + (settings.strategies[work.strategy].bootstrap_rounds if work.strategy else 0)
         train_rows = rounds * hp.epochs * sizes[key]
         infer_rows = (rounds * hp.epochs * sizes.get("val", 0) + (rounds - 1) * sizes[key]
                       + sizes.get("test", 0) * (work.rule == "train_scorer"))
@@ -207,10 +205,10 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     elif work.rule in ("weak_generations", "best_of_n"):
         gen_rows = (sizes.get("weak_label", 0) + sizes.get("val", 0)) * work.n
     elif work.rule == "gold_corpus":  # samples of every training prompt, and their perplexity
-        gen_rows = infer_rows = _gold_texts(config, work)
+        gen_rows = infer_rows = _gold_texts(settings, work)
     else:
-        gen_rows, infer_rows = (_eval_texts(config, work.task), 0) if stage == "generate" else (
-            0, _eval_texts(config, work.task))
+        gen_rows, infer_rows = (_eval_texts(settings, work.task), 0) if stage == "generate" else (
+            0, _eval_texts(settings, work.task))
     new_tokens = decoding.max_new_tokens if gen_rows or stage == "perplexity" else 0
     training = bool(train_rows)
     eval_rows = min(hp.eval_batch_size, (sizes.get("val") if training else infer_rows) or hp.eval_batch_size)
@@ -233,10 +231,10 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     return Estimate(gpus, seconds, peak, peak.trainable * 4 if training else 0.0, calls, hours)
 
 
-def _gold_texts(config: dict[str, Any], work: Work) -> int:
-    sizes = CorpusSpec.from_dict(config["tasks"][work.task]["corpus"]).sizes
+def _gold_texts(settings: Settings, work: Work) -> int:
+    sizes = settings.tasks[work.task].corpus.sizes
     return sum(sizes.get(s, 0) for s in ("weak_train", "weak_label", "val")) * work.n
 
 
-def _eval_texts(config: dict[str, Any], task: str) -> int:
-    return PromptSpec.from_dict(config["tasks"][task]["prompts"]).n * task_settings(config, task).eval_samples
+def _eval_texts(settings: Settings, task: str) -> int:
+    return settings.tasks[task].prompts.n * settings.tasks[task].eval_samples
