@@ -7,10 +7,12 @@ configs). Regenerate only when a change of params is intended:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
 from pathlib import Path
+from typing import Iterator
 
 from w2s_align.cluster.plan import SKIP_ENV, _env
 
@@ -25,14 +27,14 @@ def _value(value):
     return value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else str(value)
 
 
-def dag_params(configfiles: tuple[str, ...] = ()) -> dict[str, str]:
-    """Rule -> sha256 of the sorted (wildcards, params, input, resources, threads) of its jobs in a run from scratch of config.yaml +
-    `configfiles` (run from the repository root)."""
+@contextlib.contextmanager
+def dag_workflow(configfiles: tuple[str, ...] = (), overrides: dict | None = None) -> Iterator:
+    """The Snakemake workflow of config.yaml + `configfiles` (+ `overrides`) with the DAG of a run from scratch
+    built in this process (as plan.dag_jobs does)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
-    settings = ConfigSettings(configfiles=[REPO / f for f in configfiles])
-    jobs: dict[str, list[str]] = {}
+    settings = ConfigSettings(configfiles=[REPO / f for f in configfiles], config=overrides or {})
     with _env(SKIP_ENV, "1"), SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow_api = api.workflow(resource_settings=ResourceSettings(), config_settings=settings,
                                     snakefile=REPO / "Snakefile", workdir=REPO)
@@ -40,6 +42,14 @@ def dag_params(configfiles: tuple[str, ...] = ()) -> dict[str, str]:
         workflow = workflow_api._workflow
         workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
         workflow._build_dag()
+        yield workflow
+
+
+def dag_params(configfiles: tuple[str, ...] = ()) -> dict[str, str]:
+    """Rule -> sha256 of the sorted (wildcards, params, input, resources, threads) of its jobs in a run from
+    scratch of config.yaml + `configfiles`."""
+    jobs: dict[str, list[str]] = {}
+    with dag_workflow(configfiles) as workflow:
         for job in workflow.dag.jobs:
             params = {k: _value(v) for k, v in job.params.items() if k not in SKIPPED_PARAMS}
             resources = {k: _value(v) for k, v in job.resources.items() if not k.startswith("_") and k != "tmpdir"}
