@@ -146,8 +146,8 @@ def weight_bytes(dtype: str, device: str, full_training: bool) -> int:
     return 4 if full_training or (dtype == "auto" and device == "cpu") else 2 if dtype == "auto" else DTYPE_BYTES[dtype]
 
 
-def memory(shape: Shape, head: str, device: str, *, dtype: str = "auto", lora: dict[str, Any] | None = None,
-           training: bool = True, batch: int = 16, eval_batch: int = 64, seq: int = 128, new_tokens: int = 0,
+def memory(shape: Shape, head: str, device: str, *, dtype: str, lora: dict[str, Any] | None, batch: int,
+           eval_batch: int, training: bool = True, seq: int = 128, new_tokens: int = 0,
            checkpointing: bool = False, snapshot: bool = True, data_tokens: int = 0) -> Memory:
     """Peak memory of a training job (micro-batches of `batch` rows of `seq` tokens, validation at `eval_batch`)
     or an inference job (`eval_batch` rows; generation when `new_tokens`: a KV cache, last-token logits)."""
