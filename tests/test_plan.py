@@ -102,7 +102,7 @@ def test_shapes_from_config_files_scratch_blocks_and_names():
     cfg["models"] |= {"t5": {"kind": "scratch", "architecture": "t5", "size": {"d_model": 64}},
                       "gone": {"kind": "pretrained", "path": "/no/such/folder"}}
     settings = read(cfg)
-    assert model_shape(settings, "t5") is None and model_shape(settings, "gone") is None  # unknown: no estimate, no error
+    assert model_shape(settings, "t5") is None and model_shape(settings, "gone") is None  # unknown: no estimate
 
 
 # --- jobs from the DAG, and the check --------------------------------------------------------------------------

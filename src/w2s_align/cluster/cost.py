@@ -152,7 +152,8 @@ def _data(settings: Settings, work: Work) -> tuple[dict[str, int], int, TrainPar
         return task.preferences.sizes, task.max_length, hp
     sizes = task.data.sizes if task.kind == "classification" else task.corpus.sizes
     role = "student" if work.strategy else ("weak" if "weak" in work.rule else "ceiling")
-    return sizes, task.max_length, settings.hparams(work.model, role) if work.model in settings.models else TrainParams()
+    hp = settings.hparams(work.model, role) if work.model in settings.models else TrainParams()
+    return sizes, task.max_length, hp
 
 
 def job_gpus(settings: Settings, work: Work) -> int:
