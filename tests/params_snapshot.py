@@ -1,6 +1,6 @@
 """Every job's params, input, resources and threads of a config's DAG, digested per rule: the record that
-reading the settings another way changed no job's params (tests/test_settings.py; tests/params_snapshot.json holds the digests of the shipped
-configs). Regenerate only when a change of params is intended:
+reading the settings another way changed no job's params (tests/test_settings.py; tests/params_snapshot.json
+holds the digests of the shipped configs). Regenerate only when a change of params is intended:
 
     PYTHONPATH=src python tests/params_snapshot.py > tests/params_snapshot.json
 """
