@@ -236,18 +236,18 @@ def load_config(path: Path = REPO / "config.yaml") -> dict:
 
 def model_spec(cfg: dict, name: str):
     """The model's ModelSpec exactly as its jobs get it (w2s_align.settings.settings.model_spec: no train/resources)."""
+    from w2s_align.settings.settings import Settings
     from w2s_align.settings.settings import model_spec as canonical_spec
     from w2s_align.settings.specs import ModelSpec
 
-    return ModelSpec.from_json(canonical_spec(cfg, name))
+    return ModelSpec.from_json(canonical_spec(Settings.from_config(cfg), name))
 
 
 def train_params(cfg: dict, name: str, role: str = "ceiling", **overrides):
     """The model's TrainParams in `role` (weak, ceiling or student), with `overrides` (e.g. epochs=1)."""
-    from w2s_align.settings.settings import train_hparams
-    from w2s_align.settings.specs import TrainParams
+    from w2s_align.settings.settings import Settings
 
-    return dataclasses.replace(TrainParams.from_json(train_hparams(cfg, name, role)), **overrides)
+    return dataclasses.replace(Settings.from_config(cfg).hparams(name, role), **overrides)
 
 
 def task_splits(cfg: dict, task: str, seed: int = 0) -> dict:

@@ -27,10 +27,10 @@ def time_generation(model, tokenizer, prompts: list[str], decoding, seed: int) -
 
 def smollm2_folder(cfg: dict, stack: contextlib.ExitStack, details: list[str]) -> Path:
     """The pipeline's converted SmolLM2 folder (convert_gguf), else a temporary one converted here."""
-    from w2s_align.settings.paths import gguf_name
+    from w2s_align.settings.paths import CONVERTED, fill, gguf_name
     from w2s_align.models.gguf import convert_gguf
 
-    folder = REPO / "results/models" / gguf_name(cfg["models"]["smollm2-135m"])
+    folder = REPO / fill(CONVERTED, gguf=gguf_name(model_spec(cfg, "smollm2-135m")))
     if not (folder / "model.safetensors").exists():
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="w2s-bench-gguf-"))) / "smollm2-135m"
         start = time.perf_counter()

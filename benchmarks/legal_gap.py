@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 def gap_run(cfg: dict, args: argparse.Namespace, seed: int) -> dict:
     import torch
 
-    from w2s_align.settings.settings import model_spec
+    from w2s_align.settings.settings import Settings, model_spec
     from w2s_align.data.classification import clean, split
     from w2s_align.data.sources import load_source
     from w2s_align.device import setup_torch
@@ -42,7 +42,8 @@ def gap_run(cfg: dict, args: argparse.Namespace, seed: int) -> dict:
     for role, (rows, hp, model) in recipes.items():
         device = setup_torch(args.threads, seed)
         start, train, val = time.monotonic(), parts[rows], parts["val"]
-        clf = TransformerClassifier.build(ModelSpec.from_json(model_spec(cfg, model)), train, args.max_length)
+        model_settings = ModelSpec.from_json(model_spec(Settings.from_config(cfg), model))
+        clf = TransformerClassifier.build(model_settings, train, args.max_length)
         clf.fit(train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams.from_dict(hp),
                 Strategy(), torch.device(device), seed)
         correct[role] = (clf.predict_proba(parts["test"]) >= 0.5) == y

@@ -16,6 +16,9 @@ from helpers import REPO, copy_repo, executed_rules, snakemake
 from w2s_align.settings import validate
 from w2s_align.cluster import api_quota
 from w2s_align.settings.extensions import load_builtins
+from w2s_align.settings.settings import Settings
+
+read = Settings.from_config  # a config read as the workflow reads it at its start
 
 load_builtins()
 
@@ -49,25 +52,25 @@ def with_perspective(config: dict, **options) -> dict:
 
 def test_texts_to_score_per_rule():
     # paper: 1000 evaluation prompts x 25 samples per run; default: 150 x 4
-    assert api_quota.texts_to_score(PAPER, "toxicity", "score") == 25_000
+    assert api_quota.texts_to_score(read(PAPER), "toxicity", "score") == 25_000
     default = layered()
-    assert api_quota.texts_to_score(default, "toxicity", "score") == 150 * 4
+    assert api_quota.texts_to_score(read(default), "toxicity", "score") == 150 * 4
     # best of 4: four continuations of each held-out prompt (weak_label 320 + val 40)
-    assert api_quota.texts_to_score(default, "toxicity", "best_of_n", 4) == (320 + 40) * 4
+    assert api_quota.texts_to_score(read(default), "toxicity", "best_of_n", 4) == (320 + 40) * 4
     with pytest.raises(ValueError, match="queries no scorer"):
-        api_quota.texts_to_score(default, "toxicity", "weak_generations")
+        api_quota.texts_to_score(read(default), "toxicity", "weak_generations")
     with pytest.raises(ValueError, match="best_of"):
-        api_quota.texts_to_score(default, "toxicity", "best_of_n")
+        api_quota.texts_to_score(read(default), "toxicity", "best_of_n")
 
 
 def test_api_minutes_from_texts_and_qps():
-    assert api_quota.scorer_qps(PAPER, "perspective") == 1.0  # config.yaml sets qps: 1
-    assert api_quota.api_minutes(PAPER, "perspective", 25_000) == math.ceil(25_000 / 60 * 1.2) + 10 == 510
+    assert api_quota.scorer_qps(read(PAPER), "perspective") == 1.0  # config.yaml sets qps: 1
+    assert api_quota.api_minutes(read(PAPER), "perspective", 25_000) == math.ceil(25_000 / 60 * 1.2) + 10 == 510
     fast = with_perspective(PAPER, qps=10)
-    assert api_quota.api_minutes(fast, "perspective", 25_000) == 60
+    assert api_quota.api_minutes(read(fast), "perspective", 25_000) == 60
     no_qps = copy.deepcopy(PAPER)
     del no_qps["scorers"]["perspective"]["qps"]
-    assert api_quota.scorer_qps(no_qps, "perspective") == 1.0  # the constructor's default
+    assert api_quota.scorer_qps(read(no_qps), "perspective") == 1.0  # the constructor's default
 
 
 def dag_works(tmp_path, monkeypatch, *files: str, **overrides) -> tuple[dict, list]:
@@ -94,8 +97,8 @@ def test_paper_api_volume(tmp_path, monkeypatch):
     assert volume["perspective"]["api_hours"] == pytest.approx(3_375_000 / 3600)  # ~940 h at 1 qps
     assert volume["perspective"]["runtime_hours"] == pytest.approx(135 * 510 / 60)
     assert api_quota.api_scorers(config) == ["perspective"]
-    assert api_quota.api_scorers(layered("configs/paper.yaml", only=["safety", "legal"])) == []
-    assert api_quota.api_scorers(layered()) == []  # the default scorers are trained classifiers
+    assert api_quota.api_scorers(read(layered("configs/paper.yaml", only=["safety", "legal"]))) == []
+    assert api_quota.api_scorers(read(layered())) == []  # the default scorers are trained classifiers
 
 
 def test_best_of_n_with_an_api_selector_is_an_api_job(tmp_path, monkeypatch):
@@ -109,14 +112,14 @@ def test_best_of_n_with_an_api_selector_is_an_api_job(tmp_path, monkeypatch):
 def test_api_request_adds_the_api_resource_and_sizes_the_runtime():
     config = with_perspective(PAPER)
     base = {"gpu": 0, "mem_mb": lambda wc, attempt: 8000 * attempt, "runtime": lambda wc, attempt: 30 * attempt}
-    score = api_quota.api_request(config, "score", base)
+    score = api_quota.api_request(read(config), "score", base)
     api = {"task": "toxicity", "scorer": "perspective", "model_run": "weak/gpt2/seed0"}
     trained = {**api, "scorer": "minilm-davidson"}
     assert score["perspective_api"](api) == 1 and score["perspective_api"](trained) == 0
     assert score["runtime"](api, attempt=1) == 510 and score["runtime"](api, attempt=2) == 1020
     assert score["runtime"](trained, attempt=2) == 60  # not an API: the model's request
     assert score["gpu"] == 0 and score["mem_mb"] is base["mem_mb"]
-    best = api_quota.api_request(config, "best_of_n", base)
+    best = api_quota.api_request(read(config), "best_of_n", base)
     selector = {"task": "toxicity", "scorer": "perspective", "n": "4", "weak": "gpt2", "seed": "0"}
     # generation (the weak LM's request) + 4 continuations of 10,000 weak_label and 1,000 val prompts at 1 qps
     assert best["runtime"](selector, attempt=1) == 30 + math.ceil(44_000 / 60 * 1.2) + 10 == 920
@@ -124,12 +127,12 @@ def test_api_request_adds_the_api_resource_and_sizes_the_runtime():
 
 def test_missing_api_keys_names_the_variable():
     config = with_perspective(PAPER)
-    message = validate.missing_api_keys(config, ["perspective", "minilm-davidson"], {})
+    message = validate.missing_api_keys(read(config), ["perspective", "minilm-davidson"], {})
     assert "PERSPECTIVE_API_KEY is not set" in message and "'perspective'" in message
     assert len(message.splitlines()) == 1
-    assert validate.missing_api_keys(config, ["perspective"], {"PERSPECTIVE_API_KEY": "  "}) == message
-    assert validate.missing_api_keys(config, ["perspective"], {"PERSPECTIVE_API_KEY": "k"}) is None
-    assert validate.missing_api_keys(config, ["minilm-davidson", "toxic-bert"], {}) is None  # no key needed
+    assert validate.missing_api_keys(read(config), ["perspective"], {"PERSPECTIVE_API_KEY": "  "}) == message
+    assert validate.missing_api_keys(read(config), ["perspective"], {"PERSPECTIVE_API_KEY": "k"}) is None
+    assert validate.missing_api_keys(read(config), ["minilm-davidson", "toxic-bert"], {}) is None  # no key needed
 
 
 # --- the workflow: shared limit and the key check ----------------------------------------------

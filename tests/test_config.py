@@ -13,10 +13,13 @@ import pytest
 import yaml
 
 from w2s_align.settings import settings as w2s
-from w2s_align.settings.validate import check_config
+from w2s_align.settings.settings import Settings
+from w2s_align.settings.validate import load_settings
 from w2s_align.errors import ConfigError
 from w2s_align.settings.validate import validate
 from w2s_align.settings.specs import Resources, TaskData, TrainParams
+
+read = Settings.from_config  # a config read as the workflow reads it at its start
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
@@ -52,8 +55,7 @@ def tiny():
 
 def check(cfg) -> None:
     """What common.smk does at DAG time."""
-    validate(cfg, SCHEMA)
-    check_config(cfg)
+    load_settings(cfg, SCHEMA)
 
 
 def error_of(cfg) -> str:
@@ -99,11 +101,11 @@ def test_minimal_config_passes_and_takes_the_defaults(tiny):
     cfg = {"tasks": {"safety": {"max_length": 16, "data": tiny["tasks"]["safety"]["data"]}},
            "models": {"tfidf": {"kind": "tfidf"}}, "weak_models": ["tfidf"], "strong_models": ["tfidf"]}
     check(cfg)
-    run = w2s.run_settings(cfg)
+    run = read(cfg).run
     assert run.seeds == [0] and run.strategies == {"naive": {}} and run.only == [] and run.threads == 2
-    assert w2s.task_list(cfg, "safety", "student_strategies") == ["naive"]
-    assert w2s.task_kind(cfg, "safety") == "classification"
-    assert w2s.bootstrap_resamples(cfg) == 1000
+    assert read(cfg).tasks["safety"].student_strategies == ["naive"]
+    assert read(cfg).tasks["safety"].kind == "classification"
+    assert w2s.bootstrap_resamples(read(cfg)) == 1000
 
 
 # --- errors: (key path regex, fragments the message must contain) ---------------------------------
@@ -260,85 +262,85 @@ def test_hub_sources_are_not_looked_for_on_disk(tiny):
 # --- helpers -------------------------------------------------------------------------------------
 
 def test_active_tasks_and_only(tiny):
-    assert w2s.active_tasks(tiny) == ["legal", "safety", "toxicity"]
+    assert read(tiny).active_tasks() == ["legal", "safety", "toxicity"]
     tiny["only"] = ["toxicity", "legal"]
     check(tiny)
-    assert w2s.active_tasks(tiny) == ["legal", "toxicity"]
-    assert w2s.tasks_of(tiny, "classification") == ["legal"]
-    assert w2s.tasks_of(tiny, "generation") == ["toxicity"]
+    assert read(tiny).active_tasks() == ["legal", "toxicity"]
+    assert read(tiny).tasks_of("classification") == ["legal"]
+    assert read(tiny).tasks_of("generation") == ["toxicity"]
     tiny["only"] = []
-    assert w2s.active_tasks(tiny) == ["legal", "safety", "toxicity"]
+    assert read(tiny).active_tasks() == ["legal", "safety", "toxicity"]
 
 
 def test_task_list_falls_back_to_the_top_level_then_the_default(tiny):
-    assert w2s.task_list(tiny, "toxicity", "weak_models") == ["tiny-gpt2"]  # its own
-    assert w2s.task_list(tiny, "safety", "weak_models") == ["tiny-gpt2", "tfidf"]  # top level
-    assert w2s.task_list(tiny, "safety", "student_strategies") == ["naive", "logconf"]
+    assert read(tiny).tasks["toxicity"].weak_models == ["tiny-gpt2"]  # its own
+    assert read(tiny).tasks["safety"].weak_models == ["tiny-gpt2", "tfidf"]  # top level
+    assert read(tiny).tasks["safety"].student_strategies == ["naive", "logconf"]
     del tiny["student_strategies"]
-    assert w2s.task_list(tiny, "safety", "student_strategies") == ["naive"]  # RunDefaults
-    assert w2s.task_list(tiny, "toxicity", "student_strategies") == ["naive"]
+    assert read(tiny).tasks["safety"].student_strategies == ["naive"]  # RunDefaults
+    assert read(tiny).tasks["toxicity"].student_strategies == ["naive"]
 
 
 def test_task_settings_defaults(tiny):
-    assert w2s.task_kind(tiny, "safety") == "classification"
-    assert w2s.task_kind(tiny, "toxicity") == "generation"
-    assert w2s.task_settings(tiny, "toxicity").eval_samples == 2
+    assert read(tiny).tasks["safety"].kind == "classification"
+    assert read(tiny).tasks["toxicity"].kind == "generation"
+    assert read(tiny).tasks["toxicity"].eval_samples == 2
     del tiny["tasks"]["toxicity"]["eval_samples"]
-    assert w2s.task_settings(tiny, "toxicity").eval_samples == 4
+    assert read(tiny).tasks["toxicity"].eval_samples == 4
 
 
 def test_model_spec_leaves_defaults_and_training_settings_out(tiny):
-    spec = w2s.model_spec(tiny, "tiny-gpt2")
+    spec = w2s.model_spec(read(tiny), "tiny-gpt2")
     # architecture gpt2 is the default; train is not part of the model's identity
     assert spec == '{"kind":"scratch","size":{"n_embd":32,"n_head":2,"n_layer":1},"vocab_size":500}'
-    assert w2s.model_spec(tiny, "tfidf") == '{"kind":"tfidf"}'
+    assert w2s.model_spec(read(tiny), "tfidf") == '{"kind":"tfidf"}'
     model = tiny["models"]["tiny-gpt2"]
     model.update(gradient_checkpointing=False, revision=None, lora=None, gguf_file=None, tfidf={},
                  resources={"mem_mb": 99999}, student={"lr": 1.0}, train={"epochs": 9})
     check(tiny)
-    assert w2s.model_spec(tiny, "tiny-gpt2") == spec
+    assert w2s.model_spec(read(tiny), "tiny-gpt2") == spec
     model["vocab_size"] = 501
-    assert w2s.model_spec(tiny, "tiny-gpt2") != spec
+    assert w2s.model_spec(read(tiny), "tiny-gpt2") != spec
 
 
 def test_train_hparams_default_keys_and_student_overrides(tiny):
     model = tiny["models"]["small-bert"]
-    weak = w2s.train_hparams(tiny, "small-bert", "weak")
+    weak = w2s.train_hparams(read(tiny), "small-bert", "weak")
     assert weak == '{"batch_size":32,"lr":0.001}'  # epochs 2 is the default
-    assert w2s.train_hparams(tiny, "small-bert", "ceiling") == weak
-    assert w2s.train_hparams(tiny, "small-bert", "student") == weak  # no student block
+    assert w2s.train_hparams(read(tiny), "small-bert", "ceiling") == weak
+    assert w2s.train_hparams(read(tiny), "small-bert", "student") == weak  # no student block
     model["train"].update(weight_decay=0.01, warmup_ratio=0.1, eval_batch_size=64)  # all defaults
-    assert w2s.train_hparams(tiny, "small-bert", "weak") == weak
+    assert w2s.train_hparams(read(tiny), "small-bert", "weak") == weak
     model["student"] = {"lr": 5.0e-5, "epochs": 2}
     check(tiny)
-    assert w2s.train_hparams(tiny, "small-bert", "ceiling") == weak
-    assert w2s.train_hparams(tiny, "small-bert", "weak") == weak
-    assert TrainParams.from_json(w2s.train_hparams(tiny, "small-bert", "student")) == TrainParams(
+    assert w2s.train_hparams(read(tiny), "small-bert", "ceiling") == weak
+    assert w2s.train_hparams(read(tiny), "small-bert", "weak") == weak
+    assert TrainParams.from_json(w2s.train_hparams(read(tiny), "small-bert", "student")) == TrainParams(
         lr=5.0e-5, epochs=2, batch_size=32)
-    assert w2s.train_hparams(tiny, "tfidf", "student") == "{}"  # no train block at all
+    assert w2s.train_hparams(read(tiny), "tfidf", "student") == "{}"  # no train block at all
 
 
 def test_resources_defaults(tiny):
-    assert w2s.resources(tiny, "tiny-gpt2") == Resources() == Resources(mem_mb=8000, runtime=60)
-    assert w2s.resources(tiny, None) == Resources()
+    assert read(tiny).resources("tiny-gpt2") == Resources() == Resources(mem_mb=8000, runtime=60)
+    assert read(tiny).resources(None) == Resources()
     tiny["models"]["tiny-gpt2"]["resources"] = {"mem_mb": 16000}
-    assert w2s.resources(tiny, "tiny-gpt2") == Resources(mem_mb=16000, runtime=60)
+    assert read(tiny).resources("tiny-gpt2") == Resources(mem_mb=16000, runtime=60)
 
 
 def test_task_blocks_canonical(tiny):
-    assert w2s.decoding(tiny, "toxicity") == '{"batch_size":16,"max_new_tokens":6}'  # temperature, top_p defaults
+    assert w2s.decoding(read(tiny), "toxicity") == '{"batch_size":16,"max_new_tokens":6}'  # temperature, top_p defaults
     del tiny["tasks"]["toxicity"]["decoding"]
-    assert w2s.decoding(tiny, "toxicity") == "{}"
+    assert w2s.decoding(read(tiny), "toxicity") == "{}"
     data = tiny["tasks"]["safety"]["data"]
     before = w2s.canonical(TaskData, data)
     data.update(hf_split="train", test_seed=0, group_field=None)
     assert w2s.canonical(TaskData, data) == before
-    assert w2s.strategy(tiny, "logconf").canonical() == '{"loss":"logconf"}'
-    assert w2s.strategy(tiny, "naive").canonical() == "{}"
+    assert read(tiny).strategies["logconf"].canonical() == '{"loss":"logconf"}'
+    assert read(tiny).strategies["naive"].canonical() == "{}"
 
 
 def test_bootstrap_and_params_string(tiny):
-    assert w2s.bootstrap_resamples(tiny) == 50
+    assert w2s.bootstrap_resamples(read(tiny)) == 50
     del tiny["metrics"]
-    assert w2s.bootstrap_resamples(tiny) == 1000
+    assert w2s.bootstrap_resamples(read(tiny)) == 1000
     assert w2s.canonical_json({"b": 1, "a": [1, 2]}) == '{"a":[1,2],"b":1}'

@@ -20,7 +20,12 @@ from helpers import REPO, copy_repo, snakemake
 from w2s_align.cluster import cost
 from w2s_align.cluster import plan
 from w2s_align.settings.extensions import load_builtins
+from w2s_align.settings.settings import Settings
+
+read = Settings.from_config  # a config read as the workflow reads it at its start
 from w2s_align.cluster.footprint import KNOWN, MB, model_shape, shape_from_config
+
+read = Settings.from_config  # a config read as the workflow reads it at its start
 
 TINY = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
 SHIPPED = [("config.yaml",), ("config.yaml", "configs/full.yaml"), ("config.yaml", "configs/paper.yaml"),
@@ -86,19 +91,20 @@ def test_counts_match_transformers_and_peft(arch):
 
 def test_shapes_from_config_files_scratch_blocks_and_names():
     cfg = merged("config.yaml")
-    minilm = model_shape(cfg, "minilm-l6")  # the shipped pypi: folder's config.json
+    minilm = model_shape(read(cfg), "minilm-l6")  # the shipped pypi: folder's config.json
     assert minilm.params("cls") == pytest.approx(22.71e6, rel=0.01) and "pypi:" in minilm.source
-    assert model_shape(cfg, "gpt2-scratch", 64).params() == pytest.approx(1.4e6, rel=0.1)
-    assert model_shape(cfg, "tfidf") is None
+    assert model_shape(read(cfg), "gpt2-scratch", 64).params() == pytest.approx(1.4e6, rel=0.1)
+    assert model_shape(read(cfg), "tfidf") is None
     cfg["models"] |= {"big": {"kind": "pretrained", "path": "someone/Chat-7B-v2"},
                       "small": {"kind": "pretrained", "path": "someone/tiny-135M-instruct"},
                       "qwen": {"kind": "pretrained", "path": "Qwen/Qwen2.5-7B"}}
-    assert model_shape(cfg, "big").params() == pytest.approx(7e9, rel=0.15)
-    assert model_shape(cfg, "small").params() == pytest.approx(135e6, rel=0.15)
-    assert model_shape(cfg, "qwen").params() == pytest.approx(7.62e9, rel=0.01)  # table or the local HF cache
+    assert model_shape(read(cfg), "big").params() == pytest.approx(7e9, rel=0.15)
+    assert model_shape(read(cfg), "small").params() == pytest.approx(135e6, rel=0.15)
+    assert model_shape(read(cfg), "qwen").params() == pytest.approx(7.62e9, rel=0.01)  # table or the local HF cache
     cfg["models"] |= {"t5": {"kind": "scratch", "architecture": "t5", "size": {"d_model": 64}},
                       "gone": {"kind": "pretrained", "path": "/no/such/folder"}}
-    assert model_shape(cfg, "t5") is None and model_shape(cfg, "gone") is None  # unknown: not estimated, no error
+    settings = read(cfg)
+    assert model_shape(settings, "t5") is None and model_shape(settings, "gone") is None  # unknown: no estimate
 
 
 # --- jobs from the DAG, and the check --------------------------------------------------------------------------
@@ -124,7 +130,7 @@ def test_plan_jobs_are_the_dry_runs(tmp_path, monkeypatch, files):
     work = copy_repo(tmp_path / "repo", REPO / files[0])
     expected = dry_run_counts(work, *(["--configfile", *overlays] if overlays else []))
     monkeypatch.chdir(work)
-    config, jobs = plan.dag_jobs(overlays)
+    settings, jobs = plan.dag_jobs(overlays)
     assert plan.job_counts(jobs) == expected
     # every job of a rule that runs a model declares its work (request() in common.smk); only local rules do not
     assert {rule for rule, _, work in jobs if work is None} <= LOCAL_RULES
@@ -186,14 +192,16 @@ def test_shipped_configs_request_enough(files, tmp_path, monkeypatch):
 
 
 def test_too_little_memory_or_time_is_one_message_per_setting(tmp_path, monkeypatch):
-    cfg, works = dag_works(tmp_path, monkeypatch, "config.yaml", "configs/paper.yaml")
+    _, works = dag_works(tmp_path, monkeypatch, "config.yaml", "configs/paper.yaml")
+    cfg = merged("config.yaml", "configs/paper.yaml")
     cfg["models"]["qwen2.5-7b"]["resources"] = {"mem_mb": 8000, "runtime": 5}
-    problems = plan.request_problems(cfg, works)
+    settings = read(cfg)
+    problems = plan.request_problems(settings, works)
     assert [p.split(" = ")[0] for p in problems] == ["models.qwen2.5-7b.resources.mem_mb",
                                                      "models.qwen2.5-7b.resources.runtime"]
     assert "raise models.qwen2.5-7b.resources.mem_mb to at least" in problems[0]
     with pytest.raises(plan.ConfigError, match="mem_mb = 8000 is below"):
-        plan.check_requests(cfg, works)
+        plan.check_requests(settings, works)
 
 
 @pytest.mark.workflow
@@ -224,6 +232,7 @@ def test_plan_prints_rules_models_assumptions(capsys):
 FINE_TUNE = """
 import json, resource, sys
 import pandas as pd
+
 kind, work, spec, hp, max_length, n_train, n_val, local_dir = sys.argv[1:]
 n_train, n_val, n = int(n_train), int(n_val), int(n_train) + int(n_val)
 words = [f"w{i % 97}" for i in range(4 * int(max_length))]  # every row longer than max_length tokens
@@ -285,7 +294,7 @@ def test_cpu_memory_estimate_is_within_30_percent_of_peak_rss(tmp_path, name, ta
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     measured = float(re.search(r"peak_rss_mb ([\d.]+)", proc.stdout)[1])
-    est = cost.estimate(cfg, cost.Work("train_ceiling", kind, name, task, "ceiling"), workdir=str(tmp_path),
+    est = cost.estimate(read(cfg), cost.Work("train_ceiling", kind, name, task, "ceiling"), workdir=str(tmp_path),
                         device="cpu")
     print(f"{name}: measured peak RSS {measured:.0f} MB, estimate {est.memory.host / MB:.0f} MB")
     assert est.memory.host / MB == pytest.approx(measured, rel=0.3)

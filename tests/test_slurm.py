@@ -22,6 +22,7 @@ from test_api_scorers import TEXTS, job_windows, three_runs
 from w2s_align.settings import paths as layout
 from w2s_align.cluster import api_quota
 from w2s_align.settings.extensions import load_builtins
+from w2s_align.settings.settings import Settings
 from w2s_align.settings.specs import Resources
 
 load_builtins()
@@ -166,7 +167,7 @@ SCORING_RULES = {"score_generations": "score", "best_of_n": "best_of_n", "judge_
 def check_requests(jobs: list[dict], config: dict) -> None:
     """GPU on the jobs of the model rules unless the model is TF-IDF (or an API scorer); memory and time
     from the registry entry of the job's own model; local rules ask for no GPU, light rules for gpu=0."""
-    models = model_resources(config)
+    models, settings = model_resources(config), Settings.from_config(config)
     for job in jobs:
         res, rule = job["resources"], job["rule"]
         assert rule in ALL_RULES, f"rule {rule} is new: add it to MODEL_REQUESTS, LOCAL_RULES or LIGHT_RULES"
@@ -174,7 +175,7 @@ def check_requests(jobs: list[dict], config: dict) -> None:
             assert "gpu" not in res and "cpus_per_gpu" not in res, job
             continue
         if rule in LIGHT_RULES:
-            request = models[layout.gguf_models(config)[job["wildcards"]["gguf"]]]  # the first entry naming it
+            request = models[layout.gguf_models(settings)[job["wildcards"]["gguf"]]]  # the first entry naming it
             assert res.get("gpu", "0") == "0", job
             assert (int(res["mem_mb"]), int(res["runtime"])) == (
                 request["mem_mb"], max(1, round(request["runtime"] * 0.5))), job
@@ -193,12 +194,12 @@ def check_requests(jobs: list[dict], config: dict) -> None:
         runtime = max(1, round(request["runtime"] * time_share))
         if rule in SCORING_RULES:  # one unit of perspective_api if it queries that API (else 0)
             wc = job["wildcards"]
-            api = api_quota.api_kind(config, wc["scorer"])
+            api = api_quota.api_kind(settings, wc["scorer"])
             assert res["perspective_api"] == str(int(api == "perspective")), job
             if api:  # a web API: runtime from the texts it sends (tests/test_api_scorers.py)
                 kind = SCORING_RULES[rule]
-                texts = api_quota.texts_to_score(config, wc["task"], kind, int(wc["n"]) if "n" in wc else None)
-                runtime = api_quota.api_minutes(config, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
+                texts = api_quota.texts_to_score(settings, wc["task"], kind, int(wc["n"]) if "n" in wc else None)
+                runtime = api_quota.api_minutes(settings, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
         else:
             assert "perspective_api" not in res, job
         assert int(res["runtime"]) == runtime, (model, job)

@@ -11,14 +11,13 @@ from w2s_align.settings import paths
 from w2s_align.settings import settings as w2s
 from w2s_align.settings import validate
 
-try:
-    validate.validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
-    validate.check_config(config)
+try:  # the config read once: every helper below, the rules' params and the plan read SETTINGS, not `config`
+    SETTINGS = validate.load_settings(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-RUN = w2s.run_settings(config)
-TASKS = w2s.active_tasks(config)
+RUN = SETTINGS.run
+TASKS = SETTINGS.active_tasks()
 SPLITS = ["weak_train", "weak_label", "val", "test"]
 PAIRS = ["weak_train", "weak_label", "val"]
 
@@ -30,42 +29,43 @@ def code(script):
 
 
 def from_config(fn, *wildcards):
-    """Input/param function: `fn(config, *values of the wildcards)` from w2s_align.settings.settings."""
-    return lambda wc: fn(config, *(wc[w] for w in wildcards))
+    """Input/param function: `fn(SETTINGS, *values of the wildcards)` (w2s_align.settings.settings or .paths)."""
+    return lambda wc: fn(SETTINGS, *(wc[w] for w in wildcards))
 
 
 def task(wc):
-    return config["tasks"][wc.task]
+    return SETTINGS.tasks[wc.task]
 
 
 def max_length(wc):
-    return task(wc)["max_length"]
+    return task(wc).max_length
 
 
 def spec_of(model):
     """Param function: the canonical spec of the model named by a wildcard (or a function of the wildcards)."""
-    return lambda wc: w2s.model_spec(config, model(wc) if callable(model) else wc[model])
+    return lambda wc: w2s.model_spec(SETTINGS, model(wc) if callable(model) else wc[model])
 
 
 def hparams(role):
-    return lambda wc: w2s.train_hparams(config, wc["weak" if role == "weak" else "strong"], role)
+    return lambda wc: w2s.train_hparams(SETTINGS, wc["weak" if role == "weak" else "strong"], role)
 
 
 def strategy_spec(wc):
-    return w2s.strategy(config, wc.strategy).canonical()
+    return SETTINGS.strategies[wc.strategy].canonical()
 
 
 def eval_samples(wc):
-    return w2s.task_settings(config, wc.task).eval_samples
+    return task(wc).eval_samples
 
 
 def task_block(key, spec):
-    return lambda wc: w2s.canonical(spec, task(wc)[key])
+    """Param function: the task's `key` block (a `spec`), canonical."""
+    return lambda wc: spec.canonical(getattr(task(wc), key))
 
 
 def source_of(key, block=task):
     """Input function: the local data file of the `key` block of a task (or scorer); none for hf: datasets."""
-    sources = lambda wc: block(wc)[key]["source"]  # one, or a list (evaluation prompts)
+    sources = lambda wc: getattr(block(wc), key).source  # one, or a list (evaluation prompts)
     return lambda wc: [s for s in ([sources(wc)] if isinstance(sources(wc), str) else sources(wc)) if w2s.is_local(s)]
 
 
@@ -104,13 +104,13 @@ def names_regex(names):
 
 
 def ensemble_members(wc):
-    members = config["models"][wc.weak]["members"]
+    members = SETTINGS.models[wc.weak].spec.members
     return {m: paths.run_file(paths.WEAK_LABELS, "weak", task=wc.task, weak=m, seed=wc.seed) for m in members}
 
 
 def converted_files(name):
     """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
-    return paths.converted_files(config, name)
+    return paths.converted_files(SETTINGS, name)
 
 
 def converted_of(model):
@@ -132,11 +132,11 @@ def local_dir(wc, input):  # the converted folder of a GGUF model (None: load fr
 
 
 def reference_lm(wc):
-    return task(wc)["reference_lm"]
+    return task(wc).reference_lm
 
 
 def scorer_files(wc, prefix=""):
-    return paths.scorer_checkpoint(config, wc.scorer, prefix)
+    return paths.scorer_checkpoint(SETTINGS, wc.scorer, prefix)
 
 
 def selector_files(wc):
@@ -144,14 +144,14 @@ def selector_files(wc):
 
 
 def scorer_setting(key, spec=None):
-    """Param function: a scorer's config value (key None: the whole entry), canonical through `spec` if given."""
+    """Param function: a scorer's config value (key None: the whole entry), canonical if it is a `spec` block."""
     if key is None:
-        return lambda wc: w2s.canonical_json(scorer(wc))
-    return lambda wc: w2s.canonical(spec, scorer(wc).get(key)) if spec else scorer(wc)[key]
+        return lambda wc: w2s.canonical_json(scorer(wc).entry)
+    return lambda wc: spec.canonical(getattr(scorer(wc), key)) if spec else scorer(wc).entry[key]
 
 
 def scorer(wc):
-    return RUN.scorers[wc.scorer]
+    return SETTINGS.scorers[wc.scorer]
 
 
 def request(model, work, share=1.0, gpu=None):
@@ -163,28 +163,28 @@ def request(model, work, share=1.0, gpu=None):
     role = {"weak": "weak"}.get(model) if isinstance(model, str) else None
 
     def get(key, part=1.0):
-        return lambda wc, attempt: max(1, round(getattr(w2s.resources(config, name(wc)), key) * part)) * attempt
+        return lambda wc, attempt: max(1, round(getattr(SETTINGS.resources(name(wc)), key) * part)) * attempt
 
-    gpus = gpu if gpu is not None else (lambda wc: paths.gpus(config, name(wc)))
+    gpus = gpu if gpu is not None else (lambda wc: paths.gpus(SETTINGS, name(wc)))
     cpus_per_gpu = lambda wc, threads: threads
     cpus_per_gpu.work = plan.Declared(work, name, role, share)  # read by plan.works_of
     return dict(gpu=gpus, cpus_per_gpu=cpus_per_gpu, mem_mb=get("mem_mb"), runtime=get("runtime", share))
 
 
 def prefs(key):  # param/input function: a setting of the task's preferences block
-    return from_config(lambda config, task: paths.preference_setting(config, task, key), "task")
+    return from_config(lambda settings, task: paths.preference_setting(settings, task, key), "task")
 
 
 onstart:
     # before the first job: every model's resources (request() above) cover the estimated needs of its jobs in this
     # run's DAG, and every web-API scorer of a pending scoring job has its key (--touch runs no job: no key needed)
     try:
-        plan.check_requests(config, plan.works_of(config, workflow.dag.jobs))
+        plan.check_requests(SETTINGS, plan.works_of(SETTINGS, workflow.dag.jobs))
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
     pending = [
-        w for w in plan.works_of(config, workflow.dag.needrun_jobs()) if w and w.kind in api_quota.SCORING_KINDS
+        w for w in plan.works_of(SETTINGS, workflow.dag.needrun_jobs()) if w and w.kind in api_quota.SCORING_KINDS
     ]
-    api_problem = validate.missing_api_keys(config, {w.scorer for w in pending}, os.environ)
+    api_problem = validate.missing_api_keys(SETTINGS, {w.scorer for w in pending}, os.environ)
     if api_problem and not workflow.touch:
         raise WorkflowError(api_problem)

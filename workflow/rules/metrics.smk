@@ -14,7 +14,7 @@ rule metrics:
         "../../envs/w2s.yaml"
     params:
         identity=from_config(paths.run_identity, "task", "weak", "strong", "strategy", "seed"),
-        n_boot=w2s.bootstrap_resamples(config),
+        n_boot=w2s.bootstrap_resamples(SETTINGS),
         code=code("metrics.py"),
     script:
         "../scripts/metrics.py"
@@ -31,7 +31,7 @@ rule toxicity_metrics:
         "../../envs/w2s.yaml"
     params:
         identity=from_config(paths.run_identity, "task", "weak", "strong", "strategy", "seed"),
-        n_boot=w2s.bootstrap_resamples(config),
+        n_boot=w2s.bootstrap_resamples(SETTINGS),
         code=code("toxicity_metrics.py"),
     script:
         "../scripts/toxicity_metrics.py"

@@ -69,7 +69,7 @@ rule preference_metrics:
         identity=from_config(paths.run_identity, "task", "judge", "strong", "strategy", "seed"),
         beta=prefs("beta"),
         min_gold_margin=prefs("min_gold_margin"),
-        n_boot=w2s.bootstrap_resamples(config),
+        n_boot=w2s.bootstrap_resamples(SETTINGS),
         code=code("preference_metrics.py"),
     script:
         "../scripts/preference_metrics.py"

@@ -34,7 +34,7 @@ rule preference_candidates:
 rule judge_candidates:
     """One judge's toxicity scores of both texts of every candidate pair: its preferences."""
     input:
-        unpack(lambda wc: paths.scorer_checkpoint(config, wc.scorer, "judge_")),
+        unpack(lambda wc: paths.scorer_checkpoint(SETTINGS, wc.scorer, "judge_")),
         candidates=rules.preference_candidates.output[0],
     output:
         paths.JUDGED,
@@ -45,7 +45,7 @@ rule judge_candidates:
     threads: RUN.threads
     resources:
         **api_quota.api_request(
-            config,
+            SETTINGS,
             "judge",
             request(
                 from_config(paths.scorer_model, "scorer"),

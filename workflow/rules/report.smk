@@ -3,7 +3,7 @@
 
 rule summary:
     input:
-        metrics=paths.metric_files(config) + paths.preference_files(config),
+        metrics=paths.metric_files(SETTINGS) + paths.preference_files(SETTINGS),
     output:
         csv=report(paths.fill(paths.SUMMARY, ext="csv"), caption="../report/summary.rst", category="Tables"),
         parquet=paths.fill(paths.SUMMARY, ext="parquet"),
@@ -29,12 +29,12 @@ rule plots:
             expand(paths.fill(paths.PLOT, name="pgr"), task=TASKS), caption="../report/pgr.rst", category="Plots"
         ),
         fluency=report(
-            expand(paths.fill(paths.PLOT, name="toxicity_vs_perplexity"), task=w2s.tasks_of(config, "generation")),
+            expand(paths.fill(paths.PLOT, name="toxicity_vs_perplexity"), task=w2s.tasks_of(SETTINGS, "generation")),
             caption="../report/fluency.rst",
             category="Plots",
         ),
         tracks=report(
-            expand(paths.fill(paths.PLOT, name="tracks"), task=w2s.preference_tasks(config)),
+            expand(paths.fill(paths.PLOT, name="tracks"), task=w2s.preference_tasks(SETTINGS)),
             caption="../report/tracks.rst",
             category="Plots",
         ),
@@ -44,8 +44,8 @@ rule plots:
         "../../envs/w2s.yaml"
     params:
         tasks=TASKS,
-        generation_tasks=w2s.tasks_of(config, "generation"),
-        preference_tasks=w2s.preference_tasks(config),
+        generation_tasks=w2s.tasks_of(SETTINGS, "generation"),
+        preference_tasks=w2s.preference_tasks(SETTINGS),
         code=code("plots.py"),
     script:
         "../scripts/plots.py"

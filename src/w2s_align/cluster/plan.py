@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 from w2s_align.cluster import api_quota
 from w2s_align.errors import ConfigError
-from w2s_align.settings.settings import resources
+from w2s_align.settings.settings import Settings
 from w2s_align.cluster.cost import (FILL, GPUS, LOAD_BPS, MFU, OPTIMIZER_BYTES, START_S, STEP_S, Estimate, Work, describe, estimate)
 from w2s_align.cluster.footprint import ACT_BYTES, CUDA_MB, LOGIT_BYTES, MB, PROCESS_MB, model_shape, weight_bytes
 
@@ -46,7 +46,7 @@ def declared(rule) -> Declared | None:
     return getattr(getattr(resource, "_value", resource), "work", None)
 
 
-def works_of(config: dict[str, Any], jobs: Iterable) -> list[Work | None]:
+def works_of(settings: Settings, jobs: Iterable) -> list[Work | None]:
     """The Work of each Snakemake job, from its rule's declaration (None: a cheap local rule, which declares none)."""
     out = []
     for job in jobs:
@@ -55,44 +55,44 @@ def works_of(config: dict[str, Any], jobs: Iterable) -> list[Work | None]:
             out.append(None)
             continue
         kind, model, role, share = declared_work
-        out.append(describe(config, job.rule.name, kind, model(job.wildcards), dict(job.wildcards.items()), role,
+        out.append(describe(settings, job.rule.name, kind, model(job.wildcards), dict(job.wildcards.items()), role,
                             share))
     return out
 
 
 def dag_jobs(configfiles: list[str] = (), overrides: dict[str, Any] | None = None,
-             snakefile: str = "Snakefile") -> tuple[dict[str, Any], list[tuple[str, dict[str, str], Work | None]]]:
-    """(The config as Snakemake merged it, (rule, wildcards, Work) of every job a run from scratch would run), built
-    by Snakemake's API from the Snakefile like `snakemake -n --forceall`."""
+             snakefile: str = "Snakefile") -> tuple[Settings, list[tuple[str, dict[str, str], Work | None]]]:
+    """(The Settings the workflow built from the config as Snakemake merged it (SETTINGS of common.smk), (rule,
+    wildcards, Work) of every job a run from scratch would run), built by Snakemake's API from the Snakefile like
+    `snakemake -n --forceall`."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
 
-    settings = ConfigSettings(configfiles=[Path(f) for f in configfiles], config=overrides or {})
+    config_settings = ConfigSettings(configfiles=[Path(f) for f in configfiles], config=overrides or {})
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow_api = api.workflow(resource_settings=ResourceSettings(), config_settings=settings,
+        workflow_api = api.workflow(resource_settings=ResourceSettings(), config_settings=config_settings,
                                     snakefile=Path(snakefile))
         workflow_api.dag(DAGSettings(forceall=True))
         workflow = workflow_api._workflow
         workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True, nolock=True)
         workflow._build_dag()
-        dag = list(workflow.dag.jobs)
-        jobs = [(job.rule.name, dict(job.wildcards.items()), work)
-                for job, work in zip(dag, works_of(workflow.config, dag))]
-        return workflow.config, sorted(jobs, key=lambda job: (job[0], sorted(job[1].items())))
+        settings, dag = workflow.globals["SETTINGS"], list(workflow.dag.jobs)
+        jobs = [(job.rule.name, dict(job.wildcards.items()), work) for job, work in zip(dag, works_of(settings, dag))]
+        return settings, sorted(jobs, key=lambda job: (job[0], sorted(job[1].items())))
 
 
 def job_counts(jobs: list[tuple[str, dict[str, str], Work | None]]) -> dict[str, int]:
     return dict(Counter(rule for rule, *_ in jobs))
 
 
-def estimates(config: dict[str, Any], jobs: list[tuple[str, dict[str, str], Work | None]], gpu: str,
+def estimates(settings: Settings, jobs: list[tuple[str, dict[str, str], Work | None]], gpu: str,
               workdir: str = ".") -> list[tuple[str, Work | None, Estimate | None]]:
     """(rule, Work, Estimate) of every job; the local rules (splits, metrics, tables) cost nothing here."""
     cache: dict[Work, Estimate] = {}
     out = []
     for rule, _, work in jobs:
         if work is not None and work not in cache:
-            cache[work] = estimate(config, work, gpu, workdir)
+            cache[work] = estimate(settings, work, gpu, workdir)
         out.append((rule, work, cache.get(work)))
     return out
 
@@ -134,12 +134,12 @@ def rule_table(rows: list[tuple[str, Work | None, Estimate | None]]) -> list[str
     return lines
 
 
-def model_table(config: dict[str, Any], rows: list[tuple[str, Work | None, Estimate | None]],
+def model_table(settings: Settings, rows: list[tuple[str, Work | None, Estimate | None]],
                 workdir: str = ".") -> list[str]:
     """Per model: parameters, trainable, frozen dtype, peak GPU memory training / inference, host, checkpoint."""
     peaks: dict[str, dict[str, Any]] = {}
     for rule, work, est in rows:
-        if work is None or est is None or est.memory is None or work.model not in config["models"]:
+        if work is None or est is None or est.memory is None or work.model not in settings.models:
             continue
         entry = peaks.setdefault(work.model, defaultdict(float))
         kind = "train" if est.memory.trainable else "infer"
@@ -150,9 +150,9 @@ def model_table(config: dict[str, Any], rows: list[tuple[str, Work | None, Estim
     lines = ["| model | parameters | trainable | frozen weights | peak GPU GB: training | inference | peak host GB | "
              "checkpoint per job | weights from |", "|---|---:|---:|---|---:|---:|---:|---:|---|"]
     for name, e in sorted(peaks.items()):
-        spec, shape = config["models"][name], model_shape(config, name, 512, workdir)
-        full = not spec.get("lora")
-        dtype = "fp32" if full else {2: "bf16", 4: "fp32"}[weight_bytes(spec.get("dtype", "auto"), "gpu", False)]
+        spec, shape = settings.models[name].spec, model_shape(settings, name, 512, workdir)
+        full = not spec.lora
+        dtype = "fp32" if full else {2: "bf16", 4: "fp32"}[weight_bytes(spec.dtype, "gpu", False)]
         lines.append(f"| {name} | {count(shape.params())} | {count(e['trainable'])}{' (full)' if full else ''} | "
                      f"{dtype} | {fmt(e['train'], GB)} | {fmt(e['infer'], GB)} | {fmt(e['host'], GB)} | "
                      f"{fmt(e['ckpt'], 1e6, 0)} MB | {shape.source} |")
@@ -179,24 +179,24 @@ def assumptions(gpu: str) -> list[str]:
     ]
 
 
-def render(config: dict[str, Any], jobs: list[tuple[str, dict[str, str], Work | None]], gpu: str = "a100",
+def render(settings: Settings, jobs: list[tuple[str, dict[str, str], Work | None]], gpu: str = "a100",
            workdir: str = ".", title: str = "") -> str:
-    rows = estimates(config, jobs, gpu, workdir)
+    rows = estimates(settings, jobs, gpu, workdir)
     ests = [e for _, _, e in rows if e is not None]
     gpu_h, disk = sum(e.gpus * e.seconds for e in ests) / 3600, sum(e.disk for e in ests) / GB
     calls, api_h = sum(e.api_calls for e in ests), sum(e.api_hours for e in ests)
-    problems = request_problems(config, [work for _, _, work in jobs], workdir, gpu)
+    problems = request_problems(settings, [work for _, _, work in jobs], workdir, gpu)
     check = ["Requests: every model's mem_mb and runtime cover its jobs' estimates."] if not problems else [
         "Requests below the estimates (a run stops at start with this message):", *[f"- {p}" for p in problems]]
     return "\n".join([f"# Plan{': ' + title if title else ''}", "",
                       f"{len(jobs)} jobs: {gpu_h:,.1f} GPU-hours on {GPUS[gpu][0]}, {disk:,.1f} GB of checkpoints"
                       + (f", {calls:,} web-API calls ({api_h:,.1f} hours)" if calls else "")
                       + " (estimates; assumptions below).",
-                      "", *rule_table(rows), "", *model_table(config, rows, workdir), "", "Assumptions:",
+                      "", *rule_table(rows), "", *model_table(settings, rows, workdir), "", "Assumptions:",
                       *assumptions(gpu), "", *check, ""])
 
 
-def request_problems(config: dict[str, Any], works: Iterable[Work | None], workdir: str = ".",
+def request_problems(settings: Settings, works: Iterable[Work | None], workdir: str = ".",
                      gpu: str = "a100") -> list[str]:
     """One message per model setting (models.<name>.resources.mem_mb / runtime) below MARGIN x the estimates of its
     jobs among `works` (works_of the DAG's jobs): host memory on a GPU or on the CPU, whichever is less (a GPU job
@@ -204,8 +204,8 @@ def request_problems(config: dict[str, Any], works: Iterable[Work | None], workd
     need: dict[tuple[str, str], tuple[float, float, str]] = {}  # (setting needed, the job's own estimate, rule)
     for work in sorted({w for w in works if w is not None}, key=str):
         try:  # an estimate never stops a workflow: a job it cannot size goes unchecked (the plan shows the error)
-            est = estimate(config, work, gpu, workdir) if work.model in config["models"] else None
-            cpu = estimate(config, work, gpu, workdir, "cpu") if est and est.memory else None
+            est = estimate(settings, work, gpu, workdir) if work.model in settings.models else None
+            cpu = estimate(settings, work, gpu, workdir, "cpu") if est and est.memory else None
         except (KeyError, TypeError, ValueError, ZeroDivisionError):
             continue
         if cpu is None:
@@ -219,7 +219,7 @@ def request_problems(config: dict[str, Any], works: Iterable[Work | None], workd
                 need[(work.model, key)] = (value, own, work.rule)
     problems = []
     for (model, key), (value, own, rule) in sorted(need.items()):
-        declared = getattr(resources(config, model), key)
+        declared = getattr(settings.resources(model), key)
         if declared < MARGIN * value:
             what = (f"peak host memory of its {rule} jobs, {math.ceil(own)} MB" if key == "mem_mb" else
                     f"wall time of its {rule} jobs, {math.ceil(own)} min" + (" (they get half the runtime)"
@@ -229,12 +229,12 @@ def request_problems(config: dict[str, Any], works: Iterable[Work | None], workd
     return problems
 
 
-def check_requests(config: dict[str, Any], works: Iterable[Work | None], workdir: str = ".") -> None:
+def check_requests(settings: Settings, works: Iterable[Work | None], workdir: str = ".") -> None:
     """Raise one ConfigError line if a model asks for less than MARGIN x the host memory or runtime its jobs are
     estimated to need (request_problems; run by common.smk before a run's first job; W2S_NO_REQUEST_CHECK=1 skips
     it)."""
     if os.environ.get(SKIP_ENV) != "1":
-        problems = request_problems(config, works, workdir)
+        problems = request_problems(settings, works, workdir)
         if problems:
             raise ConfigError("; ".join(problems) + f" (the plan: python -m w2s_align.cluster.plan; {SKIP_ENV}=1 skips this)")
 
@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gpu", choices=sorted(GPUS), default="a100", help="the GPU of the throughput model")
     parser.add_argument("--snakefile", default="Snakefile")
     args = parser.parse_args(argv)
-    config, jobs = dag_jobs(args.configfile, parse_config(args.config), args.snakefile)
-    print(render(config, jobs, args.gpu, ".", " + ".join(["config.yaml", *args.configfile])))
+    settings, jobs = dag_jobs(args.configfile, parse_config(args.config), args.snakefile)
+    print(render(settings, jobs, args.gpu, ".", " + ".join(["config.yaml", *args.configfile])))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from w2s_align.settings.settings import active_tasks, preference_policies, preference_tasks, preferences, run_settings, strategy, task_kind, task_list
-from w2s_align.settings.specs import ModelSpec, canonical_json
+from w2s_align.settings.settings import Settings
+from w2s_align.settings.specs import GoldSpec, ModelSpec, canonical_json
 
 
 class _Keep(dict):
@@ -102,66 +102,66 @@ def parse_run(run: str) -> dict[str, str]:
     return {"role": role, "model": parts[1], key: parts[1], "seed": seed}
 
 
-def run_identity(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str, seed: str) -> str:
+def run_identity(settings: Settings, task: str, weak: str, strong: str, strategy_name: str, seed: str) -> str:
     """Identity columns of a run's metric rows."""
     return canonical_json({"task": task, "weak_model": weak, "strong_model": strong, "strategy": strategy_name,
                            "seed": int(seed)})
 
 
-def metric_files(config: dict[str, Any]) -> list[str]:
+def metric_files(settings: Settings) -> list[str]:
     """Every run's metrics file of the active tasks (classification: seed<k>.parquet, generation:
     seed<k>.toxicity.parquet)."""
     files = []
-    for task in active_tasks(config):
-        suffix = METRIC_SUFFIX["demonstrations" if task_kind(config, task) == "generation" else "labels"]
-        for weak in task_list(config, task, "weak_models"):
-            for strong in task_list(config, task, "strong_models"):
-                for strategy_name in task_list(config, task, "student_strategies"):
+    for task in settings.active_tasks():
+        spec = settings.tasks[task]
+        suffix = METRIC_SUFFIX["demonstrations" if spec.kind == "generation" else "labels"]
+        for weak in spec.weak_models:
+            for strong in spec.strong_models:
+                for strategy_name in spec.student_strategies:
                     files += [fill(METRICS, task=task, weak=weak, strong=strong, strategy=strategy_name, seed=seed,
-                                   suffix=suffix) for seed in run_settings(config).seeds]
+                                   suffix=suffix) for seed in settings.run.seeds]
     return files
 
 
-def gpus(config: dict[str, Any], model: str | None) -> int:
+def gpus(settings: Settings, model: str | None) -> int:
     """GPUs of a job running `model`: none for kinds registered with gpu=False (TF-IDF) or without a model."""
     from w2s_align.registry import CLASSIFIER_KINDS
 
     if model is None:
         return 0
-    kind = config["models"][model]["kind"]
+    kind = settings.models[model].spec.kind
     return int(CLASSIFIER_KINDS.trait(kind, "gpu", True)) if kind in CLASSIFIER_KINDS else 1
 
 
-def scorer_model(config: dict[str, Any], scorer: str) -> str | None:
+def scorer_model(settings: Settings, scorer: str) -> str | None:
     """The classifier behind a scorer that the pipeline trains; None for API and hub scorers."""
     from w2s_align.registry import SCORERS
 
-    spec = run_settings(config).scorers[scorer]
-    return spec.get("model") if SCORERS.trait(spec["kind"], "checkpoint", False) else None
+    spec = settings.scorers[scorer]
+    return spec.model if SCORERS.trait(spec.kind, "checkpoint", False) else None
 
 
-def scorer_gpus(config: dict[str, Any], scorer: str) -> int:
+def scorer_gpus(settings: Settings, scorer: str) -> int:
     from w2s_align.registry import SCORERS
 
-    model = scorer_model(config, scorer)
-    return gpus(config, model) if model else int(SCORERS.trait(run_settings(config).scorers[scorer]["kind"], "gpu",
-                                                                  False))
+    model = scorer_model(settings, scorer)
+    return gpus(settings, model) if model else int(SCORERS.trait(settings.scorers[scorer].kind, "gpu", False))
 
 
-def student_targets(config: dict[str, Any], task: str, weak: str, strategy_name: str, seed: str) -> str:
+def student_targets(settings: Settings, task: str, weak: str, strategy_name: str, seed: str) -> str:
     """The weak continuations a generation student learns from: one sample each, or the best of N."""
-    spec = strategy(config, strategy_name)
+    spec = settings.strategies[strategy_name]
     template = fill(BEST_OF_N, n=spec.best_of, scorer=spec.selector) if spec.best_of else WEAK_GENERATIONS
     return run_file(template, "weak", task=task, weak=weak, seed=seed)
 
 
-def toxicity_inputs(config: dict[str, Any], task: str, weak: str, strong: str, strategy_name: str,
+def toxicity_inputs(settings: Settings, task: str, weak: str, strong: str, strategy_name: str,
                     seed: str) -> dict[str, str]:
     """Generations, scores and perplexities of weak / base / w2s / ceiling (+ the scorer's held-out AUROC)."""
-    scorer = config["tasks"][task]["scorer"]
+    scorer = settings.tasks[task].scorer
     run = dict(task=task, weak=weak, strong=strong, strategy=strategy_name, seed=seed, scorer=scorer)
     files = run_outputs({"weak": "weak", "base": "base", "w2s": "student", "ceiling": "ceiling"}, run)
-    if scorer_model(config, scorer):
+    if scorer_model(settings, scorer):
         files["scorer_heldout"] = fill(SCORER_HELDOUT, scorer=scorer)
     return files
 
@@ -182,68 +182,66 @@ def run_outputs(roles: dict[str, str], run: dict[str, Any], logps: tuple[str, ..
 # --- converted GGUF models (rule convert_gguf) -----------------------------------------------------------------
 
 
-def gguf_name(model: dict[str, Any]) -> str:
+def gguf_name(spec: ModelSpec) -> str:
     """The converted folder's name of a GGUF model entry: its path and file, so that entries sharing a GGUF file
     (a strong model, its cut-down weak twin, the reference LM) share one conversion."""
-    stem = model["gguf_file"].removesuffix(".gguf")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model['path']}--{stem}") + (f"@{model['revision']}"
-                                                                            if model.get("revision") else "")
+    stem = spec.gguf_file.removesuffix(".gguf")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{spec.path}--{stem}") + (f"@{spec.revision}" if spec.revision else "")
 
 
-def gguf_models(config: dict[str, Any]) -> dict[str, str]:
+def gguf_models(settings: Settings) -> dict[str, str]:
     """Converted folder name -> the first model entry that names it (the one convert_gguf is given)."""
     out: dict[str, str] = {}
-    for name, model in config["models"].items():
-        if model.get("gguf_file"):
-            out.setdefault(gguf_name(model), name)
+    for name, model in settings.models.items():
+        if model.spec.gguf_file:
+            out.setdefault(gguf_name(model.spec), name)
     return out
 
 
-def gguf_spec(config: dict[str, Any], gguf: str) -> str:
+def gguf_spec(settings: Settings, gguf: str) -> str:
     """convert_gguf's param: only what the conversion reads (a LoRA or `layers` edit does not reconvert)."""
-    model = config["models"][gguf_models(config)[gguf]]
-    keep = {k: model[k] for k in ("kind", "path", "gguf_file", "revision") if model.get(k) is not None}
-    return ModelSpec.from_dict(keep).canonical()
+    spec = settings.models[gguf_models(settings)[gguf]].spec
+    return ModelSpec(spec.kind, path=spec.path, gguf_file=spec.gguf_file, revision=spec.revision).canonical()
 
 
-def converted_files(config: dict[str, Any], name: str) -> dict[str, list[str]]:
+def converted_files(settings: Settings, name: str) -> dict[str, list[str]]:
     """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
-    model = config["models"][name]
-    if not model.get("gguf_file"):
+    model = settings.models[name]
+    if not model.spec.gguf_file:
         return {}
-    return {"converted": [fill(CONVERTED, gguf=gguf_name(model)) + f for f in CONVERTED_FILES]}
+    return {"converted": [fill(CONVERTED, gguf=gguf_name(model.spec)) + f for f in CONVERTED_FILES]}
 
 
 # --- generated gold continuations (rule gold_corpus) ----------------------------------------------------------
 
 
-def gold(config: dict[str, Any], task: str) -> dict[str, Any]:
-    return config["tasks"][task]["corpus"].get("gold") or {}
+def gold(settings: Settings, task: str) -> GoldSpec | None:
+    return settings.tasks[task].gold
 
 
-def gold_file(config: dict[str, Any], task: str) -> dict[str, str]:
+def gold_file(settings: Settings, task: str) -> dict[str, str]:
     """split_corpus's generated gold pairs when the task's corpus has a `gold` block (none: its own pairs)."""
-    return {"gold": fill(GOLD, task=task)} if gold(config, task) else {}
+    return {"gold": fill(GOLD, task=task)} if gold(settings, task) else {}
 
 
-def gold_generator(config: dict[str, Any], task: str) -> str:
-    return gold(config, task)["generator"]
+def gold_generator(settings: Settings, task: str) -> str:
+    return gold(settings, task).generator
 
 
-def gold_judge(config: dict[str, Any], task: str) -> str:
+def gold_judge(settings: Settings, task: str) -> str:
     """The judge's scorer entry, canonical."""
-    return canonical_json(run_settings(config).scorers[gold(config, task)["judge"]])
+    return canonical_json(settings.scorers[gold(settings, task).judge].entry)
 
 
-def gold_inputs(config: dict[str, Any], task: str) -> dict[str, Any]:
+def gold_inputs(settings: Settings, task: str) -> dict[str, Any]:
     """gold_corpus's model inputs: the generator's converted base (GGUF) and the judge's checkpoint (trained)."""
-    return converted_files(config, gold_generator(config, task)) | scorer_checkpoint(config, gold(config, task)["judge"],
-                                                                               "judge_")
+    return converted_files(settings, gold_generator(settings, task)) | scorer_checkpoint(
+        settings, gold(settings, task).judge, "judge_")
 
 
-def scorer_checkpoint(config: dict[str, Any], scorer: str, prefix: str = "") -> dict[str, str]:
+def scorer_checkpoint(settings: Settings, scorer: str, prefix: str = "") -> dict[str, str]:
     """A trained scorer's checkpoint files as rule inputs ({prefix}model, {prefix}meta); none for other kinds."""
-    if not scorer_model(config, scorer):
+    if not scorer_model(settings, scorer):
         return {}
     return {f"{prefix}model": fill(SCORER_CLASSIFIER, scorer=scorer), f"{prefix}meta": fill(SCORER_META, scorer=scorer)}
 
@@ -252,43 +250,42 @@ def scorer_checkpoint(config: dict[str, Any], scorer: str, prefix: str = "") -> 
 # --- the preference (DPO) track (workflow/rules/preferences.smk) ----------------------------------------------
 
 
-def preference_files(config: dict[str, Any]) -> list[str]:
+def preference_files(settings: Settings) -> list[str]:
     """Every preference run's metrics file: (task, weak judge, strong model, strategy, seed)."""
     files = []
-    for task in preference_tasks(config):
-        prefs = preferences(config, task)
+    for task in settings.preference_tasks():
+        prefs = settings.tasks[task].preferences
         files += [fill(METRICS, task=task, weak=judge, strong=strong, strategy=name, seed=seed,
-                       suffix=METRIC_SUFFIX["preferences"]) for judge in prefs.weak_judges for strong in preference_policies(config, task)
-                  for name in prefs.strategies for seed in run_settings(config).seeds]
+                       suffix=METRIC_SUFFIX["preferences"]) for judge in prefs.weak_judges for strong in settings.preference_policies(task)
+                  for name in prefs.strategies for seed in settings.run.seeds]
     return files
 
 
-def candidate_settings(config: dict[str, Any], task: str) -> str:
+def candidate_settings(settings: Settings, task: str) -> str:
     """What the candidates depend on (not the judges or strategies): the generator, samples, sizes and seed."""
-    prefs = preferences(config, task)
+    prefs = settings.tasks[task].preferences
     return canonical_json({"generator": prefs.generator, "samples": prefs.samples, "sizes": prefs.sizes,
                            "seed": prefs.seed})
 
 
-def preference_setting(config: dict[str, Any], task: str, key: str) -> Any:
-    return getattr(preferences(config, task), key)
+def preference_setting(settings: Settings, task: str, key: str) -> Any:
+    return getattr(settings.tasks[task].preferences, key)
 
 
 def judge_file(task: str, judge: str) -> str:
     return fill(JUDGED, task=task, scorer=judge)
 
 
-def gold_judge_file(config: dict[str, Any], task: str) -> str:
-    return judge_file(task, preference_setting(config, task, "gold_judge"))
+def gold_judge_file(settings: Settings, task: str) -> str:
+    return judge_file(task, preference_setting(settings, task, "gold_judge"))
 
 
-def preference_inputs(config: dict[str, Any], task: str, judge: str, strong: str, strategy_name: str,
+def preference_inputs(settings: Settings, task: str, judge: str, strong: str, strategy_name: str,
                       seed: str) -> dict[str, str]:
     """Candidates, both judges' preferences, the pair log-probs of reference / student / ceiling and the
     generations, scores and perplexities of base / student / ceiling."""
-    run = dict(task=task, judge=judge, strong=strong, strategy=strategy_name, seed=seed,
-               scorer=config["tasks"][task]["scorer"])
-    files = {"candidates": fill(CANDIDATES, task=task), "gold_judged": gold_judge_file(config, task),
+    run = dict(task=task, judge=judge, strong=strong, strategy=strategy_name, seed=seed, scorer=settings.tasks[task].scorer)
+    files = {"candidates": fill(CANDIDATES, task=task), "gold_judged": gold_judge_file(settings, task),
              "weak_judged": judge_file(task, judge), "reference_logps": fill(REFERENCE_LOGPS, task=task, strong=strong)}
     return files | run_outputs({"base": "base", "w2s": "dpo-student", "ceiling": "dpo-ceiling"}, run,
                                logps=("w2s", "ceiling"))

@@ -1,107 +1,189 @@
-"""The workflow's view of a config: schema validation with one-line errors, reading it with the defaults of
-specs.py, and the canonical settings strings that reach rules as params. Importable without Snakemake or
-torch (cross-field checks: checks.py; what the workflow builds: layout.py)."""
+"""The workflow's view of a config: `Settings`, built once per workflow start from the merged config with the
+defaults of specs.py (validate.load_settings checks it first), and the canonical settings strings that reach
+rules as params. Every DAG-time helper (paths, validate, the cluster plan, workflow/rules/common.smk) reads this
+object, never the raw config. Importable without Snakemake or torch."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from w2s_align.settings.specs import (  # noqa: F401  (the block specs are re-exported for the rules' params)
-    CorpusSpec, Decoding, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec, Resources, RunDefaults, ScorerData, Spec,
-    Strategy, TaskData, TaskDefaults, TrainParams, canonical_json)
+    CorpusSpec, Decoding, GoldSpec, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec, Resources, RunDefaults,
+    ScorerData, Spec, Strategy, TaskData, TaskDefaults, TrainParams, canonical_json)
 
 MODEL_ONLY_KEYS = ("train", "student", "resources")  # model keys that are not part of its identity
+TASK_LISTS = ("weak_models", "strong_models", "student_strategies")  # a task's own, else the top-level one
 
 
-# --- reading the config with the defaults of specs.py -------------------------------------------
+@dataclass(frozen=True)
+class TaskSettings:
+    """One entry of `tasks:`, its blocks parsed and its model / strategy lists resolved."""
+
+    name: str
+    defaults: TaskDefaults  # kind, eval_samples
+    weak_models: list[str]
+    strong_models: list[str]
+    student_strategies: list[str]
+    max_length: int | None
+    scorer: str | None  # generation: the evaluation scorer
+    reference_lm: str | None  # generation: perplexity under this model
+    data: TaskData | None  # classification
+    corpus: CorpusSpec | None  # generation
+    gold: GoldSpec | None  # generation: generated gold continuations (corpus.gold)
+    prompts: PromptSpec | None  # generation: evaluation prompts
+    decoding: Decoding
+    preferences: PreferenceSpec | None  # generation: the preference (DPO) track
+    own_lists: tuple[str, ...]  # the TASK_LISTS the task sets itself (error messages name them)
+
+    @property
+    def kind(self) -> str:
+        return self.defaults.kind
+
+    @property
+    def eval_samples(self) -> int:
+        return self.defaults.eval_samples
 
 
-def run_settings(config: dict[str, Any]) -> RunDefaults:
-    return RunDefaults.from_dict({k: v for k, v in config.items() if k in RunDefaults.__dataclass_fields__})
+@dataclass(frozen=True)
+class ModelSettings:
+    """One entry of `models:`: its identity, its training settings per role and its cluster request."""
+
+    name: str
+    spec: ModelSpec
+    train: TrainParams  # as weak model or ceiling
+    student: TrainParams  # as W2S student: `train` with the `student` overrides
+    resources: Resources
+    overrides: dict[str, Any]  # its raw `train` block, under which a task's preferences.train lies (DPO)
 
 
-def task_settings(config: dict[str, Any], task: str) -> TaskDefaults:
-    block = config["tasks"][task]
-    return TaskDefaults.from_dict({k: v for k, v in block.items() if k in TaskDefaults.__dataclass_fields__})
+@dataclass(frozen=True)
+class ScorerSettings:
+    """One entry of `scorers:`; `entry` is the whole block (kinds have their own options)."""
+
+    name: str
+    entry: dict[str, Any]
+    data: ScorerData | None  # trained scorers
+    train: TrainParams  # trained scorers: their own, not their model's
+
+    @property
+    def kind(self) -> str:
+        return self.entry["kind"]
+
+    @property
+    def model(self) -> str | None:
+        return self.entry.get("model")
 
 
-def task_kind(config: dict[str, Any], task: str) -> str:
-    return task_settings(config, task).kind
+@dataclass(frozen=True)
+class Settings:
+    """A whole config read once: run-level settings, tasks, models, strategies, scorers and metrics."""
+
+    run: RunDefaults
+    tasks: dict[str, TaskSettings]
+    models: dict[str, ModelSettings]
+    strategies: dict[str, Strategy]
+    scorers: dict[str, ScorerSettings]
+    metrics: MetricsSpec
+    dpo: dict[tuple[str, str], TrainParams]  # (preference task, model) -> its `train` under preferences.train
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Settings:
+        """Parse a (schema-valid) merged config with the defaults of specs.py."""
+        run = RunDefaults.from_dict({k: v for k, v in config.items() if k in RunDefaults.__dataclass_fields__})
+        top = {key: config.get(key, getattr(run, key, [])) for key in TASK_LISTS}
+        tasks = {name: _task(name, block, top) for name, block in config["tasks"].items()}
+        models = {name: _model(name, block) for name, block in config["models"].items()}
+        dpo = {(task.name, model): TrainParams.from_dict({**models[model].overrides, **task.preferences.train})
+               for task in tasks.values() if task.preferences for model in models}
+        scorers = {name: ScorerSettings(name, entry, ScorerData.from_dict(entry["data"]) if "data" in entry else None,
+                                        TrainParams.from_dict(entry.get("train")))
+                   for name, entry in run.scorers.items()}
+        return cls(run, tasks, models, {name: Strategy.from_dict(block) for name, block in run.strategies.items()},
+                   scorers, MetricsSpec.from_dict(config.get("metrics")), dpo)
+
+    # --- derived lists -----------------------------------------------------------------------------------------
+
+    def active_tasks(self) -> list[str]:
+        """The tasks to run: `only` (from the command line, e.g. --config only=[toxicity]) or all, sorted."""
+        return sorted(self.run.only) if self.run.only else sorted(self.tasks)
+
+    def tasks_of(self, kind: str) -> list[str]:
+        return [t for t in self.active_tasks() if self.tasks[t].kind == kind]
+
+    def preference_tasks(self) -> list[str]:
+        return [t for t in self.tasks_of("generation") if self.tasks[t].preferences]
+
+    def preference_policies(self, task: str) -> list[str]:
+        """The strong models the preference track trains: its own list, else the task's strong_models."""
+        return self.tasks[task].preferences.strong_models or self.tasks[task].strong_models
+
+    def resources(self, model: str | None) -> Resources:
+        """The cluster request of a job running `model` (None: a job without a model gets the defaults)."""
+        return self.models[model].resources if model else Resources()
+
+    def hparams(self, model: str, role: str) -> TrainParams:
+        """Training settings of `model` as weak, ceiling or student (student overrides apply)."""
+        return self.models[model].student if role == "student" else self.models[model].train
 
 
-def task_list(config: dict[str, Any], task: str, key: str) -> list[str]:
-    """A task's weak_models / strong_models / student_strategies: its own list, else the top-level one."""
-    own = config["tasks"][task].get(key)
-    if own is not None:  # a task's own [] (no students of that kind) is a choice, not a fallback
-        return own
-    return config[key] if key in config else getattr(run_settings(config), key)
+def _task(name: str, block: dict[str, Any], top: dict[str, list[str]]) -> TaskSettings:
+    corpus = CorpusSpec.from_dict(block["corpus"]) if "corpus" in block else None
+    lists = {key: block[key] if block.get(key) is not None else top[key] for key in TASK_LISTS}  # own [] is a choice
+    return TaskSettings(
+        name, TaskDefaults.from_dict({k: v for k, v in block.items() if k in TaskDefaults.__dataclass_fields__}),
+        **lists, max_length=block.get("max_length"), scorer=block.get("scorer"),
+        reference_lm=block.get("reference_lm"), data=TaskData.from_dict(block["data"]) if "data" in block else None,
+        corpus=corpus, gold=GoldSpec.from_dict(corpus.gold) if corpus and corpus.gold else None,
+        prompts=PromptSpec.from_dict(block["prompts"]) if "prompts" in block else None,
+        decoding=Decoding.from_dict(block.get("decoding")),
+        preferences=PreferenceSpec.from_dict(block["preferences"]) if block.get("preferences") else None,
+        own_lists=tuple(key for key in TASK_LISTS if block.get(key)))
 
 
-def active_tasks(config: dict[str, Any]) -> list[str]:
-    """The tasks to run: `only` (from the command line, e.g. --config only=[toxicity]) or all, sorted."""
-    only = run_settings(config).only
-    return sorted(only) if only else sorted(config["tasks"])
+def _model(name: str, block: dict[str, Any]) -> ModelSettings:
+    train = block.get("train", {})
+    return ModelSettings(name, ModelSpec.from_dict({k: v for k, v in block.items() if k not in MODEL_ONLY_KEYS}),
+                         TrainParams.from_dict(train), TrainParams.from_dict({**train, **block.get("student", {})}),
+                         Resources.from_dict(block.get("resources")), train)
 
 
-def tasks_of(config: dict[str, Any], kind: str) -> list[str]:
-    return [t for t in active_tasks(config) if task_kind(config, t) == kind]
-
-
-def preferences(config: dict[str, Any], task: str) -> PreferenceSpec | None:
-    """A generation task's preference (DPO) track, or None."""
-    block = config["tasks"][task].get("preferences")
-    return PreferenceSpec.from_dict(block) if block else None
-
-
-def preference_policies(config: dict[str, Any], task: str) -> list[str]:
-    """The strong models the preference track trains: its own list, else the task's strong_models."""
-    return preferences(config, task).strong_models or task_list(config, task, "strong_models")
-
-
-def preference_tasks(config: dict[str, Any]) -> list[str]:
-    return [t for t in tasks_of(config, "generation") if preferences(config, t)]
-
-
-def model_block(config: dict[str, Any], name: str) -> dict[str, Any]:
-    return {k: v for k, v in config["models"][name].items() if k not in MODEL_ONLY_KEYS}
-
-
-def model_spec(config: dict[str, Any], name: str) -> str:
-    """The model's identity and architecture (no training settings, no cluster request)."""
-    return ModelSpec.from_dict(model_block(config, name)).canonical()
-
-
-def train_hparams(config: dict[str, Any], name: str, role: str) -> str:
-    """Training settings of `name` as weak, ceiling or student (student overrides apply)."""
-    model = config["models"][name]
-    return TrainParams.from_dict({**model.get("train", {}), **(model.get("student", {}) if role == "student" else {})
-                                  }).canonical()
-
-
-def dpo_hparams(config: dict[str, Any], task: str, name: str) -> str:
-    """Training settings of `name` under DPO: its `train`, overridden by the task's preferences.train."""
-    return TrainParams.from_dict({**config["models"][name].get("train", {}), **preferences(config, task).train
-                                  }).canonical()
-
-
-def resources(config: dict[str, Any], name: str | None) -> Resources:
-    return Resources.from_dict(config["models"][name].get("resources") if name else None)
-
-
-def strategy(config: dict[str, Any], name: str) -> Strategy:
-    return Strategy.from_dict(run_settings(config).strategies[name])
+# --- the rules' params (canonical strings) and inputs, read from Settings -------------------------------------
 
 
 def canonical(spec_class: type[Spec], block: dict[str, Any] | None) -> str:
     return spec_class.from_dict(block).canonical()
 
 
-def decoding(config: dict[str, Any], task: str) -> str:
-    return canonical(Decoding, config["tasks"][task].get("decoding"))
+def model_spec(settings: Settings, name: str) -> str:
+    """The model's identity and architecture (no training settings, no cluster request)."""
+    return settings.models[name].spec.canonical()
 
 
-def bootstrap_resamples(config: dict[str, Any]) -> int:
-    return MetricsSpec.from_dict(config.get("metrics")).bootstrap
+def train_hparams(settings: Settings, name: str, role: str) -> str:
+    """Training settings of `name` as weak, ceiling or student (student overrides apply)."""
+    return settings.hparams(name, role).canonical()
+
+
+def dpo_hparams(settings: Settings, task: str, name: str) -> str:
+    """Training settings of `name` under DPO: its `train`, overridden by the task's preferences.train."""
+    return settings.dpo[task, name].canonical()
+
+
+def decoding(settings: Settings, task: str) -> str:
+    return settings.tasks[task].decoding.canonical()
+
+
+def bootstrap_resamples(settings: Settings) -> int:
+    return settings.metrics.bootstrap
+
+
+def tasks_of(settings: Settings, kind: str) -> list[str]:
+    return settings.tasks_of(kind)
+
+
+def preference_tasks(settings: Settings) -> list[str]:
+    return settings.preference_tasks()
 
 
 def is_local(source: str) -> bool:

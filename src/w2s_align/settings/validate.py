@@ -1,6 +1,7 @@
 """Cross-field config checks the schema cannot express (registered names, model kinds per task kind, data
 files, strategies per task kind). Each error is one ConfigError line naming the key path. Plain Python:
-unit tested in milliseconds (tests/test_config.py)."""
+unit tested in milliseconds (tests/test_config.py). `load_settings` validates a config and reads it once into the
+Settings object that the workflow uses throughout."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from w2s_align.errors import ConfigError
-from w2s_align.settings.settings import is_local, run_settings, task_kind, task_list
-from w2s_align.settings.specs import Strategy
+from w2s_align.settings.settings import Settings, is_local
+from w2s_align.settings.specs import SpecError
 
 CLASSIFICATION_ONLY = ("loss", "hard_labels", "alpha", "beta", "warmup_frac", "buffer_size", "confidence_threshold",
                        "top_fraction", "bootstrap_rounds")  # Strategy options that apply to classification only
@@ -30,58 +31,71 @@ def validate(config: dict[str, Any], schema_file: str | Path) -> None:
         raise ConfigError(f"config {path}: {message}")
 
 
+def load_settings(config: dict[str, Any], schema_file: str | Path) -> Settings:
+    """Schema validation, the Settings object (once per workflow start) and the cross-field checks on it."""
+    validate(config, schema_file)
+    try:
+        settings = Settings.from_config(config)
+    except SpecError as error:
+        raise ConfigError(f"config: {error}") from None
+    check_config(settings)
+    return settings
+
 
 def _fail(path: str, message: str) -> None:
     raise ConfigError(f"config {path}: {message}")
 
 
-def check_models(config: dict[str, Any]) -> None:
+def _kind(settings: Settings, model: str) -> str | None:
+    return settings.models[model].spec.kind if model in settings.models else None
+
+
+def check_models(settings: Settings) -> None:
     from w2s_align.registry import CLASSIFIER_KINDS, LM_KINDS
 
     kinds = sorted(set(CLASSIFIER_KINDS.names()) | set(LM_KINDS.names()) | {"ensemble"})
-    for name, model in config["models"].items():
-        if model["kind"] not in kinds:
-            _fail(f"models.{name}.kind", f"unknown kind {model['kind']!r}; registered kinds: {kinds}")
-        if model["kind"] == "pretrained" and "path" not in model:
+    for name, model in settings.models.items():
+        spec = model.spec
+        if spec.kind not in kinds:
+            _fail(f"models.{name}.kind", f"unknown kind {spec.kind!r}; registered kinds: {kinds}")
+        if spec.kind == "pretrained" and spec.path is None:
             _fail(f"models.{name}", "kind 'pretrained' needs a `path`")
-        for block in ("train", "student"):
-            hp = {**model.get("train", {}), **model.get(block, {})}
-            effective, batch = hp.get("effective_batch_size"), hp.get("batch_size", 16)
-            if effective is not None and effective % batch:
-                _fail(f"models.{name}.{block}.effective_batch_size", f"{effective} is not a multiple of "
-                      f"batch_size {batch}")
-        if model["kind"] == "ensemble":
-            members = model.get("members", [])
-            bad = [m for m in members if m not in config["models"] or config["models"][m]["kind"] == "ensemble"]
+        for block, hp in (("train", model.train), ("student", model.student)):
+            if hp.effective_batch_size is not None and hp.effective_batch_size % hp.batch_size:
+                _fail(f"models.{name}.{block}.effective_batch_size", f"{hp.effective_batch_size} is not a multiple "
+                      f"of batch_size {hp.batch_size}")
+        if spec.kind == "ensemble":
+            members = spec.members
+            bad = [m for m in members if _kind(settings, m) in (None, "ensemble")]
             if len(members) < 2 or bad:
                 _fail(f"models.{name}", "an ensemble needs two or more non-ensemble member models defined under "
                       f"`models` (bad: {bad or members})")
-            if any(name in task_list(config, t, "strong_models") for t in config["tasks"]):
+            if any(name in t.strong_models for t in settings.tasks.values()):
                 _fail("strong_models", f"{name!r} is an ensemble, which can only be a weak model")
 
 
-def check_task(config: dict[str, Any], name: str) -> None:
+def check_task(settings: Settings, name: str) -> None:
     from w2s_align.registry import CLASSIFIER_KINDS, CORPUS_FORMATS, LM_KINDS, LOSSES
 
-    task = config["tasks"][name]
-    generation = task_kind(config, name) == "generation"
-    where = lambda key: f"tasks.{name}.{key}" if task.get(key) else key  # noqa: E731  (own list, or top-level)
+    task = settings.tasks[name]
+    generation = task.kind == "generation"
+    where = lambda key: f"tasks.{name}.{key}" if key in task.own_lists else key  # noqa: E731  (own list, or top-level)
     for role in ("weak_models", "strong_models"):
-        unknown = [m for m in task_list(config, name, role) if m not in config["models"]]
+        unknown = [m for m in getattr(task, role) if m not in settings.models]
         if unknown:
-            _fail(where(role), f"unknown model(s) {unknown}; defined models: {sorted(config['models'])}")
+            _fail(where(role), f"unknown model(s) {unknown}; defined models: {sorted(settings.models)}")
         kinds = LM_KINDS if generation else CLASSIFIER_KINDS
         allowed = kinds.names() + ([] if generation or role == "strong_models" else ["ensemble"])
-        bad = [m for m in task_list(config, name, role) if config["models"][m]["kind"] not in allowed]
+        bad = [m for m in getattr(task, role) if _kind(settings, m) not in allowed]
         if bad:
-            _fail(where(role), f"{bad} cannot be used here: a {task_kind(config, name)} task's "
+            _fail(where(role), f"{bad} cannot be used here: a {task.kind} task's "
                   f"{role} must be of kind {allowed} (set the task's own {role})")
-    strategies = run_settings(config).strategies
-    for strategy_name in task_list(config, name, "student_strategies"):
+    strategies = settings.strategies
+    for strategy_name in task.student_strategies:
         if strategy_name not in strategies:
             _fail(where("student_strategies"), f"unknown strategy {strategy_name!r}; defined: "
                   f"{sorted(strategies)}")
-        spec = Strategy.from_dict(strategies[strategy_name])
+        spec = strategies[strategy_name]
         if spec.dpo_weighting is not None:
             _fail(where("student_strategies"), f"{strategy_name!r} is a preference (DPO) strategy: list it under "
                   f"tasks.<generation task>.preferences.strategies")
@@ -97,76 +111,71 @@ def check_task(config: dict[str, Any], name: str) -> None:
                 _fail(f"tasks.{name}", f"strategy {strategy_name!r} sets {unsupported}, which only apply to "
                       "classification; give the task its own student_strategies")
             if spec.selector is not None:
-                check_scorer(config, spec.selector, f"strategies.{strategy_name}.selector")
-                if spec.selector == task["scorer"] and "oracle" not in strategy_name:
-                    _fail(f"strategies.{strategy_name}", f"selecting with the evaluation scorer {task['scorer']!r} "
+                check_scorer(settings, spec.selector, f"strategies.{strategy_name}.selector")
+                if spec.selector == task.scorer and "oracle" not in strategy_name:
+                    _fail(f"strategies.{strategy_name}", f"selecting with the evaluation scorer {task.scorer!r} "
                           "is an oracle; name the strategy so it says 'oracle' (e.g. best-of-4-oracle), or select "
                           "with a weak scorer")
     if not generation:
-        if is_local(task["data"]["source"]) and not Path(task["data"]["source"]).is_file():
-            _fail(f"tasks.{name}.data.source", f"data file not found: {task['data']['source']}")
+        if is_local(task.data.source) and not Path(task.data.source).is_file():
+            _fail(f"tasks.{name}.data.source", f"data file not found: {task.data.source}")
         return
-    if task.get("preferences"):
-        check_preferences(config, name)
-    reference = task["reference_lm"]
-    if reference not in config["models"] or config["models"][reference]["kind"] != "pretrained":
-        _fail(f"tasks.{name}.reference_lm", f"{reference!r} is not a pretrained model under `models`")
-    check_scorer(config, task["scorer"], f"tasks.{name}.scorer")
-    gold = task["corpus"].get("gold")
-    if gold:
-        generator = config["models"].get(gold["generator"], {})
-        if generator.get("kind") != "pretrained":
-            _fail(f"tasks.{name}.corpus.gold.generator", f"{gold['generator']!r} must be a pretrained LM under "
+    if task.preferences:
+        check_preferences(settings, name)
+    if _kind(settings, task.reference_lm) != "pretrained":
+        _fail(f"tasks.{name}.reference_lm", f"{task.reference_lm!r} is not a pretrained model under `models`")
+    check_scorer(settings, task.scorer, f"tasks.{name}.scorer")
+    if task.gold:
+        if _kind(settings, task.gold.generator) != "pretrained":
+            _fail(f"tasks.{name}.corpus.gold.generator", f"{task.gold.generator!r} must be a pretrained LM under "
                   "`models` (used untuned)")
-        check_scorer(config, gold["judge"], f"tasks.{name}.corpus.gold.judge")
-    elif task["corpus"].get("format") == "prompts":
+        check_scorer(settings, task.gold.judge, f"tasks.{name}.corpus.gold.judge")
+    elif task.corpus.format == "prompts":
         _fail(f"tasks.{name}.corpus", "format 'prompts' has no continuations: add a `gold` block to generate them")
-    if task["corpus"].get("format", "rtp") not in CORPUS_FORMATS:
-        _fail(f"tasks.{name}.corpus.format", f"unknown format {task['corpus']['format']!r}; registered: "
+    if task.corpus.format not in CORPUS_FORMATS:
+        _fail(f"tasks.{name}.corpus.format", f"unknown format {task.corpus.format!r}; registered: "
               f"{CORPUS_FORMATS.names()}")
     for key in ("corpus", "prompts"):
-        sources = task[key]["source"]
+        sources = getattr(task, key).source
         for source in [sources] if isinstance(sources, str) else sources:
             if is_local(source) and not Path(source).is_file():
                 _fail(f"tasks.{name}.{key}.source", f"data file not found: {source}")
 
 
-def check_preferences(config: dict[str, Any], name: str) -> None:
+def check_preferences(settings: Settings, name: str) -> None:
     """The preference track: a pretrained generator, known judges, DPO strategies, LoRA strong models."""
-    from w2s_align.settings.settings import preference_policies, preferences
-
-    spec, where = preferences(config, name), f"tasks.{name}.preferences"
-    if config["models"].get(spec.generator, {}).get("kind") != "pretrained":
+    spec, where = settings.tasks[name].preferences, f"tasks.{name}.preferences"
+    if _kind(settings, spec.generator) != "pretrained":
         _fail(f"{where}.generator", f"{spec.generator!r} must be a pretrained LM under `models` (used untuned)")
     for judge in [spec.gold_judge, *spec.weak_judges]:
-        check_scorer(config, judge, f"{where}.{'gold_judge' if judge == spec.gold_judge else 'weak_judges'}")
+        check_scorer(settings, judge, f"{where}.{'gold_judge' if judge == spec.gold_judge else 'weak_judges'}")
     if spec.gold_judge in spec.weak_judges:
         _fail(f"{where}.weak_judges", f"{spec.gold_judge!r} is the gold judge; a weak judge must be another scorer")
-    strategies = run_settings(config).strategies
+    strategies = settings.strategies
     for strategy_name in spec.strategies:
         if strategy_name not in strategies:
             _fail(f"{where}.strategies", f"unknown strategy {strategy_name!r}; defined: {sorted(strategies)}")
-        strategy = Strategy.from_dict(strategies[strategy_name])
+        strategy = strategies[strategy_name]
         other = sorted(set(strategy.non_defaults()) - {"dpo_weighting", "top_fraction"})
         if strategy.dpo_weighting is None or other:
             _fail(f"strategies.{strategy_name}", "a preference strategy sets dpo_weighting (none or confidence) and "
                   f"optionally top_fraction{f', not {other}' if other else ''}")
-    for strong in preference_policies(config, name):
-        model = config["models"].get(strong)
+    for strong in settings.preference_policies(name):
+        model = settings.models.get(strong)
         if model is None:
             _fail(f"{where}.strong_models", f"unknown model {strong!r}")
-        if model["kind"] != "pretrained" or not model.get("lora"):
+        if model.spec.kind != "pretrained" or not model.spec.lora:
             _fail(f"{where}.strong_models", f"{strong!r} needs kind pretrained with a `lora` block: DPO's reference "
                   "is the base with the adapter disabled (set preferences.strong_models to LoRA models)")
 
 
-def check_scorer(config: dict[str, Any], name: str, path: str) -> None:
+def check_scorer(settings: Settings, name: str, path: str) -> None:
     from w2s_align.registry import SCORERS
 
-    scorers = run_settings(config).scorers
+    scorers = settings.scorers
     if name not in scorers:
         _fail(path, f"unknown scorer {name!r}; defined: {sorted(scorers)}")
-    scorer = scorers[name]
+    scorer = scorers[name].entry
     if scorer["kind"] not in SCORERS:
         _fail(f"scorers.{name}.kind", f"unknown scorer kind {scorer['kind']!r}; registered: {SCORERS.names()}")
     if not SCORERS.trait(scorer["kind"], "checkpoint", False):
@@ -185,32 +194,31 @@ def check_scorer(config: dict[str, Any], name: str, path: str) -> None:
             _fail(f"scorers.{name}", f"unknown option(s) {unknown} for a trained scorer; allowed: data, max_length, "
                   "model, train")
         model = scorer.get("model")
-        if model not in config["models"] or config["models"][model]["kind"] not in CLASSIFIER_KINDS:
-            problem = "unknown model" if model not in config["models"] else "not a classifier model:"
+        if _kind(settings, model) not in CLASSIFIER_KINDS:
+            problem = "unknown model" if model not in settings.models else "not a classifier model:"
             _fail(f"scorers.{name}.model", f"{problem} {model!r} (a trained scorer needs a model of kind "
                   f"{CLASSIFIER_KINDS.names()})")
 
 
-def check_config(config: dict[str, Any]) -> None:
+def check_config(settings: Settings) -> None:
     """Cross-field checks the schema cannot express; each error is one line naming the offending key."""
     from w2s_align.settings.extensions import load_builtins
 
     load_builtins()
-    only = run_settings(config).only
-    unknown = [t for t in only if t not in config["tasks"]]
+    unknown = [t for t in settings.run.only if t not in settings.tasks]
     if unknown:
-        _fail("only", f"unknown task(s) {unknown}; defined tasks: {sorted(config['tasks'])}")
-    check_models(config)
-    for name in config["tasks"]:
-        check_task(config, name)
+        _fail("only", f"unknown task(s) {unknown}; defined tasks: {sorted(settings.tasks)}")
+    check_models(settings)
+    for name in settings.tasks:
+        check_task(settings, name)
 
 
-def missing_api_keys(config: dict[str, Any], scorers: Iterable[str], environ: Mapping[str, str]) -> str | None:
+def missing_api_keys(settings: Settings, scorers: Iterable[str], environ: Mapping[str, str]) -> str | None:
     """One line naming every environment variable that a web-API scorer among `scorers` needs (registry trait
     `key_env`) and `environ` lacks (or holds only blanks); None when nothing is missing."""
     from w2s_align.registry import SCORERS
 
-    specs = run_settings(config).scorers
+    specs = {name: scorer.entry for name, scorer in settings.scorers.items()}
     missing: dict[str, list[str]] = {}
     for name in sorted(set(scorers)):
         variable = SCORERS.trait(specs[name]["kind"], "key_env")
