@@ -75,7 +75,9 @@ def test_a_default_changed_in_specs_reaches_the_plan_the_checks_and_the_params(m
     monkeypatch.setattr(cost, "memory", lambda *args, **kw: batches.append(kw["batch"]) or real(*args, **kw))
     cost.estimate(settings, cost.Work("train_ceiling", "train", "minilm-l6", "safety", "ceiling"))
     assert batches == [4]
-    assert plan.request_problems(settings) == []
+    works = [cost.Work(r, k, "minilm-l6", "safety", role) for r, k, role in
+             (("train_ceiling", "train", "ceiling"), ("predict", "predict", "ceiling"))]
+    assert plan.request_problems(settings, works) == []
     # the rules' params: minilm-l6's batch_size 16 is no longer the default, so the ceiling's params name it
     assert json.loads(ceiling_hparams()) == {"batch_size": 16, "epochs": 3, "lr": 0.0002}
 
