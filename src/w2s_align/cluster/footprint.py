@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from w2s_align.registry import published
 from w2s_align.settings.paths import CONVERTED, fill, gguf_name
 from w2s_align.settings.settings import Settings
 from w2s_align.settings.specs import ModelSpec
@@ -224,7 +225,7 @@ def config_file(spec: ModelSpec, name: str, workdir: Path) -> tuple[Path | None,
 @lru_cache(maxsize=None)
 def _read_shape(spec_json: str, name: str, max_length: int, workdir: str) -> Shape | None:
     spec = ModelSpec.from_json(spec_json)  # the defaults of specs.py fill what the entry leaves out
-    if spec.kind not in ("scratch", "pretrained"):
+    if spec.kind != "scratch" and not published(spec.kind):
         return None
     try:
         if spec.kind == "scratch":

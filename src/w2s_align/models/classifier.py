@@ -48,7 +48,7 @@ def selection_score(reference: np.ndarray, p1: np.ndarray) -> float:
 
 
 @CLASSIFIER_KINDS.register("scratch", gpu=True, losses="any")
-@CLASSIFIER_KINDS.register("pretrained", gpu=True, losses="any")
+@CLASSIFIER_KINDS.register("pretrained", gpu=True, losses="any", published=True)
 class TransformerClassifier:
     """A two-class transformers classifier: randomly initialised with its own BPE (scratch) or pretrained."""
 
@@ -116,7 +116,7 @@ class TransformerClassifier:
         from safetensors.torch import save_file, save_model
 
         meta = {"kind": extra["spec"]["kind"], "max_length": self.max_length, **extra}
-        if hasattr(self.model, "peft_config") and extra["spec"]["kind"] == "pretrained":
+        if hasattr(self.model, "peft_config") and CLASSIFIER_KINDS.trait(extra["spec"]["kind"], "published", False):
             from peft import get_peft_model_state_dict
 
             state = {k: v.contiguous() for k, v in get_peft_model_state_dict(self.model).items()}

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping
 from w2s_align.errors import ConfigError
 from w2s_align.settings.settings import Settings, is_local
 from w2s_align.settings.specs import SpecError
+from w2s_align.registry import published
 
 CLASSIFICATION_ONLY = ("loss", "hard_labels", "alpha", "beta", "warmup_frac", "buffer_size", "confidence_threshold",
                        "top_fraction", "bootstrap_rounds")  # Strategy options that apply to classification only
@@ -50,6 +51,13 @@ def _kind(settings: Settings, model: str) -> str | None:
     return settings.models[model].spec.kind if model in settings.models else None
 
 
+def _published_lm(settings: Settings, model: str) -> bool:
+    from w2s_align.registry import LM_KINDS
+
+    kind = _kind(settings, model)
+    return kind in LM_KINDS and LM_KINDS.trait(kind, "published", False)
+
+
 def check_models(settings: Settings) -> None:
     from w2s_align.registry import CLASSIFIER_KINDS, LM_KINDS
 
@@ -58,8 +66,8 @@ def check_models(settings: Settings) -> None:
         spec = model.spec
         if spec.kind not in kinds:
             _fail(f"models.{name}.kind", f"unknown kind {spec.kind!r}; registered kinds: {kinds}")
-        if spec.kind == "pretrained" and spec.path is None:
-            _fail(f"models.{name}", "kind 'pretrained' needs a `path`")
+        if published(spec.kind) and spec.path is None:
+            _fail(f"models.{name}", f"kind {spec.kind!r} needs a `path`")
         for block, hp in (("train", model.train), ("student", model.student)):
             if hp.effective_batch_size is not None and hp.effective_batch_size % hp.batch_size:
                 _fail(f"models.{name}.{block}.effective_batch_size", f"{hp.effective_batch_size} is not a multiple "
@@ -122,11 +130,11 @@ def check_task(settings: Settings, name: str) -> None:
         return
     if task.preferences:
         check_preferences(settings, name)
-    if _kind(settings, task.reference_lm) != "pretrained":
+    if not _published_lm(settings, task.reference_lm):
         _fail(f"tasks.{name}.reference_lm", f"{task.reference_lm!r} is not a pretrained model under `models`")
     check_scorer(settings, task.scorer, f"tasks.{name}.scorer")
     if task.gold:
-        if _kind(settings, task.gold.generator) != "pretrained":
+        if not _published_lm(settings, task.gold.generator):
             _fail(f"tasks.{name}.corpus.gold.generator", f"{task.gold.generator!r} must be a pretrained LM under "
                   "`models` (used untuned)")
         check_scorer(settings, task.gold.judge, f"tasks.{name}.corpus.gold.judge")
@@ -145,7 +153,7 @@ def check_task(settings: Settings, name: str) -> None:
 def check_preferences(settings: Settings, name: str) -> None:
     """The preference track: a pretrained generator, known judges, DPO strategies, LoRA strong models."""
     spec, where = settings.tasks[name].preferences, f"tasks.{name}.preferences"
-    if _kind(settings, spec.generator) != "pretrained":
+    if not _published_lm(settings, spec.generator):
         _fail(f"{where}.generator", f"{spec.generator!r} must be a pretrained LM under `models` (used untuned)")
     for judge in [spec.gold_judge, *spec.weak_judges]:
         check_scorer(settings, judge, f"{where}.{'gold_judge' if judge == spec.gold_judge else 'weak_judges'}")
@@ -164,7 +172,7 @@ def check_preferences(settings: Settings, name: str) -> None:
         model = settings.models.get(strong)
         if model is None:
             _fail(f"{where}.strong_models", f"unknown model {strong!r}")
-        if model.spec.kind != "pretrained" or not model.spec.lora:
+        if not _published_lm(settings, strong) or not model.spec.lora:
             _fail(f"{where}.strong_models", f"{strong!r} needs kind pretrained with a `lora` block: DPO's reference "
                   "is the base with the adapter disabled (set preferences.strong_models to LoRA models)")
 
