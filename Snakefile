@@ -46,6 +46,7 @@ localrules:
     ensemble_labels,
     metrics,
     toxicity_metrics,
+    gold_test_pairs,
     preference_metrics,
     summary,
     plots,

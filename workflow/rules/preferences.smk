@@ -59,6 +59,24 @@ rule judge_candidates:
         "../scripts/judge_candidates.py"
 
 
+rule gold_test_pairs:
+    """The gold judge's test pairs (margin >= min_gold_margin, each in a fixed random order), once per task."""
+    input:
+        candidates=rules.preference_candidates.output[0],
+        gold_judged=from_config(layout.gold_judge_file, "task"),
+    output:
+        "results/{task}/preferences/gold_test_pairs.parquet",
+    log:
+        "logs/{task}/preferences/gold_test_pairs.log",
+    conda:
+        "../../envs/w2s.yaml"
+    params:
+        min_gold_margin=prefs("min_gold_margin"),
+        code=code("gold_test_pairs.py"),
+    script:
+        "../scripts/gold_test_pairs.py"
+
+
 rule train_dpo_ceiling:
     input:
         unpack(base_of("strong")),

@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from w2s_align.data.preferences import CANDIDATE_COLUMNS, JUDGED_COLUMNS, gold_test_pairs
+from w2s_align.data.preferences import GOLD_PAIR_COLUMNS, JUDGED_COLUMNS
 from w2s_align.eval.classification import evaluate
 from w2s_align.eval.generation import evaluate_generations, scored_generations
 from w2s_align.infer.pair_logps import LOGP_COLUMNS
@@ -67,13 +67,12 @@ def preference_scores(pairs: pd.DataFrame, weak: pd.DataFrame, logps: dict[str, 
     return table
 
 
-def evaluate_preference_run(candidates: str, gold_judged: str, weak_judged: str, logps: dict[str, str],
-                            generations: dict[str, dict[str, str]], beta: float, min_gold_margin: float, out: str,
-                            identity: dict, n_boot: int, seed: int) -> None:
+def evaluate_preference_run(gold_pairs: str, weak_judged: str, logps: dict[str, str],
+                            generations: dict[str, dict[str, str]], beta: float, out: str, identity: dict,
+                            n_boot: int, seed: int) -> None:
     """The run's long-format metrics: preference accuracy (+ PGR), then the toxicity metrics of base / w2s /
     ceiling continuations (PGR from the base)."""
-    pairs = gold_test_pairs(read_parquet(candidates, CANDIDATE_COLUMNS), read_parquet(gold_judged, JUDGED_COLUMNS),
-                       min_gold_margin)
+    pairs = read_parquet(gold_pairs, GOLD_PAIR_COLUMNS)
     frames = {role: read_parquet(path, LOGP_COLUMNS) for role, path in logps.items()}
     pref = preference_scores(pairs, read_parquet(weak_judged, JUDGED_COLUMNS), frames, beta, n_boot, seed)
     by_role = {role: scored_generations(f["generations"], f["scores"], f["perplexity"])
