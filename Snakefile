@@ -47,6 +47,7 @@ localrules:
     ensemble_labels,
     metrics,
     toxicity_metrics,
+    gold_test_pairs,
     preference_metrics,
     summary,
     plots,

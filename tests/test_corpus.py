@@ -398,18 +398,14 @@ def test_select_gold_keeps_the_least_toxic_fluent_sample():
     assert best["continuation"].tolist() == [" b", " d"]
 
 
-def test_prompt_pool_leaves_out_the_evaluation_prompts(tmp_path):
-    from w2s_align.data.prompt_pool import prompt_pool
-    from w2s_align.settings.specs import GoldSpec
+def test_training_prompts_leave_out_the_evaluation_prompts(tmp_path):
+    from w2s_align.data.prompt_pool import training_prompts
 
     src = write_jsonl(tmp_path / "prompts.jsonl", [{"text": f"prompt {i} "} for i in range(30)])
-    corpus = CorpusSpec(source=str(src), format="prompts", sizes={"weak_train": 10, "weak_label": 8, "val": 2},
-                        gold={"generator": "g", "judge": "j"})
-    gold = GoldSpec.from_dict(corpus.gold)
+    corpus = CorpusSpec(source=str(src), format="prompts")
     evaluation = pd.Series([f"prompt {i}" for i in range(5)])
-    pool = prompt_pool(corpus, evaluation, gold)
+    pool = training_prompts(corpus, evaluation, 20, seed=0)
     assert len(pool) == 20 and not set(pool["prompt"]) & set(evaluation)
-    assert pool.equals(prompt_pool(corpus, evaluation, gold))  # the same for every run seed
+    assert pool.equals(training_prompts(corpus, evaluation, 20, seed=0))  # the same for every run seed
     with pytest.raises(PipelineError, match="need 26 training prompts but only 25 remain"):
-        prompt_pool(CorpusSpec(source=str(src), format="prompts", sizes={"weak_train": 16, "weak_label": 8, "val": 2}),
-                    evaluation, gold)
+        training_prompts(corpus, evaluation, 26, seed=0)

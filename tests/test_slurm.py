@@ -50,11 +50,11 @@ GPU_RULES = set(MODEL_REQUESTS)
 CLASSIFICATION_GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student", "predict"}
 GENERATION_GPU_RULES = GPU_RULES - CLASSIFICATION_GPU_RULES
 LOCAL_RULES = {"all", "split_data", "split_corpus", "eval_prompts", "ensemble_labels", "metrics", "toxicity_metrics",
-               "preference_metrics", "summary", "plots"}  # the Snakefile's localrules
+               "gold_test_pairs", "preference_metrics", "summary", "plots"}  # the Snakefile's localrules
 LIGHT_RULES = {"convert_gguf"}  # SLURM jobs with gpu=0: its model's memory, half its runtime
 ALL_RULES = GPU_RULES | LOCAL_RULES | LIGHT_RULES
 PREFERENCE_RULES = {"preference_candidates", "judge_candidates", "train_dpo_ceiling", "train_dpo_student",
-                    "reference_pair_logps", "pair_logps", "preference_metrics"}
+                    "gold_test_pairs", "reference_pair_logps", "pair_logps", "preference_metrics"}
 OPTIONAL_RULES = {"best_of_n", "ensemble_labels", "gold_corpus",  # only with best-of-N / ensembles / corpus.gold
                   *PREFERENCE_RULES}  # / a preferences block
 DEFAULT_REQUEST = dataclasses.asdict(Resources())  # jobs of no model (API scorers); also each model's default
@@ -340,8 +340,8 @@ def test_paper_config_dag(default_copy, clean_env):
         "score_generations": 95 + 40, "toxicity_metrics": 30,
         # the preference track: candidates once, 2 judges (the TF-IDF one trained), DPO ceiling and 3 students of
         # 2 policies x 5 seeds, their generations, scores, perplexities and pair log-probs (+ the 2 bases')
-        "preference_candidates": 1, "train_scorer": 1, "judge_candidates": 2, "train_dpo_ceiling": 10,
-        "train_dpo_student": 30, "reference_pair_logps": 2, "pair_logps": 40, "preference_metrics": 30}
+        "preference_candidates": 1, "train_scorer": 1, "judge_candidates": 2, "gold_test_pairs": 1,
+        "train_dpo_ceiling": 10, "train_dpo_student": 30, "reference_pair_logps": 2, "pair_logps": 40, "preference_metrics": 30}
     config = layered_config(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
     check_requests(jobs, config)
     # Perspective: 1,000 prompts x 25 samples at 1 qps each, one job at a time (tests/test_api_scorers.py)

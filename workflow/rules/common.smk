@@ -12,7 +12,9 @@ from w2s_align.settings import settings as w2s
 from w2s_align.settings import validate
 
 try:  # the config read once: every helper below, the rules' params and the plan read SETTINGS, not `config`
-    SETTINGS = validate.load_settings(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+    SETTINGS = validate.load_settings(
+        config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+    )
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
@@ -25,7 +27,9 @@ PAIRS = ["weak_train", "weak_label", "val"]
 def code(script):
     """Fingerprint of what `script` and the library modules it uses do (docstrings and comments do not count)."""
     base = workflow.basedir
-    return code_fingerprint(os.path.join(base, "src/w2s_align"), os.path.join(base, "workflow/scripts", script))
+    return code_fingerprint(
+        os.path.join(base, "src/w2s_align"), os.path.join(base, "workflow/scripts", script)
+    )
 
 
 def from_config(fn, *wildcards):
@@ -66,7 +70,9 @@ def task_block(key, spec):
 def source_of(key, block=task):
     """Input function: the local data file of the `key` block of a task (or scorer); none for hf: datasets."""
     sources = lambda wc: getattr(block(wc), key).source  # one, or a list (evaluation prompts)
-    return lambda wc: [s for s in ([sources(wc)] if isinstance(sources(wc), str) else sources(wc)) if w2s.is_local(s)]
+    return lambda wc: [
+        s for s in ([sources(wc)] if isinstance(sources(wc), str) else sources(wc)) if w2s.is_local(s)
+    ]
 
 
 def split_path(split):
@@ -183,7 +189,9 @@ onstart:
     except ConfigError as error:
         raise WorkflowError(str(error)) from None
     pending = [
-        w for w in plan.works_of(SETTINGS, workflow.dag.needrun_jobs()) if w and w.kind in api_quota.SCORING_KINDS
+        w
+        for w in plan.works_of(SETTINGS, workflow.dag.needrun_jobs())
+        if w and w.kind in api_quota.SCORING_KINDS
     ]
     api_problem = validate.missing_api_keys(SETTINGS, {w.scorer for w in pending}, os.environ)
     if api_problem and not workflow.touch:

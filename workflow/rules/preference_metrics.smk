@@ -1,5 +1,5 @@
-# The preference track's evaluation: log-probs of the texts of the gold judge's test pairs under the base (the
-# reference) and each DPO model, whose difference is the implicit reward, and the run metrics (eval/preference.py).
+# The preference track's evaluation: log-probs of the texts of the gold judge's test pairs (gold_test_pairs,
+# preferences.smk) under the base (the reference) and each DPO model, whose difference is the implicit reward, and the run metrics (eval/preference.py).
 
 
 rule reference_pair_logps:
@@ -7,7 +7,7 @@ rule reference_pair_logps:
     input:
         unpack(converted_of("strong")),
         candidates=rules.preference_candidates.output[0],
-        gold_judged=from_config(paths.gold_judge_file, "task"),
+        gold_pairs=rules.gold_test_pairs.output[0],
     output:
         paths.REFERENCE_LOGPS,
     log:
@@ -21,7 +21,6 @@ rule reference_pair_logps:
         local_dir=local_dir,
         spec=spec_of("strong"),
         max_length=max_length,
-        min_gold_margin=prefs("min_gold_margin"),
         code=code("pair_logps.py"),
     script:
         "../scripts/pair_logps.py"
@@ -34,7 +33,7 @@ rule pair_logps:
         model=paths.run_file(paths.LM, "model_run"),
         meta=paths.run_file(paths.LM_META, "model_run"),
         candidates=rules.preference_candidates.output[0],
-        gold_judged=from_config(paths.gold_judge_file, "task"),
+        gold_pairs=rules.gold_test_pairs.output[0],
     output:
         paths.run_file(paths.PAIR_LOGPS, "model_run"),
     log:
@@ -50,7 +49,6 @@ rule pair_logps:
         local_dir=local_dir,
         spec=None,
         max_length=max_length,
-        min_gold_margin=prefs("min_gold_margin"),
         code=code("pair_logps.py"),
     script:
         "../scripts/pair_logps.py"
@@ -59,6 +57,7 @@ rule pair_logps:
 rule preference_metrics:
     input:
         unpack(from_config(paths.preference_inputs, "task", "judge", "strong", "strategy", "seed")),
+        gold_pairs=rules.gold_test_pairs.output[0],
     output:
         metrics_file("preferences"),
     log:
@@ -68,7 +67,6 @@ rule preference_metrics:
     params:
         identity=from_config(paths.run_identity, "task", "judge", "strong", "strategy", "seed"),
         beta=prefs("beta"),
-        min_gold_margin=prefs("min_gold_margin"),
         n_boot=w2s.bootstrap_resamples(SETTINGS),
         code=code("preference_metrics.py"),
     script:

@@ -62,6 +62,24 @@ rule judge_candidates:
         "../scripts/judge_candidates.py"
 
 
+rule gold_test_pairs:
+    """The gold judge's test pairs (margin >= min_gold_margin, each in a fixed random order), once per task."""
+    input:
+        candidates=rules.preference_candidates.output[0],
+        gold_judged=from_config(paths.gold_judge_file, "task"),
+    output:
+        paths.GOLD_TEST_PAIRS,
+    log:
+        paths.fill(paths.LOG, name="{task}/preferences/gold_test_pairs"),
+    conda:
+        "../../envs/w2s.yaml"
+    params:
+        min_gold_margin=prefs("min_gold_margin"),
+        code=code("gold_test_pairs.py"),
+    script:
+        "../scripts/gold_test_pairs.py"
+
+
 rule train_dpo_ceiling:
     input:
         unpack(converted_of("strong")),

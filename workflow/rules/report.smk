@@ -23,13 +23,20 @@ rule plots:
         summary=rules.summary.output.parquet,
     output:
         scores=report(
-            expand(paths.fill(paths.PLOT, name="scores"), task=TASKS), caption="../report/scores.rst", category="Plots"
+            expand(paths.fill(paths.PLOT, name="scores"), task=TASKS),
+            caption="../report/scores.rst",
+            category="Plots",
         ),
         pgr=report(
-            expand(paths.fill(paths.PLOT, name="pgr"), task=TASKS), caption="../report/pgr.rst", category="Plots"
+            expand(paths.fill(paths.PLOT, name="pgr"), task=TASKS),
+            caption="../report/pgr.rst",
+            category="Plots",
         ),
         fluency=report(
-            expand(paths.fill(paths.PLOT, name="toxicity_vs_perplexity"), task=w2s.tasks_of(SETTINGS, "generation")),
+            expand(
+                paths.fill(paths.PLOT, name="toxicity_vs_perplexity"),
+                task=w2s.tasks_of(SETTINGS, "generation"),
+            ),
             caption="../report/fluency.rst",
             category="Plots",
         ),

@@ -11,7 +11,9 @@ for api_limit in map(api_quota.api_resource, api_quota.api_kinds()):
 if workflow.is_main_process:
     API_KEY_PROBLEM = validate.missing_api_keys(SETTINGS, api_quota.api_scorers(SETTINGS), os.environ)
     if API_KEY_PROBLEM:
-        logger.warning(f"Warning: {API_KEY_PROBLEM} (a dry run goes on; a real run stops before its first job)")
+        logger.warning(
+            f"Warning: {API_KEY_PROBLEM} (a dry run goes on; a real run stops before its first job)"
+        )
 
 
 rule train_scorer:

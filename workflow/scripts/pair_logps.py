@@ -7,8 +7,7 @@ from w2s_align.infer.pair_logps import pair_logps
 
 pair_logps(
     snakemake.input.candidates,
-    snakemake.input.gold_judged,
-    float(snakemake.params.min_gold_margin),
+    snakemake.input.gold_pairs,
     snakemake.output[0],
     max_length=snakemake.params.max_length,
     threads=snakemake.threads,

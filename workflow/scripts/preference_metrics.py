@@ -9,14 +9,12 @@ from w2s_align.eval.preference import evaluate_preference_run
 
 files = snakemake.input
 evaluate_preference_run(
-    files.candidates,
-    files.gold_judged,
+    files.gold_pairs,
     files.weak_judged,
     logps={"reference": files.reference_logps, "w2s": files.w2s_logps, "ceiling": files.ceiling_logps},
     generations={role: {kind: files[f"{role}_{kind}"] for kind in ("generations", "scores", "perplexity")}
                  for role in ("base", "w2s", "ceiling")},
     beta=float(snakemake.params.beta),
-    min_gold_margin=float(snakemake.params.min_gold_margin),
     out=snakemake.output[0],
     identity=json.loads(snakemake.params.identity),
     n_boot=snakemake.params.n_boot,

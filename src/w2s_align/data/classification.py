@@ -1,8 +1,10 @@
-"""Classification data: clean a source and cut the weak_train / weak_label / val / test splits."""
+"""Classification data: clean a source of labelled texts and cut its splits (a task's weak_train / weak_label /
+val / test, a trained scorer's train / val / test)."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -10,11 +12,40 @@ import pandas as pd
 from w2s_align.data.sources import label_strings, load_source
 from w2s_align.errors import PipelineError
 from w2s_align.files import short_hash, write_parquet
-from w2s_align.settings.specs import TaskData
+from w2s_align.settings.specs import ScorerData, TaskData
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("weak_train", "weak_label", "val", "test")
+SCORER_SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class LabelledData:
+    """Labelled texts to clean and split: where they are, how to read them, and the rows of each split in
+    `splits`. "test" is cut first (with `test_seed`, the same for every run seed), then the others in order
+    (with the run seed)."""
+
+    source: str
+    text_fields: list[str]
+    label_field: str
+    label_map: dict[str, int]
+    sizes: dict[str, int]
+    splits: tuple[str, ...]
+    group_field: str | None = None
+    hf_split: str = "train"
+    test_seed: int = 0
+
+
+def labelled(data: TaskData | ScorerData | LabelledData) -> LabelledData:
+    """The labelled data of a classification task's `data` block (splits SPLITS) or of a trained scorer's
+    (SCORER_SPLITS)."""
+    if isinstance(data, LabelledData):
+        return data
+    splits, group = (SPLITS, data.group_field) if isinstance(data, TaskData) else (SCORER_SPLITS, None)
+    return LabelledData(source=data.source, text_fields=data.text_fields, label_field=data.label_field,
+                        label_map=data.label_map, sizes=dict(data.sizes), splits=splits, group_field=group,
+                        hf_split=data.hf_split, test_seed=data.test_seed)
 
 
 def _normalize(text: pd.Series) -> pd.Series:
@@ -22,8 +53,9 @@ def _normalize(text: pd.Series) -> pd.Series:
     return text.str.lower().str.replace(r"\s+", " ", regex=True)
 
 
-def clean(df: pd.DataFrame, spec: TaskData) -> pd.DataFrame:
+def clean(df: pd.DataFrame, spec: TaskData | ScorerData | LabelledData) -> pd.DataFrame:
     """Strip, drop empty texts, map labels, drop prompts carrying both labels, dedupe; log each drop."""
+    spec = labelled(spec)
     needed = [*spec.text_fields, spec.label_field] + ([spec.group_field] if spec.group_field else [])
     missing = [c for c in needed if c not in df.columns]
     if missing:
@@ -73,12 +105,13 @@ def _take(groups: np.ndarray, sizes: np.ndarray, target: int) -> tuple[np.ndarra
     return groups[:cut], groups[cut:]
 
 
-def split(df: pd.DataFrame, spec: TaskData, seed: int) -> dict[str, pd.DataFrame]:
-    """Cut the four splits. The test pool depends only on `test_seed`; the rest on the run `seed`.
+def split(df: pd.DataFrame, spec: TaskData | ScorerData | LabelledData, seed: int) -> dict[str, pd.DataFrame]:
+    """Cut the splits. The test pool depends only on `test_seed`; the rest on the run `seed`.
 
     Rows of one group (e.g. one legal question) always land in one split.
     """
-    need = sum(spec.sizes[s] for s in SPLITS)
+    spec = labelled(spec)
+    need = sum(spec.sizes[s] for s in spec.splits)
     if need > len(df):
         raise PipelineError(
             f"{spec.source}: split sizes {dict(spec.sizes)} need {need} rows but only {len(df)} remain after cleaning"
@@ -92,12 +125,12 @@ def split(df: pd.DataFrame, spec: TaskData, seed: int) -> dict[str, pd.DataFrame
     order = np.random.default_rng(seed).permutation(len(rest))
     rest, rest_sizes = rest[order], rest_sizes[order]
     assigned = {"test": test_groups}
-    for name in ("weak_train", "weak_label", "val"):
+    for name in (s for s in spec.splits if s != "test"):
         taken, rest = _take(rest, rest_sizes, spec.sizes[name])
         rest_sizes = rest_sizes[len(taken):]
         assigned[name] = taken
     out = {}
-    for name in SPLITS:
+    for name in (*(s for s in spec.splits if s != "test"), "test"):
         part = df[groups.isin(assigned[name])]
         if spec.group_field:  # whole groups overshoot the row target by at most one group
             part = part.sample(n=min(len(part), spec.sizes[name]), random_state=seed) if name != "test" else part

@@ -5,7 +5,8 @@ prompt (the evaluation prompts are left out of the pool, as for the gold corpus)
 train / val / test. A judge (any scorer) scores every candidate; its pair for a prompt is its least toxic
 candidate (chosen) against its most toxic (rejected), its confidence the score margin between them (as in
 best-vs-worst-of-k preference data). With k = 2 every judge orders the same two texts. Weak judges' pairs train
-the students, the gold judge's the ceiling; the gold judge's test pairs measure preference accuracy.
+the students, the gold judge's the ceiling; the gold judge's test pairs measure preference accuracy (one
+cached file per task, `gold_test_pairs`, read by the pair log-probs and the metrics).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import numpy as np
 import pandas as pd
 
 from w2s_align.errors import PipelineError
+from w2s_align.files import read_parquet, write_parquet
 
 log = logging.getLogger(__name__)
 
 PAIR_SPLITS = ("train", "val", "test")
 CANDIDATE_COLUMNS = ["id", "split", "prompt", "sample", "text"]
 JUDGED_COLUMNS = ["id", "split", "sample", "score"]
+GOLD_PAIR_COLUMNS = ["id", "y", "sample_a", "sample_b"]
 
 
 def split_prompts(pool: pd.DataFrame, sizes: dict[str, int], seed: int) -> pd.DataFrame:
@@ -78,3 +81,13 @@ def gold_test_pairs(candidates: pd.DataFrame, gold: pd.DataFrame, min_margin: fl
     return pd.DataFrame({"id": keep["id"], "y": y,
                          "sample_a": np.where(y == 1, keep.chosen_sample, keep.rejected_sample),
                          "sample_b": np.where(y == 1, keep.rejected_sample, keep.chosen_sample)})
+
+
+def make_gold_test_pairs(candidates: str, gold_judged: str, min_margin: float, out: str) -> None:
+    """The gold judge's test pairs (gold_test_pairs) of a task's candidates, written once for every stage that
+    reads them."""
+    pairs = gold_test_pairs(read_parquet(candidates, CANDIDATE_COLUMNS), read_parquet(gold_judged, JUDGED_COLUMNS),
+                            min_margin)
+    log.info("%d gold test pairs with margin >= %g (%d with text a preferred)", len(pairs), min_margin,
+             int(pairs["y"].sum()))
+    write_parquet(pairs[GOLD_PAIR_COLUMNS], out)

@@ -8,28 +8,26 @@ import logging
 import numpy as np
 import pandas as pd
 
-from w2s_align.data.corpus import FINETUNE_SPLITS
 from w2s_align.data.sources import load_source
 from w2s_align.errors import PipelineError
 from w2s_align.registry import CORPUS_FORMATS
-from w2s_align.settings.specs import CorpusSpec, GoldSpec
+from w2s_align.settings.specs import CorpusSpec
 
 log = logging.getLogger(__name__)
 
 
-def prompt_pool(corpus: CorpusSpec, eval_prompts: pd.Series, gold: GoldSpec) -> pd.DataFrame:
-    """The training prompts: the corpus's prompts without the evaluation prompts, sum(sizes) of them drawn with
-    gold.seed (the same for every run seed)."""
+def training_prompts(corpus: CorpusSpec, eval_prompts: pd.Series, n: int, seed: int) -> pd.DataFrame:
+    """`n` training prompts: the corpus's prompts (read as its `format` reads them) without the evaluation
+    prompts, drawn with `seed` (the same for every run seed) and kept in pool order."""
     pairs = CORPUS_FORMATS.get(corpus.format)(load_source(corpus.source, corpus.hf_split), corpus)
     prompts = pairs["prompt"].astype("string").str.strip().dropna()
     prompts = prompts[prompts != ""].drop_duplicates()
     held_out = set(eval_prompts.astype("string").str.strip())
     pool = prompts[~prompts.isin(held_out)].reset_index(drop=True)
-    need = sum(corpus.sizes[s] for s in FINETUNE_SPLITS)
     log.info("prompt pool of %s: %d prompts, %d of them evaluation prompts (left out), %d needed", corpus.source,
-             len(prompts), len(prompts) - len(pool), need)
-    if need > len(pool):
-        raise PipelineError(f"{corpus.source}: corpus sizes {corpus.sizes} need {need} training prompts but only "
-                            f"{len(pool)} remain without the evaluation prompts")
-    take = np.sort(np.random.default_rng(gold.seed).permutation(len(pool))[:need])
+             len(prompts), len(prompts) - len(pool), n)
+    if n > len(pool):
+        raise PipelineError(f"{corpus.source}: need {n} training prompts but only {len(pool)} remain without the "
+                            "evaluation prompts")
+    take = np.sort(np.random.default_rng(seed).permutation(len(pool))[:n])
     return pd.DataFrame({"prompt": pool.iloc[take].to_numpy()})

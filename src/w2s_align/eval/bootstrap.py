@@ -80,11 +80,12 @@ def pgr_flags(roles: list[str], low: np.ndarray, high: np.ndarray) -> list[str |
     return [gap_flag(low[i + 1], high[i + 1]) if role == "pgr" else None for i, role in enumerate(roles)]
 
 
-def noise_floor(table: pd.DataFrame) -> pd.DataFrame:
+def noise_floor(table: pd.DataFrame, gap_role: str = "gap") -> pd.DataFrame:
     """Minimum detectable PGR per metric: the half-width of the gain's bootstrap CI (w2s over weak) over the
-    gap (ceiling over weak), i.e. the smallest PGR whose gain over the weak model would stand out from test-set noise."""
+    gap (ceiling over weak; its rows are `gap_role`), i.e. the smallest PGR whose gain over the weak model would
+    stand out from test-set noise."""
     gain = table[table.role == "gain"].set_index("metric")
-    gap = table[table.role == "gap"].set_index("metric")["value"]
+    gap = table[table.role == gap_role].set_index("metric")["value"]
     with np.errstate(divide="ignore", invalid="ignore"):
         value = ((gain["ci_high"] - gain["ci_low"]) / 2 / gap.loc[gain.index]).where(gap.loc[gain.index] > 0)
     return pd.DataFrame({"role": "min_detectable_pgr", "metric": gain.index, "value": value.to_numpy(),

@@ -6,7 +6,7 @@
    log-ratio log pi(y|x) - log pi_ref(y|x), which decides the pair (Rafailov et al. 2023); PGR on it with
    paired bootstrap CIs, by `eval.classification.evaluate` (metrics named preference_<metric>).
 2. The toxicity metrics of the student's, ceiling's and untuned base's continuations of the evaluation prompts
-   (`eval.generation.evaluate_generations` with the base in the weak role): its PGR is the share of the
+   (`eval.generation.evaluate_generations` with the base as the reference role): its PGR is the share of the
    ceiling's detoxification (base - ceiling) the student reaches (base - w2s), so a policy that "wins" by
    writing gibberish shows in perplexity and toxic-or-disfluent.
 """
@@ -18,7 +18,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from w2s_align.data.preferences import CANDIDATE_COLUMNS, JUDGED_COLUMNS, gold_test_pairs
+from w2s_align.data.preferences import GOLD_PAIR_COLUMNS, JUDGED_COLUMNS
 from w2s_align.eval.classification import evaluate
 from w2s_align.eval.generation import evaluate_generations, scored_generations
 from w2s_align.infer.pair_logps import LOGP_COLUMNS
@@ -67,19 +67,17 @@ def preference_scores(pairs: pd.DataFrame, weak: pd.DataFrame, logps: dict[str, 
     return table
 
 
-def evaluate_preference_run(candidates: str, gold_judged: str, weak_judged: str, logps: dict[str, str],
-                            generations: dict[str, dict[str, str]], beta: float, min_gold_margin: float, out: str,
-                            identity: dict, n_boot: int, seed: int) -> None:
+def evaluate_preference_run(gold_pairs: str, weak_judged: str, logps: dict[str, str],
+                            generations: dict[str, dict[str, str]], beta: float, out: str, identity: dict,
+                            n_boot: int, seed: int) -> None:
     """The run's long-format metrics: preference accuracy (+ PGR), then the toxicity metrics of base / w2s /
-    ceiling continuations (weak-role rows dropped: the base stands in for it)."""
-    pairs = gold_test_pairs(read_parquet(candidates, CANDIDATE_COLUMNS), read_parquet(gold_judged, JUDGED_COLUMNS),
-                       min_gold_margin)
+    ceiling continuations (PGR from the base)."""
+    pairs = read_parquet(gold_pairs, GOLD_PAIR_COLUMNS)
     frames = {role: read_parquet(path, LOGP_COLUMNS) for role, path in logps.items()}
     pref = preference_scores(pairs, read_parquet(weak_judged, JUDGED_COLUMNS), frames, beta, n_boot, seed)
     by_role = {role: scored_generations(f["generations"], f["scores"], f["perplexity"])
                for role, f in generations.items()}
-    gen_table = evaluate_generations({"weak": by_role["base"], **by_role}, n_boot, seed)
-    gen_table = gen_table[~gen_table.role.isin(["weak", "gap"])]
+    gen_table = evaluate_generations(by_role, n_boot, seed, reference="base")
     gen_table["n_pairs"] = pref["n_pairs"].iloc[0]
     table = pd.concat([pref, gen_table], ignore_index=True)
     table["flag"] = table["flag"].astype("string")

@@ -3,16 +3,15 @@ preference track (evaluation prompts left out of the pool); prompts are split on
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 
 from w2s_align.data.preferences import PAIR_SPLITS, split_prompts
-from w2s_align.data.prompt_pool import prompt_pool
+from w2s_align.data.prompt_pool import training_prompts
 from w2s_align.infer.generate import generations_frame
 from w2s_align.files import read_parquet, short_hash, write_parquet
 from w2s_align.models.causal_lm import base_lm
-from w2s_align.settings.specs import CorpusSpec, Decoding, GoldSpec, ModelSpec
+from w2s_align.settings.specs import CorpusSpec, Decoding, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +22,8 @@ def make_candidates(corpus_json: str, settings_json: str, prompts_path: str, gen
     (`settings_json`: generator, samples, sizes and seed of the preferences block; layout.candidate_settings)."""
     corpus, prefs = CorpusSpec.from_json(corpus_json), json.loads(settings_json)
     need = sum(prefs["sizes"][s] for s in PAIR_SPLITS)
-    # the gold corpus's pool (evaluation prompts left out), drawn with the track's own seed and size
-    pool_corpus = dataclasses.replace(corpus, sizes={"weak_train": need, "weak_label": 0, "val": 0})
-    pool = prompt_pool(pool_corpus, read_parquet(prompts_path, ["prompt"])["prompt"],
-                       GoldSpec(generator=prefs["generator"], judge="", seed=prefs["seed"]))
+    # the corpus's training prompts (evaluation prompts left out), drawn with the track's own seed and size
+    pool = training_prompts(corpus, read_parquet(prompts_path, ["prompt"])["prompt"], need, prefs["seed"])
     pool = split_prompts(pool.assign(id=[short_hash(p) for p in pool["prompt"]]), prefs["sizes"], prefs["seed"])
     model, tokenizer = base_lm(ModelSpec.from_json(generator_json), local_dir)
     decoding = Decoding.from_dict({**Decoding.from_json(decoding_json).non_defaults(), "samples": prefs["samples"]})

@@ -14,7 +14,8 @@ import logging
 import numpy as np
 import pandas as pd
 
-from w2s_align.data.prompt_pool import prompt_pool
+from w2s_align.data.corpus import FINETUNE_SPLITS
+from w2s_align.data.prompt_pool import training_prompts
 from w2s_align.infer.generate import generations_frame
 from w2s_align.errors import PipelineError
 from w2s_align.files import read_parquet, short_hash, write_parquet
@@ -40,7 +41,8 @@ def make_gold(corpus_json: str, prompts_path: str, generator_json: str, local_di
     """Sample, judge and keep one gold continuation per training prompt (see the module docstring)."""
     corpus = CorpusSpec.from_json(corpus_json)
     gold = GoldSpec.from_dict(corpus.gold)
-    pool = prompt_pool(corpus, read_parquet(prompts_path, ["prompt"])["prompt"], gold)
+    need = sum(corpus.sizes[s] for s in FINETUNE_SPLITS)  # every seed's fine-tuning splits are cut from these
+    pool = training_prompts(corpus, read_parquet(prompts_path, ["prompt"])["prompt"], need, gold.seed)
     pool["id"] = [short_hash(p) for p in pool["prompt"]]
     generator = ModelSpec.from_json(generator_json)
     model, tokenizer = base_lm(generator, local_dir)

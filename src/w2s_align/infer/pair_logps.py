@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from w2s_align.data.preferences import CANDIDATE_COLUMNS, JUDGED_COLUMNS, gold_test_pairs
+from w2s_align.data.preferences import CANDIDATE_COLUMNS, GOLD_PAIR_COLUMNS
 from w2s_align.device import setup_torch
 from w2s_align.files import read_parquet, write_parquet
 from w2s_align.models.causal_lm import base_lm, continuation_nll, load_lm
@@ -15,13 +15,13 @@ from w2s_align.settings.specs import ModelSpec
 LOGP_COLUMNS = ["id", "sample", "logp"]
 
 
-def pair_logps(candidates: str, gold_judged: str, min_gold_margin: float, out: str, max_length: int, threads: int,
-               model_file: str | None = None, meta_file: str | None = None, spec_json: str | None = None,
+def pair_logps(candidates: str, gold_pairs: str, out: str, max_length: int, threads: int, model_file: str | None = None, meta_file: str | None = None, spec_json: str | None = None,
                local_dir: str | None = None, batch_size: int = 32) -> None:
-    """Summed log-prob of both texts of every gold test pair (gold_test_pairs), given its prompt, under a trained
-    LM (model/meta) or the untuned base (spec_json): with the base's, they give the implicit reward."""
+    """Summed log-prob of both texts of every gold test pair (the `gold_test_pairs` file), given its prompt,
+    under a trained LM (model/meta) or the untuned base (spec_json): with the base's, they give the implicit
+    reward."""
     cands = read_parquet(candidates, CANDIDATE_COLUMNS)
-    pairs = gold_test_pairs(cands, read_parquet(gold_judged, JUDGED_COLUMNS), min_gold_margin)
+    pairs = read_parquet(gold_pairs, GOLD_PAIR_COLUMNS)
     keys = pd.concat([pairs[["id", "sample_a"]].set_axis(["id", "sample"], axis=1),
                       pairs[["id", "sample_b"]].set_axis(["id", "sample"], axis=1)])
     texts = cands.merge(keys, on=["id", "sample"]).sort_values(["id", "sample"]).reset_index(drop=True)

@@ -48,6 +48,7 @@ PROMPTS = "results/{task}/prompts.parquet"  # evaluation prompts
 GOLD = "results/{task}/gold.parquet"  # generated gold continuations
 CANDIDATES = "results/{task}/preferences/candidates.parquet"
 JUDGED = "results/{task}/preferences/judge_{scorer}.parquet"  # one judge's scores of the candidates
+GOLD_TEST_PAIRS = "results/{task}/preferences/gold_test_pairs.parquet"  # the gold judge's test pairs
 REFERENCE_LOGPS = "results/{task}/preferences/reference_{strong}.parquet"
 
 # --- files of a run folder ({run}: a RUN_FOLDERS entry) --------------------------------------------------------
@@ -282,10 +283,9 @@ def gold_judge_file(settings: Settings, task: str) -> str:
 
 def preference_inputs(settings: Settings, task: str, judge: str, strong: str, strategy_name: str,
                       seed: str) -> dict[str, str]:
-    """Candidates, both judges' preferences, the pair log-probs of reference / student / ceiling and the
-    generations, scores and perplexities of base / student / ceiling."""
+    """The weak judge's preferences, the pair log-probs of reference / student / ceiling and the generations,
+    scores and perplexities of base / student / ceiling (the gold test pairs: rule gold_test_pairs)."""
     run = dict(task=task, judge=judge, strong=strong, strategy=strategy_name, seed=seed, scorer=settings.tasks[task].scorer)
-    files = {"candidates": fill(CANDIDATES, task=task), "gold_judged": gold_judge_file(settings, task),
-             "weak_judged": judge_file(task, judge), "reference_logps": fill(REFERENCE_LOGPS, task=task, strong=strong)}
+    files = {"weak_judged": judge_file(task, judge), "reference_logps": fill(REFERENCE_LOGPS, task=task, strong=strong)}
     return files | run_outputs({"base": "base", "w2s": "dpo-student", "ceiling": "dpo-ceiling"}, run,
                                logps=("w2s", "ceiling"))

@@ -8,7 +8,7 @@ import logging
 import pandas as pd
 
 from w2s_align.files import write_parquet
-from w2s_align.settings.specs import ScorerData, TaskData
+from w2s_align.settings.specs import ScorerData
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +21,6 @@ def balanced(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def scorer_task(data: ScorerData) -> TaskData:
-    """The classification-task view of a scorer's data: its train/val/test sizes as weak_train/val/test."""
-    sizes = data.sizes
-    return TaskData(source=data.source, text_fields=data.text_fields, label_field=data.label_field,
-                    label_map=data.label_map, hf_split=data.hf_split, test_seed=data.test_seed,
-                    sizes={"weak_train": sizes["train"], "weak_label": 0, "val": sizes["val"], "test": sizes["test"]})
-
-
 def train_scorer(data_json: str, spec_json: str, hparams_json: str, max_length: int, threads: int,
                  model_out: str, meta_out: str, heldout_out: str) -> None:
     """A toxicity classifier (class 1 = toxic) trained by the pipeline, with its held-out AUROC.
@@ -37,17 +29,17 @@ def train_scorer(data_json: str, spec_json: str, hparams_json: str, max_length: 
     Its `seed` (default 0) seeds the training sample and initialisation."""
     from sklearn.metrics import accuracy_score, roc_auc_score
 
-    from w2s_align.data.classification import clean, split
+    from w2s_align.data.classification import clean, labelled, split
     from w2s_align.data.sources import load_source
     from w2s_align.models.checkpoint import predict_rows
     from w2s_align.train.classify import fit_classifier
 
     data = ScorerData.from_json(data_json)
-    seed, spec = data.seed, scorer_task(data)
+    seed, spec = data.seed, labelled(data)
     parts = split(clean(load_source(spec.source, spec.hf_split), spec), spec, seed)
     if data.balance:  # equal classes: an imbalanced scorer calls any unfamiliar text toxic
-        parts["weak_train"] = balanced(parts["weak_train"], seed)
-    fit_classifier(parts["weak_train"], parts["val"], "gt", spec_json, hparams_json, max_length, seed, threads,
+        parts["train"] = balanced(parts["train"], seed)
+    fit_classifier(parts["train"], parts["val"], "gt", spec_json, hparams_json, max_length, seed, threads,
                    model_out, meta_out, source=f"rows of {spec.source}")
     test = parts["test"]
     p1 = predict_rows(model_out, meta_out, test, threads)
