@@ -175,7 +175,8 @@ def test_summary_tables(tmp_path):
         t = evaluate(y, p, n_boot=50, seed=seed)
         t = pd.concat([t, pd.DataFrame({"role": ["weak_labels", "ground_truth"], "metric": "positive_fraction",
                                         "value": [0.3, 0.4]})], ignore_index=True)
-        for k, v in {"task": "t", "weak_model": "w", "strong_model": "s", "strategy": "naive", "seed": seed}.items():
+        for k, v in {"task": "t", "weak_model": "w", "strong_model": "s", "strategy": "naive", "seed": seed,
+                     "track": "labels", "kind": "classification"}.items():
             t[k] = v
         files.append(tmp_path / f"m{seed}.parquet")
         t.to_parquet(files[-1])

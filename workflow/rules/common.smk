@@ -96,6 +96,12 @@ def run_benchmark(role, step):
     return paths.fill(paths.RUN_BENCHMARK, run=paths.RUN_FOLDERS[role], step=step)
 
 
+def run_identity(track):
+    """Param function: the identity columns of a run's metric rows (its supervisor: wildcard weak, or judge)."""
+    supervisor = "judge" if track == "preferences" else "weak"
+    return lambda wc: paths.run_identity(SETTINGS, wc.task, wc[supervisor], wc.strong, wc.strategy, wc.seed, track)
+
+
 def metrics_file(track, template=paths.METRICS):
     """A run's metrics file (or, with paths.METRICS_LOG, its log) of a track: labels, demonstrations, preferences
     (whose supervisor is a weak judge: wildcard {judge})."""

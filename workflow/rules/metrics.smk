@@ -13,7 +13,7 @@ rule metrics:
     conda:
         "../../envs/w2s.yaml"
     params:
-        identity=from_config(paths.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        identity=run_identity("labels"),
         n_boot=w2s.bootstrap_resamples(SETTINGS),
         code=code("metrics.py"),
     script:
@@ -30,7 +30,7 @@ rule toxicity_metrics:
     conda:
         "../../envs/w2s.yaml"
     params:
-        identity=from_config(paths.run_identity, "task", "weak", "strong", "strategy", "seed"),
+        identity=run_identity("demonstrations"),
         n_boot=w2s.bootstrap_resamples(SETTINGS),
         code=code("toxicity_metrics.py"),
     script:

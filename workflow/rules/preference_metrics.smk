@@ -65,7 +65,7 @@ rule preference_metrics:
     conda:
         "../../envs/w2s.yaml"
     params:
-        identity=from_config(paths.run_identity, "task", "judge", "strong", "strategy", "seed"),
+        identity=run_identity("preferences"),
         beta=prefs("beta"),
         n_boot=w2s.bootstrap_resamples(SETTINGS),
         code=code("preference_metrics.py"),

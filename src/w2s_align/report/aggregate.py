@@ -7,6 +7,11 @@ import pandas as pd
 from scipy import stats
 
 RUN_KEYS = ["task", "weak_model", "strong_model", "strategy"]
+LABELS = ["track", "kind"]  # what the workflow says a run is (settings/paths.run_identity); kept through aggregation
+# The metric a PGR is read on: per task kind (the task's tables and figures) and per track (tracks side by side).
+KIND_PRIMARY = {"classification": "accuracy", "generation": "expected_max_toxicity"}
+TRACK_PRIMARY = {"labels": "accuracy", "demonstrations": "expected_max_toxicity", "preferences": "preference_accuracy"}
+TRACKS = {"labels": "weak labels", "demonstrations": "weak demonstrations", "preferences": "weak preferences"}
 
 
 def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, int]:
@@ -21,11 +26,13 @@ def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, int]:
 
 
 def across_seeds(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± CI over seeds per (task, weak, strong, strategy, role, metric); flagged PGRs are left out.
+    """Mean ± CI over seeds per (task, weak, strong, strategy, [track, kind,] role, metric); flagged PGRs are left
+    out.
 
     `low`/`high` are the t-interval across seeds, or the run's own bootstrap CI when there is one seed."""
     rows = []
-    for key, grp in runs.groupby(RUN_KEYS + ["role", "metric"], sort=True):
+    keys = RUN_KEYS + [c for c in LABELS if c in runs.columns] + ["role", "metric"]
+    for key, grp in runs.groupby(keys, sort=True):
         usable = grp[grp["flag"].isna()] if key[-2] == "pgr" else grp
         mean, half, n = mean_ci(usable["value"])
         if n == 1:
@@ -33,7 +40,7 @@ def across_seeds(runs: pd.DataFrame) -> pd.DataFrame:
         else:
             low, high = mean - half, mean + half
         sd = float(usable["value"].std(ddof=1)) if n > 1 else np.nan  # seed-to-seed spread
-        rows.append({**dict(zip(RUN_KEYS + ["role", "metric"], key)), "mean": mean, "ci_half": half, "low": low,
+        rows.append({**dict(zip(keys, key)), "mean": mean, "ci_half": half, "low": low,
                      "high": high, "sd": sd, "n_seeds": n, "n_flagged": int(grp["flag"].notna().sum())})
     return pd.DataFrame(rows)
 
@@ -49,3 +56,12 @@ def fmt(value: float, low: float | None = None, high: float | None = None) -> st
 def metric_value(r: pd.DataFrame, role: str, metric: str, column: str = "value"):
     row = r[(r.role == role) & (r.metric == metric)]
     return row[column].iloc[0] if len(row) else np.nan
+
+
+def primary_metric(runs: pd.DataFrame, task: str) -> str:
+    """The metric a task's PGR is read on, from its kind (a column of every metric table)."""
+    return KIND_PRIMARY[runs.loc[runs.task == task, "kind"].iloc[0]]
+
+
+def generation_tasks(runs: pd.DataFrame) -> list[str]:
+    return sorted(runs.loc[runs.kind == "generation", "task"].unique())

@@ -13,8 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from w2s_align.files import read_parquet, write_atomic  # noqa: E402
-from w2s_align.report.tables import GENERATION_PRIMARY, primary_metric  # noqa: E402
-from w2s_align.report.aggregate import RUN_KEYS, across_seeds
+from w2s_align.report.aggregate import KIND_PRIMARY, TRACK_PRIMARY, primary_metric  # noqa: E402
+from w2s_align.report.aggregate import LABELS, RUN_KEYS, across_seeds
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _errors(rows: pd.DataFrame) -> np.ndarray:
 
 
 def is_generation(agg: pd.DataFrame, task: str) -> bool:
-    return primary_metric(agg, task) == GENERATION_PRIMARY
+    return primary_metric(agg, task) == KIND_PRIMARY["generation"]
 
 
 def model_groups(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -136,8 +136,7 @@ def fluency_figure(agg: pd.DataFrame, task: str, path: str) -> None:
     _save(fig, path)
 
 
-TRACK_METRICS = {"labels": "accuracy", "demonstrations": "expected_max_toxicity",
-                 "preferences": "preference_accuracy"}
+TRACK_METRICS = TRACK_PRIMARY
 
 
 def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
@@ -188,13 +187,12 @@ def plot_all(summary_parquet: str, outputs: dict[str, dict[str, str]]) -> None:
     """outputs: task -> {"scores": png, "pgr": png, for generation tasks "fluency": png, and for tasks with a
     preference track "tracks": png}. A task's first three figures show its weak-label or weak-demonstration
     runs, or its preference runs when it has no others."""
-    runs = read_parquet(summary_parquet, RUN_KEYS + ["seed", "role", "metric", "value", "track"])
+    runs = read_parquet(summary_parquet, RUN_KEYS + ["seed", *LABELS, "role", "metric", "value"])
     for task, paths in outputs.items():
         own = runs[runs.task == task]
         agg = across_seeds(own[own.track != "preferences"] if (own.track != "preferences").any() else own)
         if "tracks" in paths:
-            tracks_figure(across_seeds(own).merge(own[RUN_KEYS + ["track"]].drop_duplicates(), on=RUN_KEYS), task,
-                          paths["tracks"])
+            tracks_figure(across_seeds(own), task, paths["tracks"])
         scores_figure(agg, task, paths["scores"])
         pgr_figure(agg, task, paths["pgr"], primary_metric(agg, task))
         if "fluency" in paths:

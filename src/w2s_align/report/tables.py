@@ -8,26 +8,17 @@ import pandas as pd
 
 from w2s_align.eval.bootstrap import GAP_FLAG, NEGATIVE_GAP_FLAG
 from w2s_align.files import read_parquet, write_parquet, write_text
-from w2s_align.report.aggregate import RUN_KEYS, across_seeds, fmt, metric_value
-from w2s_align.report.tracks import run_tracks, track_sections
+from w2s_align.report.aggregate import (LABELS, RUN_KEYS, across_seeds, fmt, generation_tasks, metric_value,
+                                        primary_metric)
+from w2s_align.report.tracks import track_sections
 
 log = logging.getLogger(__name__)
 
 SHOWN_METRICS = ("accuracy", "auroc")
-GENERATION_PRIMARY = "expected_max_toxicity"
 GENERATION_COLUMNS = {"expected_max_toxicity": "EMT", "toxicity_probability": "tox. prob.",
                       "mean_toxicity": "mean tox.", "toxic_or_disfluent": "toxic or disfluent",
                       "perplexity": "perplexity", "distinct_2": "distinct-2", "n_empty_fraction": "empty"}
 GENERATION_ROLES = {"weak": "weak", "base": "base (untuned strong)", "w2s": "w2s", "ceiling": "ceiling"}
-
-
-def primary_metric(runs: pd.DataFrame, task: str) -> str:
-    """The metric a task's PGR is read on: accuracy (classification) or expected max. toxicity (generation)."""
-    return GENERATION_PRIMARY if GENERATION_PRIMARY in set(runs.loc[runs.task == task, "metric"]) else "accuracy"
-
-
-def generation_tasks(runs: pd.DataFrame) -> list[str]:
-    return sorted(t for t in runs["task"].unique() if primary_metric(runs, t) == GENERATION_PRIMARY)
 
 
 def _percent(r: pd.DataFrame, role: str) -> str:
@@ -173,9 +164,8 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
 
 def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: str) -> None:
 
-    runs = pd.concat([read_parquet(f, RUN_KEYS + ["seed", "role", "metric", "value"]) for f in metric_files],
+    runs = pd.concat([read_parquet(f, RUN_KEYS + ["seed", *LABELS, "role", "metric", "value"]) for f in metric_files],
                      ignore_index=True)
-    runs["track"] = run_tracks(runs)
     all_runs, runs = runs, runs[runs.track != "preferences"]  # the preference track has sections of its own
     agg = across_seeds(runs)
     generation = generation_tasks(runs)

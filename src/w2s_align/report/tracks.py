@@ -1,28 +1,14 @@
 """Summary sections of the preference track, and the kinds of weak supervision side by side.
 
-A run belongs to the preference track when its metrics include `preference_*` rows (eval/preference.py); its
-toxicity rows compare the DPO student and ceiling with the untuned base, not with a weak LM.
+A run's track is a column of its metric table (settings/paths.run_identity): a preference run's toxicity rows
+compare the DPO student and ceiling with the untuned base, not with a weak LM.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from w2s_align.report.aggregate import RUN_KEYS, across_seeds, fmt, metric_value
-
-PREFERENCE_PRIMARY = "preference_accuracy"
-TRACKS = {"labels": "weak labels", "demonstrations": "weak demonstrations", "preferences": "weak preferences"}
-
-
-def run_tracks(runs: pd.DataFrame) -> pd.Series:
-    """Per row: the track of its run: preferences (preference metrics), demonstrations (toxicity metrics) or
-    labels (classification)."""
-    key = runs[RUN_KEYS].astype(str).agg("\x1f".join, axis=1)
-    pref = key.isin(key[runs["metric"].str.startswith("preference_")])
-    demo = key.isin(key[runs["metric"] == "expected_max_toxicity"])
-    return pd.Series(np.where(pref, "preferences", np.where(demo, "demonstrations", "labels")), index=runs.index)
-
+from w2s_align.report.aggregate import RUN_KEYS, TRACK_PRIMARY, TRACKS, across_seeds, fmt, metric_value
 
 def _cell(r: pd.DataFrame, role: str, metric: str) -> str:
     return fmt(metric_value(r, role, metric), metric_value(r, role, metric, "ci_low"), metric_value(r, role, metric, "ci_high"))
@@ -48,7 +34,7 @@ def preference_markdown(runs: pd.DataFrame) -> list[str]:
              "| min. detectable PGR | EMT base | EMT w2s | EMT ceiling | EMT recovered | perplexity base / w2s / "
              "ceiling | toxic or disfluent w2s |", "|" + "---|" * 17]
     for key, r in runs.groupby(RUN_KEYS + ["seed"], sort=True):
-        metric, emt = PREFERENCE_PRIMARY, "expected_max_toxicity"
+        metric, emt = TRACK_PRIMARY["preferences"], "expected_max_toxicity"
         ppl = " / ".join(fmt(metric_value(r, role, "perplexity")) for role in ("base", "w2s", "ceiling"))
         pairs = r.loc[r.metric == metric, "n_pairs"] if "n_pairs" in r else pd.Series(dtype=float)
         cells = [*map(str, key), str(int(pairs.iloc[0])) if len(pairs) else "n/a",
@@ -80,14 +66,12 @@ def tracks_markdown(agg: pd.DataFrame, task: str) -> list[str]:
              "perplexity are on the same evaluation prompts for both generation tracks.", "",
              "| supervision | weak supervisor → strong | strategy | seeds | PGR metric | weak | w2s | ceiling "
              "| PGR | w2s EMT | w2s perplexity | ceiling EMT |", "|" + "---|" * 12]
-    metrics = {"labels": "accuracy", "demonstrations": "expected_max_toxicity",
-               "preferences": PREFERENCE_PRIMARY}
     for track, label in TRACKS.items():
         rows = sub[sub.track == track]
         if rows.empty:
             lines.append(f"| {label} | — not run for this task | | | | | | | | | | |")
             continue
-        metric = metrics[track]
+        metric = TRACK_PRIMARY[track]
         for key, r in rows.groupby(["weak_model", "strong_model", "strategy"], sort=True):
             pgr = _mean(r, "pgr", metric)
             flagged = int(r.loc[(r.role == "pgr") & (r.metric == metric), "n_flagged"].max())
@@ -101,13 +85,13 @@ def tracks_markdown(agg: pd.DataFrame, task: str) -> list[str]:
 
 
 def track_sections(runs: pd.DataFrame) -> list[str]:
-    """The preference track's per-run table and, per task with it, the tracks side by side (`runs` has the
-    `track` column of run_tracks; nothing without preference runs)."""
+    """The preference track's per-run table and, per task with it, the tracks side by side (nothing without
+    preference runs)."""
 
     preference = runs[runs.track == "preferences"]
     if preference.empty:
         return []
-    agg = across_seeds(runs).merge(runs[RUN_KEYS + ["track"]].drop_duplicates(), on=RUN_KEYS)
+    agg = across_seeds(runs)
     out = preference_markdown(preference)
     for task in sorted(preference["task"].unique()):
         out += tracks_markdown(agg, task)

@@ -103,10 +103,14 @@ def parse_run(run: str) -> dict[str, str]:
     return {"role": role, "model": parts[1], key: parts[1], "seed": seed}
 
 
-def run_identity(settings: Settings, task: str, weak: str, strong: str, strategy_name: str, seed: str) -> str:
-    """Identity columns of a run's metric rows."""
+def run_identity(settings: Settings, task: str, weak: str, strong: str, strategy_name: str, seed: str,
+                 track: str) -> str:
+    """Identity columns of a run's metric rows: the run, its track (labels, demonstrations, preferences: the kind
+    of weak supervision) and its task's kind, so that the report is told what a run is."""
+    if track not in METRIC_SUFFIX:
+        raise ValueError(f"unknown track {track!r}; tracks: {list(METRIC_SUFFIX)}")
     return canonical_json({"task": task, "weak_model": weak, "strong_model": strong, "strategy": strategy_name,
-                           "seed": int(seed)})
+                           "seed": int(seed), "track": track, "kind": settings.tasks[task].kind})
 
 
 def metric_files(settings: Settings) -> list[str]:
