@@ -43,11 +43,11 @@ def smollm2_folder(cfg: dict, stack: contextlib.ExitStack, details: list[str]) -
 
 def smollm2(cfg: dict, stack: contextlib.ExitStack, details: list[str]):
     """The base SmolLM2 from the pipeline's converted folder, else converted here into a temporary one."""
-    from w2s_align.models.causal_lm import base_lm
+    from w2s_align.models.causal_lm import pretrained_lm
 
     folder = smollm2_folder(cfg, stack, details)
     with quiet():
-        return base_lm(model_spec(cfg, "smollm2-135m"), local_dir=str(folder))
+        return pretrained_lm(model_spec(cfg, "smollm2-135m"), local_dir=str(folder))
 
 
 def nucleus_check(model, tokenizer, prompts: list[str], top_p: float) -> str:

@@ -16,7 +16,7 @@ from w2s_align.data.preferences import pair_weights, preference_pairs, split_pro
 from w2s_align.data.preferences import gold_test_pairs
 from w2s_align.eval.preference import implicit_p1, judge_p1, preference_scores
 from w2s_align.errors import PipelineError
-from w2s_align.models.causal_lm import base_lm, build_lm, continuation_nll
+from w2s_align.models.causal_lm import pretrained_lm, build_lm, continuation_nll
 from w2s_align.models.sequences import collate, encode_pairs
 from w2s_align.settings.specs import ModelSpec
 from w2s_align.train.dpo import encode_preferences, pair_batch, policy_logps, reference_logps
@@ -77,7 +77,7 @@ def test_pair_weights_are_one_or_the_margin_scaled_to_mean_one():
 
 
 def test_sequence_logps_equal_the_negative_continuation_nll(tiny_llama_dir):
-    model, tokenizer = base_lm(ModelSpec(kind="pretrained", path=str(tiny_llama_dir)))
+    model, tokenizer = pretrained_lm(ModelSpec(kind="pretrained", path=str(tiny_llama_dir)))
     feats = encode_pairs(tokenizer, *make_pairs(6, seed=3), max_length=32, add_eos=False)
     nll, _ = continuation_nll(model, tokenizer, feats, 4, CPU)
     batch = collate(feats, tokenizer.pad_token_id)
@@ -101,7 +101,7 @@ def test_reference_log_probs_come_from_the_base_with_the_adapter_disabled(tiny_l
                 p.normal_(0, 0.5)
     feats = encode_preferences(tokenizer, _pairs(8, seed=4), 32)
     ref = reference_logps(model, tokenizer, feats, 4, CPU, dtypes.compute)
-    base, _ = base_lm(ModelSpec(kind="pretrained", path=str(tiny_llama_dir)))
+    base, _ = pretrained_lm(ModelSpec(kind="pretrained", path=str(tiny_llama_dir)))
     separate = policy_logps(base, tokenizer, feats, 4, CPU, torch.float32)
     assert np.allclose(ref, separate, atol=1e-4)
     adapted = policy_logps(model, tokenizer, feats, 4, CPU, dtypes.compute)
@@ -109,7 +109,7 @@ def test_reference_log_probs_come_from_the_base_with_the_adapter_disabled(tiny_l
 
 
 def test_pair_batch_puts_chosen_rows_first_then_rejected(tiny_llama_dir):
-    _, tokenizer = base_lm(ModelSpec(kind="pretrained", path=str(tiny_llama_dir)))
+    _, tokenizer = pretrained_lm(ModelSpec(kind="pretrained", path=str(tiny_llama_dir)))
     feats = encode_preferences(tokenizer, _pairs(3, seed=5), 32)
     batch = pair_batch(feats, tokenizer.pad_token_id)
     assert batch["input_ids"].shape[0] == 6

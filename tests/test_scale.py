@@ -338,11 +338,11 @@ def test_gpu_check_script_runs_its_cpu_smoke_test():
 
 def test_a_pretrained_lm_cut_to_its_first_layers(llama_style, tmp_path):
     """`layers: n` keeps the first n blocks (a weaker pretrained LM) and reloads the same way from a checkpoint."""
-    from w2s_align.models.causal_lm import base_lm
+    from w2s_align.models.causal_lm import pretrained_lm
 
-    full, _ = base_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
+    full, _ = pretrained_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
     spec = ModelSpec(kind="pretrained", path=str(llama_style), layers=1, lora=LORA_LLAMA)
-    cut, tok = base_lm(spec)
+    cut, tok = pretrained_lm(spec)
     assert len(cut.model.layers) == 1 and cut.config.num_hidden_layers == 1 and len(full.model.layers) == 2
     torch.testing.assert_close(cut.model.layers[0].mlp.up_proj.weight, full.model.layers[0].mlp.up_proj.weight)
     model, tok, _ = build_lm(spec, [], max_length=32)
@@ -350,7 +350,7 @@ def test_a_pretrained_lm_cut_to_its_first_layers(llama_style, tmp_path):
     loaded, _, _ = load_lm(str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"))
     assert len(loaded.model.layers) == 1
     with pytest.raises(Exception, match="cannot keep the first 5 layers"):
-        base_lm(ModelSpec(kind="pretrained", path=str(llama_style), layers=5))
+        pretrained_lm(ModelSpec(kind="pretrained", path=str(llama_style), layers=5))
 
 
 def test_sampled_nll_is_the_raw_log_likelihood_of_the_counted_tokens():
@@ -367,10 +367,10 @@ def test_sampled_nll_is_the_raw_log_likelihood_of_the_counted_tokens():
 
 def test_generation_reports_each_continuation_nll(llama_style):
     from w2s_align.infer.generate import generate
-    from w2s_align.models.causal_lm import base_lm
+    from w2s_align.models.causal_lm import pretrained_lm
     from w2s_align.settings.specs import Decoding
 
-    model, tok = base_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
+    model, tok = pretrained_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
     df = generate(model, tok, sentences(3, 5), Decoding(samples=2, max_new_tokens=5, batch_size=8), CPU, seed=0,
                   with_nll=True)
     assert len(df) == 6 and np.isfinite(df["nll"]).all()

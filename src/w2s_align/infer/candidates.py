@@ -10,7 +10,7 @@ from w2s_align.data.preferences import PAIR_SPLITS, split_prompts
 from w2s_align.data.prompt_pool import training_prompts
 from w2s_align.infer.generate import generations_frame
 from w2s_align.files import read_parquet, short_hash, write_parquet
-from w2s_align.models.causal_lm import base_lm
+from w2s_align.models.causal_lm import pretrained_lm
 from w2s_align.settings.specs import CorpusSpec, Decoding, ModelSpec
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def make_candidates(corpus_json: str, settings_json: str, prompts_path: str, gen
     # the corpus's training prompts (evaluation prompts left out), drawn with the track's own seed and size
     pool = training_prompts(corpus, read_parquet(prompts_path, ["prompt"])["prompt"], need, prefs["seed"])
     pool = split_prompts(pool.assign(id=[short_hash(p) for p in pool["prompt"]]), prefs["sizes"], prefs["seed"])
-    model, tokenizer = base_lm(ModelSpec.from_json(generator_json), local_dir)
+    model, tokenizer = pretrained_lm(ModelSpec.from_json(generator_json), local_dir)
     decoding = Decoding.from_dict({**Decoding.from_json(decoding_json).non_defaults(), "samples": prefs["samples"]})
     cands = generations_frame(model, tokenizer, pool, decoding, prefs["generator"], short_hash(generator_json),
                               prefs["seed"], threads, f"candidates ({prefs['samples']} per prompt)", column="text",

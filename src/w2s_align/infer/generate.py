@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from w2s_align.infer.sampling import sampling_warpers
 from w2s_align.files import read_parquet, read_split, short_hash, write_parquet
-from w2s_align.models.causal_lm import base_lm, continuation_nll, load_lm
+from w2s_align.models.causal_lm import pretrained_lm, continuation_nll, load_lm
 from w2s_align.models.sequences import encode_pairs, prompt_ids
 from w2s_align.settings.specs import Decoding, ModelSpec, canonical_json
 from w2s_align.device import autocast, setup_torch
@@ -145,7 +145,7 @@ def model_generations(model_file: str, meta_file: str, local_dir: str | None, pr
 def base_generations(spec_json: str, local_dir: str | None, prompts_path: str, decoding_json: str,
                      eval_samples: int, out: str, model_name: str, seed: int, threads: int) -> None:
     """Continuations of the untuned strong model (the 'base' row)."""
-    model, tokenizer = base_lm(ModelSpec.from_json(spec_json), local_dir)
+    model, tokenizer = pretrained_lm(ModelSpec.from_json(spec_json), local_dir)
     write_generations(model, tokenizer, read_split(prompts_path, "test", ["prompt"]),
                       eval_decoding(decoding_json, eval_samples), out, model_name, short_hash(spec_json), seed,
                       threads, "evaluation prompts")
@@ -156,7 +156,7 @@ def perplexity(generations: str, spec_json: str, local_dir: str | None, max_leng
     """Summed NLL and token count of each continuation (given its prompt) under a fixed reference LM."""
     df = read_parquet(generations, ["prompt", "prompt_id", "sample", "continuation"])
     device = setup_torch(threads, 0)
-    model, tokenizer = base_lm(ModelSpec.from_json(spec_json), local_dir)
+    model, tokenizer = pretrained_lm(ModelSpec.from_json(spec_json), local_dir)
     model.to(device)
     feats = encode_pairs(tokenizer, df["prompt"].tolist(), df["continuation"].fillna("").tolist(), max_length,
                          add_eos=False)

@@ -19,7 +19,7 @@ from w2s_align.data.prompt_pool import training_prompts
 from w2s_align.infer.generate import generations_frame
 from w2s_align.errors import PipelineError
 from w2s_align.files import read_parquet, short_hash, write_parquet
-from w2s_align.models.causal_lm import base_lm
+from w2s_align.models.causal_lm import pretrained_lm
 from w2s_align.scoring.scorers import build_scorer, score_texts
 from w2s_align.settings.specs import CorpusSpec, Decoding, GoldSpec, ModelSpec
 
@@ -45,7 +45,7 @@ def make_gold(corpus_json: str, prompts_path: str, generator_json: str, local_di
     pool = training_prompts(corpus, read_parquet(prompts_path, ["prompt"])["prompt"], need, gold.seed)
     pool["id"] = [short_hash(p) for p in pool["prompt"]]
     generator = ModelSpec.from_json(generator_json)
-    model, tokenizer = base_lm(generator, local_dir)
+    model, tokenizer = pretrained_lm(generator, local_dir)
     decoding = Decoding.from_dict({**Decoding.from_json(decoding_json).non_defaults(), "samples": gold.samples})
     samples = generations_frame(model, tokenizer, pool, decoding, "gold", short_hash(generator_json), gold.seed,
                                 threads, f"gold candidates ({gold.samples} per prompt)", with_nll=True)

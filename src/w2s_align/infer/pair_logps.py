@@ -8,7 +8,7 @@ import pandas as pd
 from w2s_align.data.preferences import CANDIDATE_COLUMNS, GOLD_PAIR_COLUMNS
 from w2s_align.device import setup_torch
 from w2s_align.files import read_parquet, write_parquet
-from w2s_align.models.causal_lm import base_lm, continuation_nll, load_lm
+from w2s_align.models.causal_lm import pretrained_lm, continuation_nll, load_lm
 from w2s_align.models.sequences import encode_pairs
 from w2s_align.settings.specs import ModelSpec
 
@@ -29,7 +29,7 @@ def pair_logps(candidates: str, gold_pairs: str, out: str, max_length: int, thre
     if model_file:
         model, tokenizer, _ = load_lm(model_file, meta_file, local_dir)
     else:
-        model, tokenizer = base_lm(ModelSpec.from_json(spec_json), local_dir)
+        model, tokenizer = pretrained_lm(ModelSpec.from_json(spec_json), local_dir)
     model.to(device)
     feats = encode_pairs(tokenizer, texts["prompt"].tolist(), texts["text"].tolist(), max_length, add_eos=False)
     nll, _ = continuation_nll(model, tokenizer, feats, batch_size, device, f"{len(pairs)} test pairs")

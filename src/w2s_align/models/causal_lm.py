@@ -65,7 +65,7 @@ class PretrainedLM:
 
     @staticmethod
     def skeleton(spec: ModelSpec, meta: dict[str, Any], local_dir: str | None = None, dtype=None):
-        model, tokenizer = load_pretrained(base_path(spec, local_dir), spec.revision, dtype)
+        model, tokenizer = load_pretrained(pretrained_path(spec, local_dir), spec.revision, dtype)
         return (keep_first_layers(model, spec.layers) if spec.layers else model), tokenizer
 
     @staticmethod
@@ -80,7 +80,7 @@ def lm_kind(spec: ModelSpec):
         raise PipelineError(f"model kind {spec.kind!r} cannot generate text: {exc.args[0]}") from None
 
 
-def base_path(spec: ModelSpec, local_dir: str | None) -> str:
+def pretrained_path(spec: ModelSpec, local_dir: str | None) -> str:
     """Where a pretrained model loads from: the converted folder for GGUF models, else its path."""
     return local_dir if spec.gguf_file else reachable_path(spec.path)
 
@@ -121,7 +121,7 @@ def build_lm(spec: ModelSpec, train_texts: list[str], max_length: int, local_dir
     return add_lora(model, spec, "CAUSAL_LM"), tokenizer, dtypes
 
 
-def base_lm(spec: ModelSpec, local_dir: str | None = None):
+def pretrained_lm(spec: ModelSpec, local_dir: str | None = None):
     """The untuned pretrained model (the 'base' row and the reference LM for perplexity), in the spec's dtype."""
     if not LM_KINDS.trait(spec.kind, "published", False):
         raise PipelineError(f"a {spec.kind} model has no published weights to evaluate untuned")
