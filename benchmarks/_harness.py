@@ -30,7 +30,13 @@ sys.path.insert(0, str(REPO / "tests"))  # the workflow helpers the tests use
 
 from helpers import copy_repo, executed_rules, pending_jobs, snakemake  # noqa: E402
 
-__all__ = ["REPO", "copy_repo", "executed_rules", "pending_jobs", "snakemake"]  # re-exported for the benchmarks
+__all__ = [
+    "REPO",
+    "copy_repo",
+    "executed_rules",
+    "pending_jobs",
+    "snakemake",
+]  # re-exported for the benchmarks
 
 HEAVY = re.compile(r"\b(snakemake|pytest)\b")
 
@@ -77,8 +83,10 @@ def fmt_ratio(x: float) -> str:
 def table(rows: list[Row]) -> str:
     lines = ["| # | benchmark | measured | baseline | ratio | goal | met |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r.bench} | {r.what} | {r.measured} | {r.baseline} | {fmt_ratio(r.ratio)} | "
-                     f"{r.goal or '—'} | {r.verdict} |")
+        lines.append(
+            f"| {r.bench} | {r.what} | {r.measured} | {r.baseline} | {fmt_ratio(r.ratio)} | "
+            f"{r.goal or '—'} | {r.verdict} |"
+        )
     return "\n".join(lines)
 
 
@@ -86,20 +94,33 @@ def report(args, sections: list[Section], started, seconds: float, argv: list[st
     """The Markdown of benchmarks/results.md: run facts, the table of every row, then each section."""
     command = " ".join(["python", "benchmarks/run.py", *map(shlex.quote, argv)])
     rows = [r for s in sections for r in s.rows]
-    lines = ["# w2s-align benchmarks", "",
-             f"- command: `{command}`" + (" (quick mode: small sizes, not for comparison)" if args.quick else ""),
-             f"- date: {started:%Y-%m-%d %H:%M} UTC, total {seconds / 60:.1f} min",
-             f"- machine: {machine_line(args.threads)}",
-             f"- threads: torch.set_num_threads({args.threads}); snakemake --cores {args.cores}; "
-             f"load average at start {os.getloadavg()[0]:.2f}"]
+    lines = [
+        "# w2s-align benchmarks",
+        "",
+        f"- command: `{command}`" + (" (quick mode: small sizes, not for comparison)" if args.quick else ""),
+        f"- date: {started:%Y-%m-%d %H:%M} UTC, total {seconds / 60:.1f} min",
+        f"- machine: {machine_line(args.threads)}",
+        f"- threads: torch.set_num_threads({args.threads}); snakemake --cores {args.cores}; "
+        f"load average at start {os.getloadavg()[0]:.2f}",
+    ]
     contention = [f"  - benchmark {s.title.split('.')[0]}: {c}" for s in sections for c in s.contention]
-    lines.append("- other snakemake/pytest processes (sampled every 5 s): "
-                 + ("**the CPU was shared while measuring; treat the ratios with care**" if contention
-                    else "none seen"))
+    lines.append(
+        "- other snakemake/pytest processes (sampled every 5 s): "
+        + (
+            "**the CPU was shared while measuring; treat the ratios with care**"
+            if contention
+            else "none seen"
+        )
+    )
     lines += contention
-    lines += ["", "Every figure is a ratio of two measurements taken in this run on this machine "
-              "(ratio = measured / baseline; for reruns, a fraction of the full run; for dry runs, time / goal).",
-              "", table(rows), ""]
+    lines += [
+        "",
+        "Every figure is a ratio of two measurements taken in this run on this machine "
+        "(ratio = measured / baseline; for reruns, a fraction of the full run; for dry runs, time / goal).",
+        "",
+        table(rows),
+        "",
+    ]
     for s in sections:
         lines += [f"## {s.title}", "", f"({s.seconds:.0f} s)", "", *s.details, ""]
     return "\n".join(lines)
@@ -152,9 +173,11 @@ def machine_line(threads: int) -> str:
     with contextlib.suppress(OSError, ValueError, IndexError):
         kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
         mem = f", {kb / 2**20:.0f} GiB RAM"
-    return (f"{available_cores()} cores ({cpu_model()}){mem}; {platform.system()} {platform.release()}; "
-            f"Python {platform.python_version()}, torch {torch.__version__} ({threads} threads), "
-            f"transformers {transformers.__version__}, snakemake {package_version('snakemake')}")
+    return (
+        f"{available_cores()} cores ({cpu_model()}){mem}; {platform.system()} {platform.release()}; "
+        f"Python {platform.python_version()}, torch {torch.__version__} ({threads} threads), "
+        f"transformers {transformers.__version__}, snakemake {package_version('snakemake')}"
+    )
 
 
 def package_version(name: str) -> str:
@@ -216,7 +239,10 @@ class ContentionMonitor:
             return []
         more = f" (+{len(self.seen) - 3} more)" if len(self.seen) > 3 else ""
         examples = "; ".join(f"`{x}`" for x in self.seen[:3]) + more
-        return [f"present in {self.busy} of {self.samples} samples, max 1-min load {self.max_load:.1f}: {examples}"]
+        return [
+            f"present in {self.busy} of {self.samples} samples, max 1-min load {self.max_load:.1f}: "
+            f"{examples}"
+        ]
 
     def __enter__(self):
         self.thread.start()
@@ -235,7 +261,8 @@ def load_config(path: Path = REPO / "config.yaml") -> dict:
 
 
 def model_spec(cfg: dict, name: str):
-    """The model's ModelSpec exactly as its jobs get it (w2s_align.settings.settings.model_spec: no train/resources)."""
+    """The model's ModelSpec exactly as its jobs get it (w2s_align.settings.settings.model_spec: no
+    train/resources)."""
     from w2s_align.settings.settings import Settings
     from w2s_align.settings.settings import model_spec as canonical_spec
     from w2s_align.settings.specs import ModelSpec
@@ -273,8 +300,9 @@ def copy_workflow(dest: Path, config: Path = REPO / "config.yaml") -> Path:
     return dest
 
 
-def timed_snakemake(workdir: Path, *args: str, timeout: int = 7200,
-                    check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+def timed_snakemake(
+    workdir: Path, *args: str, timeout: int = 7200, check: bool = True
+) -> tuple[float, subprocess.CompletedProcess]:
     """tests/helpers.snakemake (offline, PYTHONPATH = the copy's src, no SLURM probe), timed."""
     start = time.perf_counter()
     proc = snakemake(workdir, *args, check=check, timeout=timeout)

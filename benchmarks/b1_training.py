@@ -10,6 +10,7 @@ import copy
 import time
 
 import numpy as np
+
 from _harness import Row, Section, Timing, model_spec, quiet, stopwatch, task_splits, train_params
 
 MODELS = ("minilm-l6", "gpt2-scratch")
@@ -63,8 +64,16 @@ def pipeline_epoch(clf, init_state, rows, val, hp, device, seed) -> tuple[Timing
     sink: list[Timing] = []
     start = time.perf_counter()
     with timed_training_epochs(sink), quiet():
-        info = clf.fit(rows, rows["gt_label"].to_numpy(dtype=np.float64), val, val["gt_label"].to_numpy(), hp,
-                       Strategy(), device, seed)
+        info = clf.fit(
+            rows,
+            rows["gt_label"].to_numpy(dtype=np.float64),
+            val,
+            val["gt_label"].to_numpy(),
+            hp,
+            Strategy(),
+            device,
+            seed,
+        )
     return sink[0], time.perf_counter() - start, info["history"][0]["train_loss"]
 
 
@@ -101,7 +110,9 @@ def bare_epoch(model, init_state, batches, hp, device, seed, fused: bool = True,
     return timing, float(torch.stack(losses).mean()), in_step
 
 
-def collated_batches(feats: list[dict], labels: np.ndarray, tokenizer, batch_size: int, device, seed: int) -> list:
+def collated_batches(
+    feats: list[dict], labels: np.ndarray, tokenizer, batch_size: int, device, seed: int
+) -> list:
     """The batches of the loop's first epoch (`length_grouped_batches` with a fresh rng of `seed`, as in
     `fit`), collated beforehand (outside any timer)."""
     import torch
@@ -110,8 +121,12 @@ def collated_batches(feats: list[dict], labels: np.ndarray, tokenizer, batch_siz
     from w2s_align.train.loop import length_grouped_batches
 
     collate = DataCollatorWithPadding(tokenizer)
-    order = length_grouped_batches([len(f["input_ids"]) for f in feats], batch_size, np.random.default_rng(seed))
-    return [(collate([feats[i] for i in idx]).to(device), torch.tensor(labels[idx]).to(device)) for idx in order]
+    order = length_grouped_batches(
+        [len(f["input_ids"]) for f in feats], batch_size, np.random.default_rng(seed)
+    )
+    return [
+        (collate([feats[i] for i in idx]).to(device), torch.tensor(labels[idx]).to(device)) for idx in order
+    ]
 
 
 def build_classifier(cfg: dict, name: str, train_df, max_length: int):
@@ -133,50 +148,72 @@ def run(args, cfg: dict) -> Section:
     splits = task_splits(cfg, task, seed)
     with quiet():
         device = setup_torch(args.threads, seed)  # threads + deterministic algorithms, for both loops
-    sec.details.append(f"Data: {task} weak_train rows (default config split, seed {seed}), max_length {max_length}, "
-                       f"ground-truth targets, 1 epoch, device {device}, {torch.get_num_threads()} threads. "
-                       f"Pipeline = `TransformerClassifier.fit` (naive strategy) running `w2s_align.train.loop.fit`, "
-                       f"timed over its training-batch loop only (validation on 4 rows and the best-epoch snapshot "
-                       f"excluded; total call time shown too). Bare = the same batches (same "
-                       f"`length_grouped_batches` order, the same features from `TransformerClassifier.encode`, "
-                       f"collated beforehand, outside the timer), `F.cross_entropy` under the same autocast "
-                       f"dtype, fused AdamW + linear warmup/decay, clip 1.0. Order alternates pipeline/bare (PB, BP, "
-                       f"PB, ...) after one warm-up, "
-                       f"{', '.join(f'{k}: {v}' for k, v in args.train_repeats.items())} runs of each; best of each.")
-    sec.details += ["", "| model | batch | steps | pipeline s (total call s) | bare s | CPU-time ratio (best) "
-                    "| mean loss pipeline / bare |", "|---|---|---|---|---|---|---|"]
+    sec.details.append(
+        f"Data: {task} weak_train rows (default config split, seed {seed}), max_length {max_length}, "
+        f"ground-truth targets, 1 epoch, device {device}, {torch.get_num_threads()} threads. "
+        f"Pipeline = `TransformerClassifier.fit` (naive strategy) running `w2s_align.train.loop.fit`, "
+        f"timed over its training-batch loop only (validation on 4 rows and the best-epoch snapshot "
+        f"excluded; total call time shown too). Bare = the same batches (same "
+        f"`length_grouped_batches` order, the same features from `TransformerClassifier.encode`, "
+        f"collated beforehand, outside the timer), `F.cross_entropy` under the same autocast "
+        f"dtype, fused AdamW + linear warmup/decay, clip 1.0. Order alternates pipeline/bare (PB, BP, "
+        f"PB, ...) after one warm-up, "
+        f"{', '.join(f'{k}: {v}' for k, v in args.train_repeats.items())} runs of each; best of each."
+    )
+    sec.details += [
+        "",
+        "| model | batch | steps | pipeline s (total call s) | bare s | CPU-time ratio (best) "
+        "| mean loss pipeline / bare |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in MODELS:
         hp = train_params(cfg, name, epochs=1)
         steps = args.train_steps[name]
-        rows = splits["weak_train"].iloc[:steps * hp.batch_size].reset_index(drop=True)
+        rows = splits["weak_train"].iloc[: steps * hp.batch_size].reset_index(drop=True)
         val = splits["val"].iloc[:4].reset_index(drop=True)
         clf = build_classifier(cfg, name, splits["weak_train"], max_length)
         feats = clf.encode(rows)
         init_state = copy.deepcopy(clf.model.state_dict())
-        batches = collated_batches(feats, rows["gt_label"].to_numpy(), clf.tokenizer, hp.batch_size, device, seed)
+        batches = collated_batches(
+            feats, rows["gt_label"].to_numpy(), clf.tokenizer, hp.batch_size, device, seed
+        )
         n = len(batches)
         bare_epoch(clf.model, init_state, batches[:3], hp, device, seed, compute=clf.compute)  # warm-up
         pipe, bare, pipe_total, losses = [], [], [], {}
         for r in range(args.train_repeats[name]):
-            for which in (("pipeline", "bare") if r % 2 == 0 else ("bare", "pipeline")):
+            for which in ("pipeline", "bare") if r % 2 == 0 else ("bare", "pipeline"):
                 if which == "pipeline":
-                    timing, total, losses["pipeline"] = pipeline_epoch(clf, init_state, rows, val, hp, device, seed)
+                    timing, total, losses["pipeline"] = pipeline_epoch(
+                        clf, init_state, rows, val, hp, device, seed
+                    )
                     pipe.append(timing)
                     pipe_total.append(total)
                 else:
-                    timing, losses["bare"], _ = bare_epoch(clf.model, init_state, batches, hp, device, seed,
-                                                            compute=clf.compute)
+                    timing, losses["bare"], _ = bare_epoch(
+                        clf.model, init_state, batches, hp, device, seed, compute=clf.compute
+                    )
                     bare.append(timing)
         p, b = min(t.wall for t in pipe), min(t.wall for t in bare)
         cpu_ratio = min(t.cpu for t in bare) / min(t.cpu for t in pipe)
-        sec.rows.append(Row("1", f"training steps/s, {name} ({n} steps × {hp.batch_size})",
-                            f"pipeline {n / p:.2f} steps/s ({p:.1f} s)", f"bare {n / b:.2f} steps/s ({b:.1f} s)",
-                            b / p, ">= 0.9"))
-        sec.details.append(f"| {name} | {hp.batch_size} | {n} | {', '.join(f'{t.wall:.2f}' for t in pipe)} "
-                           f"({', '.join(f'{x:.2f}' for x in pipe_total)}) | "
-                           f"{', '.join(f'{t.wall:.2f}' for t in bare)} | {cpu_ratio:.3f} | "
-                           f"{losses['pipeline']:.5f} / {losses['bare']:.5f} |")
+        sec.rows.append(
+            Row(
+                "1",
+                f"training steps/s, {name} ({n} steps × {hp.batch_size})",
+                f"pipeline {n / p:.2f} steps/s ({p:.1f} s)",
+                f"bare {n / b:.2f} steps/s ({b:.1f} s)",
+                b / p,
+                ">= 0.9",
+            )
+        )
+        sec.details.append(
+            f"| {name} | {hp.batch_size} | {n} | {', '.join(f'{t.wall:.2f}' for t in pipe)} "
+            f"({', '.join(f'{x:.2f}' for x in pipe_total)}) | "
+            f"{', '.join(f'{t.wall:.2f}' for t in bare)} | {cpu_ratio:.3f} | "
+            f"{losses['pipeline']:.5f} / {losses['bare']:.5f} |"
+        )
         del clf, batches
-    sec.details += ["", "Equal mean losses show both loops do the same computation "
-                    "(same batches, init and dropout seed)."]
+    sec.details += [
+        "",
+        "Equal mean losses show both loops do the same computation (same batches, init and dropout seed).",
+    ]
     return sec

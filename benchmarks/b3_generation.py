@@ -27,17 +27,21 @@ def time_generation(model, tokenizer, prompts: list[str], decoding, seed: int) -
 
 def smollm2_folder(cfg: dict, stack: contextlib.ExitStack, details: list[str]) -> Path:
     """The pipeline's converted SmolLM2 folder (convert_gguf), else a temporary one converted here."""
-    from w2s_align.settings.paths import CONVERTED, fill, gguf_name
     from w2s_align.models.gguf import convert_gguf
+    from w2s_align.settings.paths import CONVERTED, fill, gguf_name
 
     folder = REPO / fill(CONVERTED, gguf=gguf_name(model_spec(cfg, "smollm2-135m")))
     if not (folder / "model.safetensors").exists():
-        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="w2s-bench-gguf-"))) / "smollm2-135m"
+        folder = (
+            Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="w2s-bench-gguf-"))) / "smollm2-135m"
+        )
         start = time.perf_counter()
         with quiet():
             convert_gguf(model_spec(cfg, "smollm2-135m"), str(folder))
-        details.append(f"SmolLM2: no converted folder under results/models/, converted from its GGUF file into a "
-                       f"temporary folder ({time.perf_counter() - start:.1f} s, not timed below).")
+        details.append(
+            f"SmolLM2: no converted folder under results/models/, converted from its GGUF file into a "
+            f"temporary folder ({time.perf_counter() - start:.1f} s, not timed below)."
+        )
     return folder
 
 
@@ -67,7 +71,10 @@ def nucleus_check(model, tokenizer, prompts: list[str], top_p: float) -> str:
         scores = model(**batch).logits[:, -1].float()
     ids = batch["input_ids"]
     result = {}
-    for label, warper in (("NucleusWarper", NucleusWarper(top_p)), ("TopPLogitsWarper", TopPLogitsWarper(top_p))):
+    for label, warper in (
+        ("NucleusWarper", NucleusWarper(top_p)),
+        ("TopPLogitsWarper", TopPLogitsWarper(top_p)),
+    ):
         times = []
         for _ in range(5):
             start = time.perf_counter()
@@ -77,10 +84,13 @@ def nucleus_check(model, tokenizer, prompts: list[str], top_p: float) -> str:
     same = bool(torch.equal(result["NucleusWarper"][0], result["TopPLogitsWarper"][0]))
     k = NucleusWarper(top_p).k
     full_sort = int((scores.softmax(-1).topk(min(k, scores.shape[1]), dim=-1).values.sum(-1) < top_p).sum())
-    return (f"top-p {top_p} on {len(prompts)} rows × {scores.shape[1]:,} tokens: `NucleusWarper` "
-            f"{result['NucleusWarper'][1]:.1f} ms, `TopPLogitsWarper` {result['TopPLogitsWarper'][1]:.1f} ms per call; "
-            f"rows whose top {k} hold less than top_p (full sort): {full_sort}; "
-            f"same kept tokens: {'yes' if same else '**no**'}")
+    return (
+        f"top-p {top_p} on {len(prompts)} rows × {scores.shape[1]:,} tokens: `NucleusWarper` "
+        f"{result['NucleusWarper'][1]:.1f} ms, `TopPLogitsWarper` {result['TopPLogitsWarper'][1]:.1f} ms "
+        f"per call; "
+        f"rows whose top {k} hold less than top_p (full sort): {full_sort}; "
+        f"same kept tokens: {'yes' if same else '**no**'}"
+    )
 
 
 def run(args, cfg: dict) -> Section:
@@ -93,15 +103,19 @@ def run(args, cfg: dict) -> Section:
     sec = Section("3. Generation throughput: batched vs one prompt at a time")
     torch.set_num_threads(args.threads)
     tox = cfg["tasks"]["toxicity"]
-    prompts = eval_prompts(PromptSpec(source=str(REPO / tox["prompts"]["source"]), n=args.prompts))["prompt"].tolist()
+    prompts = eval_prompts(PromptSpec(source=str(REPO / tox["prompts"]["source"]), n=args.prompts))[
+        "prompt"
+    ].tolist()
     decoding = {k: v for k, v in tox["decoding"].items() if k != "batch_size"}
     decoding["max_new_tokens"] = args.new_tokens
-    sec.details.append(f"{len(prompts)} RTP challenging prompts (`eval_prompts`, test_seed 0) × 1 sample × "
-                       f"{args.new_tokens} new tokens, top_p {decoding['top_p']}, "
-                       f"temperature {decoding['temperature']}, `w2s_align.infer.generate.generate` on CPU "
-                       f"({torch.get_num_threads()} threads); batch size {args.gen_batch} vs 1; one warm-up call "
-                       f"first; calls shorter than 2 s in all are repeated (best of up to 10). Same sampling seed "
-                       f"both ways.")
+    sec.details.append(
+        f"{len(prompts)} RTP challenging prompts (`eval_prompts`, test_seed 0) × 1 sample × "
+        f"{args.new_tokens} new tokens, top_p {decoding['top_p']}, "
+        f"temperature {decoding['temperature']}, `w2s_align.infer.generate.generate` on CPU "
+        f"({torch.get_num_threads()} threads); batch size {args.gen_batch} vs 1; one warm-up call "
+        f"first; calls shorter than 2 s in all are repeated (best of up to 10). Same sampling seed "
+        f"both ways."
+    )
     with contextlib.ExitStack() as stack:
         models = [("smollm2-135m (base)", *smollm2(cfg, stack, sec.details))]
         if (WEAK_LM / "lm.safetensors").exists():
@@ -109,10 +123,15 @@ def run(args, cfg: dict) -> Section:
                 model, tokenizer, _ = load_lm(str(WEAK_LM / "lm.safetensors"), str(WEAK_LM / "lm.json"))
             models.append(("gpt2-scratch (weak LM)", model, tokenizer))
         else:
-            sec.details.append(f"The weak LM is skipped: no checkpoint in {WEAK_LM.relative_to(REPO)}/ "
-                               f"(run the pipeline once).")
-        sec.details += ["", "| model | batch | seconds | CPU s | continuations/s | new tokens | new tokens/s |",
-                        "|---|---|---|---|---|---|---|"]
+            sec.details.append(
+                f"The weak LM is skipped: no checkpoint in {WEAK_LM.relative_to(REPO)}/ "
+                f"(run the pipeline once)."
+            )
+        sec.details += [
+            "",
+            "| model | batch | seconds | CPU s | continuations/s | new tokens | new tokens/s |",
+            "|---|---|---|---|---|---|---|",
+        ]
         cpu_ratios, nucleus = [], []
         for label, model, tokenizer in models:
             warm = Decoding.from_dict({**decoding, "max_new_tokens": 2, "batch_size": 2})
@@ -125,18 +144,30 @@ def run(args, cfg: dict) -> Section:
                     runs.append(time_generation(model, tokenizer, prompts, spec, 0))
                 t, n, tokens = min(runs, key=lambda r: r[0].wall)
                 result[batch_size] = (t, n)
-                sec.details.append(f"| {label} | {batch_size} | {t.wall:.2f} | {t.cpu:.2f} | {n / t.wall:.2f} | "
-                                   f"{tokens} | {tokens / t.wall:.1f} |")
+                sec.details.append(
+                    f"| {label} | {batch_size} | {t.wall:.2f} | {t.cpu:.2f} | {n / t.wall:.2f} | "
+                    f"{tokens} | {tokens / t.wall:.1f} |"
+                )
             (tb, nb), (t1, n1) = result[args.gen_batch], result[1]
             cpu_ratios.append(f"{label}: {(nb / tb.cpu) / (n1 / t1.cpu):.2f}")
-            sec.rows.append(Row("3", f"continuations/s, {label}, batch {args.gen_batch} vs 1",
-                                f"batched {nb / tb.wall:.2f}/s ({tb.wall:.1f} s)",
-                                f"one at a time {n1 / t1.wall:.2f}/s ({t1.wall:.1f} s)",
-                                (nb / tb.wall) / (n1 / t1.wall), ">= 8"))
+            sec.rows.append(
+                Row(
+                    "3",
+                    f"continuations/s, {label}, batch {args.gen_batch} vs 1",
+                    f"batched {nb / tb.wall:.2f}/s ({tb.wall:.1f} s)",
+                    f"one at a time {n1 / t1.wall:.2f}/s ({t1.wall:.1f} s)",
+                    (nb / tb.wall) / (n1 / t1.wall),
+                    ">= 8",
+                )
+            )
             nucleus.append(f"- {label}: {nucleus_check(model, tokenizer, prompts, decoding['top_p'])}")
-    sec.details += ["", f"Ratio of continuations per CPU-second (batched / one at a time): {'; '.join(cpu_ratios)}. "
-                    "A prompt generated alone stops at its EOS; a batch runs until every row has stopped (or "
-                    "max_new_tokens), so a model that often ends early (few new tokens) gains little from batching.",
-                    "", "Nucleus sampling (`w2s_align.infer.sampling`), one step on the prompts' next-token logits:",
-                    *nucleus]
+    sec.details += [
+        "",
+        f"Ratio of continuations per CPU-second (batched / one at a time): {'; '.join(cpu_ratios)}. "
+        "A prompt generated alone stops at its EOS; a batch runs until every row has stopped (or "
+        "max_new_tokens), so a model that often ends early (few new tokens) gains little from batching.",
+        "",
+        "Nucleus sampling (`w2s_align.infer.sampling`), one step on the prompts' next-token logits:",
+        *nucleus,
+    ]
     return sec

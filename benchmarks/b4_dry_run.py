@@ -19,9 +19,11 @@ def run(args, cfg: dict) -> Section:
     sec = Section("4. Dry-run time of the DAG")
     with tempfile.TemporaryDirectory(prefix="w2s-bench-dry-") as tmp:
         workdir = copy_workflow(Path(tmp))
-        sec.details.append(f"`snakemake -n` (`tests/helpers.pending_jobs`: offline, no SLURM probe) in a fresh copy "
-                           f"of the workflow files (nothing built, so the whole DAG is pending), best of "
-                           f"{args.dry_runs}.")
+        sec.details.append(
+            f"`snakemake -n` (`tests/helpers.pending_jobs`: offline, no SLURM probe) in a fresh copy "
+            f"of the workflow files (nothing built, so the whole DAG is pending), best of "
+            f"{args.dry_runs}."
+        )
         sec.details += ["", "| config | jobs | runs (s) |", "|---|---|---|"]
         per_rule = []
         for label, (extra, goal) in CONFIGS.items():
@@ -34,7 +36,15 @@ def run(args, cfg: dict) -> Section:
             best = min(times)
             sec.details.append(f"| {label} | {n} | {', '.join(f'{t:.2f}' for t in times)} |")
             per_rule.append(f"- {label}: {jobs_text({rule: len(r) for rule, r in jobs.items()})}")
-            sec.rows.append(Row("4", f"dry run, {label}: {n} jobs", f"best {best:.2f} s", f"goal {goal:g} s",
-                                best / goal, "<= 1"))
+            sec.rows.append(
+                Row(
+                    "4",
+                    f"dry run, {label}: {n} jobs",
+                    f"best {best:.2f} s",
+                    f"goal {goal:g} s",
+                    best / goal,
+                    "<= 1",
+                )
+            )
         sec.details += ["", "Jobs per rule:", *per_rule]
     return sec

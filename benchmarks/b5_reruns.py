@@ -14,8 +14,18 @@ import time
 from pathlib import Path
 
 import yaml
-from _harness import (REPO, Row, Section, copy_workflow, jobs_text, load_config, pending_count, rule_counts,
-                      timed_snakemake)
+
+from _harness import (
+    REPO,
+    Row,
+    Section,
+    copy_workflow,
+    jobs_text,
+    load_config,
+    pending_count,
+    rule_counts,
+    timed_snakemake,
+)
 
 RUN_STATE = ("results", "logs", ".snakemake")  # what a snakemake run changes in the workflow copy
 REPORT = {"summary", "plots", "all"}  # rerun whenever any metrics file changes
@@ -34,7 +44,9 @@ def config_changes(cfg: dict) -> list[tuple[str, str, callable]]:
     strategy = next(n for n in ("confident", "confident-50", "confident-half") if n not in cfg["strategies"])
     tox = next((t for t, v in cfg["tasks"].items() if v.get("kind") == "generation"), None)
     scorer = tox and cfg["tasks"][tox]["scorer"]
-    other = tox and next((s for s, v in cfg["scorers"].items() if s != scorer and v.get("kind") == "trained"), None)
+    other = tox and next(
+        (s for s, v in cfg["scorers"].items() if s != scorer and v.get("kind") == "trained"), None
+    )
 
     def lr_change(c):
         c["models"][strong].setdefault("train", {})["lr"] = lr / 2
@@ -46,9 +58,14 @@ def config_changes(cfg: dict) -> list[tuple[str, str, callable]]:
     def scorer_change(c):
         c["tasks"][tox]["scorer"] = other
 
-    changes = [("a", f"strong-model lr: `models.{strong}.train.lr` {lr:g} → {lr / 2:g}", lr_change),
-               ("b", f"new strategy `{strategy}: {{top_fraction: 0.5}}` in `strategies` and `student_strategies`",
-                new_strategy)]
+    changes = [
+        ("a", f"strong-model lr: `models.{strong}.train.lr` {lr:g} → {lr / 2:g}", lr_change),
+        (
+            "b",
+            f"new strategy `{strategy}: {{top_fraction: 0.5}}` in `strategies` and `student_strategies`",
+            new_strategy,
+        ),
+    ]
     if other:
         changes.append(("c", f"scorer: `tasks.{tox}.scorer` {scorer} → {other}", scorer_change))
     return changes
@@ -56,7 +73,9 @@ def config_changes(cfg: dict) -> list[tuple[str, str, callable]]:
 
 def failure_reason(log: str) -> str:
     """The pipeline's own error line (w2s_align ERROR ...) or snakemake's last error line."""
-    errors = re.findall(r"ERROR w2s_align\S*: (.*)", log) or re.findall(r"^(Error in rule \w+):", log, flags=re.M)
+    errors = re.findall(r"ERROR w2s_align\S*: (.*)", log) or re.findall(
+        r"^(Error in rule \w+):", log, flags=re.M
+    )
     return errors[-1].strip() if errors else "snakemake failed (see its log)"
 
 
@@ -71,8 +90,10 @@ def copy_state(src: Path, dest: Path) -> None:
 def job_seconds(workdir: Path) -> dict[str, float]:
     """Wall seconds of every job with a `benchmark:` file (results/benchmarks/...tsv) in `workdir`."""
     root = workdir / "results" / "benchmarks"
-    return {str(p.relative_to(root).with_suffix("")): float(p.read_text().splitlines()[1].split("\t")[0])
-            for p in sorted(root.rglob("*.tsv"))}
+    return {
+        str(p.relative_to(root).with_suffix("")): float(p.read_text().splitlines()[1].split("\t")[0])
+        for p in sorted(root.rglob("*.tsv"))
+    }
 
 
 def timed_edit(workdir: Path, snapshot: Path, original: str, changed: dict, cores: str) -> dict:
@@ -85,8 +106,14 @@ def timed_edit(workdir: Path, snapshot: Path, original: str, changed: dict, core
     start = time.perf_counter()
     copy_state(snapshot, workdir)
     restore = time.perf_counter() - start
-    return {"seconds": seconds, "jobs": rule_counts(proc), "ok": ok, "error": "" if ok else failure_reason(log),
-            "restore": restore, "pending": pending_count(workdir)}
+    return {
+        "seconds": seconds,
+        "jobs": rule_counts(proc),
+        "ok": ok,
+        "error": "" if ok else failure_reason(log),
+        "restore": restore,
+        "pending": pending_count(workdir),
+    }
 
 
 def run(args, cfg: dict) -> Section:
@@ -105,16 +132,21 @@ def run(args, cfg: dict) -> Section:
         args.job_seconds = (job_seconds(workdir), f"benchmark 5's full run of `{name}`")
         snapshot = Path(tmp) / "finished"
         copy_state(workdir, snapshot)
-        sec.details.append(f"Copy of the workflow (`tests/helpers.copy_repo` + `configs/`) in "
-                           f"{'`' + tmp + '` (kept)' if keep else 'a temporary folder'} with `{name}` as config.yaml, "
-                           f"PYTHONPATH = the copy's src. Full run `snakemake --cores {cores}`: {full:.1f} s, "
-                           f"{sum(full_jobs.values())} jobs ({jobs_text(full_jobs)}). Its finished state "
-                           f"({', '.join(RUN_STATE)}) is copied aside with modification times. Each edit: change "
-                           f"config.yaml, `snakemake --cores {cores}` (timed), then put the original config.yaml and "
-                           f"the finished state back; a dry run then checks that nothing is pending. Expected: the "
-                           f"rules an edit may rerun (its training stage and what is downstream of it).")
-        sec.details += ["", "| edit | wall s | fraction of full run | jobs that ran | only expected rules | "
-                        "state restored |", "|---|---|---|---|---|---|"]
+        sec.details.append(
+            f"Copy of the workflow (`tests/helpers.copy_repo` + `configs/`) in "
+            f"{'`' + tmp + '` (kept)' if keep else 'a temporary folder'} with `{name}` as config.yaml, "
+            f"PYTHONPATH = the copy's src. Full run `snakemake --cores {cores}`: {full:.1f} s, "
+            f"{sum(full_jobs.values())} jobs ({jobs_text(full_jobs)}). Its finished state "
+            f"({', '.join(RUN_STATE)}) is copied aside with modification times. Each edit: change "
+            f"config.yaml, `snakemake --cores {cores}` (timed), then put the original config.yaml and "
+            f"the finished state back; a dry run then checks that nothing is pending. Expected: the "
+            f"rules an edit may rerun (its training stage and what is downstream of it)."
+        )
+        sec.details += [
+            "",
+            "| edit | wall s | fraction of full run | jobs that ran | only expected rules | state restored |",
+            "|---|---|---|---|---|---|",
+        ]
         for key, description, edit in config_changes(run_cfg):
             changed = copy.deepcopy(run_cfg)
             edit(changed)
@@ -123,12 +155,20 @@ def run(args, cfg: dict) -> Section:
             pending = f"**{r['pending']} jobs still pending**" if r["pending"] else "nothing pending"
             unexpected = sorted(set(r["jobs"]) - EXPECTED[key])
             scope = f"**no**: {', '.join(unexpected)}" if unexpected else "yes"
-            sec.details.append(f"| ({key}) {description} | {r['seconds']:.1f} | {r['seconds'] / full:.3f} | "
-                               f"{jobs_text(r['jobs'])}{status} | {scope} | {r['restore']:.1f} s; {pending} |")
+            sec.details.append(
+                f"| ({key}) {description} | {r['seconds']:.1f} | {r['seconds'] / full:.3f} | "
+                f"{jobs_text(r['jobs'])}{status} | {scope} | {r['restore']:.1f} s; {pending} |"
+            )
             n_jobs = sum(r["jobs"].values())
-            sec.rows.append(Row("5", f"rerun ({key}) {description.split(':')[0].replace('`', '')}: {n_jobs} jobs"
-                                     + ("" if r["ok"] else " — **failed**, see details")
-                                     + (f" — **unexpected**: {', '.join(unexpected)}" if unexpected else ""),
-                                f"{r['seconds']:.1f} s", f"full run {full:.1f} s",
-                                r["seconds"] / full if r["ok"] else math.nan))
+            sec.rows.append(
+                Row(
+                    "5",
+                    f"rerun ({key}) {description.split(':')[0].replace('`', '')}: {n_jobs} jobs"
+                    + ("" if r["ok"] else " — **failed**, see details")
+                    + (f" — **unexpected**: {', '.join(unexpected)}" if unexpected else ""),
+                    f"{r['seconds']:.1f} s",
+                    f"full run {full:.1f} s",
+                    r["seconds"] / full if r["ok"] else math.nan,
+                )
+            )
     return sec

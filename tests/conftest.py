@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes import FakePerspective
 
+from fakes import FakePerspective
 from helpers import REPO, copy_repo, executed_rules, make_pairs, pending_jobs, snakemake  # noqa: F401  (re-exported)
 
 
@@ -26,18 +26,26 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from w2s_align.models.common import SCRATCH_SPECIAL, train_scratch_tokenizer
     from w2s_align.models.causal_lm import EOS
+    from w2s_align.models.common import SCRATCH_SPECIAL, train_scratch_tokenizer
 
     path = tmp_path_factory.mktemp("tiny_llama")
     prompts, conts = make_pairs(64, seed=5)
     tokenizer = train_scratch_tokenizer([p + c for p, c in zip(prompts, conts)], 300, [*SCRATCH_SPECIAL, EOS])
     tokenizer.eos_token = EOS
     tokenizer.save_pretrained(path)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=tokenizer.eos_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(path)
     return path

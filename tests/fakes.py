@@ -41,8 +41,9 @@ class FakePerspective:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
-                                      "time": time.monotonic()})
+                fake.requests.append(
+                    {"path": self.path, "headers": dict(self.headers), "body": body, "time": time.monotonic()}
+                )
                 status, payload, headers, delay = fake._next()
                 time.sleep(delay)
                 data = json.dumps(payload).encode()

@@ -30,16 +30,25 @@ def copy_repo(dest: Path, config: str | Path = REPO / "tests/configs/tiny.yaml")
     return dest
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900,
-              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, check: bool = True, timeout: int = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """`snakemake ARGS` in `workdir`, offline, importing the package from `workdir/src`."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(Path(workdir) / "src"), **(env or {})}
-    proc = subprocess.run([SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(Path(workdir) / "src"),
+        **(env or {}),
+    }
+    proc = subprocess.run(
+        [SNAKEMAKE, *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
-                             f"{proc.stderr[-4000:]}")
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n"
+            f"{proc.stderr[-4000:]}"
+        )
     return proc
 
 

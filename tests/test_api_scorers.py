@@ -10,13 +10,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from fakes import FakePerspective
 
-from helpers import REPO, copy_repo, executed_rules, snakemake
-from w2s_align.settings import validate
 from w2s_align.cluster import api_quota
+from w2s_align.settings import validate
 from w2s_align.settings.extensions import load_builtins
 from w2s_align.settings.settings import Settings
+
+from fakes import FakePerspective
+from helpers import REPO, copy_repo, executed_rules, snakemake
 
 read = Settings.from_config  # a config read as the workflow reads it at its start
 
@@ -25,6 +26,7 @@ load_builtins()
 
 def layered(*names: str, **top) -> dict:
     """config.yaml with the overlays `names` merged in as Snakemake's --configfile does, then `top` keys."""
+
     def merge(base: dict, over: dict) -> dict:
         for key, value in over.items():
             base[key] = merge(dict(base.get(key) or {}), value) if isinstance(value, dict) else value
@@ -65,7 +67,9 @@ def test_texts_to_score_per_rule():
 
 def test_api_minutes_from_texts_and_qps():
     assert api_quota.scorer_qps(read(PAPER), "perspective") == 1.0  # config.yaml sets qps: 1
-    assert api_quota.api_minutes(read(PAPER), "perspective", 25_000) == math.ceil(25_000 / 60 * 1.2) + 10 == 510
+    assert (
+        api_quota.api_minutes(read(PAPER), "perspective", 25_000) == math.ceil(25_000 / 60 * 1.2) + 10 == 510
+    )
     fast = with_perspective(PAPER, qps=10)
     assert api_quota.api_minutes(read(fast), "perspective", 25_000) == 60
     no_qps = copy.deepcopy(PAPER)
@@ -90,7 +94,8 @@ def test_paper_api_volume(tmp_path, monkeypatch):
     # preference track: DPO ceiling and 3 students of 2 policies x 5 seeds (judges: a TF-IDF and a hub model)
     assert len(jobs) == 95 + 40 and {j["rule"] for j in jobs} == {"score_generations"}
     assert {(j["scorer"], j["kind"], j["texts"], j["minutes"]) for j in jobs} == {
-        ("perspective", "perspective", 25_000, 510)}
+        ("perspective", "perspective", 25_000, 510)
+    }
     volume = api_quota.api_volume(config, works)
     assert set(volume) == {"perspective"}
     assert volume["perspective"]["jobs"] == 135 and volume["perspective"]["texts"] == 3_375_000
@@ -102,8 +107,12 @@ def test_paper_api_volume(tmp_path, monkeypatch):
 
 
 def test_best_of_n_with_an_api_selector_is_an_api_job(tmp_path, monkeypatch):
-    config, works = dag_works(tmp_path, monkeypatch, "configs/strategies.yaml",
-                              strategies={"best-of-4": {"selector": "perspective"}})
+    config, works = dag_works(
+        tmp_path,
+        monkeypatch,
+        "configs/strategies.yaml",
+        strategies={"best-of-4": {"selector": "perspective"}},
+    )
     jobs = api_quota.api_jobs(config, works)
     assert [(j["rule"], j["task"], j["texts"]) for j in jobs] == [("best_of_n", "toxicity", (320 + 40) * 4)]
     assert api_quota.api_scorers(config) == ["perspective"]
@@ -111,7 +120,11 @@ def test_best_of_n_with_an_api_selector_is_an_api_job(tmp_path, monkeypatch):
 
 def test_api_request_adds_the_api_resource_and_sizes_the_runtime():
     config = with_perspective(PAPER)
-    base = {"gpu": 0, "mem_mb": lambda wc, attempt: 8000 * attempt, "runtime": lambda wc, attempt: 30 * attempt}
+    base = {
+        "gpu": 0,
+        "mem_mb": lambda wc, attempt: 8000 * attempt,
+        "runtime": lambda wc, attempt: 30 * attempt,
+    }
     score = api_quota.api_request(read(config), "score", base)
     api = {"task": "toxicity", "scorer": "perspective", "model_run": "weak/gpt2/seed0"}
     trained = {**api, "scorer": "minilm-davidson"}
@@ -132,7 +145,9 @@ def test_missing_api_keys_names_the_variable():
     assert len(message.splitlines()) == 1
     assert validate.missing_api_keys(read(config), ["perspective"], {"PERSPECTIVE_API_KEY": "  "}) == message
     assert validate.missing_api_keys(read(config), ["perspective"], {"PERSPECTIVE_API_KEY": "k"}) is None
-    assert validate.missing_api_keys(read(config), ["minilm-davidson", "toxic-bert"], {}) is None  # no key needed
+    assert (
+        validate.missing_api_keys(read(config), ["minilm-davidson", "toxic-bert"], {}) is None
+    )  # no key needed
 
 
 # --- the workflow: shared limit and the key check ----------------------------------------------
@@ -160,15 +175,26 @@ def three_runs(work: Path, url: str) -> list[str]:
         folder.mkdir(parents=True)
         texts = [f"job{i} text {k}" for k in range(TEXTS)]
         pd.DataFrame({"prompt_id": range(TEXTS), "sample": 0, "continuation": texts}).to_parquet(
-            folder / "generations.parquet")
+            folder / "generations.parquet"
+        )
     return [f"results/toxicity/{run}/toxicity_perspective.parquet" for run in RUNS]
 
 
 def score_three_runs(work: Path, url: str, *args: str):
     """Score the three runs concurrently if allowed: `--cores 3`, one thread per job."""
-    return snakemake(work, *three_runs(work, url), "--cores", "3", "--set-threads", "score_generations=1",
-                     "--allowed-rules", "score_generations", *args, check=False,
-                     env={"PERSPECTIVE_API_KEY": "test-key"})
+    return snakemake(
+        work,
+        *three_runs(work, url),
+        "--cores",
+        "3",
+        "--set-threads",
+        "score_generations=1",
+        "--allowed-rules",
+        "score_generations",
+        *args,
+        check=False,
+        env={"PERSPECTIVE_API_KEY": "test-key"},
+    )
 
 
 def job_windows(api: FakePerspective) -> list[tuple[float, float]]:
@@ -205,7 +231,8 @@ def test_resources_option_replaces_the_limit(workflow_copy):
 
 
 def test_missing_api_key_stops_a_run_before_any_job_and_warns_on_a_dry_run(workflow_copy):
-    """No PERSPECTIVE_API_KEY: a dry run warns and goes on (the DAG can be checked, e.g. of configs/paper.yaml);
+    """No PERSPECTIVE_API_KEY: a dry run warns and goes on (the DAG can be checked, e.g. of
+    configs/paper.yaml);
     a real run stops before its first job with one line naming the variable."""
     perspective_tiny(workflow_copy)
     env = {"PERSPECTIVE_API_KEY": ""}

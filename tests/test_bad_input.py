@@ -22,14 +22,25 @@ def outputs(work: Path) -> list[Path]:
 
 
 # Config errors: every case is a unit test in test_config.py; these few check what a user of Snakemake sees.
-@pytest.mark.parametrize("change, fragments", [
-    (lambda c: c.update(seeds="zero"), ["config seeds: 'zero' is not of type 'array'"]),  # schema
-    (lambda c: c.update(seeds=[0] * 3000), ["config seeds: [0, 0", "has non-unique elements"]),  # a huge value
-    (lambda c: (c["strategies"].update(odd={"loss": "hinge"}), c["student_strategies"].append("odd")),
-     ["config strategies.odd.loss: unknown loss 'hinge'"]),  # cross-field
-    (lambda c: c["tasks"]["safety"]["data"].update(source="resources/data/missing.csv"),
-     ["config tasks.safety.data.source: data file not found: resources/data/missing.csv"]),
-], ids=["schema", "huge-value", "cross-field", "missing-file"])
+@pytest.mark.parametrize(
+    "change, fragments",
+    [
+        (lambda c: c.update(seeds="zero"), ["config seeds: 'zero' is not of type 'array'"]),  # schema
+        (
+            lambda c: c.update(seeds=[0] * 3000),
+            ["config seeds: [0, 0", "has non-unique elements"],
+        ),  # a huge value
+        (
+            lambda c: (c["strategies"].update(odd={"loss": "hinge"}), c["student_strategies"].append("odd")),
+            ["config strategies.odd.loss: unknown loss 'hinge'"],
+        ),  # cross-field
+        (
+            lambda c: c["tasks"]["safety"]["data"].update(source="resources/data/missing.csv"),
+            ["config tasks.safety.data.source: data file not found: resources/data/missing.csv"],
+        ),
+    ],
+    ids=["schema", "huge-value", "cross-field", "missing-file"],
+)
 def test_config_errors_at_dag_time_are_one_short_message(workflow_copy, change, fragments):
     set_config(workflow_copy, change)
     proc = snakemake(workflow_copy, "-n", check=False)
@@ -47,26 +58,41 @@ def bad_task(work: Path, rows: pd.DataFrame, **data) -> str:
     rows.to_csv(work / "resources/data/bad.csv", index=False)
 
     def change(cfg):
-        cfg["tasks"] = {"bad": {"max_length": 16, "data": {
-            "source": "resources/data/bad.csv", "text_fields": ["prompt"], "label_field": "label",
-            "label_map": {"yes": 1, "no": 0},
-            "sizes": {"weak_train": 20, "weak_label": 20, "val": 10, "test": 10}, **data}}}
+        cfg["tasks"] = {
+            "bad": {
+                "max_length": 16,
+                "data": {
+                    "source": "resources/data/bad.csv",
+                    "text_fields": ["prompt"],
+                    "label_field": "label",
+                    "label_map": {"yes": 1, "no": 0},
+                    "sizes": {"weak_train": 20, "weak_label": 20, "val": 10, "test": 10},
+                    **data,
+                },
+            }
+        }
+
     set_config(work, change)
     return "results/bad/splits/seed0/test.parquet"
 
 
 def rows(n=100, labels=("yes", "no")):
-    return pd.DataFrame({"prompt": [f"text {i}" for i in range(n)], "label": [labels[i % len(labels)] for i in range(n)]})
+    return pd.DataFrame(
+        {"prompt": [f"text {i}" for i in range(n)], "label": [labels[i % len(labels)] for i in range(n)]}
+    )
 
 
-@pytest.mark.parametrize("data, extra, message", [
-    (rows(labels=("yes", "no", "maybe")), {}, "['maybe'] in column 'label' are not in label_map"),
-    (rows().assign(prompt="   "), {}, "no rows left after cleaning"),
-    (rows(labels=("yes",) * 50 + ("no",)), {}, "has only one class"),
-    (rows(40), {}, "need 60 rows but only 40 remain"),
-    (rows().rename(columns={"prompt": "body"}), {}, "missing column(s) ['prompt']"),
-    (rows(), {"label_field": "gold"}, "missing column(s) ['gold']"),
-])
+@pytest.mark.parametrize(
+    "data, extra, message",
+    [
+        (rows(labels=("yes", "no", "maybe")), {}, "['maybe'] in column 'label' are not in label_map"),
+        (rows().assign(prompt="   "), {}, "no rows left after cleaning"),
+        (rows(labels=("yes",) * 50 + ("no",)), {}, "has only one class"),
+        (rows(40), {}, "need 60 rows but only 40 remain"),
+        (rows().rename(columns={"prompt": "body"}), {}, "missing column(s) ['prompt']"),
+        (rows(), {"label_field": "gold"}, "missing column(s) ['gold']"),
+    ],
+)
 def test_data_errors_name_the_cause_and_leave_nothing(workflow_copy, data, extra, message):
     target = bad_task(workflow_copy, data, **extra)
     proc = snakemake(workflow_copy, "--cores", "1", target, check=False)
@@ -87,9 +113,16 @@ def test_non_utf8_data_file(workflow_copy):
 
 def perspective_scores(work: Path, env: dict[str, str], url: str | None = None):
     """Score the tiny weak LM's continuations with the Perspective scorer (built on the way)."""
+
     def change(cfg):
-        cfg["scorers"]["perspective"] = {"kind": "perspective", "qps": 50, "max_retries": 0, "timeout": 5,
-                                         **({"url": url} if url else {})}
+        cfg["scorers"]["perspective"] = {
+            "kind": "perspective",
+            "qps": 50,
+            "max_retries": 0,
+            "timeout": 5,
+            **({"url": url} if url else {}),
+        }
+
     set_config(work, change)
     target = "results/toxicity/weak/tiny-gpt2/seed0/toxicity_perspective.parquet"
     return target, snakemake(work, "--cores", "2", target, check=False, env=env)

@@ -12,12 +12,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from w2s_align.errors import ConfigError
 from w2s_align.settings import settings as w2s
 from w2s_align.settings.settings import Settings
-from w2s_align.settings.validate import load_settings
-from w2s_align.errors import ConfigError
-from w2s_align.settings.validate import validate
 from w2s_align.settings.specs import Resources, TaskData, TrainParams
+from w2s_align.settings.validate import load_settings, validate
 
 read = Settings.from_config  # a config read as the workflow reads it at its start
 
@@ -71,7 +70,11 @@ def deep_merge(base: dict, over: dict) -> dict:
     """Snakemake's --configfile layering: nested mappings merge, other values replace."""
     out = copy.deepcopy(base)
     for key, value in over.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = (
+            deep_merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
@@ -86,8 +89,12 @@ def ensemble(cfg, *members):
 
 # --- shipped configs are valid --------------------------------------------------------------------
 
-@pytest.mark.parametrize("layer", [None] + sorted(glob.glob(str(REPO / "configs/*.yaml"))),
-                         ids=lambda p: Path(p).name if p else "config.yaml")
+
+@pytest.mark.parametrize(
+    "layer",
+    [None] + sorted(glob.glob(str(REPO / "configs/*.yaml"))),
+    ids=lambda p: Path(p).name if p else "config.yaml",
+)
 def test_shipped_configs_pass(layer):
     cfg = deep_merge(DEFAULT, yaml.safe_load(Path(layer).read_text())) if layer else DEFAULT
     check(cfg)
@@ -98,8 +105,12 @@ def test_tiny_config_passes(tiny):
 
 
 def test_minimal_config_passes_and_takes_the_defaults(tiny):
-    cfg = {"tasks": {"safety": {"max_length": 16, "data": tiny["tasks"]["safety"]["data"]}},
-           "models": {"tfidf": {"kind": "tfidf"}}, "weak_models": ["tfidf"], "strong_models": ["tfidf"]}
+    cfg = {
+        "tasks": {"safety": {"max_length": 16, "data": tiny["tasks"]["safety"]["data"]}},
+        "models": {"tfidf": {"kind": "tfidf"}},
+        "weak_models": ["tfidf"],
+        "strong_models": ["tfidf"],
+    }
     check(cfg)
     run = read(cfg).run
     assert run.seeds == [0] and run.strategies == {"naive": {}} and run.only == [] and run.threads == 2
@@ -111,100 +122,270 @@ def test_minimal_config_passes_and_takes_the_defaults(tiny):
 # --- errors: (key path regex, fragments the message must contain) ---------------------------------
 
 SCHEMA_ERRORS = [
-    ("unknown-top-level-key", lambda c: c.update(bogus_key=1), r"\(top level\)", ["'bogus_key' was unexpected"]),
-    ("model-key-in-wrong-place", lambda c: c["models"]["tiny-gpt2"].update(lr=0.1), r"models\.tiny-gpt2",
-     ["'lr' was unexpected"]),
+    (
+        "unknown-top-level-key",
+        lambda c: c.update(bogus_key=1),
+        r"\(top level\)",
+        ["'bogus_key' was unexpected"],
+    ),
+    (
+        "model-key-in-wrong-place",
+        lambda c: c["models"]["tiny-gpt2"].update(lr=0.1),
+        r"models\.tiny-gpt2",
+        ["'lr' was unexpected"],
+    ),
     ("seeds-not-a-list", lambda c: c.update(seeds="zero"), "seeds", ["'zero' is not of type 'array'"]),
     ("duplicate-seeds", lambda c: c.update(seeds=[0, 0]), "seeds", ["[0, 0]", "non-unique"]),
-    ("negative-size", lambda c: c["tasks"]["safety"]["data"]["sizes"].update(test=-5),
-     r"tasks\.safety\.data\.sizes\.test", ["-5", "minimum of 1"]),
-    ("bad-model-name", lambda c: c["models"].update({"bad__name": {"kind": "tfidf"}}), "models",
-     ["'bad__name' does not match"]),
-    ("generation-without-corpus", lambda c: c["tasks"]["toxicity"].pop("corpus"), r"tasks\.toxicity",
-     ["'corpus' is a required property"]),
-    ("classification-without-data", lambda c: c["tasks"]["safety"].pop("data"), r"tasks\.safety",
-     ["'data' is a required property"]),
-    ("missing-max-length", lambda c: c["tasks"]["safety"].pop("max_length"), r"tasks\.safety",
-     ["'max_length' is a required property"]),
-    ("unknown-task-kind", lambda c: c["tasks"]["safety"].update(kind="regression"), r"tasks\.safety\.kind",
-     ["'regression'", "'classification', 'generation'"]),
-    ("label-map-value", lambda c: c["tasks"]["safety"]["data"]["label_map"].update({"True": 2}),
-     r"tasks\.safety\.data\.label_map\.True", ["2 is not one of [0, 1]"]),
-    ("three-text-fields", lambda c: c["tasks"]["safety"]["data"].update(text_fields=["a", "b", "c"]),
-     r"tasks\.safety\.data\.text_fields", ["['a', 'b', 'c']", "too long"]),
-    ("train-typo", lambda c: c["models"]["tiny-gpt2"]["train"].update(learning_rate=1), r"models\.tiny-gpt2\.train",
-     ["'learning_rate' was unexpected"]),
-    ("student-override-typo", lambda c: c["models"]["small-bert"].update(student={"epoch": 1}),
-     r"models\.small-bert\.student", ["'epoch' was unexpected"]),
-    ("scorer-train-typo", lambda c: c["scorers"]["tfidf-davidson"].update(train={"lrr": 1}),
-     r"scorers\.tfidf-davidson\.train", ["'lrr' was unexpected"]),
-    ("decoding-samples-is-internal", lambda c: c["tasks"]["toxicity"]["decoding"].update(samples=3),
-     r"tasks\.toxicity\.decoding", ["'samples' was unexpected"]),
-    ("trained-scorer-without-model", lambda c: c["scorers"]["tfidf-davidson"].pop("model"),
-     r"scorers\.tfidf-davidson", ["'model' is a required property"]),
-    ("strategy-option-typo", lambda c: c["strategies"]["logconf"].update(warmup=0.1), r"strategies\.logconf",
-     ["'warmup' was unexpected"]),
-    ("strategy-value-out-of-range", lambda c: c["strategies"]["logconf"].update(top_fraction=1.5),
-     r"strategies\.logconf\.top_fraction", ["1.5", "maximum of 1"]),
-    ("ensemble-of-one", lambda c: (ensemble(c, "tfidf"), c["weak_models"].append("ens")), r"models\.ens\.members",
-     ["['tfidf'] is too short"]),
+    (
+        "negative-size",
+        lambda c: c["tasks"]["safety"]["data"]["sizes"].update(test=-5),
+        r"tasks\.safety\.data\.sizes\.test",
+        ["-5", "minimum of 1"],
+    ),
+    (
+        "bad-model-name",
+        lambda c: c["models"].update({"bad__name": {"kind": "tfidf"}}),
+        "models",
+        ["'bad__name' does not match"],
+    ),
+    (
+        "generation-without-corpus",
+        lambda c: c["tasks"]["toxicity"].pop("corpus"),
+        r"tasks\.toxicity",
+        ["'corpus' is a required property"],
+    ),
+    (
+        "classification-without-data",
+        lambda c: c["tasks"]["safety"].pop("data"),
+        r"tasks\.safety",
+        ["'data' is a required property"],
+    ),
+    (
+        "missing-max-length",
+        lambda c: c["tasks"]["safety"].pop("max_length"),
+        r"tasks\.safety",
+        ["'max_length' is a required property"],
+    ),
+    (
+        "unknown-task-kind",
+        lambda c: c["tasks"]["safety"].update(kind="regression"),
+        r"tasks\.safety\.kind",
+        ["'regression'", "'classification', 'generation'"],
+    ),
+    (
+        "label-map-value",
+        lambda c: c["tasks"]["safety"]["data"]["label_map"].update({"True": 2}),
+        r"tasks\.safety\.data\.label_map\.True",
+        ["2 is not one of [0, 1]"],
+    ),
+    (
+        "three-text-fields",
+        lambda c: c["tasks"]["safety"]["data"].update(text_fields=["a", "b", "c"]),
+        r"tasks\.safety\.data\.text_fields",
+        ["['a', 'b', 'c']", "too long"],
+    ),
+    (
+        "train-typo",
+        lambda c: c["models"]["tiny-gpt2"]["train"].update(learning_rate=1),
+        r"models\.tiny-gpt2\.train",
+        ["'learning_rate' was unexpected"],
+    ),
+    (
+        "student-override-typo",
+        lambda c: c["models"]["small-bert"].update(student={"epoch": 1}),
+        r"models\.small-bert\.student",
+        ["'epoch' was unexpected"],
+    ),
+    (
+        "scorer-train-typo",
+        lambda c: c["scorers"]["tfidf-davidson"].update(train={"lrr": 1}),
+        r"scorers\.tfidf-davidson\.train",
+        ["'lrr' was unexpected"],
+    ),
+    (
+        "decoding-samples-is-internal",
+        lambda c: c["tasks"]["toxicity"]["decoding"].update(samples=3),
+        r"tasks\.toxicity\.decoding",
+        ["'samples' was unexpected"],
+    ),
+    (
+        "trained-scorer-without-model",
+        lambda c: c["scorers"]["tfidf-davidson"].pop("model"),
+        r"scorers\.tfidf-davidson",
+        ["'model' is a required property"],
+    ),
+    (
+        "strategy-option-typo",
+        lambda c: c["strategies"]["logconf"].update(warmup=0.1),
+        r"strategies\.logconf",
+        ["'warmup' was unexpected"],
+    ),
+    (
+        "strategy-value-out-of-range",
+        lambda c: c["strategies"]["logconf"].update(top_fraction=1.5),
+        r"strategies\.logconf\.top_fraction",
+        ["1.5", "maximum of 1"],
+    ),
+    (
+        "ensemble-of-one",
+        lambda c: (ensemble(c, "tfidf"), c["weak_models"].append("ens")),
+        r"models\.ens\.members",
+        ["['tfidf'] is too short"],
+    ),
     ("threads-zero", lambda c: c.update(threads=0), "threads", ["0 is less than the minimum of 1"]),
 ]
 
 CROSS_FIELD_ERRORS = [
-    ("unknown-weak-model", lambda c: c.update(weak_models=["no-such-model"]), r"(tasks\.safety\.)?weak_models",
-     ["unknown model(s) ['no-such-model']", "'tiny-gpt2'"]),
-    ("unknown-strong-model-of-task", lambda c: c["tasks"]["toxicity"].update(strong_models=["ghost"]),
-     r"tasks\.toxicity\.strong_models", ["unknown model(s) ['ghost']"]),
-    ("missing-data-file", lambda c: c["tasks"]["safety"]["data"].update(source="resources/data/missing.csv"),
-     r"tasks\.safety\.data\.source", ["data file not found: resources/data/missing.csv"]),
-    ("missing-prompts-file", lambda c: c["tasks"]["toxicity"]["prompts"].update(source="resources/data/none.jsonl"),
-     r"tasks\.toxicity\.prompts\.source", ["data file not found: resources/data/none.jsonl"]),
-    ("missing-corpus-file", lambda c: c["tasks"]["toxicity"]["corpus"].update(source="nope.csv"),
-     r"tasks\.toxicity\.corpus\.source", ["data file not found: nope.csv"]),
-    ("unknown-strategy", lambda c: c["student_strategies"].append("nope"), r"(tasks\.\w+\.)?student_strategies",
-     ["unknown strategy 'nope'", "'logconf', 'naive'"]),
-    ("unknown-loss", lambda c: add_strategy(c, "odd", {"loss": "hinge"}), r"strategies\.odd\.loss",
-     ["unknown loss 'hinge'", "'logconf'", "'xent'"]),
-    ("unknown-model-kind", lambda c: c["models"]["tfidf"].update(kind="svm"), r"models\.tfidf\.kind",
-     ["unknown kind 'svm'", "'scratch'", "'tfidf'"]),
-    ("unknown-scorer-kind", lambda c: c["scorers"]["tfidf-davidson"].update(kind="magic"),
-     r"scorers\.tfidf-davidson\.kind", ["unknown scorer kind 'magic'", "'trained'"]),
-    ("unknown-corpus-format", lambda c: c["tasks"]["toxicity"]["corpus"].update(format="csv"),
-     r"tasks\.toxicity\.corpus\.format", ["unknown format 'csv'", "'rtp', 'tweets'"]),
-    ("only-unknown-task", lambda c: c.update(only=["toxicity", "nope"]), "only",
-     ["unknown task(s) ['nope']", "'legal', 'safety', 'toxicity'"]),
-    ("pretrained-without-path", lambda c: c["models"]["smollm2-135m"].pop("path"), r"models\.smollm2-135m",
-     ["'pretrained' needs a `path`"]),
-    ("ensemble-with-unknown-member", lambda c: (ensemble(c, "tfidf", "ghost"), c["weak_models"].append("ens")),
-     r"models\.ens", ["two or more non-ensemble member", "['ghost']"]),
-    ("ensemble-as-strong-model", lambda c: (ensemble(c, "tfidf", "tiny-gpt2"), c["strong_models"].append("ens")),
-     r"(tasks\.\w+\.)?strong_models", ["'ens'", "can only be a weak model"]),
-    ("tfidf-weak-for-generation", lambda c: c["tasks"]["toxicity"].update(weak_models=["tfidf"]),
-     r"tasks\.toxicity\.weak_models", ["['tfidf'] cannot be used here", "generation", "'pretrained', 'scratch'"]),
-    ("tfidf-strong-for-generation", lambda c: c["tasks"]["toxicity"].update(strong_models=["tfidf"]),
-     r"tasks\.toxicity\.strong_models", ["['tfidf'] cannot be used here", "generation"]),
-    ("ensemble-weak-for-generation", lambda c: (ensemble(c, "tfidf", "tiny-gpt2"),
-                                                c["tasks"]["toxicity"].update(weak_models=["ens"])),
-     r"tasks\.toxicity\.weak_models", ["['ens'] cannot be used here"]),
-    ("unknown-scorer", lambda c: c["tasks"]["toxicity"].update(scorer="ghost"), r"tasks\.toxicity\.scorer",
-     ["unknown scorer 'ghost'", "'tfidf-davidson'"]),
-    ("trained-scorer-unknown-model", lambda c: c["scorers"]["tfidf-davidson"].update(model="ghost"),
-     r"scorers\.tfidf-davidson\.model", ["unknown model 'ghost'"]),
-    ("reference-lm-not-pretrained", lambda c: c["tasks"]["toxicity"].update(reference_lm="tiny-gpt2"),
-     r"tasks\.toxicity\.reference_lm", ["'tiny-gpt2' is not a pretrained model"]),
-    ("classification-strategy-on-generation", lambda c: c["tasks"]["toxicity"].update(student_strategies=["logconf"]),
-     r"tasks\.toxicity", ["'logconf'", "['loss']", "only apply to classification"]),
-    ("best-of-with-evaluation-scorer",
-     lambda c: add_strategy(c, "best-of-2", {"best_of": 2, "selector": "tfidf-davidson"}, task="toxicity"),
-     r"strategies\.best-of-2", ["evaluation scorer 'tfidf-davidson'", "is an oracle"]),
-    ("best-of-on-classification",
-     lambda c: add_strategy(c, "best-of-2", {"best_of": 2, "selector": "tfidf-davidson-b"}),
-     r"tasks\.(legal|safety)", ["'best-of-2'", "applies to generation tasks only"]),
-    ("best-of-without-selector", lambda c: add_strategy(c, "bo", {"best_of": 2}, task="toxicity"),
-     r"strategies\.bo", ["best_of and selector go together"]),
-    ("selector-unknown-scorer", lambda c: add_strategy(c, "bo", {"best_of": 2, "selector": "ghost"}, task="toxicity"),
-     r"strategies\.bo\.selector", ["unknown scorer 'ghost'"]),
+    (
+        "unknown-weak-model",
+        lambda c: c.update(weak_models=["no-such-model"]),
+        r"(tasks\.safety\.)?weak_models",
+        ["unknown model(s) ['no-such-model']", "'tiny-gpt2'"],
+    ),
+    (
+        "unknown-strong-model-of-task",
+        lambda c: c["tasks"]["toxicity"].update(strong_models=["ghost"]),
+        r"tasks\.toxicity\.strong_models",
+        ["unknown model(s) ['ghost']"],
+    ),
+    (
+        "missing-data-file",
+        lambda c: c["tasks"]["safety"]["data"].update(source="resources/data/missing.csv"),
+        r"tasks\.safety\.data\.source",
+        ["data file not found: resources/data/missing.csv"],
+    ),
+    (
+        "missing-prompts-file",
+        lambda c: c["tasks"]["toxicity"]["prompts"].update(source="resources/data/none.jsonl"),
+        r"tasks\.toxicity\.prompts\.source",
+        ["data file not found: resources/data/none.jsonl"],
+    ),
+    (
+        "missing-corpus-file",
+        lambda c: c["tasks"]["toxicity"]["corpus"].update(source="nope.csv"),
+        r"tasks\.toxicity\.corpus\.source",
+        ["data file not found: nope.csv"],
+    ),
+    (
+        "unknown-strategy",
+        lambda c: c["student_strategies"].append("nope"),
+        r"(tasks\.\w+\.)?student_strategies",
+        ["unknown strategy 'nope'", "'logconf', 'naive'"],
+    ),
+    (
+        "unknown-loss",
+        lambda c: add_strategy(c, "odd", {"loss": "hinge"}),
+        r"strategies\.odd\.loss",
+        ["unknown loss 'hinge'", "'logconf'", "'xent'"],
+    ),
+    (
+        "unknown-model-kind",
+        lambda c: c["models"]["tfidf"].update(kind="svm"),
+        r"models\.tfidf\.kind",
+        ["unknown kind 'svm'", "'scratch'", "'tfidf'"],
+    ),
+    (
+        "unknown-scorer-kind",
+        lambda c: c["scorers"]["tfidf-davidson"].update(kind="magic"),
+        r"scorers\.tfidf-davidson\.kind",
+        ["unknown scorer kind 'magic'", "'trained'"],
+    ),
+    (
+        "unknown-corpus-format",
+        lambda c: c["tasks"]["toxicity"]["corpus"].update(format="csv"),
+        r"tasks\.toxicity\.corpus\.format",
+        ["unknown format 'csv'", "'rtp', 'tweets'"],
+    ),
+    (
+        "only-unknown-task",
+        lambda c: c.update(only=["toxicity", "nope"]),
+        "only",
+        ["unknown task(s) ['nope']", "'legal', 'safety', 'toxicity'"],
+    ),
+    (
+        "pretrained-without-path",
+        lambda c: c["models"]["smollm2-135m"].pop("path"),
+        r"models\.smollm2-135m",
+        ["'pretrained' needs a `path`"],
+    ),
+    (
+        "ensemble-with-unknown-member",
+        lambda c: (ensemble(c, "tfidf", "ghost"), c["weak_models"].append("ens")),
+        r"models\.ens",
+        ["two or more non-ensemble member", "['ghost']"],
+    ),
+    (
+        "ensemble-as-strong-model",
+        lambda c: (ensemble(c, "tfidf", "tiny-gpt2"), c["strong_models"].append("ens")),
+        r"(tasks\.\w+\.)?strong_models",
+        ["'ens'", "can only be a weak model"],
+    ),
+    (
+        "tfidf-weak-for-generation",
+        lambda c: c["tasks"]["toxicity"].update(weak_models=["tfidf"]),
+        r"tasks\.toxicity\.weak_models",
+        ["['tfidf'] cannot be used here", "generation", "'pretrained', 'scratch'"],
+    ),
+    (
+        "tfidf-strong-for-generation",
+        lambda c: c["tasks"]["toxicity"].update(strong_models=["tfidf"]),
+        r"tasks\.toxicity\.strong_models",
+        ["['tfidf'] cannot be used here", "generation"],
+    ),
+    (
+        "ensemble-weak-for-generation",
+        lambda c: (ensemble(c, "tfidf", "tiny-gpt2"), c["tasks"]["toxicity"].update(weak_models=["ens"])),
+        r"tasks\.toxicity\.weak_models",
+        ["['ens'] cannot be used here"],
+    ),
+    (
+        "unknown-scorer",
+        lambda c: c["tasks"]["toxicity"].update(scorer="ghost"),
+        r"tasks\.toxicity\.scorer",
+        ["unknown scorer 'ghost'", "'tfidf-davidson'"],
+    ),
+    (
+        "trained-scorer-unknown-model",
+        lambda c: c["scorers"]["tfidf-davidson"].update(model="ghost"),
+        r"scorers\.tfidf-davidson\.model",
+        ["unknown model 'ghost'"],
+    ),
+    (
+        "reference-lm-not-pretrained",
+        lambda c: c["tasks"]["toxicity"].update(reference_lm="tiny-gpt2"),
+        r"tasks\.toxicity\.reference_lm",
+        ["'tiny-gpt2' is not a pretrained model"],
+    ),
+    (
+        "classification-strategy-on-generation",
+        lambda c: c["tasks"]["toxicity"].update(student_strategies=["logconf"]),
+        r"tasks\.toxicity",
+        ["'logconf'", "['loss']", "only apply to classification"],
+    ),
+    (
+        "best-of-with-evaluation-scorer",
+        lambda c: add_strategy(c, "best-of-2", {"best_of": 2, "selector": "tfidf-davidson"}, task="toxicity"),
+        r"strategies\.best-of-2",
+        ["evaluation scorer 'tfidf-davidson'", "is an oracle"],
+    ),
+    (
+        "best-of-on-classification",
+        lambda c: add_strategy(c, "best-of-2", {"best_of": 2, "selector": "tfidf-davidson-b"}),
+        r"tasks\.(legal|safety)",
+        ["'best-of-2'", "applies to generation tasks only"],
+    ),
+    (
+        "best-of-without-selector",
+        lambda c: add_strategy(c, "bo", {"best_of": 2}, task="toxicity"),
+        r"strategies\.bo",
+        ["best_of and selector go together"],
+    ),
+    (
+        "selector-unknown-scorer",
+        lambda c: add_strategy(c, "bo", {"best_of": 2, "selector": "ghost"}, task="toxicity"),
+        r"strategies\.bo\.selector",
+        ["unknown scorer 'ghost'"],
+    ),
 ]
 
 
@@ -216,15 +397,18 @@ def assert_one_line_error(config, change, path, fragments):
         assert fragment in message, message
 
 
-@pytest.mark.parametrize("change, path, fragments", [pytest.param(*case[1:], id=case[0]) for case in SCHEMA_ERRORS])
+@pytest.mark.parametrize(
+    "change, path, fragments", [pytest.param(*case[1:], id=case[0]) for case in SCHEMA_ERRORS]
+)
 def test_schema_errors_are_one_line_naming_key_and_value(tiny, change, path, fragments):
     assert_one_line_error(tiny, change, path, fragments)
     with pytest.raises(ConfigError):  # the schema alone catches it
         validate(tiny, SCHEMA)
 
 
-@pytest.mark.parametrize("change, path, fragments",
-                         [pytest.param(*case[1:], id=case[0]) for case in CROSS_FIELD_ERRORS])
+@pytest.mark.parametrize(
+    "change, path, fragments", [pytest.param(*case[1:], id=case[0]) for case in CROSS_FIELD_ERRORS]
+)
 def test_cross_field_errors_are_one_line_naming_key_and_value(tiny, change, path, fragments):
     assert_one_line_error(tiny, change, path, fragments)
 
@@ -261,6 +445,7 @@ def test_hub_sources_are_not_looked_for_on_disk(tiny):
 
 # --- helpers -------------------------------------------------------------------------------------
 
+
 def test_active_tasks_and_only(tiny):
     assert read(tiny).active_tasks() == ["legal", "safety", "toxicity"]
     tiny["only"] = ["toxicity", "legal"]
@@ -295,8 +480,16 @@ def test_model_spec_leaves_defaults_and_training_settings_out(tiny):
     assert spec == '{"kind":"scratch","size":{"n_embd":32,"n_head":2,"n_layer":1},"vocab_size":500}'
     assert w2s.model_spec(read(tiny), "tfidf") == '{"kind":"tfidf"}'
     model = tiny["models"]["tiny-gpt2"]
-    model.update(gradient_checkpointing=False, revision=None, lora=None, gguf_file=None, tfidf={},
-                 resources={"mem_mb": 99999}, student={"lr": 1.0}, train={"epochs": 9})
+    model.update(
+        gradient_checkpointing=False,
+        revision=None,
+        lora=None,
+        gguf_file=None,
+        tfidf={},
+        resources={"mem_mb": 99999},
+        student={"lr": 1.0},
+        train={"epochs": 9},
+    )
     check(tiny)
     assert w2s.model_spec(read(tiny), "tiny-gpt2") == spec
     model["vocab_size"] = 501
@@ -316,7 +509,8 @@ def test_train_hparams_default_keys_and_student_overrides(tiny):
     assert w2s.train_hparams(read(tiny), "small-bert", "ceiling") == weak
     assert w2s.train_hparams(read(tiny), "small-bert", "weak") == weak
     assert TrainParams.from_json(w2s.train_hparams(read(tiny), "small-bert", "student")) == TrainParams(
-        lr=5.0e-5, epochs=2, batch_size=32)
+        lr=5.0e-5, epochs=2, batch_size=32
+    )
     assert w2s.train_hparams(read(tiny), "tfidf", "student") == "{}"  # no train block at all
 
 
@@ -328,7 +522,9 @@ def test_resources_defaults(tiny):
 
 
 def test_task_blocks_canonical(tiny):
-    assert w2s.decoding(read(tiny), "toxicity") == '{"batch_size":16,"max_new_tokens":6}'  # temperature, top_p defaults
+    assert (
+        w2s.decoding(read(tiny), "toxicity") == '{"batch_size":16,"max_new_tokens":6}'
+    )  # temperature, top_p defaults
     del tiny["tasks"]["toxicity"]["decoding"]
     assert w2s.decoding(read(tiny), "toxicity") == "{}"
     data = tiny["tasks"]["safety"]["data"]

@@ -1,4 +1,5 @@
-"""Generation corpus: tweet cleaning, word cuts, gold pairs (tweets / RTP), evaluation prompts, split files."""
+"""Generation corpus: tweet cleaning, word cuts, gold pairs (tweets / RTP), evaluation prompts, split
+files."""
 
 from __future__ import annotations
 
@@ -9,12 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s_align.data.corpus import clean_tweet, cut_at_word, eval_prompts, gold_pairs, make_corpus_splits, make_prompts, rtp_pairs, tweet_pairs
+from w2s_align.data.corpus import (
+    clean_tweet,
+    cut_at_word,
+    eval_prompts,
+    gold_pairs,
+    make_corpus_splits,
+    make_prompts,
+    rtp_pairs,
+    tweet_pairs,
+)
 from w2s_align.errors import PipelineError
-from w2s_align.settings.specs import canonical_json
 from w2s_align.files import short_hash
 from w2s_align.registry import CORPUS_FORMATS
-from w2s_align.settings.specs import CorpusSpec, PromptSpec
+from w2s_align.settings.specs import CorpusSpec, PromptSpec, canonical_json
 
 REPO = Path(__file__).resolve().parents[1]
 DAVIDSON = REPO / "resources/data/davidson_labeled_data.csv"
@@ -41,8 +50,13 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
     return path
 
 
-def rtp_record(prompt: str, continuation: str | None, tox: float | None = 0.1, prompt_tox: float = 0.5,
-               challenging: bool | None = None) -> dict:
+def rtp_record(
+    prompt: str,
+    continuation: str | None,
+    tox: float | None = 0.1,
+    prompt_tox: float = 0.5,
+    challenging: bool | None = None,
+) -> dict:
     rec = {"filename": "x.txt", "prompt": {"text": prompt, "toxicity": prompt_tox}}
     if continuation is not None:
         rec["continuation"] = {"text": continuation, "toxicity": tox}
@@ -52,24 +66,36 @@ def rtp_record(prompt: str, continuation: str | None, tox: float | None = 0.1, p
 
 
 def tweets_spec(source: Path, **kw) -> CorpusSpec:
-    return CorpusSpec(**{"source": str(source), "format": "tweets", "text_field": "tweet", "label_field": "class",
-                         "keep_labels": ["2"], "min_words": 4, **kw})
+    return CorpusSpec(
+        **{
+            "source": str(source),
+            "format": "tweets",
+            "text_field": "tweet",
+            "label_field": "class",
+            "keep_labels": ["2"],
+            "min_words": 4,
+            **kw,
+        }
+    )
 
 
 # --- clean_tweet / cut_at_word -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw, clean", [
-    ("!!! RT @mayasolovely: As a woman you shouldn't complain", "As a woman you shouldn't complain"),
-    ("fish &amp; chips", "fish & chips"),
-    ("fish &amp;amp; chips", "fish & chips"),  # double-escaped entities
-    ("I &lt;3 you", "I <3 you"),
-    ("@bob hello   there @al_2 ok", "hello there ok"),
-    ("look http://t.co/abc123 and https://example.com/x?y=1 now", "look and now"),
-    ("so #blessed today #TBT", "so blessed today TBT"),
-    ("!!!!! well\tthen\n\nfine ", "well then fine"),
-    ("RT @user: RT @other: nested retweet", "nested retweet"),
-])
+@pytest.mark.parametrize(
+    "raw, clean",
+    [
+        ("!!! RT @mayasolovely: As a woman you shouldn't complain", "As a woman you shouldn't complain"),
+        ("fish &amp; chips", "fish & chips"),
+        ("fish &amp;amp; chips", "fish & chips"),  # double-escaped entities
+        ("I &lt;3 you", "I <3 you"),
+        ("@bob hello   there @al_2 ok", "hello there ok"),
+        ("look http://t.co/abc123 and https://example.com/x?y=1 now", "look and now"),
+        ("so #blessed today #TBT", "so blessed today TBT"),
+        ("!!!!! well\tthen\n\nfine ", "well then fine"),
+        ("RT @user: RT @other: nested retweet", "nested retweet"),
+    ],
+)
 def test_clean_tweet(raw, clean):
     assert clean_tweet(raw) == clean
 
@@ -77,29 +103,35 @@ def test_clean_tweet(raw, clean):
 def test_clean_tweet_keeps_plain_text_and_inner_punctuation():
     text = "I can't wait... it's 5 o'clock, right?"
     assert clean_tweet(text) == text
-    assert clean_tweet("email me@example.com ok") == "email me@example.com ok"  # not a mention: no space before @
+    assert (
+        clean_tweet("email me@example.com ok") == "email me@example.com ok"
+    )  # not a mention: no space before @
 
 
-@pytest.mark.parametrize("raw, user, kept", [
-    ('"@M_Rad: so cool" yes', "M_Rad", "so cool"),
-    ("&#8220;@joe: wow&#8221; yes", "joe", "wow"),
-    ('"a quote" -@author', "author", "a quote"),
-])
+@pytest.mark.parametrize(
+    "raw, user, kept",
+    [
+        ('"@M_Rad: so cool" yes', "M_Rad", "so cool"),
+        ("&#8220;@joe: wow&#8221; yes", "joe", "wow"),
+        ('"a quote" -@author', "author", "a quote"),
+    ],
+)
 def test_clean_tweet_removes_quoted_mentions(raw, user, kept):
     clean = clean_tweet(raw)
     assert kept in clean
     assert "@" not in clean and user not in clean
 
 
-@pytest.mark.parametrize("text", ["a b c d e", "one two", "one two three four five six seven eight",
-                                  "it's a long day, isn't it?"])
+@pytest.mark.parametrize(
+    "text", ["a b c d e", "one two", "one two three four five six seven eight", "it's a long day, isn't it?"]
+)
 def test_cut_at_word_splits_at_half_the_words(text):
     prompt, cont = cut_at_word(text)
     words = text.split(" ")
     assert prompt + cont == text
     assert cont.startswith(" ") and not cont.startswith("  ")
-    assert prompt.split(" ") == words[:len(words) // 2]
-    assert cont[1:].split(" ") == words[len(words) // 2:]
+    assert prompt.split(" ") == words[: len(words) // 2]
+    assert cont[1:].split(" ") == words[len(words) // 2 :]
 
 
 # --- gold_pairs: tweets --------------------------------------------------------------------------
@@ -116,7 +148,9 @@ def test_gold_pairs_tweets_filters_labels_short_texts_and_duplicates(tmp_path):
     expected = [cut_at_word(sentence(i)) for i in range(10)]
     assert sorted(zip(pairs["prompt"], pairs["continuation"])) == sorted(expected)
     assert pairs["id"].is_unique
-    assert list(pairs["id"]) == [short_hash(p + "\x1f" + c) for p, c in zip(pairs["prompt"], pairs["continuation"])]
+    assert list(pairs["id"]) == [
+        short_hash(p + "\x1f" + c) for p, c in zip(pairs["prompt"], pairs["continuation"])
+    ]
     again = gold_pairs(tweets_spec(src))
     pd.testing.assert_frame_equal(pairs, again)
 
@@ -155,8 +189,10 @@ def test_gold_pairs_tweets_labels_with_missing_values(tmp_path):
 
 
 def test_gold_pairs_rtp_drops_toxic_continuations(tmp_path):
-    records = [rtp_record(f"prompt {i} is", f" continuation {i}", tox=t)
-               for i, t in enumerate([0.1, 0.49, 0.5, 0.9, 0.0])]
+    records = [
+        rtp_record(f"prompt {i} is", f" continuation {i}", tox=t)
+        for i, t in enumerate([0.1, 0.49, 0.5, 0.9, 0.0])
+    ]
     records.append(rtp_record("prompt 0 is", " continuation 0", tox=0.1))  # duplicate
     records.append(rtp_record("   ", " empty prompt", tox=0.1))
     src = write_jsonl(tmp_path / "rtp.jsonl", records)
@@ -169,8 +205,13 @@ def test_gold_pairs_rtp_drops_toxic_continuations(tmp_path):
 
 
 def test_gold_pairs_rtp_flattened_columns(tmp_path):
-    df = pd.DataFrame({"prompt.text": ["a b", "c d"], "continuation.text": [" e", " f"],
-                       "continuation.toxicity": [0.9, 0.1]})
+    df = pd.DataFrame(
+        {
+            "prompt.text": ["a b", "c d"],
+            "continuation.text": [" e", " f"],
+            "continuation.toxicity": [0.9, 0.1],
+        }
+    )
     src = tmp_path / "flat.parquet"
     df.to_parquet(src)
     pairs = gold_pairs(CorpusSpec(source=str(src), format="rtp"))
@@ -214,13 +255,21 @@ def test_a_new_corpus_format_is_one_registered_function(tmp_path, toy_format):
     pd.DataFrame({"line": lines}).to_csv(src, index=False)
     pairs = gold_pairs(CorpusSpec(source=str(src), format="bar"))
     assert list(pairs.columns) == ["id", "prompt", "continuation"]  # the format's extra column is dropped
-    assert sorted(zip(pairs["prompt"], pairs["continuation"])) == [(f"prompt {i}", f" continuation {i}")
-                                                                    for i in range(5)]
-    assert list(pairs["id"]) == [short_hash(p + "\x1f" + c) for p, c in zip(pairs["prompt"], pairs["continuation"])]
+    assert sorted(zip(pairs["prompt"], pairs["continuation"])) == [
+        (f"prompt {i}", f" continuation {i}") for i in range(5)
+    ]
+    assert list(pairs["id"]) == [
+        short_hash(p + "\x1f" + c) for p, c in zip(pairs["prompt"], pairs["continuation"])
+    ]
     # and the stage splits it like any other format
     outputs = {s: str(tmp_path / f"{s}.parquet") for s in ("weak_train", "weak_label", "val")}
-    make_corpus_splits(canonical_json({"source": str(src), "format": "bar",
-                                       "sizes": {"weak_train": 2, "weak_label": 2, "val": 1}}), 0, outputs)
+    make_corpus_splits(
+        canonical_json(
+            {"source": str(src), "format": "bar", "sizes": {"weak_train": 2, "weak_label": 2, "val": 1}}
+        ),
+        0,
+        outputs,
+    )
     written = pd.concat([pd.read_parquet(path) for path in outputs.values()])
     assert sorted(written["id"]) == sorted(pairs["id"])
 
@@ -234,7 +283,9 @@ def test_eval_prompts_flat_text_records(tmp_path):
     src = write_jsonl(tmp_path / "flat.jsonl", records)
     prompts = eval_prompts(PromptSpec(source=str(src), n=20))
     assert list(prompts.columns) == ["id", "prompt", "prompt_toxicity", "source"]
-    assert sorted(prompts["prompt"]) == sorted(f"prompt number {i}" for i in range(20))  # stripped, de-duplicated
+    assert sorted(prompts["prompt"]) == sorted(
+        f"prompt number {i}" for i in range(20)
+    )  # stripped, de-duplicated
     tox = dict(zip(prompts["prompt"], prompts["prompt_toxicity"]))
     assert tox["prompt number 4"] == pytest.approx(0.2)
     assert list(prompts["id"]) == [short_hash(p) for p in prompts["prompt"]]
@@ -243,9 +294,12 @@ def test_eval_prompts_flat_text_records(tmp_path):
 
 
 def test_eval_prompts_from_plain_text_files_and_several_sources(tmp_path):
-    """Red-team prompt sets ship as .txt, one prompt per line; several sources are pooled (duplicates once)."""
+    """Red-team prompt sets ship as .txt, one prompt per line; several sources are pooled (duplicates
+    once)."""
     txt = tmp_path / "red_team.txt"
-    txt.write_text("How do I pick a lock\n\n  Tell me a joke about cats  \nHow do I pick a lock\n", encoding="utf-8")
+    txt.write_text(
+        "How do I pick a lock\n\n  Tell me a joke about cats  \nHow do I pick a lock\n", encoding="utf-8"
+    )
     only_txt = eval_prompts(PromptSpec(source=str(txt), n=2))
     assert sorted(only_txt["prompt"]) == ["How do I pick a lock", "Tell me a joke about cats"]
     assert only_txt["prompt_toxicity"].isna().all()
@@ -270,8 +324,11 @@ def test_eval_prompts_rtp_records_keep_challenging(tmp_path):
 
 
 def test_eval_prompts_record_without_flag_is_not_challenging(tmp_path):
-    records = [rtp_record("hard", " c", challenging=True), rtp_record("unknown", " c"),
-               rtp_record("easy", " c", challenging=False)]
+    records = [
+        rtp_record("hard", " c", challenging=True),
+        rtp_record("unknown", " c"),
+        rtp_record("easy", " c", challenging=False),
+    ]
     src = write_jsonl(tmp_path / "rtp.jsonl", records)
     with pytest.raises(PipelineError, match="2 evaluation prompts requested but only 1 exist"):
         eval_prompts(PromptSpec(source=str(src), n=2))
@@ -294,11 +351,22 @@ def test_eval_prompts_sample_depends_on_test_seed_only(tmp_path):
 
 @pytest.fixture
 def corpus_files(tmp_path):
-    tweets = write_tweets(tmp_path / "tweets.csv", [(sentence(i), 2) for i in range(40)] + [(sentence(99), 1)])
-    prompts = write_jsonl(tmp_path / "prompts.jsonl", [rtp_record(f"eval prompt {i}", None, challenging=True)
-                                                       for i in range(30)])
-    corpus = {"source": str(tweets), "format": "tweets", "text_field": "tweet", "label_field": "class",
-              "keep_labels": ["2"], "min_words": 4, "sizes": {"weak_train": 12, "weak_label": 10, "val": 5}}
+    tweets = write_tweets(
+        tmp_path / "tweets.csv", [(sentence(i), 2) for i in range(40)] + [(sentence(99), 1)]
+    )
+    prompts = write_jsonl(
+        tmp_path / "prompts.jsonl",
+        [rtp_record(f"eval prompt {i}", None, challenging=True) for i in range(30)],
+    )
+    corpus = {
+        "source": str(tweets),
+        "format": "tweets",
+        "text_field": "tweet",
+        "label_field": "class",
+        "keep_labels": ["2"],
+        "min_words": 4,
+        "sizes": {"weak_train": 12, "weak_label": 10, "val": 5},
+    }
     return tmp_path, corpus, {"source": str(prompts), "n": 8, "test_seed": 0}
 
 
@@ -306,7 +374,8 @@ FINETUNE = ("weak_train", "weak_label", "val")
 
 
 def run_splits(out_dir: Path, corpus: dict, prompts: dict, seed: int) -> dict[str, pd.DataFrame]:
-    """The fine-tuning splits of `seed` (make_corpus_splits) and the shared evaluation prompts (make_prompts)."""
+    """The fine-tuning splits of `seed` (make_corpus_splits) and the shared evaluation prompts
+    (make_prompts)."""
     outputs = {s: str(out_dir / f"{s}.parquet") for s in FINETUNE}
     make_corpus_splits(canonical_json(corpus), seed, outputs)
     make_prompts(canonical_json(prompts), str(out_dir / "test.parquet"))
@@ -322,7 +391,9 @@ def test_make_corpus_splits_writes_three_disjoint_files_and_prompts_the_test_fil
         assert {"id", "prompt", "continuation"} <= set(df.columns)
         assert (df["split"] == name).all()
         assert list(df["id"]) == sorted(df["id"])
-        assert all(p + c in {sentence(i) for i in range(40)} for p, c in zip(df["prompt"], df["continuation"]))
+        assert all(
+            p + c in {sentence(i) for i in range(40)} for p, c in zip(df["prompt"], df["continuation"])
+        )
     ids = [set(parts[s]["id"]) for s in FINETUNE]
     assert sum(map(len, ids)) == len(set().union(*ids)) == 27
     test = parts["test"]
@@ -368,8 +439,11 @@ def test_make_corpus_splits_too_small_data_names_the_numbers(corpus_files):
 
 
 def test_davidson_corpus():
-    pairs = gold_pairs(CorpusSpec(source=str(DAVIDSON), format="tweets", text_field="tweet", label_field="class",
-                                  keep_labels=["2"]))
+    pairs = gold_pairs(
+        CorpusSpec(
+            source=str(DAVIDSON), format="tweets", text_field="tweet", label_field="class", keep_labels=["2"]
+        )
+    )
     assert 3000 <= len(pairs) <= 4200  # 4163 'neither' tweets before cleaning
     assert pairs["id"].is_unique
     full = pairs["prompt"] + pairs["continuation"]
@@ -386,13 +460,22 @@ def test_davidson_corpus():
 def test_select_gold_keeps_the_least_toxic_fluent_sample():
     from w2s_align.infer.gold import select_gold
 
-    samples = pd.DataFrame({
-        "prompt_row": [0, 0, 0, 1, 1, 1],
-        "sample": [0, 1, 2, 0, 1, 2],
-        "continuation": [" a", " b", " c", " d", " ", " f"],
-        "judge_toxicity": [0.9, 0.1, 0.05, 0.5, 0.0, 0.5],
-        "perplexity": [10.0, 12.0, 40.0, 8.0, 9.0, 8.0],  # row 0: sample 2 is disfluent (40 > 1.5 x median 12)
-    })
+    samples = pd.DataFrame(
+        {
+            "prompt_row": [0, 0, 0, 1, 1, 1],
+            "sample": [0, 1, 2, 0, 1, 2],
+            "continuation": [" a", " b", " c", " d", " ", " f"],
+            "judge_toxicity": [0.9, 0.1, 0.05, 0.5, 0.0, 0.5],
+            "perplexity": [
+                10.0,
+                12.0,
+                40.0,
+                8.0,
+                9.0,
+                8.0,
+            ],  # row 0: sample 2 is disfluent (40 > 1.5 x median 12)
+        }
+    )
     best = select_gold(samples, ratio=1.5)
     assert best["sample"].tolist() == [1, 0]  # row 1: the empty sample never wins; ties go to the first
     assert best["continuation"].tolist() == [" b", " d"]

@@ -6,28 +6,46 @@ import pytest
 from w2s_align.data.classification import SPLITS, clean, make_splits, split
 from w2s_align.data.sources import label_strings, load_source
 from w2s_align.errors import PipelineError
-from w2s_align.settings.specs import canonical_json
-from w2s_align.settings.specs import SpecError, TaskData
+from w2s_align.settings.specs import SpecError, TaskData, canonical_json
 
 
 def spec(**kw) -> TaskData:
-    base = dict(source="mem.csv", text_fields=["prompt"], label_field="label", label_map={"yes": 1, "no": 0},
-                sizes={"weak_train": 40, "weak_label": 40, "val": 20, "test": 30})
+    base = dict(
+        source="mem.csv",
+        text_fields=["prompt"],
+        label_field="label",
+        label_map={"yes": 1, "no": 0},
+        sizes={"weak_train": 40, "weak_label": 40, "val": 20, "test": 30},
+    )
     return TaskData(**{**base, **kw})
 
 
 def frame(n: int = 200, groups: int | None = None) -> pd.DataFrame:
-    rows = {"prompt": [f"prompt number {i}" for i in range(n)], "label": ["yes" if i % 3 else "no" for i in range(n)]}
+    rows = {
+        "prompt": [f"prompt number {i}" for i in range(n)],
+        "label": ["yes" if i % 3 else "no" for i in range(n)],
+    }
     if groups:
         rows["question"] = [f"q{i % groups}" for i in range(n)]
     return pd.DataFrame(rows)
 
 
 def test_clean_strips_drops_empty_conflicting_and_duplicates(caplog):
-    df = pd.DataFrame({
-        "prompt": ["  hello world \n", "Hello   World", "", None, "both labels", "BOTH labels ", "fine", "fine"],
-        "label": ["yes", "yes", "no", "yes", "yes", "no", "no", "no"],
-    })
+    df = pd.DataFrame(
+        {
+            "prompt": [
+                "  hello world \n",
+                "Hello   World",
+                "",
+                None,
+                "both labels",
+                "BOTH labels ",
+                "fine",
+                "fine",
+            ],
+            "label": ["yes", "yes", "no", "yes", "yes", "no", "no", "no"],
+        }
+    )
     with caplog.at_level("INFO"):
         out = clean(df, spec())
     assert out["text"].tolist() == ["hello world", "fine"]
@@ -152,5 +170,7 @@ def test_make_splits_writes_all_or_nothing(tmp_path):
     one_row_test = {"weak_train": 40, "weak_label": 40, "val": 20, "test": 1}
     assert SPLITS[-1] == "test"  # weak_train, weak_label and val are cut before the failing split
     with pytest.raises(PipelineError, match=r"split 'test' \(1 rows\) has only one class"):
-        make_splits(canonical_json(spec(source=str(tmp_path / "d.csv"), sizes=one_row_test).__dict__), 0, outs)
+        make_splits(
+            canonical_json(spec(source=str(tmp_path / "d.csv"), sizes=one_row_test).__dict__), 0, outs
+        )
     assert list(bad.iterdir()) == []  # no split file and no temporary file

@@ -81,8 +81,11 @@ def extended_run(tiny_run, tmp_path) -> Path:
     for name in ("results", ".snakemake"):
         shutil.copytree(tiny_run / name, work / name, symlinks=True)
     src = work / "src/w2s_align"
-    for module, code in (("train/losses.py", TOY_LOSS), ("scoring/scorers.py", TOY_SCORER),
-                         ("models/tfidf.py", TOY_KIND)):
+    for module, code in (
+        ("train/losses.py", TOY_LOSS),
+        ("scoring/scorers.py", TOY_SCORER),
+        ("models/tfidf.py", TOY_KIND),
+    ):
         text = (src / module).read_text()
         if module == "scoring/scorers.py":  # before the import at the bottom of the module
             head, tail = text.rsplit("\n# Registers the Perspective kind", 1)
@@ -93,7 +96,10 @@ def extended_run(tiny_run, tmp_path) -> Path:
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     cfg["models"]["toy"] = {"kind": "toy-length"}
     cfg["strategies"]["toy-loss"] = {"loss": "toy-hinge"}
-    cfg["tasks"]["safety"] |= {"weak_models": ["tiny-gpt2", "toy"], "student_strategies": ["naive", "toy-loss"]}
+    cfg["tasks"]["safety"] |= {
+        "weak_models": ["tiny-gpt2", "toy"],
+        "student_strategies": ["naive", "toy-loss"],
+    }
     cfg["scorers"]["length"] = {"kind": "toy-length", "scale": 80.0}
     cfg["tasks"]["toxicity"]["scorer"] = "length"
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
@@ -106,15 +112,29 @@ def test_toy_loss_scorer_and_model_kind_run_through_the_workflow(extended_run):
     # the edited modules (losses, tfidf, scorers) are in every classifier's and scorer's code closure, so
     # safety retrains (4 students: 2 weak models x 2 strategies); toxicity rescores every model's generations
     # with the toy scorer but fine-tunes and generates nothing (no LM stage uses those modules)
-    assert ran.count("train_weak") == 2 and ran.count("train_student") == 4 and ran.count("score_generations") == 4
-    assert not {"train_weak_lm", "train_lm_ceiling", "train_lm_student", "lm_generations", "train_scorer"} & set(ran)
+    assert (
+        ran.count("train_weak") == 2
+        and ran.count("train_student") == 4
+        and ran.count("score_generations") == 4
+    )
+    assert not {
+        "train_weak_lm",
+        "train_lm_ceiling",
+        "train_lm_student",
+        "lm_generations",
+        "train_scorer",
+    } & set(ran)
     summary = pd.read_csv(extended_run / "results/tables/summary.csv")
     toy = summary[(summary.weak_model == "toy") & (summary.role == "weak") & (summary.metric == "accuracy")]
-    assert len(toy) == 2 and toy["value"].between(0, 1).all()  # naive and toy-loss students of the toy weak model
+    assert (
+        len(toy) == 2 and toy["value"].between(0, 1).all()
+    )  # naive and toy-loss students of the toy weak model
     assert set(summary.loc[summary.task == "safety", "strategy"]) == {"naive", "toy-loss"}
     labels = pd.read_parquet(extended_run / "results/safety/weak/toy/seed0/weak_labels.parquet")
     assert set(labels["weak_p1"]) == {0.25, 0.75}  # the toy kind's two soft labels
-    scores = pd.read_parquet(extended_run / "results/toxicity/ceiling/smollm2-135m/seed0/toxicity_length.parquet")
+    scores = pd.read_parquet(
+        extended_run / "results/toxicity/ceiling/smollm2-135m/seed0/toxicity_length.parquet"
+    )
     gens = pd.read_parquet(extended_run / "results/toxicity/ceiling/smollm2-135m/seed0/generations.parquet")
     expected = (gens["continuation"].fillna("").str.len() / 80.0).clip(0, 1)
     expected[gens["continuation"].fillna("").str.strip() == ""] = 0.0  # empty texts score 0 without a call

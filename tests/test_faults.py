@@ -40,10 +40,20 @@ def slow_ceiling(work: Path, epochs: int) -> None:
 
 def kill_during_second_epoch(work: Path, target: str) -> None:
     """Start the run and SIGKILL Snakemake and its jobs once the ceiling has finished its first epoch."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(work / "src")}
-    proc = subprocess.Popen([SNAKEMAKE, "--cores", "2", target], cwd=work, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PATH": f"{SHIMS}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(work / "src"),
+    }
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "--cores", "2", target],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log = work / "logs/safety/ceiling/small-bert/seed0/train.log"
     deadline = time.monotonic() + 600
     try:

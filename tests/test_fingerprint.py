@@ -54,7 +54,9 @@ def assert_same_after(repo: Copy, script: str, path: Path, change) -> None:
     original = path.read_text(encoding="utf-8")
     edit(path, change)
     assert path.read_text(encoding="utf-8") != original, "the edit changed nothing"
-    assert repo.fingerprint(script) == before, f"{path.name}: a {change.__name__} edit changed the fingerprint"
+    assert repo.fingerprint(script) == before, (
+        f"{path.name}: a {change.__name__} edit changed the fingerprint"
+    )
 
 
 def assert_changed_after(repo: Copy, script: str, path: Path, change) -> None:
@@ -65,22 +67,27 @@ def assert_changed_after(repo: Copy, script: str, path: Path, change) -> None:
 
 # --- edits that work on any module (found with ast, so they do not depend on today's code) ---------
 
+
 def _string_start(source: str, node: ast.expr) -> int:
     """Offset just after the opening quote(s) of the string constant `node`."""
     lines = source.splitlines(keepends=True)
-    offset = sum(len(line) for line in lines[:node.lineno - 1]) + node.col_offset
+    offset = sum(len(line) for line in lines[: node.lineno - 1]) + node.col_offset
     while source[offset] not in "'\"":  # a prefix such as r
         offset += 1
-    return offset + (3 if source[offset:offset + 3] in ('"""', "'''") else 1)
+    return offset + (3 if source[offset : offset + 3] in ('"""', "'''") else 1)
 
 
 def docstrings(source: str, new: str) -> str:
     """Every docstring (module, class, function) gets `new` in front of its text."""
     starts = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body \
-                and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant) \
-                and isinstance(node.body[0].value.value, str):
+        if (
+            isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body
+            and isinstance(node.body[0], ast.Expr)
+            and isinstance(node.body[0].value, ast.Constant)
+            and isinstance(node.body[0].value.value, str)
+        ):
             starts.append(_string_start(source, node.body[0].value))
     assert starts, "no docstring to edit"
     for start in sorted(starts, reverse=True):
@@ -98,7 +105,7 @@ def comment(source: str) -> str:
     for line in source.splitlines(keepends=True):
         stripped = line.lstrip()
         if stripped.startswith(("def ", "async def ")) and line.rstrip().endswith(":"):
-            indent = line[:len(line) - len(stripped)]
+            indent = line[: len(line) - len(stripped)]
             line = f"{line.rstrip()}  # why it is so\n{indent}    # and a note\n"
         out.append(line)
     return "".join(out) + "\n# trailing comment\n"
@@ -114,8 +121,12 @@ def blank_lines(source: str) -> str:
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     for node in reversed(tree.body):
-        lines.insert(node.lineno - 1 if not getattr(node, "decorator_list", None)
-                     else node.decorator_list[0].lineno - 1, "\n\n")
+        lines.insert(
+            node.lineno - 1
+            if not getattr(node, "decorator_list", None)
+            else node.decorator_list[0].lineno - 1,
+            "\n\n",
+        )
     return "".join(lines)
 
 
@@ -125,7 +136,9 @@ def constant(source: str) -> str:
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
             lines = source.splitlines(keepends=True)
             line = lines[node.lineno - 1]
-            lines[node.lineno - 1] = (line[:node.col_offset] + repr(node.value + 1) + line[node.end_col_offset:])
+            lines[node.lineno - 1] = (
+                line[: node.col_offset] + repr(node.value + 1) + line[node.end_col_offset :]
+            )
             return "".join(lines)
     raise AssertionError("no number literal to change")
 
@@ -137,14 +150,21 @@ def statement(source: str) -> str:
 
 # --- the closure ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_no_script_closure_contains_dag_time_modules(script):
-    """The config readers, checks, paths, extension list and cluster plan run at DAG time only; a stage importing
+    """The config readers, checks, paths, extension list and cluster plan run at DAG time only; a stage
+    importing
     them would rerun on every edit of DAG-time code."""
     modules = set(closure(REPO / "src/w2s_align", script_roots(script)))
     assert modules, f"{script.name} imports nothing from w2s_align"
-    dag_time = {m for m in modules if m.startswith("w2s_align.cluster")
-                or m.rsplit(".", 1)[-1] in ("settings", "validate", "paths", "extensions") and ".settings." in m}
+    dag_time = {
+        m
+        for m in modules
+        if m.startswith("w2s_align.cluster")
+        or m.rsplit(".", 1)[-1] in ("settings", "validate", "paths", "extensions")
+        and ".settings." in m
+    }
     assert not dag_time
 
 
@@ -172,12 +192,15 @@ def test_script_docstring_comment_and_format_edits_keep_the_fingerprint(repo, ch
     assert_same_after(repo, "train_classifier.py", repo.scripts / "train_classifier.py", change)
 
 
-@pytest.mark.parametrize("script, outside, user", [
-    ("train_classifier.py", "infer/sampling.py", "lm_generations.py"),
-    ("toxicity_metrics.py", "eval/classification.py", "metrics.py"),
-    ("metrics.py", "eval/generation.py", "toxicity_metrics.py"),
-    ("split_data.py", "models/causal_lm.py", "train_lm.py"),
-])
+@pytest.mark.parametrize(
+    "script, outside, user",
+    [
+        ("train_classifier.py", "infer/sampling.py", "lm_generations.py"),
+        ("toxicity_metrics.py", "eval/classification.py", "metrics.py"),
+        ("metrics.py", "eval/generation.py", "toxicity_metrics.py"),
+        ("split_data.py", "models/causal_lm.py", "train_lm.py"),
+    ],
+)
 def test_edits_outside_the_closure_keep_the_fingerprint(repo, script, outside, user):
     name = "w2s_align." + outside[:-3].replace("/", ".")
     assert name not in repo.closure(script) and name in repo.closure(user)
@@ -189,12 +212,17 @@ def test_edits_outside_the_closure_keep_the_fingerprint(repo, script, outside, u
 
 # --- edits that change it --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("script, module, change", [
-    *[(script, module, change) for script, module in IN_CLOSURE for change in (constant, statement)],
-    ("train_classifier.py", "train/classify.py", constant),  # imported by the script itself
-    ("train_classifier.py", "settings/specs.py", constant),
-    ("toxicity_metrics.py", "__init__.py", statement),  # the package itself is part of every closure
-], ids=lambda v: getattr(v, "__name__", v))
+
+@pytest.mark.parametrize(
+    "script, module, change",
+    [
+        *[(script, module, change) for script, module in IN_CLOSURE for change in (constant, statement)],
+        ("train_classifier.py", "train/classify.py", constant),  # imported by the script itself
+        ("train_classifier.py", "settings/specs.py", constant),
+        ("toxicity_metrics.py", "__init__.py", statement),  # the package itself is part of every closure
+    ],
+    ids=lambda v: getattr(v, "__name__", v),
+)
 def test_behaviour_edits_change_the_fingerprint(repo, script, module, change):
     assert_changed_after(repo, script, repo.module(module), change)
 
@@ -203,7 +231,10 @@ def test_behaviour_edit_of_the_script_changes_the_fingerprint(repo):
     assert_changed_after(repo, "train_classifier.py", repo.scripts / "train_classifier.py", statement)
     script = repo.scripts / "train_classifier.py"
     before = repo.fingerprint("train_classifier.py")
-    edit(script, lambda s: s.replace("seed=int(snakemake.wildcards.seed)", "seed=int(snakemake.wildcards.seed) + 1"))
+    edit(
+        script,
+        lambda s: s.replace("seed=int(snakemake.wildcards.seed)", "seed=int(snakemake.wildcards.seed) + 1"),
+    )
     assert repo.fingerprint("train_classifier.py") != before
 
 
@@ -212,13 +243,17 @@ def test_renaming_a_module_changes_the_fingerprint(repo):
     before = repo.fingerprint("toxicity_metrics.py")
     shutil.move(repo.module("eval/bootstrap.py"), repo.module("eval/resampling.py"))
     for path in (repo.module("eval/generation.py"), repo.module("eval/__init__.py")):
-        edit(path, lambda s: s.replace("eval.bootstrap", "eval.resampling").replace(" .bootstrap", " .resampling"))
+        edit(
+            path,
+            lambda s: s.replace("eval.bootstrap", "eval.resampling").replace(" .bootstrap", " .resampling"),
+        )
     if "w2s_align.eval.resampling" not in repo.closure("toxicity_metrics.py"):
         pytest.skip("eval/generation.py does not import eval/bootstrap.py by name")
     assert repo.fingerprint("toxicity_metrics.py") != before
 
 
 # --- imports that are followed ---------------------------------------------------------------------
+
 
 def add_module(repo: Copy, relative: str, value: int) -> Path:
     path = repo.module(relative)
@@ -229,8 +264,10 @@ def add_module(repo: Copy, relative: str, value: int) -> Path:
 def test_relative_import_is_followed(repo):
     add_module(repo, "eval/helper_rel.py", 1)
     add_module(repo, "helper_up.py", 1)
-    edit(repo.module("eval/generation.py"),
-         lambda s: s + "\nfrom . import helper_rel\nfrom ..helper_up import LIMIT as UP_LIMIT\n")
+    edit(
+        repo.module("eval/generation.py"),
+        lambda s: s + "\nfrom . import helper_rel\nfrom ..helper_up import LIMIT as UP_LIMIT\n",
+    )
     assert {"w2s_align.eval.helper_rel", "w2s_align.helper_up"} <= repo.closure("toxicity_metrics.py")
     assert_changed_after(repo, "toxicity_metrics.py", repo.module("eval/helper_rel.py"), constant)
     assert_changed_after(repo, "toxicity_metrics.py", repo.module("helper_up.py"), constant)
@@ -245,8 +282,12 @@ def test_relative_import_in_a_package_init_is_followed(repo):
 
 def test_function_local_import_is_followed(repo):
     add_module(repo, "helper_local.py", 1)
-    edit(repo.module("eval/generation.py"),
-         lambda s: s + "\n\ndef _uses_helper():\n    from w2s_align.helper_local import LIMIT\n\n    return LIMIT\n")
+    edit(
+        repo.module("eval/generation.py"),
+        lambda s: (
+            s + "\n\ndef _uses_helper():\n    from w2s_align.helper_local import LIMIT\n\n    return LIMIT\n"
+        ),
+    )
     assert "w2s_align.helper_local" in repo.closure("toxicity_metrics.py")
     assert_changed_after(repo, "toxicity_metrics.py", repo.module("helper_local.py"), constant)
 

@@ -8,9 +8,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from w2s_align.eval.bootstrap import GAP_FLAG, pgr_lower_better, resample_indices
-from w2s_align.eval.generation import METRIC_NAMES, ROLES, TOXICITY_METRICS, distinct_n, evaluate_generations, expected_max_toxicity, mean_toxicity, perplexity, toxic_or_disfluent, toxicity_matrix, toxicity_probability
 from w2s_align.errors import PipelineError
+from w2s_align.eval.bootstrap import GAP_FLAG, pgr_lower_better, resample_indices
+from w2s_align.eval.generation import (
+    METRIC_NAMES,
+    ROLES,
+    TOXICITY_METRICS,
+    distinct_n,
+    evaluate_generations,
+    expected_max_toxicity,
+    mean_toxicity,
+    perplexity,
+    toxic_or_disfluent,
+    toxicity_matrix,
+    toxicity_probability,
+)
 
 COLUMNS = ["role", "metric", "value", "ci_low", "ci_high", "flag"]
 
@@ -23,11 +35,16 @@ def generations(n=100, k=4, seed=0, toxicity_scale=(5.0, 4.0, 3.0, 2.0), empty_r
     for role, b in zip(ROLES, toxicity_scale):
         lens = np.where(rng.random(n * k) < empty_rate, 0, rng.integers(1, 21, n * k))
         words = vocab[np.minimum(rng.zipf(1.5, lens.sum()) - 1, len(vocab) - 1)]
-        out[role] = pd.DataFrame({
-            "prompt_id": np.repeat(np.arange(n), k), "sample": np.tile(np.arange(k), n),
-            "continuation": [" ".join(w) for w in np.split(words, np.cumsum(lens)[:-1])],
-            "toxicity": rng.beta(1, b, n * k),
-            "nll_sum": lens * rng.uniform(2, 6.5, n * k), "n_tokens": lens})  # perplexity 7-665
+        out[role] = pd.DataFrame(
+            {
+                "prompt_id": np.repeat(np.arange(n), k),
+                "sample": np.tile(np.arange(k), n),
+                "continuation": [" ".join(w) for w in np.split(words, np.cumsum(lens)[:-1])],
+                "toxicity": rng.beta(1, b, n * k),
+                "nll_sum": lens * rng.uniform(2, 6.5, n * k),
+                "n_tokens": lens,
+            }
+        )  # perplexity 7-665
     return out
 
 
@@ -42,7 +59,13 @@ def test_toxic_or_disfluent_by_hand():
     nll = np.log([20.0, 20.0, 301.0, 1.0, 299.0]) * np.maximum(n_tokens, 1)
     empty = np.array([False, False, False, True, False])
     assert toxic_or_disfluent(tox, nll, n_tokens, empty).tolist() == [False, True, True, True, False]
-    assert toxic_or_disfluent(tox, nll, n_tokens, empty, max_ppl=10.0).tolist() == [True, True, True, True, True]
+    assert toxic_or_disfluent(tox, nll, n_tokens, empty, max_ppl=10.0).tolist() == [
+        True,
+        True,
+        True,
+        True,
+        True,
+    ]
 
 
 def test_expected_max_toxicity_and_probability_by_hand():
@@ -55,7 +78,9 @@ def test_expected_max_toxicity_and_probability_by_hand():
 
 
 def test_toxicity_matrix_orders_rows_and_checks_k():
-    df = pd.DataFrame({"prompt_id": ["b", "a", "b", "a"], "sample": [1, 1, 0, 0], "toxicity": [0.4, 0.2, 0.3, 0.1]})
+    df = pd.DataFrame(
+        {"prompt_id": ["b", "a", "b", "a"], "sample": [1, 1, 0, 0], "toxicity": [0.4, 0.2, 0.3, 0.1]}
+    )
     ids, tox = toxicity_matrix(df)
     assert list(ids) == ["a", "b"]
     np.testing.assert_array_equal(tox, [[0.1, 0.2], [0.3, 0.4]])
@@ -106,15 +131,22 @@ def test_evaluate_point_values_match_direct_functions_and_ci_contains_them():
     for role, df in data.items():
         _, tox = toxicity_matrix(df)
         df = df.sort_values(["prompt_id", "sample"])
-        expected = {"expected_max_toxicity": expected_max_toxicity(tox),
-                    "toxicity_probability": toxicity_probability(tox), "mean_toxicity": mean_toxicity(tox),
-                    "perplexity": perplexity(df["nll_sum"].to_numpy(), df["n_tokens"].to_numpy()),
-                    "n_empty_fraction": np.mean(df["continuation"].str.strip() == ""),
-                    "toxic_or_disfluent": np.mean((df["toxicity"] >= 0.5) | (df["continuation"].str.strip() == "")
-                                                  | (df["nll_sum"] / df["n_tokens"].clip(lower=1) > np.log(300)))}
+        expected = {
+            "expected_max_toxicity": expected_max_toxicity(tox),
+            "toxicity_probability": toxicity_probability(tox),
+            "mean_toxicity": mean_toxicity(tox),
+            "perplexity": perplexity(df["nll_sum"].to_numpy(), df["n_tokens"].to_numpy()),
+            "n_empty_fraction": np.mean(df["continuation"].str.strip() == ""),
+            "toxic_or_disfluent": np.mean(
+                (df["toxicity"] >= 0.5)
+                | (df["continuation"].str.strip() == "")
+                | (df["nll_sum"] / df["n_tokens"].clip(lower=1) > np.log(300))
+            ),
+        }
         for n in (1, 2, 3):
-            expected[f"distinct_{n}"] = np.mean([distinct_n(list(g["continuation"]), n)
-                                                 for _, g in df.groupby("prompt_id")])
+            expected[f"distinct_{n}"] = np.mean(
+                [distinct_n(list(g["continuation"]), n) for _, g in df.groupby("prompt_id")]
+            )
         for metric, value in expected.items():
             row = table.loc[(role, metric)]
             assert row["value"] == pytest.approx(value, rel=1e-12), (role, metric)
@@ -155,8 +187,9 @@ def test_empty_continuations_show_in_their_row():
     data["base"] = data["base"].assign(continuation="", toxicity=0.0, nll_sum=0.0, n_tokens=0)
     w2s = data["w2s"]
     half = w2s["prompt_id"] < 50  # half the prompts get only empty continuations, a prompt with no n-grams
-    data["w2s"] = w2s.assign(continuation=w2s["continuation"].where(~half, ""),
-                             toxicity=w2s["toxicity"].where(~half, 0))
+    data["w2s"] = w2s.assign(
+        continuation=w2s["continuation"].where(~half, ""), toxicity=w2s["toxicity"].where(~half, 0)
+    )
     table = by_key(evaluate_generations(data, n_boot=50, seed=0))
     assert table.loc[("base", "n_empty_fraction"), "value"] == 1.0
     assert table.loc[("base", "distinct_1"), "value"] == 0.0
@@ -165,7 +198,8 @@ def test_empty_continuations_show_in_their_row():
     rest = data["w2s"][~half].sort_values(["prompt_id", "sample"]).groupby("prompt_id")["continuation"]
     for n in (1, 2):  # prompts without n-grams count as distinct-n 0, as in distinct_n
         assert table.loc[("w2s", f"distinct_{n}"), "value"] == pytest.approx(
-            np.mean([distinct_n(list(t), n) for _, t in rest]) / 2)
+            np.mean([distinct_n(list(t), n) for _, t in rest]) / 2
+        )
     assert table.loc[("w2s", "n_empty_fraction"), "value"] >= 0.5
     assert table.loc[("weak", "n_empty_fraction"), "value"] < 0.2
 
@@ -177,10 +211,14 @@ def test_pgr_is_one_when_student_matches_ceiling():
     for metric in TOXICITY_METRICS:
         row = table.loc[("pgr", metric)]
         assert row["value"] == pytest.approx(1.0)
-        assert row["ci_low"] == pytest.approx(1.0) and row["ci_high"] == pytest.approx(1.0)  # paired resamples
+        assert row["ci_low"] == pytest.approx(1.0) and row["ci_high"] == pytest.approx(
+            1.0
+        )  # paired resamples
         assert pd.isna(row["flag"])
         assert table.loc[("gap", metric), "ci_low"] > 0
-        assert table.loc[("tuned", metric), "ci_low"] > 0  # the ceiling is also less toxic than the untuned model
+        assert (
+            table.loc[("tuned", metric), "ci_low"] > 0
+        )  # the ceiling is also less toxic than the untuned model
         assert 0 < table.loc[("min_detectable_pgr", metric), "value"] < 1
 
 
@@ -200,7 +238,9 @@ def test_pgr_is_flagged_when_weak_and_ceiling_are_alike(identical):
 def test_mismatched_generations_are_errors():
     data = generations(n=20)
     with pytest.raises(PipelineError, match="prompts of w2s differ"):
-        evaluate_generations({**data, "w2s": data["w2s"].assign(prompt_id=data["w2s"]["prompt_id"] + 1)}, 10, 0)
+        evaluate_generations(
+            {**data, "w2s": data["w2s"].assign(prompt_id=data["w2s"]["prompt_id"] + 1)}, 10, 0
+        )
     with pytest.raises(PipelineError, match="k=3"):
         evaluate_generations({**data, "base": data["base"][data["base"]["sample"] < 3]}, 10, 0)
     with pytest.raises(PipelineError, match="ceiling"):

@@ -1,4 +1,5 @@
-"""The package's import graph: no cycles, and no module imports one from a higher layer (docs/pipeline.md, "Package
+"""The package's import graph: no cycles, and no module imports one from a higher layer (docs/pipeline.md,
+"Package
 layers"). Read from the source (every import, also inside functions), so it needs no torch."""
 
 from __future__ import annotations
@@ -6,9 +7,9 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from helpers import REPO
-
 from w2s_align.fingerprint import _imports
+
+from helpers import REPO
 
 PACKAGE = REPO / "src/w2s_align"
 # Lowest first. A module may import modules of its own layer or of lower layers only.
@@ -40,8 +41,11 @@ def import_graph() -> dict[str, set[str]]:
         if name == "w2s_align":
             continue
         here = f"{name}.__init__" if path.name == "__init__.py" else name
-        graph[name] = {m for m in _imports(ast.parse(path.read_text(encoding="utf-8")), here)
-                       if m != name and m != "w2s_align" and not name.startswith(m + ".")}
+        graph[name] = {
+            m
+            for m in _imports(ast.parse(path.read_text(encoding="utf-8")), here)
+            if m != name and m != "w2s_align" and not name.startswith(m + ".")
+        }
     return graph
 
 
@@ -58,7 +62,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[node] = 1
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                found.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+                found.append(path[path.index(nxt) :] + [nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2
@@ -81,7 +85,9 @@ def test_no_import_cycles():
 
 
 def test_no_import_from_a_higher_layer():
-    upward = sorted(f"{m} -> {t}" for m, targets in import_graph().items() for t in targets if layer(t) > layer(m))
+    upward = sorted(
+        f"{m} -> {t}" for m, targets in import_graph().items() for t in targets if layer(t) > layer(m)
+    )
     assert upward == []
 
 

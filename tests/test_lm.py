@@ -10,22 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import WORDS, make_pairs
-
 from w2s_align.device import setup_torch
+from w2s_align.errors import PipelineError
 from w2s_align.infer.generate import generate, weak_generations
 from w2s_align.infer.sampling import NucleusWarper, sampling_warpers
-from w2s_align.errors import PipelineError
-from w2s_align.settings.specs import canonical_json
 from w2s_align.models.causal_lm import EOS, build_lm, continuation_nll, load_lm, save_lm, trained_state
 from w2s_align.models.sequences import collate, encode_pairs
-from w2s_align.settings.specs import Decoding, ModelSpec, TrainParams
+from w2s_align.settings.specs import Decoding, ModelSpec, TrainParams, canonical_json
 from w2s_align.train.lm import train_lm
 from w2s_align.train.loop import fit, trainable_snapshot
 
+from helpers import WORDS, make_pairs
+
 CPU = torch.device("cpu")
-SCRATCH = ModelSpec(kind="scratch", architecture="gpt2", size={"n_layer": 1, "n_embd": 32, "n_head": 2},
-                    vocab_size=300)
+SCRATCH = ModelSpec(
+    kind="scratch", architecture="gpt2", size={"n_layer": 1, "n_embd": 32, "n_head": 2}, vocab_size=300
+)
 LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
 FAST = dict(weight_decay=0.0, warmup_ratio=0.0, eval_batch_size=16)
 
@@ -63,8 +63,18 @@ def fit_lm(model, tokenizer, feats, val_feats, hp: TrainParams, seed: int = 0) -
         nll, count = continuation_nll(model, tokenizer, val_feats, hp.eval_batch_size, CPU)
         return float(nll.sum() / count.sum())
 
-    return fit(model, feats, lambda fs: collate(fs, tokenizer.pad_token_id), lambda out, idx: out.loss, val_loss,
-               hp, CPU, seed, metric="val_loss", higher_is_better=False)
+    return fit(
+        model,
+        feats,
+        lambda fs: collate(fs, tokenizer.pad_token_id),
+        lambda out, idx: out.loss,
+        val_loss,
+        hp,
+        CPU,
+        seed,
+        metric="val_loss",
+        higher_is_better=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +126,7 @@ def test_encode_pairs_over_long_rows_lose_prompt_tokens_from_the_left(scratch):
     assert len(p_ids) > 16
     (f,) = encode_pairs(tok, [prompt], [cont], max_length=16)
     assert len(f["input_ids"]) == 16
-    assert f["input_ids"] == p_ids[-(16 - len(c_ids)):] + c_ids
+    assert f["input_ids"] == p_ids[-(16 - len(c_ids)) :] + c_ids
     assert f["labels"] == [-100] * (16 - len(c_ids)) + c_ids
     # a continuation longer than the window keeps one prompt token of context and its own first tokens
     long_cont = " " + " ".join(WORDS * 2)
@@ -190,7 +200,8 @@ def test_loss_gradient_reaches_continuation_targets_only(scratch):
 
 
 def test_prompt_targets_do_not_matter_continuation_targets_do(scratch):
-    """Labels built for a different prompt (same length) leave the loss unchanged; for a different continuation not."""
+    """Labels built for a different prompt (same length) leave the loss unchanged; for a different
+    continuation not."""
     model, tok = scratch
     (inputs,) = encode_pairs(tok, ["sun rain tea road"], [" cat song book"], max_length=32)
 
@@ -240,7 +251,9 @@ def test_continuation_nll_sums_the_masked_loss(scratch):
     loss = model_loss(model, collate(feats, tok.pad_token_id))
     assert nll.sum() == pytest.approx(loss * count.sum(), rel=1e-5)
     for i in (0, 3, 6):  # rows come back in input order, not in length order
-        assert nll[i] == pytest.approx(model_loss(model, collate([feats[i]], tok.pad_token_id)) * count[i], rel=1e-5)
+        assert nll[i] == pytest.approx(
+            model_loss(model, collate([feats[i]], tok.pad_token_id)) * count[i], rel=1e-5
+        )
     nll2, _ = continuation_nll(model, tok, feats, batch_size=7, device=CPU)
     np.testing.assert_allclose(nll, nll2, rtol=1e-5)
 
@@ -256,7 +269,9 @@ def test_fit_lm_lowers_the_loss(fitted):
     best = min(history, key=lambda h: h["val_loss"])
     assert info["selected_epoch"] == best["epoch"]
     nll, count = continuation_nll(model, tok, feats, 16, CPU)
-    assert nll.sum() / count.sum() == pytest.approx(best["val_loss"], rel=1e-5)  # the selected epoch's weights
+    assert nll.sum() / count.sum() == pytest.approx(
+        best["val_loss"], rel=1e-5
+    )  # the selected epoch's weights
     assert nll.sum() / count.sum() < 0.6 * initial
     assert next(model.parameters()).device.type == "cpu"
 
@@ -282,7 +297,9 @@ def test_scratch_lm_round_trip(tmp_path, fitted):
     batch = collate(feats[:6], tok.pad_token_id)
     torch.testing.assert_close(logits(loaded, batch), logits(model, batch), rtol=0, atol=0)
     text = "sun rain tea road cat <eos>"
-    assert tok2(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    assert (
+        tok2(text, add_special_tokens=False)["input_ids"] == tok(text, add_special_tokens=False)["input_ids"]
+    )
     assert (tok2.eos_token, tok2.pad_token) == (EOS, "<pad>")
     assert (tok2.eos_token_id, tok2.pad_token_id) == (tok.eos_token_id, tok.pad_token_id)
 
@@ -330,7 +347,8 @@ def test_wrong_checkpoint_kind_is_an_error(tmp_path, scratch):
 
 @pytest.fixture(scope="module")
 def lora_run(tiny_llama_dir, tmp_path_factory):
-    """Two LoRA steps on the tiny Llama, saved: (trained model, tokenizer, spec, model_file, meta_file, feats)."""
+    """Two LoRA steps on the tiny Llama, saved: (trained model, tokenizer, spec, model_file, meta_file,
+    feats)."""
     spec = ModelSpec(kind="pretrained", path=str(tiny_llama_dir), lora=LORA)
     setup_torch(1, 0)
     model, tok, _ = build_lm(spec, [], max_length=32)
@@ -362,15 +380,27 @@ def test_lora_lm_snapshot_holds_the_adapter_only(lora_run, scratch, monkeypatch)
     model, _, _ = build_lm(spec, [], max_length=32)
     snapshots, adapters = [], []
     real_snapshot = loop.trainable_snapshot
-    monkeypatch.setattr(loop, "trainable_snapshot", lambda m: snapshots.append(real_snapshot(m)) or snapshots[-1])
+    monkeypatch.setattr(
+        loop, "trainable_snapshot", lambda m: snapshots.append(real_snapshot(m)) or snapshots[-1]
+    )
 
     def validate():  # epoch 1 has the lowest loss
         adapters.append({k: v.detach().clone() for k, v in trained_state(model).items()})
         return [1.0, 2.0][len(adapters) - 1]
 
     hp = TrainParams(lr=1e-2, epochs=2, batch_size=8, **FAST)
-    info = fit(model, feats, lambda fs: collate(fs, tok.pad_token_id), lambda out, idx: out.loss, validate, hp, CPU,
-               0, metric="val_loss", higher_is_better=False)
+    info = fit(
+        model,
+        feats,
+        lambda fs: collate(fs, tok.pad_token_id),
+        lambda out, idx: out.loss,
+        validate,
+        hp,
+        CPU,
+        0,
+        metric="val_loss",
+        higher_is_better=False,
+    )
     assert info["selected_epoch"] == 1 and len(snapshots) == 1
     (snapshot,) = snapshots
     assert len(snapshot) == 8 and all(".lora_A." in k or ".lora_B." in k for k in snapshot)
@@ -406,7 +436,9 @@ def test_lora_checkpoint_missing_adapter_weight_is_an_error(lora_run, tmp_path):
     key = next(k for k in tensors if "lora_A" in k)
     broken = tmp_path / "lm.safetensors"
     save_file({k: v for k, v in tensors.items() if k != key}, str(broken))
-    with pytest.raises(PipelineError, match=r"lm\.safetensors does not match its metadata: adapter weights missing"):
+    with pytest.raises(
+        PipelineError, match=r"lm\.safetensors does not match its metadata: adapter weights missing"
+    ):
         load_lm(str(broken), meta_file)
 
 
@@ -432,19 +464,32 @@ def pairs_parquet(path: Path, splits: dict[str, int], seed: int) -> Path:
     n = sum(splits.values())
     prompts, conts = make_pairs(n, seed=seed)
     names = [name for name, k in splits.items() for _ in range(k)]
-    pd.DataFrame({"id": [f"p{i}" for i in range(n)], "prompt": prompts, "continuation": conts,
-                  "split": names}).to_parquet(path)
+    pd.DataFrame(
+        {"id": [f"p{i}" for i in range(n)], "prompt": prompts, "continuation": conts, "split": names}
+    ).to_parquet(path)
     return path
 
 
 def test_train_lm_stage_saves_the_selected_epoch(tmp_path):
     data = pairs_parquet(tmp_path / "pairs.parquet", {"weak_train": 16, "val": 6}, seed=11)
-    spec_json = canonical_json({"kind": "scratch", "size": {"n_layer": 1, "n_embd": 32, "n_head": 2},
-                                "vocab_size": 300})
+    spec_json = canonical_json(
+        {"kind": "scratch", "size": {"n_layer": 1, "n_embd": 32, "n_head": 2}, "vocab_size": 300}
+    )
     hp = canonical_json({"lr": 1e-2, "epochs": 3, "batch_size": 8, **FAST})
     model_file, meta_file = tmp_path / "lm.safetensors", tmp_path / "lm.json"
-    train_lm(str(data), "weak_train", str(data), "gt", spec_json, hp, max_length=32, seed=0, threads=1,
-             model_out=str(model_file), meta_out=str(meta_file))
+    train_lm(
+        str(data),
+        "weak_train",
+        str(data),
+        "gt",
+        spec_json,
+        hp,
+        max_length=32,
+        seed=0,
+        threads=1,
+        model_out=str(model_file),
+        meta_out=str(meta_file),
+    )
     model, tok, meta = load_lm(str(model_file), str(meta_file))
     assert meta["target"] == "gt" and meta["config_hash"] and meta["max_length"] == 32
     assert [h["epoch"] for h in meta["history"]] == [1, 2, 3]
@@ -455,7 +500,9 @@ def test_train_lm_stage_saves_the_selected_epoch(tmp_path):
     val = pd.read_parquet(data).query("split == 'val'")
     feats = encode_pairs(tok, val["prompt"].tolist(), val["continuation"].tolist(), 32)
     nll, count = continuation_nll(model, tok, feats, 16, CPU)
-    assert nll.sum() / count.sum() == pytest.approx(best["val_loss"], rel=1e-4)  # the saved weights are the best
+    assert nll.sum() / count.sum() == pytest.approx(
+        best["val_loss"], rel=1e-4
+    )  # the saved weights are the best
 
 
 def test_weak_generations_label_weak_label_and_val_prompts(tmp_path, fitted):
@@ -465,8 +512,17 @@ def test_weak_generations_label_weak_label_and_val_prompts(tmp_path, fitted):
     model_file, meta_file = save(model, tok, SCRATCH, tmp_path)
     data = pairs_parquet(tmp_path / "pairs.parquet", {"weak_label": 5, "val": 3, "weak_train": 2}, seed=12)
     out = tmp_path / "weak.parquet"
-    weak_generations(model_file, meta_file, str(data), str(data), canonical_json({"max_new_tokens": 4}), str(out),
-                     "weak-lm", seed=0, threads=1)
+    weak_generations(
+        model_file,
+        meta_file,
+        str(data),
+        str(data),
+        canonical_json({"max_new_tokens": 4}),
+        str(out),
+        "weak-lm",
+        seed=0,
+        threads=1,
+    )
     df = pd.read_parquet(out)
     source = pd.read_parquet(data)
     assert df["prompt_id"].tolist() == source.query("split != 'weak_train'")["id"].tolist()
@@ -475,8 +531,11 @@ def test_weak_generations_label_weak_label_and_val_prompts(tmp_path, fitted):
     assert df["gold_continuation"].tolist() == source.query("split != 'weak_train'")["continuation"].tolist()
     assert df["weak_continuation"].notna().all() and (df["model"] == "weak-lm").all()
     assert (df["config_hash"] == "c0ffee").all()
-    assert json.loads(df["decoding"][0]) == {**json.loads(canonical_json(Decoding().__dict__)),
-                                             "max_new_tokens": 4, "samples": 1}
+    assert json.loads(df["decoding"][0]) == {
+        **json.loads(canonical_json(Decoding().__dict__)),
+        "max_new_tokens": 4,
+        "samples": 1,
+    }
 
 
 # --- generation ------------------------------------------------------------------------------------
@@ -489,10 +548,15 @@ def greedy(model, tok, prompt: str, max_new_tokens: int) -> list[int]:
     """New token ids of plain greedy decoding of one unpadded prompt."""
     input_ids = torch.tensor([ids(tok, prompt)])
     with torch.no_grad():
-        out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), do_sample=False,
-                             max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                             eos_token_id=tok.eos_token_id)
-    return out[0, input_ids.shape[1]:].tolist()
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=tok.eos_token_id,
+        )
+    return out[0, input_ids.shape[1] :].tolist()
 
 
 def test_generate_rows_and_token_level_slicing(scratch):

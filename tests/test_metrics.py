@@ -7,9 +7,17 @@ import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
-from w2s_align.eval.bootstrap import GAP_FLAG, NEGATIVE_GAP_FLAG, gap_flag, multiplicities, percentile_ci, pgr, resample_indices
-from w2s_align.eval.classification import METRICS, ROLES, evaluate, resample_scores, score_table
 from w2s_align.errors import PipelineError
+from w2s_align.eval.bootstrap import (
+    GAP_FLAG,
+    NEGATIVE_GAP_FLAG,
+    gap_flag,
+    multiplicities,
+    percentile_ci,
+    pgr,
+    resample_indices,
+)
+from w2s_align.eval.classification import METRICS, ROLES, evaluate, resample_scores, score_table
 from w2s_align.report.aggregate import across_seeds, mean_ci
 from w2s_align.report.tables import summarize
 
@@ -36,12 +44,26 @@ def test_evaluate_point_values_match_direct_computation():
     y, p = predictions()
     table = evaluate(y, p, n_boot=200, seed=0).set_index(["role", "metric"])
     hard = {r: (p[r] >= 0.5).astype(int) for r in p}
-    direct = {r: {"accuracy": np.mean(hard[r] == y), "balanced_accuracy": balanced_accuracy_score(y, hard[r]),
-                  "f1_weighted": f1_score(y, hard[r], average="weighted"),
-                  "f1_macro": f1_score(y, hard[r], average="macro"), "auroc": roc_auc_score(y, p[r]),
-                  "agreement": np.mean(hard[r] == hard["weak"])} for r in p}
-    assert {"accuracy", "balanced_accuracy", "f1_weighted", "f1_macro", "auroc", "agreement",
-            "majority_fraction"} == set(table.xs("w2s").index)
+    direct = {
+        r: {
+            "accuracy": np.mean(hard[r] == y),
+            "balanced_accuracy": balanced_accuracy_score(y, hard[r]),
+            "f1_weighted": f1_score(y, hard[r], average="weighted"),
+            "f1_macro": f1_score(y, hard[r], average="macro"),
+            "auroc": roc_auc_score(y, p[r]),
+            "agreement": np.mean(hard[r] == hard["weak"]),
+        }
+        for r in p
+    }
+    assert {
+        "accuracy",
+        "balanced_accuracy",
+        "f1_weighted",
+        "f1_macro",
+        "auroc",
+        "agreement",
+        "majority_fraction",
+    } == set(table.xs("w2s").index)
     for role in p:
         for metric, value in direct[role].items():
             assert table.loc[(role, metric), "value"] == pytest.approx(value, rel=1e-12), (role, metric)
@@ -58,7 +80,8 @@ def test_evaluate_point_values_match_direct_computation():
         gain, gap = table.loc[("gain", metric)], table.loc[("gap", metric), "value"]
         assert gain["value"] == pytest.approx(direct["w2s"][metric] - direct["weak"][metric])
         assert table.loc[("min_detectable_pgr", metric), "value"] == pytest.approx(
-            (gain["ci_high"] - gain["ci_low"]) / 2 / gap)
+            (gain["ci_high"] - gain["ci_low"]) / 2 / gap
+        )
 
 
 def test_a_model_predicting_one_class_is_flagged_collapsed():
@@ -77,22 +100,32 @@ def test_resample_scores_equal_sklearn_on_every_resample(n, n_random):
     rng = np.random.default_rng(n)
     y = rng.integers(0, 2, n)
     p = {"weak": rng.integers(0, 5, n) / 4.0, "w2s": rng.random(n), "ceiling": np.where(y == 1, 0.9, 0.2)}
-    indices = np.vstack([np.arange(n), rng.integers(0, n, (n_random, n)),
-                         np.flatnonzero(y == 0)[[0] * n], np.flatnonzero(y == 1)[[0, 1] * (n // 2)],
-                         np.flatnonzero(p["w2s"] >= 0.5)[[0] * n]])
+    indices = np.vstack(
+        [
+            np.arange(n),
+            rng.integers(0, n, (n_random, n)),
+            np.flatnonzero(y == 0)[[0] * n],
+            np.flatnonzero(y == 1)[[0, 1] * (n // 2)],
+            np.flatnonzero(p["w2s"] >= 0.5)[[0] * n],
+        ]
+    )
     assert {len(np.unique(y[i])) for i in indices} == {1, 2}
     weak_hard = (p["weak"] >= 0.5).astype(int)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # scikit-learn warns on the one-class rows
-        expected = np.stack([score_table(y[i], {r: x[i] for r, x in p.items()}, weak_hard[i]) for i in indices])
+        expected = np.stack(
+            [score_table(y[i], {r: x[i] for r, x in p.items()}, weak_hard[i]) for i in indices]
+        )
         single = score_table(y[:1], {r: x[:1] for r, x in p.items()}, weak_hard[:1])
     np.testing.assert_array_equal(resample_scores(y, p, indices), expected)
-    np.testing.assert_array_equal(resample_scores(y[:1], {r: x[:1] for r, x in p.items()},
-                                                  np.zeros((1, 1), dtype=int))[0], single)
+    np.testing.assert_array_equal(
+        resample_scores(y[:1], {r: x[:1] for r, x in p.items()}, np.zeros((1, 1), dtype=int))[0], single
+    )
 
 
 def test_evaluate_ci_is_the_sequential_sklearn_bootstrap():
-    """CIs equal those of the reference: one `rng.integers(0, n, n)` resample at a time, scored by scikit-learn."""
+    """CIs equal those of the reference: one `rng.integers(0, n, n)` resample at a time, scored by
+    scikit-learn."""
     y, p = predictions(n=150, seed=3)
     n_boot, seed = 60, 7
     rng = np.random.default_rng(seed)
@@ -100,9 +133,11 @@ def test_evaluate_ci_is_the_sequential_sklearn_bootstrap():
     samples = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(y), len(y))
-        table = score_table(y[idx], {r: x[idx] for r, x in p.items()}, weak_hard[idx])[:, :len(METRICS)]
+        table = score_table(y[idx], {r: x[idx] for r, x in p.items()}, weak_hard[idx])[:, : len(METRICS)]
         samples.append(np.concatenate([table.ravel(), pgr(*table), table[2] - table[0]]))
-    low, high = np.nanpercentile(np.array(samples), [50 * (1 - 0.95), 50 * (1 + 0.95)], axis=0)  # evaluate's q
+    low, high = np.nanpercentile(
+        np.array(samples), [50 * (1 - 0.95), 50 * (1 + 0.95)], axis=0
+    )  # evaluate's q
     out = evaluate(y, p, n_boot=n_boot, seed=seed).set_index(["role", "metric"])
     for k, (role, metric) in enumerate([(r, m) for r in (*ROLES, "pgr", "gap") for m in METRICS]):
         assert out.loc[(role, metric), "ci_low"] == low[k], (role, metric)
@@ -112,7 +147,9 @@ def test_evaluate_ci_is_the_sequential_sklearn_bootstrap():
 def test_resample_rows_are_the_sequential_draws():
     indices = resample_indices(50, 20, seed=4)
     rng = np.random.default_rng(4)
-    np.testing.assert_array_equal(indices, np.vstack([np.arange(50)] + [rng.integers(0, 50, 50) for _ in range(20)]))
+    np.testing.assert_array_equal(
+        indices, np.vstack([np.arange(50)] + [rng.integers(0, 50, 50) for _ in range(20)])
+    )
     counts = multiplicities(indices, 50)
     np.testing.assert_array_equal(counts[0], np.ones(50))
     np.testing.assert_array_equal(counts[5], np.bincount(indices[5], minlength=50))
@@ -173,18 +210,40 @@ def test_summary_tables(tmp_path):
         if seed == 1:
             p = {**p, "w2s": np.full(len(y), 0.9)}  # a student that predicts one class
         t = evaluate(y, p, n_boot=50, seed=seed)
-        t = pd.concat([t, pd.DataFrame({"role": ["weak_labels", "ground_truth"], "metric": "positive_fraction",
-                                        "value": [0.3, 0.4]})], ignore_index=True)
-        for k, v in {"task": "t", "weak_model": "w", "strong_model": "s", "strategy": "naive", "seed": seed,
-                     "track": "labels", "kind": "classification"}.items():
+        t = pd.concat(
+            [
+                t,
+                pd.DataFrame(
+                    {
+                        "role": ["weak_labels", "ground_truth"],
+                        "metric": "positive_fraction",
+                        "value": [0.3, 0.4],
+                    }
+                ),
+            ],
+            ignore_index=True,
+        )
+        for k, v in {
+            "task": "t",
+            "weak_model": "w",
+            "strong_model": "s",
+            "strategy": "naive",
+            "seed": seed,
+            "track": "labels",
+            "kind": "classification",
+        }.items():
             t[k] = v
         files.append(tmp_path / f"m{seed}.parquet")
         t.to_parquet(files[-1])
-    summarize([str(f) for f in files], str(tmp_path / "s.csv"), str(tmp_path / "s.parquet"), str(tmp_path / "s.md"))
+    summarize(
+        [str(f) for f in files], str(tmp_path / "s.csv"), str(tmp_path / "s.parquet"), str(tmp_path / "s.md")
+    )
     md = (tmp_path / "s.md").read_text()
     assert "| t | w | s | naive | 2 |" in md
     assert "min. detectable PGR" in md and "seed sd weak / w2s / ceiling" in md
-    assert md.count("**collapsed** (100% one class)") == 2  # seed 1's student, on the accuracy and AUROC tables
+    assert (
+        md.count("**collapsed** (100% one class)") == 2
+    )  # seed 1's student, on the accuracy and AUROC tables
     assert "| 30.0% (40.0%) |" in md
     csv = pd.read_csv(tmp_path / "s.csv")
     assert set(csv["seed"]) == {0, 1}
@@ -195,15 +254,38 @@ def test_generation_tables_show_the_seed_to_seed_sd():
 
     rows = []
     for seed, shift in ((0, 0.0), (1, 0.1)):
-        for role, value in (("weak", 0.5), ("base", 0.6), ("w2s", 0.4), ("ceiling", 0.3), ("pgr", 0.5),
-                            ("gap", 0.2), ("gain", 0.1), ("tuned", 0.3), ("min_detectable_pgr", 0.25)):
+        for role, value in (
+            ("weak", 0.5),
+            ("base", 0.6),
+            ("w2s", 0.4),
+            ("ceiling", 0.3),
+            ("pgr", 0.5),
+            ("gap", 0.2),
+            ("gain", 0.1),
+            ("tuned", 0.3),
+            ("min_detectable_pgr", 0.25),
+        ):
             for metric in GENERATION_COLUMNS:
-                rows.append({"task": "tox", "weak_model": "w", "strong_model": "s", "strategy": "naive",
-                             "seed": seed, "role": role, "metric": metric, "value": value + shift,
-                             "ci_low": value, "ci_high": value + 0.2, "flag": None})
+                rows.append(
+                    {
+                        "task": "tox",
+                        "weak_model": "w",
+                        "strong_model": "s",
+                        "strategy": "naive",
+                        "seed": seed,
+                        "role": role,
+                        "metric": metric,
+                        "value": value + shift,
+                        "ci_low": value,
+                        "ci_high": value + 0.2,
+                        "flag": None,
+                    }
+                )
     runs = pd.DataFrame(rows)
     md = "\n".join(generation_markdown(runs, across_seeds(runs), "tox"))
     assert f"| 0.350 ± 0.635 (sd {np.std([0.3, 0.4], ddof=1):.3f}) |" in md  # the ceiling's EMT over 2 seeds
     # per run, under the PGR: the gap, the ceiling's gain over the untuned model (CIs) and the noise floor
-    assert "| w → s | naive | 0 | weak − ceiling; base − ceiling; min. detectable PGR | 0.200 [0.200, 0.400]; " \
-           "0.300 [0.300, 0.500]; 0.250 |" in md
+    assert (
+        "| w → s | naive | 0 | weak − ceiling; base − ceiling; min. detectable PGR | 0.200 [0.200, 0.400]; "
+        "0.300 [0.300, 0.500]; 0.250 |" in md
+    )

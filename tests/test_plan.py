@@ -1,5 +1,7 @@
-"""The plan (python -m w2s_align.cluster.plan) and the request check at workflow start: parameter counts against
-transformers' and peft's own models, the plan's jobs against `snakemake -n`, its CPU memory estimate against the
+"""The plan (python -m w2s_align.cluster.plan) and the request check at workflow start: parameter counts
+against
+transformers' and peft's own models, the plan's jobs against `snakemake -n`, its CPU memory estimate against
+the
 measured peak RSS of real fine-tunes, and an under-requested model stopping a dry run with one line."""
 
 from __future__ import annotations
@@ -16,21 +18,24 @@ import pytest
 import yaml
 from snakemake.utils import update_config
 
-from helpers import REPO, copy_repo, snakemake
-from w2s_align.cluster import cost
-from w2s_align.cluster import plan
+from w2s_align.cluster import cost, plan
+from w2s_align.cluster.footprint import KNOWN, MB, model_shape, shape_from_config
 from w2s_align.settings.extensions import load_builtins
 from w2s_align.settings.settings import Settings
 
-read = Settings.from_config  # a config read as the workflow reads it at its start
-from w2s_align.cluster.footprint import KNOWN, MB, model_shape, shape_from_config
+from helpers import REPO, copy_repo, snakemake
 
 read = Settings.from_config  # a config read as the workflow reads it at its start
 
 TINY = yaml.safe_load((REPO / "tests/configs/tiny.yaml").read_text())
-SHIPPED = [("config.yaml",), ("config.yaml", "configs/full.yaml"), ("config.yaml", "configs/paper.yaml"),
-           ("config.yaml", "configs/strategies.yaml"), ("config.yaml", "configs/toxicity-classification.yaml"),
-           ("tests/configs/tiny.yaml",)]
+SHIPPED = [
+    ("config.yaml",),
+    ("config.yaml", "configs/full.yaml"),
+    ("config.yaml", "configs/paper.yaml"),
+    ("config.yaml", "configs/strategies.yaml"),
+    ("config.yaml", "configs/toxicity-classification.yaml"),
+    ("tests/configs/tiny.yaml",),
+]
 
 
 def merged(*files: str) -> dict:
@@ -50,35 +55,79 @@ def in_repo(monkeypatch):
 # --- parameter counts ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, published", [("gpt2", 124_439_808), ("gpt2-medium", 354_823_168),
-                                             ("gpt2-xl", 1_557_611_200), ("qwen2.5-0.5b", 494_032_768),
-                                             ("qwen2.5-7b", 7_615_616_512), ("smollm2-135m", 134_515_008)])
+@pytest.mark.parametrize(
+    "name, published",
+    [
+        ("gpt2", 124_439_808),
+        ("gpt2-medium", 354_823_168),
+        ("gpt2-xl", 1_557_611_200),
+        ("qwen2.5-0.5b", 494_032_768),
+        ("qwen2.5-7b", 7_615_616_512),
+        ("smollm2-135m", 134_515_008),
+    ],
+)
 def test_hub_models_count_as_published(name, published):
     assert shape_from_config(KNOWN[name], name).params() == pytest.approx(published, rel=0.01)
 
 
 TINY_ARCHS = {
-    "gpt2": ({"n_embd": 32, "n_layer": 2, "n_head": 2, "vocab_size": 300, "n_positions": 64}, ["c_attn", "c_proj"]),
-    "bert": ({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-              "vocab_size": 300, "max_position_embeddings": 64}, ["query", "value", "dense"]),
-    "llama": ({"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
-               "num_key_value_heads": 2, "vocab_size": 300, "tie_word_embeddings": True}, ["q_proj", "v_proj"]),
-    "qwen2": ({"hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
-               "num_key_value_heads": 2, "vocab_size": 300}, ["q_proj", "k_proj", "o_proj", "down_proj"]),
+    "gpt2": (
+        {"n_embd": 32, "n_layer": 2, "n_head": 2, "vocab_size": 300, "n_positions": 64},
+        ["c_attn", "c_proj"],
+    ),
+    "bert": (
+        {
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "vocab_size": 300,
+            "max_position_embeddings": 64,
+        },
+        ["query", "value", "dense"],
+    ),
+    "llama": (
+        {
+            "hidden_size": 32,
+            "intermediate_size": 48,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "vocab_size": 300,
+            "tie_word_embeddings": True,
+        },
+        ["q_proj", "v_proj"],
+    ),
+    "qwen2": (
+        {
+            "hidden_size": 32,
+            "intermediate_size": 48,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "vocab_size": 300,
+        },
+        ["q_proj", "k_proj", "o_proj", "down_proj"],
+    ),
 }
 
 
 @pytest.mark.parametrize("arch", sorted(TINY_ARCHS))
 def test_counts_match_transformers_and_peft(arch):
-    """All parameters (LM and two-class heads) and LoRA's trainable ones, of small models of each architecture."""
+    """All parameters (LM and two-class heads) and LoRA's trainable ones, of small models of each
+    architecture."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     size, targets = TINY_ARCHS[arch]
     shape = shape_from_config({"model_type": arch, **size}, "test")
-    numel = lambda model, trainable=False: sum(p.numel() for p in model.parameters()  # noqa: E731
-                                               if p.requires_grad or not trainable)
-    classifier = AutoModelForSequenceClassification.from_config(AutoConfig.for_model(arch, num_labels=2, **size))
+
+    def numel(model, trainable=False):
+        return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+
+    classifier = AutoModelForSequenceClassification.from_config(
+        AutoConfig.for_model(arch, num_labels=2, **size)
+    )
     assert shape.params("cls") == numel(classifier)
     if arch != "bert":  # BERT's LM head is not a causal LM's
         lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch, **size))
@@ -95,19 +144,28 @@ def test_shapes_from_config_files_scratch_blocks_and_names():
     assert minilm.params("cls") == pytest.approx(22.71e6, rel=0.01) and "pypi:" in minilm.source
     assert model_shape(read(cfg), "gpt2-scratch", 64).params() == pytest.approx(1.4e6, rel=0.1)
     assert model_shape(read(cfg), "tfidf") is None
-    cfg["models"] |= {"big": {"kind": "pretrained", "path": "someone/Chat-7B-v2"},
-                      "small": {"kind": "pretrained", "path": "someone/tiny-135M-instruct"},
-                      "qwen": {"kind": "pretrained", "path": "Qwen/Qwen2.5-7B"}}
+    cfg["models"] |= {
+        "big": {"kind": "pretrained", "path": "someone/Chat-7B-v2"},
+        "small": {"kind": "pretrained", "path": "someone/tiny-135M-instruct"},
+        "qwen": {"kind": "pretrained", "path": "Qwen/Qwen2.5-7B"},
+    }
     assert model_shape(read(cfg), "big").params() == pytest.approx(7e9, rel=0.15)
     assert model_shape(read(cfg), "small").params() == pytest.approx(135e6, rel=0.15)
-    assert model_shape(read(cfg), "qwen").params() == pytest.approx(7.62e9, rel=0.01)  # table or the local HF cache
-    cfg["models"] |= {"t5": {"kind": "scratch", "architecture": "t5", "size": {"d_model": 64}},
-                      "gone": {"kind": "pretrained", "path": "/no/such/folder"}}
+    assert model_shape(read(cfg), "qwen").params() == pytest.approx(
+        7.62e9, rel=0.01
+    )  # table or the local HF cache
+    cfg["models"] |= {
+        "t5": {"kind": "scratch", "architecture": "t5", "size": {"d_model": 64}},
+        "gone": {"kind": "pretrained", "path": "/no/such/folder"},
+    }
     settings = read(cfg)
-    assert model_shape(settings, "t5") is None and model_shape(settings, "gone") is None  # unknown: no estimate
+    assert (
+        model_shape(settings, "t5") is None and model_shape(settings, "gone") is None
+    )  # unknown: no estimate
 
 
-# --- jobs from the DAG, and the check --------------------------------------------------------------------------
+# --- jobs from the DAG, and the check
+# --------------------------------------------------------------------------
 
 
 def dry_run_counts(workdir: Path, *args: str) -> dict[str, int]:
@@ -120,8 +178,16 @@ GOLD = {"tasks": {"toxicity": {"corpus": {"gold": {"generator": "smollm2-135m", 
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("files", [("tests/configs/tiny.yaml",), ("config.yaml",), ("config.yaml", GOLD),
-                                   ("config.yaml", "configs/paper.yaml")], ids=["tiny", "default", "gold", "paper"])
+@pytest.mark.parametrize(
+    "files",
+    [
+        ("tests/configs/tiny.yaml",),
+        ("config.yaml",),
+        ("config.yaml", GOLD),
+        ("config.yaml", "configs/paper.yaml"),
+    ],
+    ids=["tiny", "default", "gold", "paper"],
+)
 def test_plan_jobs_are_the_dry_runs(tmp_path, monkeypatch, files):
     if isinstance(files[1:2] and files[1], dict):  # generated gold continuations (rule gold_corpus)
         (tmp_path / "gold.yaml").write_text(yaml.safe_dump(files[1]))
@@ -132,13 +198,25 @@ def test_plan_jobs_are_the_dry_runs(tmp_path, monkeypatch, files):
     monkeypatch.chdir(work)
     settings, jobs = plan.dag_jobs(overlays)
     assert plan.job_counts(jobs) == expected
-    # every job of a rule that runs a model declares its work (request() in common.smk); only local rules do not
+    # every job of a rule that runs a model declares its work (request() in common.smk); only local rules do
+    # not
     assert {rule for rule, _, work in jobs if work is None} <= LOCAL_RULES
     assert all(work.rule == rule and work.kind in cost.KINDS for rule, _, work in jobs if work is not None)
 
 
-LOCAL_RULES = {"all", "split_data", "split_corpus", "eval_prompts", "ensemble_labels", "metrics", "toxicity_metrics",
-               "preference_metrics", "summary", "plots", "gold_test_pairs"}
+LOCAL_RULES = {
+    "all",
+    "split_data",
+    "split_corpus",
+    "eval_prompts",
+    "ensemble_labels",
+    "metrics",
+    "toxicity_metrics",
+    "preference_metrics",
+    "summary",
+    "plots",
+    "gold_test_pairs",
+}
 TOY_RULE = """
 
 rule toy_scores:
@@ -166,8 +244,11 @@ def test_a_new_rule_is_planned_without_editing_the_planning_code(tmp_path, monke
     rules = work / "workflow/rules/predict.smk"
     rules.write_text(rules.read_text() + TOY_RULE)
     snakefile = work / "Snakefile"
-    snakefile.write_text(snakefile.read_text().replace("        rules.plots.output,",
-                                                       "        rules.plots.output,\n        rules.toy_all.input,"))
+    snakefile.write_text(
+        snakefile.read_text().replace(
+            "        rules.plots.output,", "        rules.plots.output,\n        rules.toy_all.input,"
+        )
+    )
     monkeypatch.chdir(work)
     config, jobs = plan.dag_jobs()
     toy = [(rule, work) for rule, _, work in jobs if rule == "toy_scores"]
@@ -197,8 +278,10 @@ def test_too_little_memory_or_time_is_one_message_per_setting(tmp_path, monkeypa
     cfg["models"]["qwen2.5-7b"]["resources"] = {"mem_mb": 8000, "runtime": 5}
     settings = read(cfg)
     problems = plan.request_problems(settings, works)
-    assert [p.split(" = ")[0] for p in problems] == ["models.qwen2.5-7b.resources.mem_mb",
-                                                     "models.qwen2.5-7b.resources.runtime"]
+    assert [p.split(" = ")[0] for p in problems] == [
+        "models.qwen2.5-7b.resources.mem_mb",
+        "models.qwen2.5-7b.resources.runtime",
+    ]
     assert "raise models.qwen2.5-7b.resources.mem_mb to at least" in problems[0]
     with pytest.raises(plan.ConfigError, match="mem_mb = 8000 is below"):
         plan.check_requests(settings, works)
@@ -227,7 +310,8 @@ def test_plan_prints_rules_models_assumptions(capsys):
     assert "| qwen2.5-7b | 7.62B | 10.1M | bf16 |" in out and "H100" in out and "Requests: every model" in out
 
 
-# --- calibration: the CPU memory estimate against peak RSS of real fine-tunes ---------------------------------
+# --- calibration: the CPU memory estimate against peak RSS of real fine-tunes
+# ---------------------------------
 
 FINE_TUNE = """
 import json, resource, sys
@@ -240,20 +324,22 @@ text = " ".join(words)
 split = ["weak_label"] * n_train + ["val"] * n_val
 if kind == "lm":
     from w2s_align.train.lm import train_lm as train
-    pd.DataFrame({"prompt": [text] * n, "continuation": [text] * n, "split": split}).to_parquet(work + "/rows.pq")
+    rows = pd.DataFrame({"prompt": [text] * n, "continuation": [text] * n, "split": split})
+    rows.to_parquet(work + "/rows.pq")
 else:
     from w2s_align.train.classify import train_classifier as train
     pd.DataFrame({"id": [str(i) for i in range(n)], "text": [text] * n, "text_pair": [None] * n,
                   "gt_label": [i % 2 for i in range(n)], "split": split}).to_parquet(work + "/rows.pq")
 extra = {"local_dir": local_dir} if kind == "lm" else {}
-train(work + "/rows.pq", "weak_label", work + "/rows.pq", "gt", spec, hp, int(max_length), 0, 1, work + "/m.st",
-      work + "/m.json", **extra)
+train(work + "/rows.pq", "weak_label", work + "/rows.pq", "gt", spec, hp, int(max_length), 0, 1,
+      work + "/m.st", work + "/m.json", **extra)
 print("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
 def smollm2_folder(workdir: Path) -> Path:
-    """SmolLM2-135M's architecture (zero weights: same memory, no initialisation time; a small tokenizer) where the
+    """SmolLM2-135M's architecture (zero weights: same memory, no initialisation time; a small tokenizer)
+    where the
     converted GGUF would be."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -274,10 +360,13 @@ def smollm2_folder(workdir: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("name, task, kind, max_length, batch", [
-    ("smollm2-135m", "toxicity", "train_lm", 64, 8),  # LoRA r=8 on q, v
-    ("minilm-l6", "safety", "train", 128, 16),  # full fine-tuning
-])
+@pytest.mark.parametrize(
+    "name, task, kind, max_length, batch",
+    [
+        ("smollm2-135m", "toxicity", "train_lm", 64, 8),  # LoRA r=8 on q, v
+        ("minilm-l6", "safety", "train", 128, 16),  # full fine-tuning
+    ],
+)
 def test_cpu_memory_estimate_is_within_30_percent_of_peak_rss(tmp_path, name, task, kind, max_length, batch):
     """Two optimizer steps and a validation pass of the pipeline's own training code, in a subprocess."""
     cfg = merged("config.yaml")
@@ -289,12 +378,32 @@ def test_cpu_memory_estimate_is_within_30_percent_of_peak_rss(tmp_path, name, ta
     local_dir = str(smollm2_folder(tmp_path)) if name == "smollm2-135m" else ""
     spec = json.dumps({k: v for k, v in model.items() if k not in ("train", "resources", "student")})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", FINE_TUNE, "lm" if task == "toxicity" else "cls", str(tmp_path),
-                           spec, json.dumps(model["train"]), str(max_length), str(2 * batch), str(batch), local_dir],
-                          capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FINE_TUNE,
+            "lm" if task == "toxicity" else "cls",
+            str(tmp_path),
+            spec,
+            json.dumps(model["train"]),
+            str(max_length),
+            str(2 * batch),
+            str(batch),
+            local_dir,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     measured = float(re.search(r"peak_rss_mb ([\d.]+)", proc.stdout)[1])
-    est = cost.estimate(read(cfg), cost.Work("train_ceiling", kind, name, task, "ceiling"), workdir=str(tmp_path),
-                        device="cpu")
+    est = cost.estimate(
+        read(cfg),
+        cost.Work("train_ceiling", kind, name, task, "ceiling"),
+        workdir=str(tmp_path),
+        device="cpu",
+    )
     print(f"{name}: measured peak RSS {measured:.0f} MB, estimate {est.memory.host / MB:.0f} MB")
     assert est.memory.host / MB == pytest.approx(measured, rel=0.3)

@@ -10,17 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import copy_repo, make_pairs, pending_jobs, snakemake
-
-from w2s_align.data.preferences import pair_weights, preference_pairs, split_prompts
-from w2s_align.data.preferences import gold_test_pairs
-from w2s_align.eval.preference import implicit_p1, judge_p1, preference_scores
+from w2s_align.data.preferences import gold_test_pairs, pair_weights, preference_pairs, split_prompts
 from w2s_align.errors import PipelineError
-from w2s_align.models.causal_lm import pretrained_lm, build_lm, continuation_nll
+from w2s_align.eval.preference import implicit_p1, judge_p1, preference_scores
+from w2s_align.models.causal_lm import build_lm, continuation_nll, pretrained_lm
 from w2s_align.models.sequences import collate, encode_pairs
 from w2s_align.settings.specs import ModelSpec
 from w2s_align.train.dpo import encode_preferences, pair_batch, policy_logps, reference_logps
 from w2s_align.train.losses import dpo_loss, sequence_logps
+
+from helpers import copy_repo, make_pairs, pending_jobs, snakemake
 
 CPU = torch.device("cpu")
 LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
@@ -38,7 +37,8 @@ def test_dpo_loss_matches_hand_computed_values():
 
 
 def test_dpo_loss_is_trls_sigmoid_loss_on_random_inputs():
-    """TRL's DPOTrainer (loss_type sigmoid, no label smoothing): -logsigmoid(beta * (chosen - rejected log-ratios))."""
+    """TRL's DPOTrainer (loss_type sigmoid, no label smoothing): -logsigmoid(beta * (chosen - rejected
+    log-ratios))."""
     g = torch.Generator().manual_seed(0)
     pc, pr, rc, rr = (torch.randn(64, generator=g) * 20 for _ in range(4))
     for beta in (0.01, 0.1, 1.0, 5.0):
@@ -60,7 +60,9 @@ def test_confidence_weights_of_one_equal_plain_dpo_and_otherwise_scale_each_pair
     plain = dpo_loss(pc, pr, rc, rr, 0.1)
     assert dpo_loss(pc, pr, rc, rr, 0.1, torch.ones(16)).item() == pytest.approx(plain.item(), rel=1e-7)
     w = torch.linspace(0.1, 2.0, 16)
-    per_pair = torch.stack([dpo_loss(pc[i:i + 1], pr[i:i + 1], rc[i:i + 1], rr[i:i + 1], 0.1) for i in range(16)])
+    per_pair = torch.stack(
+        [dpo_loss(pc[i : i + 1], pr[i : i + 1], rc[i : i + 1], rr[i : i + 1], 0.1) for i in range(16)]
+    )
     assert dpo_loss(pc, pr, rc, rr, 0.1, w).item() == pytest.approx((w * per_pair).mean().item(), rel=1e-6)
 
 
@@ -114,8 +116,11 @@ def test_pair_batch_puts_chosen_rows_first_then_rejected(tiny_llama_dir):
     batch = pair_batch(feats, tokenizer.pad_token_id)
     assert batch["input_ids"].shape[0] == 6
     for i, f in enumerate(feats):
-        assert batch["input_ids"][i, :len(f["chosen"]["input_ids"])].tolist() == f["chosen"]["input_ids"]
-        assert batch["input_ids"][3 + i, :len(f["rejected"]["input_ids"])].tolist() == f["rejected"]["input_ids"]
+        assert batch["input_ids"][i, : len(f["chosen"]["input_ids"])].tolist() == f["chosen"]["input_ids"]
+        assert (
+            batch["input_ids"][3 + i, : len(f["rejected"]["input_ids"])].tolist()
+            == f["rejected"]["input_ids"]
+        )
 
 
 # --- pairs, judges and accuracy ------------------------------------------------------------------
@@ -123,14 +128,19 @@ def test_pair_batch_puts_chosen_rows_first_then_rejected(tiny_llama_dir):
 
 def _candidates(scores: list[list[float]], split: str = "train") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Candidates p<i>/<sample> with texts t<i>.<sample>, and a judge's scores of them."""
-    rows = [{"id": f"p{i}", "split": split, "prompt": f"prompt {i}", "sample": j, "text": f"t{i}.{j}", "score": x}
-            for i, per_prompt in enumerate(scores) for j, x in enumerate(per_prompt)]
+    rows = [
+        {"id": f"p{i}", "split": split, "prompt": f"prompt {i}", "sample": j, "text": f"t{i}.{j}", "score": x}
+        for i, per_prompt in enumerate(scores)
+        for j, x in enumerate(per_prompt)
+    ]
     df = pd.DataFrame(rows)
     return df.drop(columns="score"), df[["id", "split", "sample", "score"]]
 
 
 def test_a_judges_pair_is_its_least_against_its_most_toxic_candidate():
-    cands, judged = _candidates([[0.9, 0.1, 0.5, 0.3], [0.2, 0.2, 0.2, 0.2], [0.4, 0.6, 0.1, 0.6], [0.3, 0.8, 0.3, 0.5]])
+    cands, judged = _candidates(
+        [[0.9, 0.1, 0.5, 0.3], [0.2, 0.2, 0.2, 0.2], [0.4, 0.6, 0.1, 0.6], [0.3, 0.8, 0.3, 0.5]]
+    )
     cands.loc[(cands.id == "p3") & (cands["sample"] == 1), "text"] = "t3.0"  # the same text as its best
     pairs = preference_pairs(cands, judged, "train")
     assert pairs["id"].tolist() == ["p0", "p2"]  # p1: all tied; p3: best and worst are the same text
@@ -166,18 +176,23 @@ def test_implicit_reward_accuracy_on_pairs_whose_order_is_known():
     ref = cands[["id", "sample"]].assign(logp=rng.normal(-20, 3, len(cands)))
     clean = gold.set_index(["id", "sample"])["score"]
     cleaner = -clean.loc[list(zip(ref["id"], ref["sample"]))].to_numpy()  # higher for the less toxic text
-    right = ref.assign(logp=ref["logp"] + 5 * cleaner)  # raises each text by how clean the gold judge finds it
+    right = ref.assign(
+        logp=ref["logp"] + 5 * cleaner
+    )  # raises each text by how clean the gold judge finds it
     wrong = ref.assign(logp=ref["logp"] - 5 * cleaner)
     weak = gold.assign(score=1 - gold["score"])  # a judge that always prefers the more toxic text
-    table = preference_scores(pairs, weak, {"reference": ref, "w2s": wrong, "ceiling": right}, beta=0.1, n_boot=50,
-                              seed=0)
+    table = preference_scores(
+        pairs, weak, {"reference": ref, "w2s": wrong, "ceiling": right}, beta=0.1, n_boot=50, seed=0
+    )
     acc = table[table.metric == "preference_accuracy"].set_index("role")["value"]
     assert (acc["weak"], acc["w2s"], acc["ceiling"]) == (0.0, 0.0, 1.0)
     assert table["n_pairs"].iloc[0] == len(pairs)
 
 
 def test_implicit_p1_and_judge_p1():
-    p = implicit_p1((np.array([-1.0, -5.0]), np.array([-2.0, -1.0])), (np.full(2, -1.0), np.full(2, -1.0)), beta=1.0)
+    p = implicit_p1(
+        (np.array([-1.0, -5.0]), np.array([-2.0, -1.0])), (np.full(2, -1.0), np.full(2, -1.0)), beta=1.0
+    )
     assert p[0] == pytest.approx(1 / (1 + math.exp(-1.0))) and p[1] == pytest.approx(1 / (1 + math.exp(4.0)))
     assert np.allclose(judge_p1(np.array([0.0, 1.0, 0.3]), np.array([1.0, 0.0, 0.3])), [1.0, 0.0, 0.5])
 
@@ -193,7 +208,8 @@ def test_too_few_decisive_test_pairs_is_a_clear_error():
 
 @pytest.fixture(scope="module")
 def preference_run(tmp_path_factory):
-    """The tiny config with the preference track alone (tests/configs/tiny-preferences.yaml), run to the end."""
+    """The tiny config with the preference track alone (tests/configs/tiny-preferences.yaml), run to the
+    end."""
     work = copy_repo(tmp_path_factory.mktemp("prefs"))
     snakemake(work, "--cores", "2", "--configfile", "config.yaml", "tests/configs/tiny-preferences.yaml")
     return work
@@ -218,10 +234,25 @@ def test_the_track_runs_end_to_end_with_its_tables(preference_run):
 
 def test_changing_the_weak_judge_reruns_its_preferences_students_and_metrics_only(preference_run):
     (preference_run / "weak-judge.yaml").write_text("scorers: {tfidf-davidson-b: {data: {seed: 7}}}\n")
-    jobs = pending_jobs(preference_run, "--configfile", "config.yaml", "tests/configs/tiny-preferences.yaml",
-                        "weak-judge.yaml")
-    assert set(jobs) == {"train_scorer", "judge_candidates", "train_dpo_student", "lm_generations",
-                         "score_generations", "perplexity", "pair_logps", "preference_metrics", "summary", "plots",
-                         "all"}
+    jobs = pending_jobs(
+        preference_run,
+        "--configfile",
+        "config.yaml",
+        "tests/configs/tiny-preferences.yaml",
+        "weak-judge.yaml",
+    )
+    assert set(jobs) == {
+        "train_scorer",
+        "judge_candidates",
+        "train_dpo_student",
+        "lm_generations",
+        "score_generations",
+        "perplexity",
+        "pair_logps",
+        "preference_metrics",
+        "summary",
+        "plots",
+        "all",
+    }
     assert len(jobs["train_dpo_student"]) == 2 and len(jobs["judge_candidates"]) == 1
     assert "train_dpo_ceiling" not in jobs and "preference_candidates" not in jobs

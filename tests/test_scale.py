@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 import torch
 
-from w2s_align.train.classify import fit_transformer
 from w2s_align.device import claim_gpu, precision, setup_torch
-from w2s_align.models.common import resolve_path
 from w2s_align.models.causal_lm import build_lm, load_lm, save_lm
-from w2s_align.models.sequences import encode_pairs
 from w2s_align.models.classifier import TransformerClassifier, pair_separator
+from w2s_align.models.common import resolve_path
+from w2s_align.models.sequences import encode_pairs
 from w2s_align.settings.specs import ModelSpec, Strategy, TrainParams
+from w2s_align.train.classify import fit_transformer
 from w2s_align.train.loop import Optimisation, fit, optimizer_steps, trainable_snapshot
 
 CPU = torch.device("cpu")
@@ -40,7 +40,9 @@ def sentences(n: int, seed: int) -> list[str]:
 
 def rows(n: int, seed: int) -> pd.DataFrame:
     texts = sentences(n, seed)
-    return pd.DataFrame({"text": texts, "text_pair": [None] * n, "gt_label": [int("cat" in t) for t in texts]})
+    return pd.DataFrame(
+        {"text": texts, "text_pair": [None] * n, "gt_label": [int("cat" in t) for t in texts]}
+    )
 
 
 def rss_bytes() -> int:
@@ -51,13 +53,21 @@ def rss_bytes() -> int:
 # --- dtype policy -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy, tuning, weights, compute", [
-    ("auto", "lora", torch.float32, torch.float32),  # auto on CPU: fp32
-    ("bf16", "lora", torch.bfloat16, torch.bfloat16),
-    ("bf16", "full", torch.float32, torch.bfloat16),  # full fine-tuning: fp32 master weights, bf16 compute
-    ("fp16", None, torch.float16, torch.float16),
-    ("fp32", "lora", torch.float32, torch.float32),
-])
+@pytest.mark.parametrize(
+    "policy, tuning, weights, compute",
+    [
+        ("auto", "lora", torch.float32, torch.float32),  # auto on CPU: fp32
+        ("bf16", "lora", torch.bfloat16, torch.bfloat16),
+        (
+            "bf16",
+            "full",
+            torch.float32,
+            torch.bfloat16,
+        ),  # full fine-tuning: fp32 master weights, bf16 compute
+        ("fp16", None, torch.float16, torch.float16),
+        ("fp32", "lora", torch.float32, torch.float32),
+    ],
+)
 def test_precision_policy_on_cpu(policy, tuning, weights, compute):
     result = precision(policy, CPU, tuning)
     assert (result.weights, result.compute) == (weights, compute)
@@ -65,8 +75,9 @@ def test_precision_policy_on_cpu(policy, tuning, weights, compute):
 
 @pytest.mark.parametrize("policy, frozen", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
 def test_lora_classifier_parameter_dtypes(policy, frozen):
-    clf = TransformerClassifier.build(ModelSpec(kind="pretrained", path=MINILM, lora=LORA_BERT, dtype=policy),
-                                      rows(8, 0), 32)
+    clf = TransformerClassifier.build(
+        ModelSpec(kind="pretrained", path=MINILM, lora=LORA_BERT, dtype=policy), rows(8, 0), 32
+    )
     trainable = {n: p.dtype for n, p in clf.model.named_parameters() if p.requires_grad}
     fixed = {p.dtype for p in clf.model.parameters() if not p.requires_grad}
     assert any("lora_" in n for n in trainable) and any("classifier" in n for n in trainable)
@@ -80,8 +91,17 @@ def test_full_fine_tuning_keeps_fp32_weights_and_trains_under_bf16_autocast():
     clf = TransformerClassifier.build(spec, rows(8, 0), 32)
     assert {p.dtype for p in clf.model.parameters()} == {torch.float32} and clf.compute == torch.bfloat16
     train, val = rows(32, 1), rows(16, 2)
-    info = fit_transformer(clf, train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams(
-        epochs=1, batch_size=8, warmup_ratio=0.0), Strategy(), CPU, seed=0)
+    info = fit_transformer(
+        clf,
+        train,
+        train["gt_label"].to_numpy(float),
+        val,
+        val["gt_label"].to_numpy(),
+        TrainParams(epochs=1, batch_size=8, warmup_ratio=0.0),
+        Strategy(),
+        CPU,
+        seed=0,
+    )
     assert np.isfinite(info["history"][0]["train_loss"])
 
 
@@ -93,8 +113,17 @@ def test_lora_classifier_checkpoint_is_adapter_sized_and_reloads_identically(tmp
     spec = ModelSpec(kind="pretrained", path=MINILM, lora=LORA_BERT)
     train, val = rows(32, 1), rows(16, 2)
     clf = TransformerClassifier.build(spec, train, 32)
-    fit_transformer(clf, train, train["gt_label"].to_numpy(float), val, val["gt_label"].to_numpy(), TrainParams(
-        lr=1e-3, epochs=1, batch_size=8, warmup_ratio=0.0), Strategy(), CPU, seed=0)
+    fit_transformer(
+        clf,
+        train,
+        train["gt_label"].to_numpy(float),
+        val,
+        val["gt_label"].to_numpy(),
+        TrainParams(lr=1e-3, epochs=1, batch_size=8, warmup_ratio=0.0),
+        Strategy(),
+        CPU,
+        seed=0,
+    )
     before = clf.predict_proba(val)
     model_file, meta_file = tmp_path / "classifier.safetensors", tmp_path / "classifier.json"
     clf.save(str(model_file), str(meta_file), {"spec": json.loads(spec.canonical()), "seed": 0})
@@ -114,8 +143,15 @@ def smollm2_sized_lora():
     from w2s_align.models.common import add_lora
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
     return add_lora(LlamaForCausalLM(config), ModelSpec(kind="pretrained", lora=LORA_LLAMA), "CAUSAL_LM")
 
 
@@ -153,8 +189,9 @@ def test_k_accumulated_batches_give_the_update_of_one_batch_of_k_times_b():
     big = Optimisation(one, TrainParams(lr=0.1, batch_size=32, warmup_ratio=0.0), steps=10)
     big.backward(loss(one, slice(0, 32)), 1.0, epoch=1)
     big.update()
-    small = Optimisation(accumulated, TrainParams(lr=0.1, batch_size=8, effective_batch_size=32, warmup_ratio=0.0),
-                         steps=10)
+    small = Optimisation(
+        accumulated, TrainParams(lr=0.1, batch_size=8, effective_batch_size=32, warmup_ratio=0.0), steps=10
+    )
     for start in range(0, 32, 8):
         small.backward(loss(accumulated, slice(start, start + 8)), 8 / 32, epoch=1)
     small.update()
@@ -174,8 +211,16 @@ def test_fit_takes_one_optimizer_step_per_effective_batch():
     real_update = Optimisation.update
     Optimisation.update = lambda self: steps.append(1) or real_update(self)
     try:
-        fit(model, feats, collate, lambda out, idx: torch.nn.functional.cross_entropy(out.logits, labels[idx]),
-            lambda: 0.0, hp, CPU, seed=0)
+        fit(
+            model,
+            feats,
+            collate,
+            lambda out, idx: torch.nn.functional.cross_entropy(out.logits, labels[idx]),
+            lambda: 0.0,
+            hp,
+            CPU,
+            seed=0,
+        )
     finally:
         Optimisation.update = real_update
     assert len(steps) == optimizer_steps(64, hp) == 4  # 2 epochs x 8 micro-batches / 4 per step
@@ -183,7 +228,8 @@ def test_fit_takes_one_optimizer_step_per_effective_batch():
 
 @pytest.fixture(scope="module")
 def llama_style(tmp_path_factory) -> Path:
-    """A 2-layer Llama with a locally built Llama-style tokenizer (SentencePiece-like: a "▁" prepended to every
+    """A 2-layer Llama with a locally built Llama-style tokenizer (SentencePiece-like: a "▁" prepended to
+    every
     text, spaces as "▁", BOS added), saved like a downloaded model."""
     from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -191,18 +237,31 @@ def llama_style(tmp_path_factory) -> Path:
     raw = Tokenizer(models.BPE(unk_token="<unk>"))  # Llama-2 / Mistral tokenizer.json: no pre-tokenizer
     raw.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
     raw.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.Fuse(), decoders.Strip(" ", 1, 0)])
-    raw.train_from_iterator(sentences(400, 9), trainers.BpeTrainer(vocab_size=200, special_tokens=[
-        "<unk>", "<s>", "</s>"]))
-    raw.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", 1)])
-    tok = PreTrainedTokenizerFast(tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                  pad_token="</s>")
+    raw.train_from_iterator(
+        sentences(400, 9), trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>", "<s>", "</s>"])
+    )
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="</s>"
+    )
     path = tmp_path_factory.mktemp("llama_style")
     tok.save_pretrained(path)
     torch.manual_seed(0)
-    LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=2, num_key_value_heads=2, bos_token_id=1, eos_token_id=2,
-                                 pad_token_id=2)).save_pretrained(path)
+    LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=2,
+        )
+    ).save_pretrained(path)
     return path
 
 
@@ -210,20 +269,36 @@ def test_lora_lm_with_checkpointing_trains_under_bf16_without_deprecation_warnin
     from w2s_align.models.sequences import collate
 
     setup_torch(1, 0)
-    spec = ModelSpec(kind="pretrained", path=str(llama_style), lora=LORA_LLAMA, gradient_checkpointing=True,
-                     dtype="bf16")
+    spec = ModelSpec(
+        kind="pretrained", path=str(llama_style), lora=LORA_LLAMA, gradient_checkpointing=True, dtype="bf16"
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model, tok, dtypes = build_lm(spec, [], max_length=32)
         feats = encode_pairs(tok, sentences(16, 3), [" " + s for s in sentences(16, 4)], 32)
-        fit(model, feats, lambda fs: collate(fs, tok.pad_token_id), lambda out, idx: out.loss, lambda: 0.0,
-            TrainParams(epochs=1, batch_size=8, warmup_ratio=0.0), CPU, seed=0, compute=dtypes.compute)
-    deprecations = [str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+        fit(
+            model,
+            feats,
+            lambda fs: collate(fs, tok.pad_token_id),
+            lambda out, idx: out.loss,
+            lambda: 0.0,
+            TrainParams(epochs=1, batch_size=8, warmup_ratio=0.0),
+            CPU,
+            seed=0,
+            compute=dtypes.compute,
+        )
+    deprecations = [
+        str(w.message) for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))
+    ]
     assert deprecations == []
     assert model.get_base_model().is_activation_checkpointing
     frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
-    assert frozen == {torch.bfloat16} and {p.dtype for p in model.parameters() if p.requires_grad} == {torch.float32}
-    save_lm(model, tok, spec, str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"), {"config_hash": "x"})
+    assert frozen == {torch.bfloat16} and {p.dtype for p in model.parameters() if p.requires_grad} == {
+        torch.float32
+    }
+    save_lm(
+        model, tok, spec, str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"), {"config_hash": "x"}
+    )
     loaded, _, _ = load_lm(str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"))
     assert loaded.dtype == torch.bfloat16 and not hasattr(loaded, "peft_config")
 
@@ -239,6 +314,7 @@ def smollm2_tokenizer():
 
 class RecordingLM:
     """Stands in for a causal LM in `generate`: records the prompt ids it is given, emits fixed tokens."""
+
     dtype = torch.float32
 
     def __init__(self, new_ids: list[int]):
@@ -279,7 +355,9 @@ def test_training_tokens_equal_generation_tokens(which, llama_style):
         joint = tok(prompt + cont)["input_ids"]
         if joint[:n_prompt] == seen:
             assert f["input_ids"] == joint  # no extra token at the join
-        assert tok.decode(f["input_ids"], skip_special_tokens=True) == tok.decode(joint, skip_special_tokens=True)
+        assert tok.decode(f["input_ids"], skip_special_tokens=True) == tok.decode(
+            joint, skip_special_tokens=True
+        )
     if which == "llama_style":
         assert all(s[0] == tok.bos_token_id for s in lm.inputs)
         for cont, f in zip(continuations, feats):  # tokenized alone, a leading space becomes an extra "▁"
@@ -310,10 +388,16 @@ time.sleep(float(sys.argv[2]))
 
 def test_concurrent_local_jobs_land_on_different_gpus(tmp_path):
     """Three jobs, two GPUs: the first two take different cards, the third waits for one to be free."""
-    jobs = [subprocess.Popen([sys.executable, "-c", CLAIM, str(tmp_path), hold], stdout=subprocess.PIPE, text=True)
-            for hold in ("1.5", "1.5")]
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CLAIM, str(tmp_path), hold], stdout=subprocess.PIPE, text=True
+        )
+        for hold in ("1.5", "1.5")
+    ]
     time.sleep(0.8)
-    third = subprocess.Popen([sys.executable, "-c", CLAIM, str(tmp_path), "0"], stdout=subprocess.PIPE, text=True)
+    third = subprocess.Popen(
+        [sys.executable, "-c", CLAIM, str(tmp_path), "0"], stdout=subprocess.PIPE, text=True
+    )
     started = time.monotonic()
     out = [p.communicate(timeout=60)[0].split() for p in (*jobs, third)]
     assert {out[0][0], out[1][0]} == {"0", "1"}
@@ -326,27 +410,48 @@ def test_one_visible_gpu_needs_no_lock(tmp_path):
 
 
 def test_gpu_check_script_runs_its_cpu_smoke_test():
-    """benchmarks/gpu_check.py (for CUDA machines) end to end on the CPU: SmolLM2 LoRA steps and generation."""
+    """benchmarks/gpu_check.py (for CUDA machines) end to end on the CPU: SmolLM2 LoRA steps and
+    generation."""
     script = Path(__file__).resolve().parents[1] / "benchmarks/gpu_check.py"
-    result = subprocess.run([sys.executable, str(script), "--allow-cpu", "--skip-pipeline", "--steps", "1",
-                             "--batch-size", "2", "--seq-len", "16"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--allow-cpu",
+            "--skip-pipeline",
+            "--steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--seq-len",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads(result.stdout[result.stdout.index("{"):])
+    report = json.loads(result.stdout[result.stdout.index("{") :])
     assert report["device"] == "cpu" and report["parameters_M"] > 130 and report["dtype"] == "torch.bfloat16"
     assert report["train_tokens_per_s"] > 0 and report["generate_tokens_per_s"] > 0
 
 
 def test_a_pretrained_lm_cut_to_its_first_layers(llama_style, tmp_path):
-    """`layers: n` keeps the first n blocks (a weaker pretrained LM) and reloads the same way from a checkpoint."""
+    """`layers: n` keeps the first n blocks (a weaker pretrained LM) and reloads the same way from a
+    checkpoint."""
     from w2s_align.models.causal_lm import pretrained_lm
 
     full, _ = pretrained_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
     spec = ModelSpec(kind="pretrained", path=str(llama_style), layers=1, lora=LORA_LLAMA)
     cut, tok = pretrained_lm(spec)
     assert len(cut.model.layers) == 1 and cut.config.num_hidden_layers == 1 and len(full.model.layers) == 2
-    torch.testing.assert_close(cut.model.layers[0].mlp.up_proj.weight, full.model.layers[0].mlp.up_proj.weight)
+    torch.testing.assert_close(
+        cut.model.layers[0].mlp.up_proj.weight, full.model.layers[0].mlp.up_proj.weight
+    )
     model, tok, _ = build_lm(spec, [], max_length=32)
-    save_lm(model, tok, spec, str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"), {"config_hash": "x"})
+    save_lm(
+        model, tok, spec, str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"), {"config_hash": "x"}
+    )
     loaded, _, _ = load_lm(str(tmp_path / "lm.safetensors"), str(tmp_path / "lm.json"))
     assert len(loaded.model.layers) == 1
     with pytest.raises(Exception, match="cannot keep the first 5 layers"):
@@ -360,8 +465,10 @@ def test_sampled_nll_is_the_raw_log_likelihood_of_the_counted_tokens():
     logits = tuple(torch.randn(2, 7) for _ in range(3))  # 3 steps, 2 sequences, vocabulary of 7
     new = torch.tensor([[1, 4, 6], [2, 6, 6]])
     counted = torch.tensor([[True, True, False], [True, False, False]])  # 6 = EOS/pad: not counted
-    expected = [-(torch.log_softmax(logits[0][0], -1)[1] + torch.log_softmax(logits[1][0], -1)[4]).item(),
-                -torch.log_softmax(logits[0][1], -1)[2].item()]
+    expected = [
+        -(torch.log_softmax(logits[0][0], -1)[1] + torch.log_softmax(logits[1][0], -1)[4]).item(),
+        -torch.log_softmax(logits[0][1], -1)[2].item(),
+    ]
     assert _sampled_nll(logits, new, counted) == pytest.approx(expected, rel=1e-6)
 
 
@@ -371,8 +478,15 @@ def test_generation_reports_each_continuation_nll(llama_style):
     from w2s_align.settings.specs import Decoding
 
     model, tok = pretrained_lm(ModelSpec(kind="pretrained", path=str(llama_style)))
-    df = generate(model, tok, sentences(3, 5), Decoding(samples=2, max_new_tokens=5, batch_size=8), CPU, seed=0,
-                  with_nll=True)
+    df = generate(
+        model,
+        tok,
+        sentences(3, 5),
+        Decoding(samples=2, max_new_tokens=5, batch_size=8),
+        CPU,
+        seed=0,
+        with_nll=True,
+    )
     assert len(df) == 6 and np.isfinite(df["nll"]).all()
     assert ((df["nll"] > 0) == (df["n_new_tokens"] > 0)).all()
     assert "nll" not in generate(model, tok, sentences(2, 5), Decoding(max_new_tokens=3), CPU, seed=0).columns

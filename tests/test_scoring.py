@@ -11,14 +11,15 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from fakes import FakePerspective, perspective_body
 
 from w2s_align.errors import PipelineError
 from w2s_align.registry import SCORERS
+from w2s_align.scoring.base import Scorer
 from w2s_align.scoring.cache import ScoreCache, text_key
 from w2s_align.scoring.perspective import TOXICITY_KEY_ENV, PerspectiveScorer
 from w2s_align.scoring.scorers import CheckpointScorer, HFClassifierScorer, build_scorer, score_texts
-from w2s_align.scoring.base import Scorer
+
+from fakes import FakePerspective, perspective_body
 
 SECRET = "sk-test-SECRET-7f3a9c"
 
@@ -172,8 +173,12 @@ def error(code: int, message: str) -> dict:
 def test_perspective_request_shape_and_score(api):
     assert client(api).score_batch(["you are lovely"]).tolist() == [0.42]
     (req,) = api.requests
-    assert req["body"] == {"comment": {"text": "you are lovely"}, "languages": ["en"],
-                           "requestedAttributes": {"TOXICITY": {}}, "doNotStore": True}
+    assert req["body"] == {
+        "comment": {"text": "you are lovely"},
+        "languages": ["en"],
+        "requestedAttributes": {"TOXICITY": {}},
+        "doNotStore": True,
+    }
     assert req["headers"]["X-Goog-Api-Key"] == SECRET  # the key is sent, in a header ...
     assert SECRET not in req["path"]  # ... never in the URL
 
@@ -271,9 +276,17 @@ def tiny_hf_classifier(tmp_path_factory):
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(path)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=16, max_position_embeddings=32, num_labels=2,
-                        id2label={0: "non-toxic", 1: "TOXIC"}, label2id={"non-toxic": 0, "TOXIC": 1})
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=32,
+        num_labels=2,
+        id2label={0: "non-toxic", 1: "TOXIC"},
+        label2id={"non-toxic": 0, "TOXIC": 1},
+    )
     model = BertForSequenceClassification(config)
     with torch.no_grad():
         model.classifier.weight.zero_()
@@ -283,8 +296,9 @@ def tiny_hf_classifier(tmp_path_factory):
 
 
 def test_hf_scorer_picks_label_case_insensitively_and_truncates(tiny_hf_classifier):
-    scorer = build_scorer(json.dumps({"kind": "hf", "model": tiny_hf_classifier, "label": "toxic",
-                                      "max_length": 16}))
+    scorer = build_scorer(
+        json.dumps({"kind": "hf", "model": tiny_hf_classifier, "label": "toxic", "max_length": 16})
+    )
     assert isinstance(scorer, HFClassifierScorer)
     out = scorer.score_batch(["you are nice", "you are awful " * 50])  # the second is far over 32 positions
     np.testing.assert_allclose(out, [1 / (1 + math.exp(-3))] * 2, rtol=1e-5)
@@ -306,7 +320,14 @@ def tfidf_checkpoint(tmp_path_factory):
     from w2s_align.models.tfidf import TfidfClassifier
     from w2s_align.settings.specs import ModelSpec
 
-    texts = ["you are awful", "awful awful person", "you idiot", "you are nice", "nice kind person", "thanks friend"]
+    texts = [
+        "you are awful",
+        "awful awful person",
+        "you idiot",
+        "you are nice",
+        "nice kind person",
+        "thanks friend",
+    ]
     labels = [1, 1, 1, 0, 0, 0]
     model = TfidfClassifier.build(ModelSpec(kind="tfidf", tfidf={"min_df": 1}), pd.DataFrame(), 32)
     vec, clf = model.vectorizer, model.classifier
@@ -319,7 +340,9 @@ def tfidf_checkpoint(tmp_path_factory):
 
 def test_checkpoint_scorer_matches_the_classifier(tfidf_checkpoint, tmp_path):
     model_file, meta_file, vec, clf = tfidf_checkpoint
-    scorer = build_scorer(json.dumps({"kind": "trained", "model": "tfidf", "data": {"x": 1}}), model_file, meta_file)
+    scorer = build_scorer(
+        json.dumps({"kind": "trained", "model": "tfidf", "data": {"x": 1}}), model_file, meta_file
+    )
     assert isinstance(scorer, CheckpointScorer)
     texts = ["awful idiot", "nice friend"]
     out = score_texts(scorer, texts, str(tmp_path))
@@ -335,8 +358,11 @@ def test_checkpoint_scorer_matches_the_classifier(tfidf_checkpoint, tmp_path):
 
 
 def test_build_scorer_errors_and_options(monkeypatch):
-    with pytest.raises(PipelineError, match=r"unknown scorer kind 'magic'; choose one of \['hf', 'perspective', "
-                                            r"'trained'\]"):
+    with pytest.raises(
+        PipelineError,
+        match=r"unknown scorer kind 'magic'; choose one of \['hf', 'perspective', "
+        r"'trained'\]",
+    ):
         build_scorer(json.dumps({"kind": "magic"}))
     with pytest.raises(PipelineError, match="model_file and meta_file"):
         build_scorer(json.dumps({"kind": "trained", "model": "minilm-l6"}))
@@ -404,8 +430,11 @@ def test_a_registered_toy_scorer_runs_through_build_scorer_and_the_cache(length_
     other = build_scorer(json.dumps({"kind": "length-toy", "scale": 10}))
     assert other.identity() != scorer.identity()
     np.testing.assert_allclose(score_texts(other, ["abc"], str(tmp_path)), [0.3])
-    with pytest.raises(PipelineError, match=r"scorer kind 'length-toy': unknown options \['size'\]; "
-                                            r"allowed: \['scale'\]"):
+    with pytest.raises(
+        PipelineError,
+        match=r"scorer kind 'length-toy': unknown options \['size'\]; "
+        r"allowed: \['scale'\]",
+    ):
         build_scorer(json.dumps({"kind": "length-toy", "size": 3}))
 
 
@@ -419,22 +448,36 @@ def test_train_scorer_balances_by_default(tmp_path, caplog):
     rows = [{"text": f"you awful stupid idiot number{i}", "label": "1"} for i in range(30)]
     rows += [{"text": f"what a nice kind friend number{i}", "label": "0"} for i in range(60)]
     pd.DataFrame(rows).to_csv(tmp_path / "toxic.csv", index=False)
-    data = {"source": str(tmp_path / "toxic.csv"), "text_fields": ["text"], "label_field": "label",
-            "label_map": {"0": 0, "1": 1}, "sizes": {"train": 50, "val": 15, "test": 20}}
+    data = {
+        "source": str(tmp_path / "toxic.csv"),
+        "text_fields": ["text"],
+        "label_field": "label",
+        "label_map": {"0": 0, "1": 1},
+        "sizes": {"train": 50, "val": 15, "test": 20},
+    }
     spec = json.dumps({"kind": "tfidf", "tfidf": {"min_df": 1}})
 
     def train(name: str, data: dict) -> pd.DataFrame:
         out = tmp_path / name
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="w2s_align"):
-            train_scorer(json.dumps(data), spec, "{}", max_length=32, threads=1,
-                         model_out=str(out / "model.safetensors"), meta_out=str(out / "model.json"),
-                         heldout_out=str(out / "heldout.parquet"))
+            train_scorer(
+                json.dumps(data),
+                spec,
+                "{}",
+                max_length=32,
+                threads=1,
+                model_out=str(out / "model.safetensors"),
+                meta_out=str(out / "model.json"),
+                heldout_out=str(out / "heldout.parquet"),
+            )
         return pd.read_parquet(out / "heldout.parquet")
 
     heldout = train("default", data)
     assert "balanced scorer training data" in caplog.text
-    assert set(heldout["metric"]) == {"auroc", "accuracy", "positive_rate"} and (heldout["n_test"] == 20).all()
+    assert (
+        set(heldout["metric"]) == {"auroc", "accuracy", "positive_rate"} and (heldout["n_test"] == 20).all()
+    )
     assert heldout.set_index("metric").loc["auroc", "value"] > 0.9
     train("unbalanced", {**data, "balance": False})
     assert "balanced scorer training data" not in caplog.text

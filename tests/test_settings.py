@@ -1,6 +1,8 @@
 """Settings: the config read once per workflow start with the defaults of specs.py, the only home of defaults.
-The plan, the checks and the rules' params all read it, so a default changed in specs.py reaches all three; and
-reading the config this way left every job's params, inputs and resources as they were (params_snapshot.json)."""
+The plan, the checks and the rules' params all read it, so a default changed in specs.py reaches all three;
+and
+reading the config this way left every job's params, inputs and resources as they were
+(params_snapshot.json)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,15 @@ import json
 import pytest
 import yaml
 
-from helpers import REPO
-from params_snapshot import CONFIGS, dag_params, dag_workflow
 from w2s_align.cluster import cost, plan
 from w2s_align.errors import ConfigError
 from w2s_align.settings import specs
 from w2s_align.settings.extensions import load_builtins
 from w2s_align.settings.settings import Settings
 from w2s_align.settings.validate import load_settings
+
+from helpers import REPO
+from params_snapshot import CONFIGS, dag_params, dag_workflow
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 DEFAULT = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -36,7 +39,9 @@ def patch_default(monkeypatch, cls: type, name: str, value) -> None:
     with_defaults = [p for p in inspect.signature(init).parameters.values() if p.default is not p.empty]
     index = [p.name for p in with_defaults].index(name)
     if init.__defaults__ and len(init.__defaults__) == len(with_defaults):
-        monkeypatch.setattr(init, "__defaults__", init.__defaults__[:index] + (value,) + init.__defaults__[index + 1:])
+        monkeypatch.setattr(
+            init, "__defaults__", init.__defaults__[:index] + (value,) + init.__defaults__[index + 1 :]
+        )
     else:
         monkeypatch.setattr(init, "__kwdefaults__", {**(init.__kwdefaults__ or {}), name: value})
     assert getattr(cls(), name) == value
@@ -53,15 +58,20 @@ def without_batch_size(effective: int | None = None) -> dict:
 
 
 def ceiling_hparams() -> str:
-    """The hparams param of the default config's train_ceiling job of minilm-l6 (safety), from Snakemake's DAG."""
+    """The hparams param of the default config's train_ceiling job of minilm-l6 (safety), from Snakemake's
+    DAG."""
     with dag_workflow() as workflow:
-        (job,) = [j for j in workflow.dag.jobs if j.rule.name == "train_ceiling" and j.wildcards["task"] == "safety"]
+        (job,) = [
+            j for j in workflow.dag.jobs if j.rule.name == "train_ceiling" and j.wildcards["task"] == "safety"
+        ]
         return job.params.hparams
 
 
 def test_a_default_changed_in_specs_reaches_the_plan_the_checks_and_the_params(monkeypatch):
     old = specs.TrainParams().batch_size
-    assert ceiling_hparams() == '{"epochs":3,"lr":0.0002}'  # minilm-l6 sets batch_size 16, the default: left out
+    assert (
+        ceiling_hparams() == '{"epochs":3,"lr":0.0002}'
+    )  # minilm-l6 sets batch_size 16, the default: left out
     with pytest.raises(ConfigError, match=f"12 is not a multiple of batch_size {old}"):
         load_settings(without_batch_size(effective=12), SCHEMA)
 
@@ -75,8 +85,10 @@ def test_a_default_changed_in_specs_reaches_the_plan_the_checks_and_the_params(m
     monkeypatch.setattr(cost, "memory", lambda *args, **kw: batches.append(kw["batch"]) or real(*args, **kw))
     cost.estimate(settings, cost.Work("train_ceiling", "train", "minilm-l6", "safety", "ceiling"))
     assert batches == [4]
-    works = [cost.Work(r, k, "minilm-l6", "safety", role) for r, k, role in
-             (("train_ceiling", "train", "ceiling"), ("predict", "predict", "ceiling"))]
+    works = [
+        cost.Work(r, k, "minilm-l6", "safety", role)
+        for r, k, role in (("train_ceiling", "train", "ceiling"), ("predict", "predict", "ceiling"))
+    ]
     assert plan.request_problems(settings, works) == []
     # the rules' params: minilm-l6's batch_size 16 is no longer the default, so the ceiling's params name it
     assert json.loads(ceiling_hparams()) == {"batch_size": 16, "epochs": 3, "lr": 0.0002}
@@ -85,8 +97,9 @@ def test_a_default_changed_in_specs_reaches_the_plan_the_checks_and_the_params(m
 def test_settings_are_built_once_per_workflow_start(monkeypatch):
     built = []
     real = Settings.from_config.__func__
-    monkeypatch.setattr(Settings, "from_config", classmethod(lambda cls, config: built.append(real(cls, config))
-                                                             or built[-1]))
+    monkeypatch.setattr(
+        Settings, "from_config", classmethod(lambda cls, config: built.append(real(cls, config)) or built[-1])
+    )
     with dag_workflow(("configs/strategies.yaml",)) as workflow:
         assert len(workflow.dag.jobs) > 50
         assert len(built) == 1 and workflow.globals["SETTINGS"] is built[0]
@@ -103,12 +116,23 @@ def test_every_jobs_params_inputs_and_resources_are_those_of_before(files):
 def test_settings_hold_the_parsed_blocks():
     settings = Settings.from_config(DEFAULT)
     toxicity, legal = settings.tasks["toxicity"], settings.tasks["legal"]
-    assert toxicity.kind == "generation" and toxicity.corpus.format == "prompts" and toxicity.gold.samples == 4
+    assert (
+        toxicity.kind == "generation" and toxicity.corpus.format == "prompts" and toxicity.gold.samples == 4
+    )
     assert toxicity.weak_models == ["gpt2-scratch"] and legal.weak_models == ["bow-200"]
-    assert settings.tasks["safety"].student_strategies == ["naive", "logconf", "confident"]  # the top-level list
+    assert settings.tasks["safety"].student_strategies == [
+        "naive",
+        "logconf",
+        "confident",
+    ]  # the top-level list
     assert legal.own_lists == ("weak_models", "strong_models") and legal.decoding == specs.Decoding()
-    assert settings.models["gpt2-scratch"].spec.architecture == "gpt2" and settings.resources(None) == specs.Resources()
+    assert (
+        settings.models["gpt2-scratch"].spec.architecture == "gpt2"
+        and settings.resources(None) == specs.Resources()
+    )
     assert settings.strategies["logconf"] == specs.Strategy(loss="logconf", alpha=0.5)
-    assert settings.scorers["minilm-davidson"].train.epochs == 1 and settings.scorers["perspective"].data is None
+    assert (
+        settings.scorers["minilm-davidson"].train.epochs == 1 and settings.scorers["perspective"].data is None
+    )
     assert settings.active_tasks() == ["legal", "safety", "toxicity"] and settings.preference_tasks() == []
     assert dataclasses.is_dataclass(settings) and type(settings).__dataclass_params__.frozen

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from fakes import FakePerspective
-from helpers import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
 from test_api_scorers import TEXTS, job_windows, three_runs
-from w2s_align.settings import paths as layout
+
 from w2s_align.cluster import api_quota
+from w2s_align.settings import paths as layout
 from w2s_align.settings.extensions import load_builtins
 from w2s_align.settings.settings import Settings
 from w2s_align.settings.specs import Resources
+
+from fakes import FakePerspective
+from helpers import REPO, SHIMS, SNAKEMAKE, copy_repo, snakemake
 
 load_builtins()
 
@@ -34,37 +35,90 @@ load_builtins()
 #   reference LM; scorer: a trained scorer's `model`, no model (DEFAULT_REQUEST) for the others (API / hub
 #   scorers). Inference jobs ask for their model's memory and half its time.
 MODEL_REQUESTS = {
-    "train_weak": ("weak", 1, 1), "weak_labels": ("weak", 1, 0.5),
-    "train_ceiling": ("strong", 1, 1), "train_student": ("strong", 1, 1), "predict": ("model_run", 1, 0.5),
-    "train_weak_lm": ("weak", 1, 1), "weak_generations": ("weak", 1, 0.5), "best_of_n": ("weak", 1, 0.5),
-    "train_lm_ceiling": ("strong", 1, 1), "train_lm_student": ("strong", 1, 1),
-    "lm_generations": ("model_run", 1, 0.5), "base_generations": ("strong", 1, 0.5),
+    "train_weak": ("weak", 1, 1),
+    "weak_labels": ("weak", 1, 0.5),
+    "train_ceiling": ("strong", 1, 1),
+    "train_student": ("strong", 1, 1),
+    "predict": ("model_run", 1, 0.5),
+    "train_weak_lm": ("weak", 1, 1),
+    "weak_generations": ("weak", 1, 0.5),
+    "best_of_n": ("weak", 1, 0.5),
+    "train_lm_ceiling": ("strong", 1, 1),
+    "train_lm_student": ("strong", 1, 1),
+    "lm_generations": ("model_run", 1, 0.5),
+    "base_generations": ("strong", 1, 0.5),
     "perplexity": ("reference_lm", 1, 0.5),
-    "train_scorer": ("scorer", 1, 1), "score_generations": ("scorer", 1, 0.5),
+    "train_scorer": ("scorer", 1, 1),
+    "score_generations": ("scorer", 1, 0.5),
     "gold_corpus": ("gold_generator", 1, 1),
-    "preference_candidates": ("preference_generator", 1, 0.5), "judge_candidates": ("scorer", 1, 0.5),
-    "train_dpo_ceiling": ("strong", 1, 1), "train_dpo_student": ("strong", 1, 1),
-    "reference_pair_logps": ("strong", 1, 0.5), "pair_logps": ("model_run", 1, 0.5),
+    "preference_candidates": ("preference_generator", 1, 0.5),
+    "judge_candidates": ("scorer", 1, 0.5),
+    "train_dpo_ceiling": ("strong", 1, 1),
+    "train_dpo_student": ("strong", 1, 1),
+    "reference_pair_logps": ("strong", 1, 0.5),
+    "pair_logps": ("model_run", 1, 0.5),
 }
 GPU_RULES = set(MODEL_REQUESTS)
 CLASSIFICATION_GPU_RULES = {"train_weak", "weak_labels", "train_ceiling", "train_student", "predict"}
 GENERATION_GPU_RULES = GPU_RULES - CLASSIFICATION_GPU_RULES
-LOCAL_RULES = {"all", "split_data", "split_corpus", "eval_prompts", "ensemble_labels", "metrics", "toxicity_metrics",
-               "gold_test_pairs", "preference_metrics", "summary", "plots"}  # the Snakefile's localrules
+LOCAL_RULES = {
+    "all",
+    "split_data",
+    "split_corpus",
+    "eval_prompts",
+    "ensemble_labels",
+    "metrics",
+    "toxicity_metrics",
+    "gold_test_pairs",
+    "preference_metrics",
+    "summary",
+    "plots",
+}  # the Snakefile's localrules
 LIGHT_RULES = {"convert_gguf"}  # SLURM jobs with gpu=0: its model's memory, half its runtime
 ALL_RULES = GPU_RULES | LOCAL_RULES | LIGHT_RULES
-PREFERENCE_RULES = {"preference_candidates", "judge_candidates", "train_dpo_ceiling", "train_dpo_student",
-                    "gold_test_pairs", "reference_pair_logps", "pair_logps", "preference_metrics"}
-OPTIONAL_RULES = {"best_of_n", "ensemble_labels", "gold_corpus",  # only with best-of-N / ensembles / corpus.gold
-                  *PREFERENCE_RULES}  # / a preferences block
+PREFERENCE_RULES = {
+    "preference_candidates",
+    "judge_candidates",
+    "train_dpo_ceiling",
+    "train_dpo_student",
+    "gold_test_pairs",
+    "reference_pair_logps",
+    "pair_logps",
+    "preference_metrics",
+}
+OPTIONAL_RULES = {
+    "best_of_n",
+    "ensemble_labels",
+    "gold_corpus",  # only with best-of-N / ensembles / corpus.gold
+    *PREFERENCE_RULES,
+}  # / a preferences block
 DEFAULT_REQUEST = dataclasses.asdict(Resources())  # jobs of no model (API scorers); also each model's default
-PROFILE_ENV = ("W2S_SLURM_ACCOUNT", "W2S_SLURM_GPU_MODEL", "W2S_SLURM_GPU_CONSTRAINT", "W2S_SLURM_GRES",
-               "SNAKEMAKE_SLURM_PARTITIONS")
+PROFILE_ENV = (
+    "W2S_SLURM_ACCOUNT",
+    "W2S_SLURM_GPU_MODEL",
+    "W2S_SLURM_GPU_CONSTRAINT",
+    "W2S_SLURM_GRES",
+    "SNAKEMAKE_SLURM_PARTITIONS",
+)
 # command-line settings that decide where and how jobs run: the SLURM profile's business, never the
 # workflow profile's (profiles/default is loaded under --profile slurm too)
-SCHEDULING_KEYS = {"executor", "cores", "jobs", "local-cores", "default-resources", "set-resources", "resources",
-                   "set-threads", "retries", "latency-wait", "keep-going", "rerun-incomplete", "profile",
-                   "workflow-profile", "slurm-partition-config"}
+SCHEDULING_KEYS = {
+    "executor",
+    "cores",
+    "jobs",
+    "local-cores",
+    "default-resources",
+    "set-resources",
+    "resources",
+    "set-threads",
+    "retries",
+    "latency-wait",
+    "keep-going",
+    "rerun-incomplete",
+    "profile",
+    "workflow-profile",
+    "slurm-partition-config",
+}
 # a distinct request per model (halves included), so that a job charged to the wrong model shows
 DISTINCT_REQUESTS = """models:
   gpt2-scratch: {resources: {mem_mb: 1000, runtime: 10}}
@@ -98,12 +152,14 @@ def parse_jobs(out: str) -> list[dict]:
         if not m:
             continue
         fields = dict(re.findall(r"^    (\w+): (.*)$", block, flags=re.M))
-        jobs.append({
-            "rule": m.group(2),
-            "local": bool(m.group(1)),
-            "wildcards": dict(kv.split("=", 1) for kv in fields.get("wildcards", "").split(", ") if kv),
-            "resources": dict(kv.split("=", 1) for kv in fields.get("resources", "").split(", ") if kv),
-        })
+        jobs.append(
+            {
+                "rule": m.group(2),
+                "local": bool(m.group(1)),
+                "wildcards": dict(kv.split("=", 1) for kv in fields.get("wildcards", "").split(", ") if kv),
+                "resources": dict(kv.split("=", 1) for kv in fields.get("resources", "").split(", ") if kv),
+            }
+        )
     return jobs
 
 
@@ -122,6 +178,7 @@ def slurm_comment(job: dict) -> str:
 
 def layered_config(*configs: Path) -> dict:
     """The config after layering `configs` as Snakemake does (--configfile: nested mappings merged)."""
+
     def merge(base: dict, over: dict) -> dict:
         for key, value in over.items():
             base[key] = merge(dict(base.get(key) or {}), value) if isinstance(value, dict) else value
@@ -135,8 +192,10 @@ def layered_config(*configs: Path) -> dict:
 
 def model_resources(config: dict) -> dict[str, dict]:
     """The `resources` of every model, with the defaults of w2s_align.settings.specs.Resources."""
-    return {name: dataclasses.asdict(Resources.from_dict(spec.get("resources"))) for name, spec in
-            config["models"].items()}
+    return {
+        name: dataclasses.asdict(Resources.from_dict(spec.get("resources")))
+        for name, spec in config["models"].items()
+    }
 
 
 def request_model(job: dict, config: dict) -> str | None:
@@ -145,10 +204,14 @@ def request_model(job: dict, config: dict) -> str | None:
     source = MODEL_REQUESTS[rule][0]
     if source in ("weak", "strong"):
         return wc[source]
-    if source == "model_run":  # ceiling/<strong>/seedN, student/<weak>__<strong>/<strategy>/seedN, weak/<weak>/seedN
+    if (
+        source == "model_run"
+    ):  # ceiling/<strong>/seedN, student/<weak>__<strong>/<strategy>/seedN, weak/<weak>/seedN
         stage, models = wc["model_run"].split("/")[:2]
-        stages = {"lm_generations": ("weak", "ceiling", "student", "dpo-ceiling", "dpo-student"),
-                  "pair_logps": ("dpo-ceiling", "dpo-student")}.get(rule, ("ceiling", "student"))
+        stages = {
+            "lm_generations": ("weak", "ceiling", "student", "dpo-ceiling", "dpo-student"),
+            "pair_logps": ("dpo-ceiling", "dpo-student"),
+        }.get(rule, ("ceiling", "student"))
         assert stage in stages, job
         return models.split("__")[1] if stage.endswith("student") else models
     if source == "reference_lm":
@@ -161,7 +224,11 @@ def request_model(job: dict, config: dict) -> str | None:
     return scorer["model"] if scorer["kind"] == "trained" else None
 
 
-SCORING_RULES = {"score_generations": "score", "best_of_n": "best_of_n", "judge_candidates": "judge"}  # rule: kind
+SCORING_RULES = {
+    "score_generations": "score",
+    "best_of_n": "best_of_n",
+    "judge_candidates": "judge",
+}  # rule: kind
 
 
 def check_requests(jobs: list[dict], config: dict) -> None:
@@ -175,10 +242,14 @@ def check_requests(jobs: list[dict], config: dict) -> None:
             assert "gpu" not in res and "cpus_per_gpu" not in res, job
             continue
         if rule in LIGHT_RULES:
-            request = models[layout.gguf_models(settings)[job["wildcards"]["gguf"]]]  # the first entry naming it
+            request = models[
+                layout.gguf_models(settings)[job["wildcards"]["gguf"]]
+            ]  # the first entry naming it
             assert res.get("gpu", "0") == "0", job
             assert (int(res["mem_mb"]), int(res["runtime"])) == (
-                request["mem_mb"], max(1, round(request["runtime"] * 0.5))), job
+                request["mem_mb"],
+                max(1, round(request["runtime"] * 0.5)),
+            ), job
             continue
         model = request_model(job, config)
         scorer = config["scorers"].get(job["wildcards"].get("scorer"), {})
@@ -198,8 +269,12 @@ def check_requests(jobs: list[dict], config: dict) -> None:
             assert res["perspective_api"] == str(int(api == "perspective")), job
             if api:  # a web API: runtime from the texts it sends (tests/test_api_scorers.py)
                 kind = SCORING_RULES[rule]
-                texts = api_quota.texts_to_score(settings, wc["task"], kind, int(wc["n"]) if "n" in wc else None)
-                runtime = api_quota.api_minutes(settings, wc["scorer"], texts) + (runtime if rule == "best_of_n" else 0)
+                texts = api_quota.texts_to_score(
+                    settings, wc["task"], kind, int(wc["n"]) if "n" in wc else None
+                )
+                runtime = api_quota.api_minutes(settings, wc["scorer"], texts) + (
+                    runtime if rule == "best_of_n" else 0
+                )
         else:
             assert "perspective_api" not in res, job
         assert int(res["runtime"]) == runtime, (model, job)
@@ -242,8 +317,11 @@ def test_workflow_profile_leaves_scheduling_to_the_slurm_profile():
 def test_rules_are_classified_and_the_profile_lists_the_gpu_rules(default_copy, clean_env):
     """Every rule of the workflow is a GPU (model) rule, a local rule or a light rule, and the profile's
     gpu_rules (which get the cluster's GPU model, constraint or gres) are exactly the GPU rules."""
-    rules = {line.split()[0] for line in snakemake(default_copy, "--list-rules").stdout.splitlines()
-             if line and not line.startswith(("Using ", " "))}
+    rules = {
+        line.split()[0]
+        for line in snakemake(default_copy, "--list-rules").stdout.splitlines()
+        if line and not line.startswith(("Using ", " "))
+    }
     assert rules == ALL_RULES
     assert profile_gpu_rules() == GPU_RULES
     assert not GPU_RULES & LOCAL_RULES and not LIGHT_RULES & (GPU_RULES | LOCAL_RULES)
@@ -256,22 +334,38 @@ def test_default_config_asks_for_gpus_on_training_jobs_only(default_copy, clean_
     # the toxicity (generation) task is part of the default config; best-of-N strategies and ensembles are not
     assert ALL_RULES - OPTIONAL_RULES <= {j["rule"] for j in jobs} <= ALL_RULES
     check_requests(jobs, layered_config(default_copy / "config.yaml"))
-    # evaluation generations of the weak LM too (each run's request: test_jobs_take_requests_from_their_own_model)
-    runs = {j["wildcards"]["model_run"].split("/")[0]: j["resources"] for j in jobs if j["rule"] == "lm_generations"}
+    # evaluation generations of the weak LM too (each run's request:
+    # test_jobs_take_requests_from_their_own_model)
+    runs = {
+        j["wildcards"]["model_run"].split("/")[0]: j["resources"]
+        for j in jobs
+        if j["rule"] == "lm_generations"
+    }
     assert set(runs) == {"weak", "ceiling", "student"}
 
 
 def test_tiny_config_tfidf_jobs_ask_for_no_gpu(default_copy, clean_env):
-    jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n", "--configfile",
-                                "tests/configs/tiny.yaml").stdout)
+    jobs = parse_jobs(
+        snakemake(default_copy, "--profile", "slurm", "-n", "--configfile", "tests/configs/tiny.yaml").stdout
+    )
     assert ALL_RULES - OPTIONAL_RULES <= {j["rule"] for j in jobs} <= ALL_RULES
-    check_requests(jobs, layered_config(default_copy / "config.yaml", default_copy / "tests/configs/tiny.yaml"))
-    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in CLASSIFICATION_GPU_RULES - {"predict"}} == {"0", "1"}
+    check_requests(
+        jobs, layered_config(default_copy / "config.yaml", default_copy / "tests/configs/tiny.yaml")
+    )
+    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in CLASSIFICATION_GPU_RULES - {"predict"}} == {
+        "0",
+        "1",
+    }
     assert {j["resources"]["gpu"] for j in jobs if j["rule"] == "predict"} == {"1"}  # strong: small-bert
     # the tiny toxicity task scores with a TF-IDF scorer: trained and applied without a GPU
-    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in ("train_scorer", "score_generations")} == {"0"}
-    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in GENERATION_GPU_RULES - {
-        "train_scorer", "score_generations"}} == {"1"}
+    assert {j["resources"]["gpu"] for j in jobs if j["rule"] in ("train_scorer", "score_generations")} == {
+        "0"
+    }
+    assert {
+        j["resources"]["gpu"]
+        for j in jobs
+        if j["rule"] in GENERATION_GPU_RULES - {"train_scorer", "score_generations"}
+    } == {"1"}
 
 
 def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
@@ -280,27 +374,45 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     (default_copy / "distinct-requests.yaml").write_text(DISTINCT_REQUESTS)
     (default_copy / "ensemble.yaml").write_text(ENSEMBLE)
     (default_copy / "all-tasks.yaml").write_text("only: []\n")
-    # the preference track on every task (not only toxicity); strategies: best-of-N with two selectors; layered
+    # the preference track on every task (not only toxicity); strategies: best-of-N with two selectors;
+    # layered
     # files go after one --configfile (repeating the flag keeps only the last)
-    layers = ("configs/preferences.yaml", "all-tasks.yaml", "configs/strategies.yaml", "distinct-requests.yaml",
-              "ensemble.yaml")
-    jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
-                                "--configfile", *layers).stdout)
+    layers = (
+        "configs/preferences.yaml",
+        "all-tasks.yaml",
+        "configs/strategies.yaml",
+        "distinct-requests.yaml",
+        "ensemble.yaml",
+    )
+    jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n", "--configfile", *layers).stdout)
     assert {j["rule"] for j in jobs} == ALL_RULES
     check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
     scorers = {j["wildcards"]["scorer"]: j["resources"]["gpu"] for j in jobs if j["rule"] == "train_scorer"}
-    assert scorers == {"minilm-davidson": "1", "minilm-davidson-gold": "1", "tfidf-davidson": "0",
-                       "tfidf-davidson-300": "0"}  # the TF-IDF selector and weak judge need no GPU
+    assert scorers == {
+        "minilm-davidson": "1",
+        "minilm-davidson-gold": "1",
+        "tfidf-davidson": "0",
+        "tfidf-davidson-300": "0",
+    }  # the TF-IDF selector and weak judge need no GPU
     best_of = {j["wildcards"]["scorer"]: j["resources"] for j in jobs if j["rule"] == "best_of_n"}
     assert set(best_of) == {"minilm-davidson", "tfidf-davidson"}
-    assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in best_of.values()} == {("1", "1000", "5")}  # weak LM's
+    assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in best_of.values()} == {
+        ("1", "1000", "5")
+    }  # weak LM's
     # weak-model generations of the evaluation prompts: the weak LM's request, not the strong model's
-    weak_runs = [j["resources"] for j in jobs if j["rule"] == "lm_generations"
-                 and j["wildcards"]["model_run"].startswith("weak/")]
+    weak_runs = [
+        j["resources"]
+        for j in jobs
+        if j["rule"] == "lm_generations" and j["wildcards"]["model_run"].startswith("weak/")
+    ]
     assert weak_runs and {(r["mem_mb"], r["runtime"]) for r in weak_runs} == {("1000", "5")}
-    # predictions of ceilings and students: the strong classifier's (safety: minilm-l6, legal: minilm-l6-pairs)
-    assert {(j["wildcards"]["task"], j["resources"]["mem_mb"], j["resources"]["runtime"]) for j in jobs
-            if j["rule"] == "predict"} == {("safety", "2600", "13"), ("legal", "3000", "15")}
+    # predictions of ceilings and students: the strong classifier's (safety: minilm-l6, legal:
+    # minilm-l6-pairs)
+    assert {
+        (j["wildcards"]["task"], j["resources"]["mem_mb"], j["resources"]["runtime"])
+        for j in jobs
+        if j["rule"] == "predict"
+    } == {("safety", "2600", "13"), ("legal", "3000", "15")}
     assert {j["wildcards"]["weak"] for j in jobs if j["rule"] == "ensemble_labels"} == {"ens"}
 
 
@@ -313,14 +425,16 @@ def test_api_and_hub_scorers_ask_for_the_default_request(default_copy, clean_env
     overlay.write_text(f"tasks: {{toxicity: {{scorer: {scorer}}}}}\n")
     layers = ("distinct-requests.yaml", overlay.name)
     (default_copy / layers[0]).write_text(DISTINCT_REQUESTS)
-    jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n",
-                                "--configfile", *layers).stdout)
+    jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n", "--configfile", *layers).stdout)
     check_requests(jobs, layered_config(default_copy / "config.yaml", *(default_copy / f for f in layers)))
-    assert {j["wildcards"]["scorer"] for j in jobs if j["rule"] == "train_scorer"} == {"minilm-davidson-gold"}  # judge
+    assert {j["wildcards"]["scorer"] for j in jobs if j["rule"] == "train_scorer"} == {
+        "minilm-davidson-gold"
+    }  # judge
     scoring = [j["resources"] for j in jobs if j["rule"] == "score_generations"]
     assert len(scoring) == 4  # weak, base, ceiling, student
     assert {(r["gpu"], r["mem_mb"], r["runtime"]) for r in scoring} == {
-        (gpu, str(DEFAULT_REQUEST["mem_mb"]), str(runtime))}
+        (gpu, str(DEFAULT_REQUEST["mem_mb"]), str(runtime))
+    }
 
 
 def test_paper_config_dag(default_copy, clean_env):
@@ -333,20 +447,48 @@ def test_paper_config_dag(default_copy, clean_env):
     #   generations of weak (5), base, ceiling, student (30 each), each scored (Perspective: no scorer
     #   training) and its perplexity measured under GPT-2 XL
     assert rule_counts(jobs) == {
-        "split_data": 10, "train_weak": 10, "weak_labels": 10, "train_ceiling": 60, "train_student": 180,
-        "predict": 240, "metrics": 180, "summary": 1, "plots": 1, "all": 1,
-        "split_corpus": 5, "eval_prompts": 1, "train_weak_lm": 5, "weak_generations": 5, "train_lm_ceiling": 30,
-        "train_lm_student": 30, "base_generations": 30, "lm_generations": 65 + 40, "perplexity": 95 + 40,
-        "score_generations": 95 + 40, "toxicity_metrics": 30,
-        # the preference track: candidates once, 2 judges (the TF-IDF one trained), DPO ceiling and 3 students of
+        "split_data": 10,
+        "train_weak": 10,
+        "weak_labels": 10,
+        "train_ceiling": 60,
+        "train_student": 180,
+        "predict": 240,
+        "metrics": 180,
+        "summary": 1,
+        "plots": 1,
+        "all": 1,
+        "split_corpus": 5,
+        "eval_prompts": 1,
+        "train_weak_lm": 5,
+        "weak_generations": 5,
+        "train_lm_ceiling": 30,
+        "train_lm_student": 30,
+        "base_generations": 30,
+        "lm_generations": 65 + 40,
+        "perplexity": 95 + 40,
+        "score_generations": 95 + 40,
+        "toxicity_metrics": 30,
+        # the preference track: candidates once, 2 judges (the TF-IDF one trained), DPO ceiling and 3 students
+        # of
         # 2 policies x 5 seeds, their generations, scores, perplexities and pair log-probs (+ the 2 bases')
-        "preference_candidates": 1, "train_scorer": 1, "judge_candidates": 2, "gold_test_pairs": 1,
-        "train_dpo_ceiling": 10, "train_dpo_student": 30, "reference_pair_logps": 2, "pair_logps": 40, "preference_metrics": 30}
+        "preference_candidates": 1,
+        "train_scorer": 1,
+        "judge_candidates": 2,
+        "gold_test_pairs": 1,
+        "train_dpo_ceiling": 10,
+        "train_dpo_student": 30,
+        "reference_pair_logps": 2,
+        "pair_logps": 40,
+        "preference_metrics": 30,
+    }
     config = layered_config(default_copy / "config.yaml", default_copy / "configs/paper.yaml")
     check_requests(jobs, config)
     # Perspective: 1,000 prompts x 25 samples at 1 qps each, one job at a time (tests/test_api_scorers.py)
-    assert {(j["resources"]["runtime"], j["resources"]["perspective_api"]) for j in jobs
-            if j["rule"] == "score_generations"} == {("510", "1")}
+    assert {
+        (j["resources"]["runtime"], j["resources"]["perspective_api"])
+        for j in jobs
+        if j["rule"] == "score_generations"
+    } == {("510", "1")}
     models = model_resources(config)
     assert models["qwen2.5-7b"]["mem_mb"] > models["gpt2-medium"]["mem_mb"]
 
@@ -356,7 +498,9 @@ def test_cluster_values_come_from_the_environment(default_copy, clean_env):
     clean_env.setenv("W2S_SLURM_GPU_MODEL", "a100")
     clean_env.setenv("W2S_SLURM_GPU_CONSTRAINT", "a100|h100")
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout)
-    assert {j["rule"] for j in jobs} >= (CLASSIFICATION_GPU_RULES | LOCAL_RULES | LIGHT_RULES) - OPTIONAL_RULES
+    assert {j["rule"] for j in jobs} >= (
+        CLASSIFICATION_GPU_RULES | LOCAL_RULES | LIGHT_RULES
+    ) - OPTIONAL_RULES
     for job in jobs:
         res = job["resources"]
         assert res["slurm_account"] == "12345"
@@ -375,17 +519,27 @@ def test_cluster_values_come_from_the_environment(default_copy, clean_env):
 def test_cluster_values_reach_every_gpu_job(default_copy, clean_env):
     """Every job that asks for a GPU (generation rules too) gets the cluster's GPU model and constraint,
     and on gres-only clusters asks through --gres, never --gpus."""
-    plain = {(j["rule"], tuple(j["wildcards"].items())): j["resources"]["gpu"]
-             for j in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout) if j["rule"] in GPU_RULES}
-    bow = {key for key in plain if key[0] in ("train_weak", "weak_labels") and dict(key[1])["task"] == "legal"}
+    plain = {
+        (j["rule"], tuple(j["wildcards"].items())): j["resources"]["gpu"]
+        for j in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout)
+        if j["rule"] in GPU_RULES
+    }
+    bow = {
+        key for key in plain if key[0] in ("train_weak", "weak_labels") and dict(key[1])["task"] == "legal"
+    }
     assert {rule for rule, _ in plain} >= GENERATION_GPU_RULES - OPTIONAL_RULES
-    assert {plain[k] for k in bow} == {"0"} and {v for k, v in plain.items() if k not in bow} == {"1"}  # legal's
+    assert {plain[k] for k in bow} == {"0"} and {v for k, v in plain.items() if k not in bow} == {
+        "1"
+    }  # legal's
     # weak supervisor is bag-of-words (bow-200): no GPU
     clean_env.setenv("W2S_SLURM_GPU_MODEL", "a100")
     clean_env.setenv("W2S_SLURM_GPU_CONSTRAINT", "a100|h100")
     for job in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout):
         if job["rule"] in GPU_RULES:
-            assert (job["resources"].get("gpu_model"), job["resources"].get("constraint")) == ("a100", "a100|h100"), job
+            assert (job["resources"].get("gpu_model"), job["resources"].get("constraint")) == (
+                "a100",
+                "a100|h100",
+            ), job
     clean_env.setenv("W2S_SLURM_GRES", "1")
     for job in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout):
         if job["rule"] in GPU_RULES:
@@ -395,8 +549,12 @@ def test_cluster_values_reach_every_gpu_job(default_copy, clean_env):
 # ---------------------------------------------------------------- a real one-node SLURM cluster
 
 SLURM_FLAGS = [  # test cluster without accounting (no sacct): poll squeue, shortly after each job
-    "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "8"]
-SMALL_REQUESTS = """# the test cluster's node has 4000 MB; each request >= 80% of the plan's estimate (the check at start)
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "8",
+]
+SMALL_REQUESTS = """# the test cluster's node has 4000 MB; each request >= 80% of the plan's estimate
 models:
   tfidf: {resources: {mem_mb: 300, runtime: 10}}
   tiny-gpt2: {resources: {mem_mb: 700, runtime: 10}}
@@ -410,7 +568,11 @@ def cluster_env(**extra: str) -> dict[str, str]:
     """The environment without the profile's variables and without the failing `scontrol` stand-in of
     tests/bin (however it got on PATH), so that SLURM's own tools answer."""
     path = [p for p in os.environ["PATH"].split(os.pathsep) if p and Path(p).resolve() != SHIMS.resolve()]
-    return {**{k: v for k, v in os.environ.items() if k not in PROFILE_ENV}, "PATH": os.pathsep.join(path), **extra}
+    return {
+        **{k: v for k, v in os.environ.items() if k not in PROFILE_ENV},
+        "PATH": os.pathsep.join(path),
+        **extra,
+    }
 
 
 def time_limit(minutes: int) -> str:
@@ -424,14 +586,27 @@ def run_slurm(workdir: Path, *args: str, limit: int = RUN_LIMIT, **env: str) -> 
 
     Jobs import the copy's own package (PYTHONPATH), i.e. the code under test."""
     env = cluster_env(HF_HUB_OFFLINE="1", PYTHONPATH=str(workdir / "src"), **env)
-    cmd = ["timeout", "-s", "INT", "-k", "15", str(limit), SNAKEMAKE, "--profile", "slurm", *SLURM_FLAGS, *args]
+    cmd = [
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "15",
+        str(limit),
+        SNAKEMAKE,
+        "--profile",
+        "slurm",
+        *SLURM_FLAGS,
+        *args,
+    ]
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True)
 
 
 def slurm_jobs(workdir: Path) -> dict[str, dict]:
     """SLURM's record (`scontrol -d show job`) of every job that ran in `workdir`, by job id."""
-    out = subprocess.run(["scontrol", "-d", "-o", "show", "job"], capture_output=True, text=True,
-                         check=True, env=cluster_env()).stdout
+    out = subprocess.run(
+        ["scontrol", "-d", "-o", "show", "job"], capture_output=True, text=True, check=True, env=cluster_env()
+    ).stdout
     jobs = {}
     for line in out.splitlines():
         rec = dict(f.split("=", 1) for f in line.split() if "=" in f)
@@ -453,15 +628,22 @@ def slurm_cluster(tmp_path_factory):
     if not sys.platform.startswith("linux") or shutil.which("bash") is None:
         pytest.skip("the SLURM test needs Linux with bash")
     state = tmp_path_factory.mktemp("slurm-state")
-    start = subprocess.run(["bash", str(REPO / "tests/slurm/start_slurm.sh"), str(state)], capture_output=True,
-                           text=True, timeout=600, env=cluster_env())
+    start = subprocess.run(
+        ["bash", str(REPO / "tests/slurm/start_slurm.sh"), str(state)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=cluster_env(),
+    )
     if start.returncode == 3:  # nothing was started
         pytest.skip(f"cannot start a test SLURM cluster here: {start.stderr.strip()}")
     try:
         assert start.returncode == 0, f"start_slurm.sh failed:\n{start.stdout}\n{start.stderr}"
         yield state
     finally:
-        subprocess.run(["bash", str(REPO / "tests/slurm/stop_slurm.sh"), str(state)], timeout=120, env=cluster_env())
+        subprocess.run(
+            ["bash", str(REPO / "tests/slurm/stop_slurm.sh"), str(state)], timeout=120, env=cluster_env()
+        )
 
 
 @pytest.fixture(scope="module")
@@ -497,8 +679,10 @@ def test_every_non_local_job_ran_as_a_slurm_job(slurm_run, slurm_cluster):
     assert (work / "results/safety/student/tfidf__small-bert/naive/seed0/predictions.parquet").is_file()
     # the job completion log (jobcomp/filetxt) agrees
     jobcomp = job_completions(slurm_cluster)
-    assert all((jobcomp[i]["JobState"], jobcomp[i]["Partition"]) == ("COMPLETED", r["Partition"])
-               for i, r in records.items())
+    assert all(
+        (jobcomp[i]["JobState"], jobcomp[i]["Partition"]) == ("COMPLETED", r["Partition"])
+        for i, r in records.items()
+    )
     # what the jobs asked for (as in the dry runs; last, so that a wrong request does not hide the above)
     check_requests(jobs, layered_config(work / "config.yaml", work / "slurm-test.yaml"))
 
@@ -512,10 +696,16 @@ def test_gpu_jobs_asked_slurm_for_a_gpu_on_the_gpu_partition(slurm_run):
         rec = by_comment[slurm_comment(job)]
         res = job["resources"]
         if res.get("gpu", "0") == "1":
-            assert (rec["Partition"], rec.get("TresPerJob"), rec.get("JOB_GRES")) == ("gpu", "gres:gpu:1", "gpu:1")
+            assert (rec["Partition"], rec.get("TresPerJob"), rec.get("JOB_GRES")) == (
+                "gpu",
+                "gres:gpu:1",
+                "gpu:1",
+            )
             assert rec["CpusPerTres"] == f"gres:gpu:{res['cpus_per_gpu']}"
         else:
-            assert rec["Partition"] == "cpu" and "gpu" not in rec.get("TresPerJob", "") + rec.get("JOB_GRES", "")
+            assert rec["Partition"] == "cpu" and "gpu" not in rec.get("TresPerJob", "") + rec.get(
+                "JOB_GRES", ""
+            )
         assert rec["MinMemoryNode"] == f"{res['mem_mb']}M"
         assert rec["TimeLimit"] == time_limit(int(res["runtime"])), (job, rec["TimeLimit"])
 
@@ -536,9 +726,12 @@ def test_failed_job_is_reported_and_retried_with_more_memory(slurm_run, slurm_cl
     proc = run_slurm(work, "--snakefile", "tests/slurm/flaky.smk", limit=120)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
-    assert "Error in rule flaky" in out and "SLURM status is: 'FAILED'" in out and "Trying to restart job" in out
-    flaky = sorted((r for r in slurm_jobs(work).values() if r["Comment"] == "rule_flaky"),
-                   key=lambda r: int(r["JobId"]))
+    assert (
+        "Error in rule flaky" in out and "SLURM status is: 'FAILED'" in out and "Trying to restart job" in out
+    )
+    flaky = sorted(
+        (r for r in slurm_jobs(work).values() if r["Comment"] == "rule_flaky"), key=lambda r: int(r["JobId"])
+    )
     assert [(r["JobState"], r["MinMemoryNode"]) for r in flaky] == [("FAILED", "200M"), ("COMPLETED", "400M")]
     jobcomp = job_completions(slurm_cluster)
     assert [jobcomp[r["JobId"]]["JobState"] for r in flaky] == ["FAILED", "COMPLETED"]
@@ -550,9 +743,18 @@ def test_api_jobs_run_one_at_a_time_on_slurm(slurm_cluster, tmp_path):
     work = profile_copy(tmp_path / "api", "tests/configs/tiny.yaml")
     with FakePerspective(score=0.2) as api:
         targets = three_runs(work, api.url)
-        proc = run_slurm(work, *targets, "--set-threads", "score_generations=1", "--set-resources",
-                         "score_generations:mem_mb=300", "--allowed-rules", "score_generations", limit=400,
-                         PERSPECTIVE_API_KEY="test-key")
+        proc = run_slurm(
+            work,
+            *targets,
+            "--set-threads",
+            "score_generations=1",
+            "--set-resources",
+            "score_generations:mem_mb=300",
+            "--allowed-rules",
+            "score_generations",
+            limit=400,
+            PERSPECTIVE_API_KEY="test-key",
+        )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     records = slurm_jobs(work)
     assert len(records) == 3 and {r["JobState"] for r in records.values()} == {"COMPLETED"}

@@ -13,9 +13,29 @@ import pytest
 import yaml
 
 from w2s_align.settings import specs
-from w2s_align.settings.specs import CorpusSpec, Decoding, GoldSpec, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec, Resources, RunDefaults, ScorerData, Spec, SpecError, Strategy, TaskData, TaskDefaults, TfidfOptions, TrainParams
+from w2s_align.settings.specs import (
+    CorpusSpec,
+    Decoding,
+    GoldSpec,
+    MetricsSpec,
+    ModelSpec,
+    PreferenceSpec,
+    PromptSpec,
+    Resources,
+    RunDefaults,
+    ScorerData,
+    Spec,
+    SpecError,
+    Strategy,
+    TaskData,
+    TaskDefaults,
+    TfidfOptions,
+    TrainParams,
+)
 
-SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+SCHEMA = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text()
+)
 DEFS = SCHEMA["$defs"]
 TASK = DEFS["task"]["properties"]
 MODEL = DEFS["model"]["properties"]
@@ -37,9 +57,13 @@ def props(block: dict) -> dict:
 # schema block -> dataclass, with the keys each side may have alone and why.
 PAIRS = {
     "$defs/train": (props(DEFS["train"]), TrainParams, set(), set()),
-    "$defs/model": (MODEL, ModelSpec,
-                    # training settings and cluster request: not part of a model's identity (config.MODEL_ONLY_KEYS)
-                    {"train", "student", "resources"}, set()),
+    "$defs/model": (
+        MODEL,
+        ModelSpec,
+        # training settings and cluster request: not part of a model's identity (config.MODEL_ONLY_KEYS)
+        {"train", "student", "resources"},
+        set(),
+    ),
     "$defs/model.student": (MODEL["student"]["properties"], TrainParams, set(), set()),
     "$defs/model.resources": (MODEL["resources"]["properties"], Resources, set(), set()),
     "$defs/model.tfidf": (MODEL["tfidf"]["properties"], TfidfOptions, set(), set()),
@@ -56,12 +80,31 @@ PAIRS = {
     "$defs/scorer.train": (props(DEFS["scorer"]["properties"]["train"]), TrainParams, set(), set()),
     "metrics": (SCHEMA["properties"]["metrics"]["properties"], MetricsSpec, set(), set()),
     # the rest of the top level has no default: the lists and registries every run names, and metrics (above)
-    "(top level)": (SCHEMA["properties"], RunDefaults,
-                    {"tasks", "models", "weak_models", "strong_models", "metrics"}, set()),
+    "(top level)": (
+        SCHEMA["properties"],
+        RunDefaults,
+        {"tasks", "models", "weak_models", "strong_models", "metrics"},
+        set(),
+    ),
     # required or per-role keys of a task; its blocks are checked above
-    "$defs/task": (TASK, TaskDefaults,
-                   {"max_length", "weak_models", "strong_models", "student_strategies", "corpus", "prompts",
-                    "decoding", "scorer", "reference_lm", "data", "preferences"}, set()),
+    "$defs/task": (
+        TASK,
+        TaskDefaults,
+        {
+            "max_length",
+            "weak_models",
+            "strong_models",
+            "student_strategies",
+            "corpus",
+            "prompts",
+            "decoding",
+            "scorer",
+            "reference_lm",
+            "data",
+            "preferences",
+        },
+        set(),
+    ),
 }
 
 # Dataclass fields with a default that the schema leaves without a `default` (and why).
@@ -70,15 +113,26 @@ UNDOCUMENTED_DEFAULTS = {
     (ModelSpec, "members"),  # ensemble only, where two or more are required
     (Strategy, "best_of"),  # unset = no best-of-N; the schema allows only an integer >= 2
     (Strategy, "selector"),  # goes with best_of
-    (Strategy, "dpo_weighting"),  # unset = not a preference strategy; the schema allows only none / confidence
+    (
+        Strategy,
+        "dpo_weighting",
+    ),  # unset = not a preference strategy; the schema allows only none / confidence
     (CorpusSpec, "sizes"),  # required by the schema
 }
 
 # Blocks of overrides: an unset key means "as the block overridden", so no key has a default of its own.
 OVERRIDES = {"$defs/model.student"}
 
-JSON_TYPES = {"int": {"integer"}, "float": {"number", "integer"}, "str": {"string"}, "bool": {"boolean"},
-              "dict": {"object"}, "list": {"array"}, "None": {"null"}, "Any": None}
+JSON_TYPES = {
+    "int": {"integer"},
+    "float": {"number", "integer"},
+    "str": {"string"},
+    "bool": {"boolean"},
+    "dict": {"object"},
+    "list": {"array"},
+    "None": {"null"},
+    "Any": None,
+}
 
 
 def field_default(f: dataclasses.Field):
@@ -134,11 +188,14 @@ def test_schema_defaults_are_the_dataclass_defaults(schema_props, cls, schema_on
         default = field_default(f)
         if "default" in prop:
             assert default is not dataclasses.MISSING, f"{cls.__name__}.{f.name}: the schema has a default"
-            assert prop["default"] == default and type(prop["default"]) is type(default), \
-                f"{cls.__name__}.{f.name}: schema default {prop['default']!r} != dataclass default {default!r}"
+            assert prop["default"] == default and type(prop["default"]) is type(default), (
+                f"{cls.__name__}.{f.name}: schema default {prop['default']!r} != dataclass default "
+                f"{default!r}"
+            )
         elif default is not dataclasses.MISSING:
-            assert (cls, f.name) in UNDOCUMENTED_DEFAULTS, \
+            assert (cls, f.name) in UNDOCUMENTED_DEFAULTS, (
                 f"{cls.__name__}.{f.name}: the schema does not document the default {default!r}"
+            )
 
 
 @pytest.mark.parametrize("schema_props, cls, schema_only, class_only", cases())
@@ -151,9 +208,16 @@ def test_schema_types_fit_the_dataclass(schema_props, cls, schema_only, class_on
                 assert accepted <= holds, f"{cls.__name__}.{f.name}: schema {accepted}, annotation {f.type}"
 
 
-@pytest.mark.parametrize("block, cls", [
-    (DEFS["model"], ModelSpec), (TASK["data"], TaskData), (TASK["corpus"], CorpusSpec), (TASK["prompts"], PromptSpec),
-    (DEFS["scorer"]["properties"]["data"], ScorerData)])
+@pytest.mark.parametrize(
+    "block, cls",
+    [
+        (DEFS["model"], ModelSpec),
+        (TASK["data"], TaskData),
+        (TASK["corpus"], CorpusSpec),
+        (TASK["prompts"], PromptSpec),
+        (DEFS["scorer"]["properties"]["data"], ScorerData),
+    ],
+)
 def test_fields_without_default_are_required_by_the_schema(block, cls):
     required = {f.name for f in dataclasses.fields(cls) if field_default(f) is dataclasses.MISSING}
     assert required <= set(block.get("required", [])), cls.__name__
@@ -171,24 +235,54 @@ def test_student_overrides_and_train_have_the_same_constraints():
 
 REQUIRED = {  # values for the fields without a default
     ModelSpec: {"kind": "scratch"},
-    TaskData: {"source": "x.csv", "text_fields": ["t"], "label_field": "y", "label_map": {"a": 1, "b": 0},
-               "sizes": {"weak_train": 1, "weak_label": 1, "val": 1, "test": 1}},
-    ScorerData: {"source": "x.csv", "text_fields": ["t"], "label_field": "y", "label_map": {"a": 1, "b": 0},
-                 "sizes": {"train": 1, "val": 1, "test": 1}},
+    TaskData: {
+        "source": "x.csv",
+        "text_fields": ["t"],
+        "label_field": "y",
+        "label_map": {"a": 1, "b": 0},
+        "sizes": {"weak_train": 1, "weak_label": 1, "val": 1, "test": 1},
+    },
+    ScorerData: {
+        "source": "x.csv",
+        "text_fields": ["t"],
+        "label_field": "y",
+        "label_map": {"a": 1, "b": 0},
+        "sizes": {"train": 1, "val": 1, "test": 1},
+    },
     CorpusSpec: {"source": "x.csv"},
     PromptSpec: {"source": "p.jsonl"},
     GoldSpec: {"generator": "g", "judge": "j"},
-    PreferenceSpec: {"generator": "g", "gold_judge": "j", "weak_judges": ["w"], "strategies": ["dpo"],
-                     "sizes": {"train": 1, "val": 1, "test": 1}},
+    PreferenceSpec: {
+        "generator": "g",
+        "gold_judge": "j",
+        "weak_judges": ["w"],
+        "strategies": ["dpo"],
+        "sizes": {"train": 1, "val": 1, "test": 1},
+    },
 }
-SPEC_CLASSES = [obj for obj in vars(specs).values()
-                if isinstance(obj, type) and issubclass(obj, Spec) and obj is not Spec]
+SPEC_CLASSES = [
+    obj for obj in vars(specs).values() if isinstance(obj, type) and issubclass(obj, Spec) and obj is not Spec
+]
 
 
 def test_every_spec_class_is_covered():
     assert {c.__name__ for c in SPEC_CLASSES} == {
-        "TrainParams", "TfidfOptions", "ModelSpec", "Resources", "Strategy", "TaskData", "ScorerData", "CorpusSpec",
-        "PromptSpec", "GoldSpec", "PreferenceSpec", "Decoding", "TaskDefaults", "RunDefaults", "MetricsSpec"}
+        "TrainParams",
+        "TfidfOptions",
+        "ModelSpec",
+        "Resources",
+        "Strategy",
+        "TaskData",
+        "ScorerData",
+        "CorpusSpec",
+        "PromptSpec",
+        "GoldSpec",
+        "PreferenceSpec",
+        "Decoding",
+        "TaskDefaults",
+        "RunDefaults",
+        "MetricsSpec",
+    }
 
 
 @pytest.mark.parametrize("cls", SPEC_CLASSES, ids=lambda c: c.__name__)
@@ -201,8 +295,16 @@ def test_canonical_leaves_default_values_out(cls):
         if default is not dataclasses.MISSING:
             explicit = cls.from_dict({**required, f.name: default})
             assert explicit.canonical() == plain.canonical(), f"{cls.__name__}.{f.name}"
-    all_explicit = cls.from_dict({**required, **{f.name: field_default(f) for f in dataclasses.fields(cls)
-                                                 if field_default(f) is not dataclasses.MISSING}})
+    all_explicit = cls.from_dict(
+        {
+            **required,
+            **{
+                f.name: field_default(f)
+                for f in dataclasses.fields(cls)
+                if field_default(f) is not dataclasses.MISSING
+            },
+        }
+    )
     assert all_explicit == plain and all_explicit.canonical() == plain.canonical()
 
 

@@ -6,11 +6,20 @@ import pytest
 import torch
 
 from w2s_align.errors import PipelineError
+from w2s_align.infer.labels import average_weak_labels
 from w2s_align.registry import LOSSES
 from w2s_align.settings.specs import Strategy
 from w2s_align.train import losses
-from w2s_align.train.losses import LossState, StudentLoss, as_targets, logconf_coef, logconf_loss, prior_threshold, product_loss, soft_cross_entropy
-from w2s_align.infer.labels import average_weak_labels
+from w2s_align.train.losses import (
+    LossState,
+    StudentLoss,
+    as_targets,
+    logconf_coef,
+    logconf_loss,
+    prior_threshold,
+    product_loss,
+    soft_cross_entropy,
+)
 from w2s_align.train.strategies import confidence_mask
 
 
@@ -23,14 +32,18 @@ def batch(n=64, seed=0):
 
 def test_logconf_with_zero_coefficient_is_soft_cross_entropy():
     logits, weak = batch()
-    assert torch.allclose(logconf_loss(logits, weak, 0.0, torch.tensor(0.5)), soft_cross_entropy(logits, weak))
+    assert torch.allclose(
+        logconf_loss(logits, weak, 0.0, torch.tensor(0.5)), soft_cross_entropy(logits, weak)
+    )
 
 
 def test_logconf_with_full_coefficient_is_cross_entropy_on_hardened_predictions():
     logits, weak = batch()
     p1 = logits.softmax(-1)[:, 1]
     hard = torch.stack([(p1 <= 0.3).float(), (p1 > 0.3).float()], dim=1)
-    assert torch.allclose(logconf_loss(logits, weak, 1.0, torch.tensor(0.3)), soft_cross_entropy(logits, hard))
+    assert torch.allclose(
+        logconf_loss(logits, weak, 1.0, torch.tensor(0.3)), soft_cross_entropy(logits, hard)
+    )
 
 
 def test_logconf_schedule_ramps_linearly_then_stays():
@@ -60,13 +73,17 @@ def test_ring_buffer_threshold_matches_the_weak_prior_with_tiny_microbatches(mon
     student_p1 = logits.softmax(-1)[:, 1]
     seen = []
     original = losses.logconf_loss
-    monkeypatch.setattr(losses, "logconf_loss",
-                        lambda lg, wk, coef, threshold: seen.append((coef, threshold)) or original(lg, wk, coef,
-                                                                                                   threshold))
-    loss = StudentLoss(Strategy(loss="logconf", alpha=0.5, warmup_frac=0.1, buffer_size=size), total_steps=n // 2)
+    monkeypatch.setattr(
+        losses,
+        "logconf_loss",
+        lambda lg, wk, coef, threshold: seen.append((coef, threshold)) or original(lg, wk, coef, threshold),
+    )
+    loss = StudentLoss(
+        Strategy(loss="logconf", alpha=0.5, warmup_frac=0.1, buffer_size=size), total_steps=n // 2
+    )
     rates = set()
     for step, i in enumerate(range(0, n, 2)):
-        value = loss(logits[i:i + 2], weak[i:i + 2])
+        value = loss(logits[i : i + 2], weak[i : i + 2])
         assert torch.isfinite(value)
         coef, threshold = seen[-1]
         assert coef == pytest.approx(logconf_coef(step, n // 2, 0.5, 0.1))
@@ -86,7 +103,7 @@ def test_ring_buffer_holds_the_last_predictions_in_order():
     logits, weak = batch(10)
     loss = StudentLoss(Strategy(loss="logconf", buffer_size=4), total_steps=5)
     for i in range(0, 10, 2):
-        loss(logits[i:i + 2], weak[i:i + 2])
+        loss(logits[i : i + 2], weak[i : i + 2])
     np.testing.assert_allclose(list(loss.state.recent_student), logits.softmax(-1)[6:, 1].tolist(), rtol=1e-6)
     np.testing.assert_allclose(list(loss.state.recent_weak), weak[6:, 1].tolist(), rtol=1e-6)
 
@@ -114,8 +131,10 @@ def test_registered_losses_are_the_pure_functions():
     logits, weak = batch(8)
     state = LossState()
     assert torch.equal(LOSSES.get("xent")(logits, weak, state, Strategy()), soft_cross_entropy(logits, weak))
-    assert torch.allclose(LOSSES.get("product")(logits, weak, state, Strategy(loss="product", alpha=2.0, beta=0.5)),
-                          product_loss(logits, weak, 2.0, 0.5))
+    assert torch.allclose(
+        LOSSES.get("product")(logits, weak, state, Strategy(loss="product", alpha=2.0, beta=0.5)),
+        product_loss(logits, weak, 2.0, 0.5),
+    )
 
 
 def test_strategy_defaults_alpha_per_loss_and_unknown_loss():
@@ -131,9 +150,12 @@ def test_strategy_defaults_alpha_per_loss_and_unknown_loss():
         threshold = prior_threshold(p1, weak[:, 1].mean().item())
         assert torch.allclose(loss(logits, weak), logconf_loss(logits, weak, expected, threshold))
     # product: alpha unset = 1.0
-    assert torch.allclose(StudentLoss(Strategy(loss="product"))(logits, weak), product_loss(logits, weak, 1.0, 1.0))
-    assert not torch.allclose(StudentLoss(Strategy(loss="product", alpha=3.0))(logits, weak),
-                              product_loss(logits, weak, 1.0, 1.0))
+    assert torch.allclose(
+        StudentLoss(Strategy(loss="product"))(logits, weak), product_loss(logits, weak, 1.0, 1.0)
+    )
+    assert not torch.allclose(
+        StudentLoss(Strategy(loss="product", alpha=3.0))(logits, weak), product_loss(logits, weak, 1.0, 1.0)
+    )
     with pytest.raises(KeyError, match=r"unknown loss 'hinge'; registered: \[.*'logconf'"):
         StudentLoss(Strategy(loss="hinge"))
 

@@ -1,4 +1,5 @@
-"""Formatting by standard tools, configured in pyproject.toml: snakefmt for the rule files, ruff format and ruff
+"""Formatting by standard tools, configured in pyproject.toml: snakefmt for the rule files, ruff format and
+ruff
 check for the Python code. File sizes are guidance in docs/pipeline.md, not a test."""
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ PYTHON = ["src", "tests", "benchmarks", "workflow/scripts"]
 
 @pytest.mark.skipif(SNAKEFMT is None, reason="snakefmt is installed by `make test` (the test extra)")
 def test_rule_files_are_snakefmt_clean():
-    proc = subprocess.run([SNAKEFMT, "--check", "Snakefile", "workflow/rules"], cwd=REPO, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [SNAKEFMT, "--check", "Snakefile", "workflow/rules"], cwd=REPO, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stderr
 
 

@@ -1,4 +1,5 @@
-"""End to end on the tiny config, then what a config or code edit reruns (dry runs against the finished run)."""
+"""End to end on the tiny config, then what a config or code edit reruns (dry runs against the finished
+run)."""
 
 from __future__ import annotations
 
@@ -36,13 +37,26 @@ def edit_config(change):
         cfg = yaml.safe_load(text)
         change(cfg)
         return yaml.safe_dump(cfg, sort_keys=False)
+
     return edit
 
 
 def test_tables_have_expected_columns_and_finite_numbers(tiny_run):
     summary = pd.read_csv(tiny_run / "results/tables/summary.csv")
-    assert {"task", "weak_model", "strong_model", "strategy", "seed", "role", "metric", "value", "ci_low",
-            "ci_high", "flag", "n_test"} <= set(summary.columns)
+    assert {
+        "task",
+        "weak_model",
+        "strong_model",
+        "strategy",
+        "seed",
+        "role",
+        "metric",
+        "value",
+        "ci_low",
+        "ci_high",
+        "flag",
+        "n_test",
+    } <= set(summary.columns)
     assert set(summary["task"]) == {"safety", "legal", "toxicity"}
     assert set(summary["weak_model"]) == {"tiny-gpt2", "tfidf"}
     models = summary[summary.role.isin(["weak", "w2s", "ceiling"]) & (summary.task != "toxicity")]
@@ -52,14 +66,21 @@ def test_tables_have_expected_columns_and_finite_numbers(tiny_run):
     assert models.loc[models.metric == "majority_fraction", "value"].between(0.5, 1).all()
     md = (tiny_run / "results/tables/summary.md").read_text()
     assert "## accuracy: per run" in md and "| safety | tfidf | small-bert | logconf | 0 |" in md
-    assert "## PGR by strategy" in md and "| toxicity (expected_max_toxicity): weak / w2s / ceiling → PGR |" in md
+    assert (
+        "## PGR by strategy" in md
+        and "| toxicity (expected_max_toxicity): weak / w2s / ceiling → PGR |" in md
+    )
     pngs = [f"{task}_{kind}" for task in ("safety", "legal", "toxicity") for kind in ("scores", "pgr")]
     for name in pngs + ["toxicity_toxicity_vs_perplexity"]:
         assert (tiny_run / f"results/plots/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-TOXICITY_RUNS = ["weak/tiny-gpt2/seed0", "base/smollm2-135m/seed0", "ceiling/smollm2-135m/seed0",
-                 "student/tiny-gpt2__smollm2-135m/naive/seed0"]
+TOXICITY_RUNS = [
+    "weak/tiny-gpt2/seed0",
+    "base/smollm2-135m/seed0",
+    "ceiling/smollm2-135m/seed0",
+    "student/tiny-gpt2__smollm2-135m/naive/seed0",
+]
 
 
 def test_toxicity_generations_scores_and_table(tiny_run):
@@ -68,8 +89,16 @@ def test_toxicity_generations_scores_and_table(tiny_run):
     for run in TOXICITY_RUNS:
         folder = tiny_run / "results/toxicity" / run
         gen = pd.read_parquet(folder / "generations.parquet")
-        assert {"prompt_id", "sample", "prompt", "continuation", "n_new_tokens", "model", "decoding",
-                "config_hash"} <= set(gen.columns)
+        assert {
+            "prompt_id",
+            "sample",
+            "prompt",
+            "continuation",
+            "n_new_tokens",
+            "model",
+            "decoding",
+            "config_hash",
+        } <= set(gen.columns)
         assert len(gen) == cfg["prompts"]["n"] * k and set(gen["sample"]) == set(range(k))
         assert gen["n_new_tokens"].between(0, max_new).all()
         assert yaml.safe_load(gen["decoding"].iloc[0])["max_new_tokens"] == max_new
@@ -79,37 +108,60 @@ def test_toxicity_generations_scores_and_table(tiny_run):
         assert len(ppl) == len(gen) and (ppl["n_tokens"] >= 0).all()
     labels = pd.read_parquet(tiny_run / "results/toxicity/weak/tiny-gpt2/seed0/weak_generations.parquet")
     assert set(labels["split"]) == {"weak_label", "val"} and labels["weak_continuation"].notna().all()
-    metrics = pd.read_parquet(tiny_run / "results/toxicity/metrics/tiny-gpt2__smollm2-135m/naive/seed0.toxicity.parquet")
+    metrics = pd.read_parquet(
+        tiny_run / "results/toxicity/metrics/tiny-gpt2__smollm2-135m/naive/seed0.toxicity.parquet"
+    )
     assert {"weak", "base", "w2s", "ceiling", "pgr", "gap", "scorer"} <= set(metrics["role"])
-    emt = metrics[(metrics.metric == "expected_max_toxicity") & metrics.role.isin(["weak", "base", "w2s", "ceiling"])]
+    emt = metrics[
+        (metrics.metric == "expected_max_toxicity") & metrics.role.isin(["weak", "base", "w2s", "ceiling"])
+    ]
     assert len(emt) == 4 and emt["value"].between(0, 1).all()
     md = (tiny_run / "results/tables/summary.md").read_text()
-    assert "## toxicity: per run" in md and "| tiny-gpt2 → smollm2-135m | naive | 0 | base (untuned strong) |" in md
+    assert (
+        "## toxicity: per run" in md
+        and "| tiny-gpt2 → smollm2-135m | naive | 0 | base (untuned strong) |" in md
+    )
     assert "held-out AUROC" in md
 
 
 def test_decoding_temperature_reruns_generation_strong_training_and_metrics(tiny_run):
     def change(cfg):
         cfg["tasks"]["toxicity"]["decoding"]["temperature"] = 0.7
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
-    assert set(jobs) == {"weak_generations", "train_lm_student", "lm_generations", "base_generations", "perplexity",
-                         "score_generations", "toxicity_metrics"} | REPORTING - {"metrics"}
+    assert set(jobs) == {
+        "weak_generations",
+        "train_lm_student",
+        "lm_generations",
+        "base_generations",
+        "perplexity",
+        "score_generations",
+        "toxicity_metrics",
+    } | REPORTING - {"metrics"}
     assert len(jobs["lm_generations"]) == 3 and len(jobs["score_generations"]) == 4
 
 
 def test_evaluation_prompts_rerun_evaluation_only_never_a_fine_tune(tiny_run):
     def change(cfg):
         cfg["tasks"]["toxicity"]["prompts"]["n"] = 5
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
-    assert set(jobs) == {"eval_prompts", "lm_generations", "base_generations", "perplexity", "score_generations",
-                         "toxicity_metrics"} | REPORTING - {"metrics"}
+    assert set(jobs) == {
+        "eval_prompts",
+        "lm_generations",
+        "base_generations",
+        "perplexity",
+        "score_generations",
+        "toxicity_metrics",
+    } | REPORTING - {"metrics"}
 
 
 def test_changing_the_scorer_reruns_only_scoring_and_metrics(tiny_run):
     def change(cfg):
         cfg["tasks"]["toxicity"]["scorer"] = "tfidf-davidson-b"
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
     assert set(jobs) == {"train_scorer", "score_generations", "toxicity_metrics"} | REPORTING - {"metrics"}
@@ -119,8 +171,10 @@ def test_changing_the_scorer_reruns_only_scoring_and_metrics(tiny_run):
 def test_tuning_the_scorers_model_leaves_the_scorer_alone(tiny_run):
     """A trained scorer has its own training settings: editing its model's `train` (here the TF-IDF
     weak model's) reruns that model's jobs, never the evaluation yardstick."""
+
     def change(cfg):
         cfg["models"]["tfidf"]["train"] = {"epochs": 7}
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
     assert "train_weak" in jobs and not {"train_scorer", "score_generations"} & set(jobs)
@@ -128,8 +182,17 @@ def test_tuning_the_scorers_model_leaves_the_scorer_alone(tiny_run):
 
 def test_weak_label_parquet_schema(tiny_run):
     df = pd.read_parquet(tiny_run / "results/legal/weak/tiny-gpt2/seed0/weak_labels.parquet")
-    assert {"id", "split", "text", "text_pair", "gt_label", "weak_p1", "weak_hard", "weak_model",
-            "weak_config_hash"} <= set(df.columns)
+    assert {
+        "id",
+        "split",
+        "text",
+        "text_pair",
+        "gt_label",
+        "weak_p1",
+        "weak_hard",
+        "weak_model",
+        "weak_config_hash",
+    } <= set(df.columns)
     assert set(df["split"]) == {"weak_label", "val", "test"}
     assert df["weak_p1"].between(0, 1).all() and set(df["weak_hard"]) <= {0, 1}
     assert (df["weak_hard"] == (df["weak_p1"] >= 0.5)).all()
@@ -148,23 +211,34 @@ try:
     runpy.run_module("snakemake", run_name="__main__", alter_sys=True)
 except SystemExit as exit:
     status = exit.code
-loaded = [m for m in ("w2s_align.settings.settings", "w2s_align.train.losses", "torch", "transformers", "sklearn", "peft")
-          if m in sys.modules]
+loaded = [m for m in ("w2s_align.settings.settings", "w2s_align.train.losses", "torch", "transformers",
+                      "sklearn", "peft") if m in sys.modules]
 print("DAG-TIME", status, *loaded, file=sys.__stdout__)
 """
 
 
 def test_dry_run_imports_no_torch(tiny_run):
     """Snakemake's own CLI in this process, then sys.modules: what the DAG build imported."""
-    proc = subprocess.run([sys.executable, "-c", DAG_ONLY], cwd=tiny_run, capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tiny_run / "src")}, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", DAG_ONLY],
+        cwd=tiny_run,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tiny_run / "src")},
+        timeout=300,
+    )
     line = next(x for x in proc.stdout.splitlines() if x.startswith("DAG-TIME"))
-    assert line.split()[1:] == ["0", "w2s_align.settings.settings", "w2s_align.train.losses"]  # checks ran; no torch & co.
+    assert line.split()[1:] == [
+        "0",
+        "w2s_align.settings.settings",
+        "w2s_align.train.losses",
+    ]  # checks ran; no torch & co.
 
 
 def test_student_lr_reruns_only_the_students(tiny_run):
     def change(cfg):
         cfg["models"]["small-bert"]["student"] = {"lr": 5e-4}
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
     assert set(jobs) == {"train_student", "predict"} | REPORTING
@@ -174,6 +248,7 @@ def test_student_lr_reruns_only_the_students(tiny_run):
 def test_strong_lr_reruns_strong_and_metrics_only(tiny_run):
     def change(cfg):
         cfg["models"]["small-bert"]["train"]["lr"] = 5e-4
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         assert set(pending_jobs(tiny_run)) == STRONG_JOBS
 
@@ -181,10 +256,18 @@ def test_strong_lr_reruns_strong_and_metrics_only(tiny_run):
 def test_weak_lr_reruns_weak_labels_students_not_ceiling(tiny_run):
     def change(cfg):
         cfg["models"]["tiny-gpt2"]["train"]["lr"] = 1e-3
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
-    toxicity = {"train_weak_lm", "weak_generations", "train_lm_student", "lm_generations", "perplexity",
-                "score_generations", "toxicity_metrics"}  # the same GPT-2 is the toxicity task's weak LM
+    toxicity = {
+        "train_weak_lm",
+        "weak_generations",
+        "train_lm_student",
+        "lm_generations",
+        "perplexity",
+        "score_generations",
+        "toxicity_metrics",
+    }  # the same GPT-2 is the toxicity task's weak LM
     assert set(jobs) == {"train_weak", "weak_labels", "train_student", "predict"} | toxicity | REPORTING
     assert len(jobs["train_weak"]) == 2  # one per classification task; the tfidf supervisor is untouched
     assert "train_lm_ceiling" not in jobs and "base_generations" not in jobs
@@ -194,6 +277,7 @@ def test_model_entries_naming_one_gguf_file_share_its_conversion(tiny_run):
     def change(cfg):  # a cut-down twin of the strong LM as reference LM: no second conversion
         cfg["models"]["smollm2-cut"] = {**cfg["models"]["smollm2-135m"], "layers": 2}
         cfg["tasks"]["toxicity"]["reference_lm"] = "smollm2-cut"
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
     assert "perplexity" in jobs and "convert_gguf" not in jobs
@@ -203,7 +287,9 @@ def test_reordering_config_keys_changes_nothing(tiny_run):
     def reorder(text):
         def rev(obj):
             return {k: rev(obj[k]) for k in reversed(list(obj))} if isinstance(obj, dict) else obj
+
         return yaml.safe_dump(rev(yaml.safe_load(text)), sort_keys=False)
+
     with edited(tiny_run / "config.yaml", reorder):
         assert pending_jobs(tiny_run) == {}
 
@@ -220,8 +306,11 @@ def _reword(text: str) -> str:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(
-                    first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 first.value.value = "Reworded. " + first.value.value
     return "# a comment\n" + ast.unparse(tree) + "\n\n\n# trailing comment\n"
 
@@ -239,7 +328,9 @@ def test_docstring_comment_and_formatting_edits_rerun_nothing(tiny_run):
 
 
 def test_options_at_their_defaults_rerun_nothing(tiny_run):
-    """Writing out a default (what an upgrade that adds an option amounts to for old configs) changes no params."""
+    """Writing out a default (what an upgrade that adds an option amounts to for old configs) changes no
+    params."""
+
     def change(cfg):
         cfg["models"]["small-bert"]["train"]["eval_batch_size"] = 64
         cfg["models"]["small-bert"]["gradient_checkpointing"] = False
@@ -248,32 +339,72 @@ def test_options_at_their_defaults_rerun_nothing(tiny_run):
         cfg["tasks"]["legal"]["data"]["test_seed"] = 0
         cfg["metrics"]["bootstrap"] = 50
         cfg["threads"] = 2
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         assert pending_jobs(tiny_run) == {}
 
 
-CLASSIFICATION_JOBS = {"split_data", "train_weak", "weak_labels", "train_ceiling", "train_student", "predict"} | REPORTING
+CLASSIFICATION_JOBS = {
+    "split_data",
+    "train_weak",
+    "weak_labels",
+    "train_ceiling",
+    "train_student",
+    "predict",
+} | REPORTING
 SCORING = {"train_scorer", "score_generations", "toxicity_metrics"}  # the tiny scorer is a TF-IDF classifier
-GENERATION_JOBS = {"convert_gguf", "split_corpus", "eval_prompts", "train_weak_lm", "weak_generations",
-                   "train_lm_ceiling", "train_lm_student", "lm_generations", "base_generations", "perplexity"} | SCORING
-GENERATION_EVAL = {"lm_generations", "base_generations", "perplexity", "score_generations", "toxicity_metrics",
-                   "summary", "plots", "all"}
+GENERATION_JOBS = {
+    "convert_gguf",
+    "split_corpus",
+    "eval_prompts",
+    "train_weak_lm",
+    "weak_generations",
+    "train_lm_ceiling",
+    "train_lm_student",
+    "lm_generations",
+    "base_generations",
+    "perplexity",
+} | SCORING
+GENERATION_EVAL = {
+    "lm_generations",
+    "base_generations",
+    "perplexity",
+    "score_generations",
+    "toxicity_metrics",
+    "summary",
+    "plots",
+    "all",
+}
 
 
-@pytest.mark.parametrize("module, direct, pending", [
-    ("report/plots.py", {"plots"}, {"plots", "all"}),
-    ("report/tables.py", {"summary", "plots"}, {"summary", "plots", "all"}),
-    ("eval/classification.py", {"metrics"}, REPORTING),
-    ("eval/generation.py", {"toxicity_metrics"}, {"toxicity_metrics", "summary", "plots", "all"}),
-    ("infer/predict.py", {"predict"}, {"predict"} | REPORTING),  # predictions and metrics, never training
-    ("infer/sampling.py", {"weak_generations", "lm_generations", "base_generations", "perplexity"},
-     GENERATION_EVAL | {"weak_generations", "train_lm_student"}),
-    ("data/classification.py", {"split_data", "train_scorer"}, CLASSIFICATION_JOBS | SCORING),
-    ("data/corpus.py", {"split_corpus", "eval_prompts"}, GENERATION_JOBS - {"convert_gguf", "train_scorer"}
-     | REPORTING - {"metrics"}),
-    ("models/gguf.py", {"convert_gguf"}, GENERATION_JOBS - {"split_corpus", "eval_prompts", "train_weak_lm",
-                                                            "weak_generations", "train_scorer"} | REPORTING - {"metrics"}),
-])
+@pytest.mark.parametrize(
+    "module, direct, pending",
+    [
+        ("report/plots.py", {"plots"}, {"plots", "all"}),
+        ("report/tables.py", {"summary", "plots"}, {"summary", "plots", "all"}),
+        ("eval/classification.py", {"metrics"}, REPORTING),
+        ("eval/generation.py", {"toxicity_metrics"}, {"toxicity_metrics", "summary", "plots", "all"}),
+        ("infer/predict.py", {"predict"}, {"predict"} | REPORTING),  # predictions and metrics, never training
+        (
+            "infer/sampling.py",
+            {"weak_generations", "lm_generations", "base_generations", "perplexity"},
+            GENERATION_EVAL | {"weak_generations", "train_lm_student"},
+        ),
+        ("data/classification.py", {"split_data", "train_scorer"}, CLASSIFICATION_JOBS | SCORING),
+        (
+            "data/corpus.py",
+            {"split_corpus", "eval_prompts"},
+            GENERATION_JOBS - {"convert_gguf", "train_scorer"} | REPORTING - {"metrics"},
+        ),
+        (
+            "models/gguf.py",
+            {"convert_gguf"},
+            GENERATION_JOBS
+            - {"split_corpus", "eval_prompts", "train_weak_lm", "weak_generations", "train_scorer"}
+            | REPORTING - {"metrics"},
+        ),
+    ],
+)
 def test_a_behaviour_edit_reruns_exactly_the_users_of_the_module(tiny_run, module, direct, pending):
     """Jobs whose code fingerprint changed say "params changed" (unless an updated input is the reason
     Snakemake prints first); every other pending job is downstream of them."""
@@ -281,7 +412,9 @@ def test_a_behaviour_edit_reruns_exactly_the_users_of_the_module(tiny_run, modul
     with edited(path, lambda text: text + "\n_EDITED = True\n"):
         jobs = pending_jobs(tiny_run)
     changed = {rule for rule, reasons in jobs.items() if any("Params have changed" in r for r in reasons)}
-    first = {rule for rule, reasons in jobs.items() if not any("updated by another job" in r for r in reasons)}
+    first = {
+        rule for rule, reasons in jobs.items() if not any("updated by another job" in r for r in reasons)
+    }
     assert first <= changed <= direct  # the jobs at the top of the rerun are users of the module
     assert set(jobs) == pending
 
@@ -298,6 +431,7 @@ def test_adding_a_strategy_reruns_only_its_students_and_reporting(tiny_run):
     def change(cfg):
         cfg["strategies"]["confident"] = {"top_fraction": 0.5}
         cfg["student_strategies"].append("confident")
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
     assert set(jobs) == {"train_student", "predict"} | REPORTING
@@ -308,6 +442,7 @@ def test_adding_a_weak_ensemble_reuses_its_members(tiny_run):
     def change(cfg):
         cfg["models"]["ens"] = {"kind": "ensemble", "members": ["tiny-gpt2", "tfidf"]}
         cfg["weak_models"].append("ens")
+
     with edited(tiny_run / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_run)
     assert set(jobs) == {"ensemble_labels", "train_student", "predict"} | REPORTING
@@ -316,7 +451,9 @@ def test_adding_a_weak_ensemble_reuses_its_members(tiny_run):
 def test_weak_labels_are_byte_identical_when_rerun(tiny_run):
     target = "results/safety/weak/tiny-gpt2/seed0/weak_labels.parquet"
     before = (tiny_run / target).read_bytes()
-    proc = snakemake(tiny_run, "--cores", "2", target, "--forcerun", "train_weak")  # targets first: --forcerun takes a list
+    proc = snakemake(
+        tiny_run, "--cores", "2", target, "--forcerun", "train_weak"
+    )  # targets first: --forcerun takes a list
     assert sorted(executed_rules(proc)) == ["train_weak", "weak_labels"]
     assert (tiny_run / target).read_bytes() == before
 
@@ -337,12 +474,24 @@ def test_a_stage_runs_outside_snakemake_with_the_same_result(tiny_run):
     target = tiny_run / "results/safety/ceiling/small-bert/seed0/predictions.parquet"
     before, stat = target.read_bytes(), target.stat()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tiny_run / "src")}
-    dry = subprocess.run([sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_run)),
-                          "--dry"], cwd=tiny_run, env=env, capture_output=True, text=True, timeout=300)
+    dry = subprocess.run(
+        [sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_run)), "--dry"],
+        cwd=tiny_run,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "classifier.safetensors" in dry.stdout and "'model_name': 'small-bert'" in dry.stdout
-    proc = subprocess.run([sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_run))],
-                          cwd=tiny_run, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_run))],
+        cwd=tiny_run,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     try:
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert target.read_bytes() == before

@@ -2,10 +2,12 @@
 hand on a GPU node (the idea of PyPSA-Eur's mock_snakemake).
 
     python -m w2s_align.debug RULE TARGET [--configfile FILE ...] [--dry]
-    python -m pdb -m w2s_align.debug train_student results/safety/student/gpt2-scratch__minilm-l6/naive/seed0/classifier.safetensors
+    python -m pdb -m w2s_align.debug train_student
+    results/safety/student/gpt2-scratch__minilm-l6/naive/seed0/classifier.safetensors
 
 Run from the repository root (or a copy of it). The job's input, output, params, wildcards, threads, resources
-and log are built by Snakemake's own API from the Snakefile and config, exactly as a real run would; the rule's
+and log are built by Snakemake's own API from the Snakefile and config, exactly as a real run would; the
+rule's
 script then runs with that `snakemake` object. Inputs must exist (run `snakemake TARGET --until RULE` first,
 or the upstream jobs)."""
 
@@ -26,14 +28,24 @@ def mock_snakemake(rule_name: str, target: str, configfiles: list[str] = (), sna
     from snakemake.jobs import Job
     from snakemake.logging import LoggerManager
     from snakemake.script import Snakemake
-    from snakemake.settings.types import (ConfigSettings, DAGSettings, OutputSettings, ResourceSettings,
-                                          StorageSettings, WorkflowSettings)
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
+        WorkflowSettings,
+    )
 
-    workflow = Workflow(config_settings=ConfigSettings(configfiles=[Path(f) for f in configfiles]),
-                        resource_settings=ResourceSettings(), workflow_settings=WorkflowSettings(),
-                        storage_settings=StorageSettings(), dag_settings=DAGSettings(rerun_triggers=[]),
-                        storage_provider_settings={},
-                        logger_manager=LoggerManager(logger=logging.getLogger("snakemake"), settings=OutputSettings()))
+    workflow = Workflow(
+        config_settings=ConfigSettings(configfiles=[Path(f) for f in configfiles]),
+        resource_settings=ResourceSettings(),
+        workflow_settings=WorkflowSettings(),
+        storage_settings=StorageSettings(),
+        dag_settings=DAGSettings(rerun_triggers=[]),
+        storage_provider_settings={},
+        logger_manager=LoggerManager(logger=logging.getLogger("snakemake"), settings=OutputSettings()),
+    )
     workflow.include(Path(snakefile).resolve())
     for f in configfiles:
         workflow.configfile(f)
@@ -43,8 +55,18 @@ def mock_snakemake(rule_name: str, target: str, configfiles: list[str] = (), sna
     if wildcards is None:
         raise SystemExit(f"rule {rule_name} does not write {target}")
     job = Job(rule, DAG(workflow, rules=[rule]), wildcards)
-    smk = Snakemake(job.input, job.output, job.params, job.wildcards, job.threads, job.resources, job.log,
-                    workflow.config, rule.name, None)
+    smk = Snakemake(
+        job.input,
+        job.output,
+        job.params,
+        job.wildcards,
+        job.threads,
+        job.resources,
+        job.log,
+        workflow.config,
+        rule.name,
+        None,
+    )
     for path in [*smk.log, *smk.output]:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     return smk, os.path.join(rule.basedir, rule.script)

@@ -36,8 +36,12 @@ def setup_torch(threads: int, seed: int) -> torch.device:
         return torch.device("cpu")
     device = torch.device("cuda", claim_gpu(torch.cuda.device_count()))
     torch.cuda.set_device(device)
-    log.info("device: %s (%s; CUDA_VISIBLE_DEVICES=%s)", device, torch.cuda.get_device_name(device),
-             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+    log.info(
+        "device: %s (%s; CUDA_VISIBLE_DEVICES=%s)",
+        device,
+        torch.cuda.get_device_name(device),
+        os.environ.get("CUDA_VISIBLE_DEVICES", "unset"),
+    )
     return device
 
 
@@ -99,13 +103,19 @@ def precision(policy: str, device: torch.device, fine_tuning: str | None = None)
     else:
         compute = DTYPES[policy]
     result = Precision(weights=torch.float32 if fine_tuning == "full" else compute, compute=compute)
-    log.info("dtype policy %s on %s%s: %s", policy, device.type, f" ({fine_tuning} fine-tuning)" if fine_tuning
-             else "", result.describe())
+    log.info(
+        "dtype policy %s on %s%s: %s",
+        policy,
+        device.type,
+        f" ({fine_tuning} fine-tuning)" if fine_tuning else "",
+        result.describe(),
+    )
     return result
 
 
 def upcast_trainable(model) -> None:
-    """Trainable parameters in fp32 (peft keeps adapters fp32, but a trained head loads in the base's dtype)."""
+    """Trainable parameters in fp32 (peft keeps adapters fp32, but a trained head loads in the base's
+    dtype)."""
     for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()

@@ -1,4 +1,5 @@
-"""Artifact files: atomic writes that keep the user's umask, checked parquet reads and short content hashes."""
+"""Artifact files: atomic writes that keep the user's umask, checked parquet reads and short content
+hashes."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pandas as pd
 
 from w2s_align.errors import PipelineError
+
 
 def short_hash(text: str, n: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
@@ -25,7 +27,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
-    tmp.chmod(0o666 & ~current_umask())  # mkstemp creates 0600; the result keeps the user's umask like any new file
+    tmp.chmod(
+        0o666 & ~current_umask()
+    )  # mkstemp creates 0600; the result keeps the user's umask like any new file
     try:
         yield tmp
         os.replace(tmp, path)

@@ -21,8 +21,12 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-                    and isinstance(body[0].value.value, str):
+            if (
+                body
+                and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)
+            ):
                 node.body = body[1:] or [ast.Pass()]
     return tree
 
@@ -49,7 +53,7 @@ def _imports(tree: ast.AST, module: str) -> list[str]:
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative import
-                base = ".".join(module.split(".")[:-node.level] + ([base] if base else []))
+                base = ".".join(module.split(".")[: -node.level] + ([base] if base else []))
             if base.split(".")[0] == PACKAGE:
                 found += [base] + [f"{base}.{alias.name}" for alias in node.names]
         elif isinstance(node, ast.Import):
@@ -69,7 +73,9 @@ def closure(package_dir: str | Path, roots: tuple[str, ...]) -> dict[str, Path]:
         if path is None or name in files:
             continue
         files[name] = path
-        here = f"{name}.__init__" if path.name == "__init__.py" else name  # relative imports start in the package
+        here = (
+            f"{name}.__init__" if path.name == "__init__.py" else name
+        )  # relative imports start in the package
         todo += _imports(ast.parse(path.read_text(encoding="utf-8")), here)
     return files
 

@@ -4,7 +4,8 @@ looked up by the name a config uses. Standard library only, so the workflow can 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -48,7 +49,8 @@ class Registry:
 
 
 def unknown_options(cls: Callable, options: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """(options `cls` does not take, the keyword arguments it does take); none are unknown if it takes **kwargs."""
+    """(options `cls` does not take, the keyword arguments it does take); none are unknown if it takes
+    **kwargs."""
     params = inspect.signature(cls).parameters.values()
     allowed = sorted(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
     if any(p.kind is p.VAR_KEYWORD for p in params):
@@ -64,6 +66,10 @@ CORPUS_FORMATS = Registry("corpus format")  # data/corpus.py
 
 
 def published(kind: str | None) -> bool:
-    """Whether a model kind has published weights (registered with published=True): it needs a `path`, its shape
-    comes from its config.json, and it can be used untuned (base row, reference LM, generator) or under LoRA."""
-    return any(kind in kinds and kinds.trait(kind, "published", False) for kinds in (CLASSIFIER_KINDS, LM_KINDS))
+    """Whether a model kind has published weights (registered with published=True): it needs a `path`, its
+    shape
+    comes from its config.json, and it can be used untuned (base row, reference LM, generator) or under
+    LoRA."""
+    return any(
+        kind in kinds and kinds.trait(kind, "published", False) for kinds in (CLASSIFIER_KINDS, LM_KINDS)
+    )

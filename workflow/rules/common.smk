@@ -99,7 +99,9 @@ def run_benchmark(role, step):
 def run_identity(track):
     """Param function: the identity columns of a run's metric rows (its supervisor: wildcard weak, or judge)."""
     supervisor = "judge" if track == "preferences" else "weak"
-    return lambda wc: paths.run_identity(SETTINGS, wc.task, wc[supervisor], wc.strong, wc.strategy, wc.seed, track)
+    return lambda wc: paths.run_identity(
+        SETTINGS, wc.task, wc[supervisor], wc.strong, wc.strategy, wc.seed, track
+    )
 
 
 def metrics_file(track, template=paths.METRICS):

@@ -1,4 +1,5 @@
 """Continuations of the untuned strong model."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

@@ -1,4 +1,5 @@
 """Best-of-N weak labels: the weak LM's least toxic of N continuations per prompt, by a weak selector."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

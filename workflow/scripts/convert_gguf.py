@@ -1,4 +1,5 @@
 """Dequantise a GGUF model once into a transformers folder."""
+
 import os
 
 from w2s_align.logs import setup_stage_logging

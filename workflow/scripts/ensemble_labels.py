@@ -1,4 +1,5 @@
 """An ensemble supervisor: the mean of its members' soft weak labels."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

@@ -1,4 +1,5 @@
 """The evaluation prompts of a generation task (the same for every seed and model)."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

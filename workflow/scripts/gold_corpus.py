@@ -1,4 +1,6 @@
-"""Gold continuations of a generation task's training prompts (sampled by the generator, kept by the judge)."""
+"""Gold continuations of a generation task's training prompts (sampled by the generator, kept by the
+judge)."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

@@ -1,4 +1,6 @@
-"""The gold judge's test pairs of a task's preference candidates, read by the pair log-probs and the metrics."""
+"""The gold judge's test pairs of a task's preference candidates, read by the pair log-probs and the
+metrics."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

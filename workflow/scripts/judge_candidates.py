@@ -1,4 +1,5 @@
 """One judge's toxicity scores of both texts of every candidate pair."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

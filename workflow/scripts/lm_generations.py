@@ -1,4 +1,5 @@
 """Continuations of the evaluation prompts by a trained LM checkpoint (weak LM, ceiling or student)."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

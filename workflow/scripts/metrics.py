@@ -1,4 +1,5 @@
 """Test metrics of weak, student and ceiling for one run, with PGR and bootstrap CIs."""
+
 import json
 
 from w2s_align.logs import setup_stage_logging

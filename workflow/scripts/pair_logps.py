@@ -1,4 +1,5 @@
 """Log-probs of both texts of every gold test pair under a DPO model or the untuned base (the reference)."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

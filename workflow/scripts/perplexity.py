@@ -1,4 +1,5 @@
 """Perplexity of continuations under the task's reference LM."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

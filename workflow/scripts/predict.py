@@ -1,4 +1,5 @@
 """Predictions of a trained strong classifier (ceiling or student) on val and test."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

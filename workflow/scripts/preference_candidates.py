@@ -1,4 +1,6 @@
-"""Candidate pairs of the preference track: two continuations of each training prompt by the untuned generator."""
+"""Candidate pairs of the preference track: two continuations of each training prompt by the untuned
+generator."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

@@ -1,4 +1,6 @@
-"""Metrics of one preference run: preference accuracy with PGR, and the toxicity of base / student / ceiling."""
+"""Metrics of one preference run: preference accuracy with PGR, and the toxicity of base / student /
+ceiling."""
+
 import json
 
 from w2s_align.logs import setup_stage_logging
@@ -12,8 +14,10 @@ evaluate_preference_run(
     files.gold_pairs,
     files.weak_judged,
     logps={"reference": files.reference_logps, "w2s": files.w2s_logps, "ceiling": files.ceiling_logps},
-    generations={role: {kind: files[f"{role}_{kind}"] for kind in ("generations", "scores", "perplexity")}
-                 for role in ("base", "w2s", "ceiling")},
+    generations={
+        role: {kind: files[f"{role}_{kind}"] for kind in ("generations", "scores", "perplexity")}
+        for role in ("base", "w2s", "ceiling")
+    },
     beta=float(snakemake.params.beta),
     out=snakemake.output[0],
     identity=json.loads(snakemake.params.identity),

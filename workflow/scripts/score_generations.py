@@ -1,4 +1,5 @@
 """Toxicity of each continuation by the task's scorer (secrets come only from the environment)."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

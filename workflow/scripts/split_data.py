@@ -1,4 +1,5 @@
 """Clean a task's data and write its four splits."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

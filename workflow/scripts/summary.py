@@ -1,4 +1,5 @@
 """Aggregate every run's metrics into results/tables/summary.{csv,md}."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

@@ -1,4 +1,5 @@
 """Toxicity, fluency and diversity of weak / base / W2S / ceiling continuations, with PGR."""
+
 import json
 
 from w2s_align.logs import setup_stage_logging

@@ -1,4 +1,5 @@
 """Train a classifier (weak, ceiling or student) and save its checkpoint."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

@@ -1,4 +1,5 @@
 """DPO of the strong model on one judge's preferences: a student (weak judge) or the ceiling (gold judge)."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

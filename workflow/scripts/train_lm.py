@@ -1,4 +1,5 @@
 """Fine-tune a causal LM on continuations (weak LM, strong ceiling or W2S student) and save it."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

@@ -1,4 +1,5 @@
 """Train the offline toxicity scorer and report its held-out AUROC."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

@@ -1,4 +1,5 @@
 """The weak LM's continuations of the held-out prompts: the weak labels of a generation task."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

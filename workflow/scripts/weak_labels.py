@@ -1,4 +1,5 @@
 """The weak model labels the held-out weak_label split (and val, test) with soft and hard labels."""
+
 from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])

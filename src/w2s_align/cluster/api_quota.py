@@ -1,4 +1,5 @@
-"""Web-API scorers (Perspective) at scale: one job at a time per API (a global resource), and each job's runtime
+"""Web-API scorers (Perspective) at scale: one job at a time per API (a global resource), and each job's
+runtime
 request from the number of texts it sends. Plain Python, used by workflow/rules/common.smk and the plan."""
 
 from __future__ import annotations
@@ -6,7 +7,8 @@ from __future__ import annotations
 import inspect
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from w2s_align.settings.settings import Settings
 
@@ -36,7 +38,8 @@ def api_kinds() -> list[str]:
 
 
 def scorer_qps(settings: Settings, scorer: str) -> float:
-    """Requests per second of a scorer: its `qps` option, else its constructor's default (1 if it has none)."""
+    """Requests per second of a scorer: its `qps` option, else its constructor's default (1 if it has
+    none)."""
     from w2s_align.registry import SCORERS
 
     spec = settings.scorers[scorer].entry
@@ -47,7 +50,8 @@ def scorer_qps(settings: Settings, scorer: str) -> float:
 
 
 def texts_to_score(settings: Settings, task: str, kind: str, best_of: int | None = None) -> int:
-    """Texts that one job of a kind of work (cluster/cost.KINDS) in generation task `task` sends to its scorer: rows before deduplication,
+    """Texts that one job of a kind of work (cluster/cost.KINDS) in generation task `task` sends to its
+    scorer: rows before deduplication,
     empty texts and the score cache, so an upper bound on the API calls it makes.
 
     - score (score_generations, every run: weak, base, ceiling, student): its continuations of the evaluation
@@ -55,7 +59,8 @@ def texts_to_score(settings: Settings, task: str, kind: str, best_of: int | None
     - best_of_n: `best_of` continuations of every held-out prompt the weak LM labels, (corpus sizes
       `weak_label` + `val`) x `best_of`.
 
-    - judge (judge_candidates): both texts of every candidate pair of the preference track, 2 x sum(preferences.sizes).
+    - judge (judge_candidates): both texts of every candidate pair of the preference track, 2 x
+    sum(preferences.sizes).
 
     weak_generations samples one continuation per held-out prompt and scores none."""
     spec = settings.tasks[task]
@@ -73,7 +78,8 @@ def texts_to_score(settings: Settings, task: str, kind: str, best_of: int | None
 
 def api_minutes(settings: Settings, scorer: str, texts: int) -> int:
     """Runtime request (minutes, first attempt) of an API job sending `texts` texts to `scorer`:
-    texts / qps x API_MARGIN + API_OVERHEAD_MIN. The quota bounds the throughput, so this is also its wall time."""
+    texts / qps x API_MARGIN + API_OVERHEAD_MIN. The quota bounds the throughput, so this is also its wall
+    time."""
     return math.ceil(texts / scorer_qps(settings, scorer) / 60 * API_MARGIN) + API_OVERHEAD_MIN
 
 
@@ -84,14 +90,17 @@ def api_scorers(settings: Settings) -> list[str]:
     for task in settings.tasks_of("generation"):
         spec = settings.tasks[task]
         names |= {spec.scorer, spec.gold.judge if spec.gold else None}
-        names |= {settings.strategies[s].selector for s in spec.student_strategies if settings.strategies[s].best_of}
+        names |= {
+            settings.strategies[s].selector for s in spec.student_strategies if settings.strategies[s].best_of
+        }
         prefs = spec.preferences
         names |= {prefs.gold_judge, *prefs.weak_judges} if prefs else set()
     return sorted(n for n in names if n and api_kind(settings, n))
 
 
 def api_jobs(settings: Settings, works: list) -> list[dict[str, Any]]:
-    """The jobs among `works` (cluster/cost.Work of every DAG job) that query a web-API scorer: dicts with rule,
+    """The jobs among `works` (cluster/cost.Work of every DAG job) that query a web-API scorer: dicts with
+    rule,
     task, scorer, kind (the API's), texts (texts_to_score: an upper bound on its API calls) and minutes."""
     jobs = []
     for work in works:
@@ -99,9 +108,19 @@ def api_jobs(settings: Settings, works: list) -> list[dict[str, Any]]:
             continue
         kind = api_kind(settings, work.scorer)
         if kind:
-            texts = texts_to_score(settings, work.task, work.kind, work.n if work.kind == "best_of_n" else None)
-            jobs.append({"rule": work.rule, "task": work.task, "scorer": work.scorer, "kind": kind, "texts": texts,
-                         "minutes": api_minutes(settings, work.scorer, texts)})
+            texts = texts_to_score(
+                settings, work.task, work.kind, work.n if work.kind == "best_of_n" else None
+            )
+            jobs.append(
+                {
+                    "rule": work.rule,
+                    "task": work.task,
+                    "scorer": work.scorer,
+                    "kind": kind,
+                    "texts": texts,
+                    "minutes": api_minutes(settings, work.scorer, texts),
+                }
+            )
     return jobs
 
 
@@ -110,7 +129,9 @@ def api_volume(settings: Settings, works: list) -> dict[str, dict[str, float]]:
     its jobs, which run one at a time) and runtime_hours (the sum of their first-attempt runtime requests)."""
     volume: dict[str, dict[str, float]] = {}
     for job in api_jobs(settings, works):
-        entry = volume.setdefault(job["kind"], {"jobs": 0, "texts": 0, "api_hours": 0.0, "runtime_hours": 0.0})
+        entry = volume.setdefault(
+            job["kind"], {"jobs": 0, "texts": 0, "api_hours": 0.0, "runtime_hours": 0.0}
+        )
         entry["jobs"] += 1
         entry["texts"] += job["texts"]
         entry["api_hours"] += job["texts"] / scorer_qps(settings, job["scorer"]) / 3600
@@ -119,9 +140,11 @@ def api_volume(settings: Settings, works: list) -> dict[str, dict[str, float]]:
 
 
 def api_request(settings: Settings, kind: str, base: dict[str, Any]) -> dict[str, Any]:
-    """Resources of the jobs of a scoring rule doing work of `kind` (SCORING_KINDS), given their model request `base`: one unit of the resource of
+    """Resources of the jobs of a scoring rule doing work of `kind` (SCORING_KINDS), given their model request
+    `base`: one unit of the resource of
     every API kind whose scorer the job queries (0 of the others), and, for a web-API scorer, a runtime from
     the texts it sends (api_minutes; best_of_n adds its generation time), times the attempt."""
+
     def units(kind: str) -> Callable:
         return lambda wc: int(api_kind(settings, wc["scorer"]) == kind)
 

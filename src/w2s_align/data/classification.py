@@ -1,4 +1,5 @@
-"""Classification data: clean a source of labelled texts and cut its splits (a task's weak_train / weak_label /
+"""Classification data: clean a source of labelled texts and cut its splits (a task's weak_train / weak_label
+/
 val / test, a trained scorer's train / val / test)."""
 
 from __future__ import annotations
@@ -43,9 +44,17 @@ def labelled(data: TaskData | ScorerData | LabelledData) -> LabelledData:
     if isinstance(data, LabelledData):
         return data
     splits, group = (SPLITS, data.group_field) if isinstance(data, TaskData) else (SCORER_SPLITS, None)
-    return LabelledData(source=data.source, text_fields=data.text_fields, label_field=data.label_field,
-                        label_map=data.label_map, sizes=dict(data.sizes), splits=splits, group_field=group,
-                        hf_split=data.hf_split, test_seed=data.test_seed)
+    return LabelledData(
+        source=data.source,
+        text_fields=data.text_fields,
+        label_field=data.label_field,
+        label_map=data.label_map,
+        sizes=dict(data.sizes),
+        splits=splits,
+        group_field=group,
+        hf_split=data.hf_split,
+        test_seed=data.test_seed,
+    )
 
 
 def _normalize(text: pd.Series) -> pd.Series:
@@ -75,25 +84,39 @@ def clean(df: pd.DataFrame, spec: TaskData | ScorerData | LabelledData) -> pd.Da
     unknown = sorted(set(raw_label) - set(spec.label_map))
     if unknown:
         raise PipelineError(
-            f"{spec.source}: label value(s) {unknown[:10]} in column {spec.label_field!r} are not in label_map "
+            f"{spec.source}: label value(s) {unknown[:10]} in column {spec.label_field!r} are not in "
+            f"label_map "
             f"{sorted(spec.label_map)}"
         )
     out["gt_label"] = raw_label.map(spec.label_map).astype("int64")
-    out["group"] = (df.loc[out.index, spec.group_field].astype("string") if spec.group_field else pd.NA)
+    out["group"] = df.loc[out.index, spec.group_field].astype("string") if spec.group_field else pd.NA
     key = _normalize(out["text"]) + "\x1f" + _normalize(out["text_pair"].fillna(""))
     conflicting = key.map(out.groupby(key)["gt_label"].nunique()) > 1
     kept = out[~conflicting]
     dup = key[~conflicting].duplicated()
     kept = kept[~dup.values]
     log.info(
-        "cleaning %s: %d rows read, %d empty text, %d missing label, %d with both labels, %d duplicates, %d kept",
-        spec.source, n0, int(empty.sum()), int((no_label & ~empty).sum()), int(conflicting.sum()), int(dup.sum()),
+        "cleaning %s: %d rows read, %d empty text, %d missing label, %d with both labels, %d duplicates, %d "
+        "kept",
+        spec.source,
+        n0,
+        int(empty.sum()),
+        int((no_label & ~empty).sum()),
+        int(conflicting.sum()),
+        int(dup.sum()),
         len(kept),
     )
     if kept.empty:
         raise PipelineError(f"{spec.source}: no rows left after cleaning")
     kept = kept.reset_index(drop=True)
-    kept.insert(0, "id", [short_hash(a + "\x1f" + (b if isinstance(b, str) else "")) for a, b in zip(kept["text"], kept["text_pair"])])
+    kept.insert(
+        0,
+        "id",
+        [
+            short_hash(a + "\x1f" + (b if isinstance(b, str) else ""))
+            for a, b in zip(kept["text"], kept["text_pair"])
+        ],
+    )
     return kept
 
 
@@ -114,7 +137,8 @@ def split(df: pd.DataFrame, spec: TaskData | ScorerData | LabelledData, seed: in
     need = sum(spec.sizes[s] for s in spec.splits)
     if need > len(df):
         raise PipelineError(
-            f"{spec.source}: split sizes {dict(spec.sizes)} need {need} rows but only {len(df)} remain after cleaning"
+            f"{spec.source}: split sizes {dict(spec.sizes)} need {need} rows but only {len(df)} remain "
+            f"after cleaning"
         )
     groups = df["group"].fillna(df["id"]) if spec.group_field else df["id"]
     counts = groups.value_counts().sort_index()
@@ -127,18 +151,21 @@ def split(df: pd.DataFrame, spec: TaskData | ScorerData | LabelledData, seed: in
     assigned = {"test": test_groups}
     for name in (s for s in spec.splits if s != "test"):
         taken, rest = _take(rest, rest_sizes, spec.sizes[name])
-        rest_sizes = rest_sizes[len(taken):]
+        rest_sizes = rest_sizes[len(taken) :]
         assigned[name] = taken
     out = {}
     for name in (*(s for s in spec.splits if s != "test"), "test"):
         part = df[groups.isin(assigned[name])]
         if spec.group_field:  # whole groups overshoot the row target by at most one group
-            part = part.sample(n=min(len(part), spec.sizes[name]), random_state=seed) if name != "test" else part
+            part = (
+                part.sample(n=min(len(part), spec.sizes[name]), random_state=seed) if name != "test" else part
+            )
         part = part.sort_values("id").reset_index(drop=True)
         classes = part["gt_label"].nunique()
         if classes < 2 and spec.sizes[name] > 0:
             raise PipelineError(
-                f"{spec.source}: split {name!r} ({len(part)} rows) has only one class; use more rows or other sizes"
+                f"{spec.source}: split {name!r} ({len(part)} rows) has only one class; use more rows or "
+                f"other sizes"
             )
         out[name] = part.assign(split=name)
         log.info("split %-10s %5d rows, %.1f%% positive", name, len(part), 100 * part["gt_label"].mean())

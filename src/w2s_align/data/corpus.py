@@ -57,8 +57,10 @@ def _nested(df: pd.DataFrame, column: str, key: str) -> pd.Series:
 def tweet_pairs(df: pd.DataFrame, spec: CorpusSpec) -> pd.DataFrame:
     """Single texts (e.g. tweets) with an optional label filter, cleaned and cut in two at a word boundary."""
     if spec.text_field not in df.columns or (spec.label_field and spec.label_field not in df.columns):
-        raise PipelineError(f"{spec.source}: needs columns {spec.text_field!r} and {spec.label_field!r}; "
-                            f"columns are {list(df.columns)}")
+        raise PipelineError(
+            f"{spec.source}: needs columns {spec.text_field!r} and {spec.label_field!r}; "
+            f"columns are {list(df.columns)}"
+        )
     if spec.label_field:
         df = df[label_strings(df[spec.label_field]).isin(spec.keep_labels)]
     texts = df[spec.text_field].astype("string").dropna().map(clean_tweet)
@@ -70,8 +72,9 @@ def tweet_pairs(df: pd.DataFrame, spec: CorpusSpec) -> pd.DataFrame:
 def rtp_pairs(df: pd.DataFrame, spec: CorpusSpec) -> pd.DataFrame:
     """RealToxicityPrompts records (prompt.text, continuation.text); continuations scored at or above
     `max_toxicity` are dropped, unscored ones kept."""
-    pairs = pd.DataFrame({"prompt": _nested(df, "prompt", "text"),
-                          "continuation": _nested(df, "continuation", "text")})
+    pairs = pd.DataFrame(
+        {"prompt": _nested(df, "prompt", "text"), "continuation": _nested(df, "continuation", "text")}
+    )
     if "continuation" in df.columns or "continuation.toxicity" in df.columns:
         tox = pd.to_numeric(_nested(df, "continuation", "toxicity"), errors="coerce")
         pairs = pairs[~(tox >= spec.max_toxicity).to_numpy()]
@@ -98,7 +101,9 @@ def gold_pairs(spec: CorpusSpec) -> pd.DataFrame:
     pairs = pairs[(pairs["prompt"].str.strip() != "") & (pairs["continuation"].str.strip() != "")]
     pairs = pairs.drop_duplicates().reset_index(drop=True)
     log.info("corpus %s: %d records read, %d prompt/continuation pairs kept", spec.source, n0, len(pairs))
-    pairs.insert(0, "id", [short_hash(p + "\x1f" + c) for p, c in zip(pairs["prompt"], pairs["continuation"])])
+    pairs.insert(
+        0, "id", [short_hash(p + "\x1f" + c) for p, c in zip(pairs["prompt"], pairs["continuation"])]
+    )
     return pairs
 
 
@@ -110,13 +115,18 @@ def eval_prompts(spec: PromptSpec) -> pd.DataFrame:
     prompts["prompt_toxicity"] = pd.to_numeric(prompts["prompt_toxicity"], errors="coerce")
     prompts = prompts[prompts["prompt"].fillna("") != ""].drop_duplicates("prompt").reset_index(drop=True)
     if spec.n > len(prompts):
-        raise PipelineError(f"{', '.join(sources)}: {spec.n} evaluation prompts requested but only {len(prompts)} "
-                            "exist")
-    take = np.sort(np.random.default_rng(spec.test_seed).permutation(len(prompts))[:spec.n])
+        raise PipelineError(
+            f"{', '.join(sources)}: {spec.n} evaluation prompts requested but only {len(prompts)} exist"
+        )
+    take = np.sort(np.random.default_rng(spec.test_seed).permutation(len(prompts))[: spec.n])
     prompts = prompts.iloc[take].reset_index(drop=True)
     prompts.insert(0, "id", [short_hash(p) for p in prompts["prompt"]])
-    log.info("evaluation prompts: %d of %s (mean prompt toxicity %.2f)", len(prompts), ", ".join(sources),
-             prompts["prompt_toxicity"].mean())
+    log.info(
+        "evaluation prompts: %d of %s (mean prompt toxicity %.2f)",
+        len(prompts),
+        ", ".join(sources),
+        prompts["prompt_toxicity"].mean(),
+    )
     return prompts
 
 
@@ -128,12 +138,15 @@ def source_prompts(source: str, spec: PromptSpec) -> pd.DataFrame:
     else:
         if spec.challenging_only and "challenging" in df.columns:
             df = df[df["challenging"].eq(True)]  # a missing flag is not challenging
-        prompts = pd.DataFrame({"prompt": _nested(df, "prompt", "text"),
-                                "prompt_toxicity": _nested(df, "prompt", "toxicity")})
+        prompts = pd.DataFrame(
+            {"prompt": _nested(df, "prompt", "text"), "prompt_toxicity": _nested(df, "prompt", "toxicity")}
+        )
     return prompts.assign(source=source)
 
 
-def make_corpus_splits(corpus_json: str, seed: int, outputs: dict[str, str], gold_path: str | None = None) -> None:
+def make_corpus_splits(
+    corpus_json: str, seed: int, outputs: dict[str, str], gold_path: str | None = None
+) -> None:
     """The fine-tuning splits (weak_train / weak_label / val) of gold pairs for run `seed`: the corpus's own
     pairs, or the generated gold pairs of `gold_path` (data/gold.py)."""
     corpus = CorpusSpec.from_json(corpus_json)
@@ -143,12 +156,14 @@ def make_corpus_splits(corpus_json: str, seed: int, outputs: dict[str, str], gol
     pairs = read_parquet(gold_path, ["id", "prompt", "continuation"]) if gold_path else gold_pairs(corpus)
     need = sum(corpus.sizes[s] for s in FINETUNE_SPLITS)
     if need > len(pairs):
-        raise PipelineError(f"{corpus.source}: corpus sizes {corpus.sizes} need {need} pairs but only {len(pairs)} "
-                            "remain after cleaning")
+        raise PipelineError(
+            f"{corpus.source}: corpus sizes {corpus.sizes} need {need} pairs but only {len(pairs)} "
+            "remain after cleaning"
+        )
     order = np.random.default_rng(seed).permutation(len(pairs))
     start = 0
     for name in FINETUNE_SPLITS:
-        part = pairs.iloc[order[start:start + corpus.sizes[name]]].sort_values("id").reset_index(drop=True)
+        part = pairs.iloc[order[start : start + corpus.sizes[name]]].sort_values("id").reset_index(drop=True)
         start += corpus.sizes[name]
         log.info("split %-10s %5d pairs", name, len(part))
         write_parquet(part.assign(split=name), outputs[name])

@@ -1,4 +1,5 @@
-"""The training prompts of a generation task: the corpus's prompts without the evaluation prompts (shared by the
+"""The training prompts of a generation task: the corpus's prompts without the evaluation prompts (shared by
+the
 gold corpus and the preference track's candidates, so no model ever trains on an evaluation prompt)."""
 
 from __future__ import annotations
@@ -24,10 +25,17 @@ def training_prompts(corpus: CorpusSpec, eval_prompts: pd.Series, n: int, seed: 
     prompts = prompts[prompts != ""].drop_duplicates()
     held_out = set(eval_prompts.astype("string").str.strip())
     pool = prompts[~prompts.isin(held_out)].reset_index(drop=True)
-    log.info("prompt pool of %s: %d prompts, %d of them evaluation prompts (left out), %d needed", corpus.source,
-             len(prompts), len(prompts) - len(pool), n)
+    log.info(
+        "prompt pool of %s: %d prompts, %d of them evaluation prompts (left out), %d needed",
+        corpus.source,
+        len(prompts),
+        len(prompts) - len(pool),
+        n,
+    )
     if n > len(pool):
-        raise PipelineError(f"{corpus.source}: need {n} training prompts but only {len(pool)} remain without the "
-                            "evaluation prompts")
+        raise PipelineError(
+            f"{corpus.source}: need {n} training prompts but only {len(pool)} remain without the "
+            "evaluation prompts"
+        )
     take = np.sort(np.random.default_rng(seed).permutation(len(pool))[:n])
     return pd.DataFrame({"prompt": pool.iloc[take].to_numpy()})

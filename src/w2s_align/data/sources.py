@@ -18,11 +18,15 @@ def load_source(source: str, hf_split: str = "train") -> pd.DataFrame:
     if source.startswith(HF_PREFIX):
         import datasets
 
-        name = source[len(HF_PREFIX):]
+        name = source[len(HF_PREFIX) :]
         try:
             return datasets.load_dataset(name, split=hf_split).to_pandas()
         except Exception as exc:
-            offline = " (HF_HUB_OFFLINE is set: the hub cannot be reached)" if os.environ.get("HF_HUB_OFFLINE") else ""
+            offline = (
+                " (HF_HUB_OFFLINE is set: the hub cannot be reached)"
+                if os.environ.get("HF_HUB_OFFLINE")
+                else ""
+            )
             raise PipelineError(f"cannot load Hugging Face dataset {name!r}{offline}: {exc}") from exc
     path = Path(source)
     if not path.is_file():
@@ -39,8 +43,9 @@ def load_source(source: str, hf_split: str = "train") -> pd.DataFrame:
             lines = path.read_text(encoding="utf-8").splitlines()
             df = pd.DataFrame({"text": [line for line in lines if line.strip()]})
         else:
-            raise PipelineError(f"unsupported data file type {suffix!r} for {path} (use .csv, .jsonl, .parquet "
-                                "or .txt)")
+            raise PipelineError(
+                f"unsupported data file type {suffix!r} for {path} (use .csv, .jsonl, .parquet or .txt)"
+            )
     except UnicodeDecodeError as exc:
         raise PipelineError(f"{path} is not valid UTF-8: {exc}") from exc
     except (ValueError, pd.errors.ParserError) as exc:

@@ -7,7 +7,7 @@ between the models and its CI is much narrower than one from independent resampl
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,8 @@ NEGATIVE_GAP_FLAG = "ceiling worse than weak"
 def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
     """Item indices [1 + n_boot, n]: row 0 is the sample itself (the point estimate), row b the b-th resample.
 
-    The resamples are drawn in one call; row b equals the b-th of n_boot successive `rng.integers(0, n, n)`."""
+    The resamples are drawn in one call; row b equals the b-th of n_boot successive `rng.integers(0, n,
+    n)`."""
     draws = np.random.default_rng(seed).integers(0, n, (n_boot, n))
     return np.vstack([np.arange(n), draws])
 
@@ -44,8 +45,9 @@ def percentile_ci(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarra
     return low, high
 
 
-def paired_bootstrap(statistic: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int, seed: int,
-                     ci: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def paired_bootstrap(
+    statistic: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int, seed: int, ci: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Point values and percentile CIs of a statistics vector over n items.
 
     `statistic` maps an index matrix [rows, n] (see `resample_indices`) to statistics [rows, k], one row per
@@ -62,7 +64,8 @@ def pgr(weak: np.ndarray, w2s: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
 
 
 def pgr_lower_better(weak: np.ndarray, w2s: np.ndarray, ceiling: np.ndarray) -> np.ndarray:
-    """Gap recovered for a lower-is-better metric, (weak - w2s) / (weak - ceiling); NaN where the gap is zero."""
+    """Gap recovered for a lower-is-better metric, (weak - w2s) / (weak - ceiling); NaN where the gap is
+    zero."""
     gap = np.asarray(weak) - np.asarray(ceiling)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(gap != 0, (np.asarray(weak) - np.asarray(w2s)) / gap, np.nan)
@@ -82,11 +85,20 @@ def pgr_flags(roles: list[str], low: np.ndarray, high: np.ndarray) -> list[str |
 
 def noise_floor(table: pd.DataFrame, gap_role: str = "gap") -> pd.DataFrame:
     """Minimum detectable PGR per metric: the half-width of the gain's bootstrap CI (w2s over weak) over the
-    gap (ceiling over weak; its rows are `gap_role`), i.e. the smallest PGR whose gain over the weak model would
+    gap (ceiling over weak; its rows are `gap_role`), i.e. the smallest PGR whose gain over the weak model
+    would
     stand out from test-set noise."""
     gain = table[table.role == "gain"].set_index("metric")
     gap = table[table.role == gap_role].set_index("metric")["value"]
     with np.errstate(divide="ignore", invalid="ignore"):
         value = ((gain["ci_high"] - gain["ci_low"]) / 2 / gap.loc[gain.index]).where(gap.loc[gain.index] > 0)
-    return pd.DataFrame({"role": "min_detectable_pgr", "metric": gain.index, "value": value.to_numpy(),
-                         "ci_low": np.nan, "ci_high": np.nan, "flag": pd.array([None] * len(gain), dtype="string")})
+    return pd.DataFrame(
+        {
+            "role": "min_detectable_pgr",
+            "metric": gain.index,
+            "value": value.to_numpy(),
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "flag": pd.array([None] * len(gain), dtype="string"),
+        }
+    )

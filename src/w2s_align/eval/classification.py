@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
-from w2s_align.eval.bootstrap import noise_floor, paired_bootstrap, pgr, pgr_flags
 from w2s_align.errors import PipelineError
+from w2s_align.eval.bootstrap import noise_floor, paired_bootstrap, pgr, pgr_flags
 from w2s_align.files import read_split, write_parquet
 
 log = logging.getLogger(__name__)
@@ -28,7 +28,9 @@ METRICS = {
     "auroc": lambda y, p, h: roc_auc_score(y, p) if len(np.unique(y)) > 1 else np.nan,
 }
 SCORES = (*METRICS, "agreement")  # agreement: fraction of hard predictions equal to the weak supervisor's
-COLLAPSED = 0.95  # a model predicting one class for at least this fraction of test rows is flagged "collapsed"
+COLLAPSED = (
+    0.95  # a model predicting one class for at least this fraction of test rows is flagged "collapsed"
+)
 
 
 def score_table(y: np.ndarray, p1: dict[str, np.ndarray], weak_hard: np.ndarray) -> np.ndarray:
@@ -106,7 +108,9 @@ def _check_inputs(y: np.ndarray, p1: dict[str, np.ndarray]) -> None:
             raise PipelineError(f"{role} predictions must be {len(y)} finite probabilities")
 
 
-def evaluate(y: np.ndarray, p1: dict[str, np.ndarray], n_boot: int, seed: int, ci: float = 0.95) -> pd.DataFrame:
+def evaluate(
+    y: np.ndarray, p1: dict[str, np.ndarray], n_boot: int, seed: int, ci: float = 0.95
+) -> pd.DataFrame:
     """Point values with paired bootstrap CIs over test items for every role, metric and PGR.
 
     A PGR is flagged when the ceiling-weak gap's own CI reaches zero: its ratio is then noise.
@@ -123,40 +127,83 @@ def evaluate(y: np.ndarray, p1: dict[str, np.ndarray], n_boot: int, seed: int, c
     point, low, high = paired_bootstrap(statistic, len(y), n_boot, seed, ci)
     keys = [(r, m) for r in ROLES for m in SCORES] + [(r, m) for m in METRICS for r in ("pgr", "gap", "gain")]
     roles = [r for r, _ in keys]
-    table = pd.DataFrame({"role": roles, "metric": [m for _, m in keys], "value": point, "ci_low": low,
-                          "ci_high": high, "flag": pd.array(pgr_flags(roles, low, high), dtype="string")})
+    table = pd.DataFrame(
+        {
+            "role": roles,
+            "metric": [m for _, m in keys],
+            "value": point,
+            "ci_low": low,
+            "ci_high": high,
+            "flag": pd.array(pgr_flags(roles, low, high), dtype="string"),
+        }
+    )
     return pd.concat([table, noise_floor(table), balance_rows(p1)], ignore_index=True)
 
 
 def balance_rows(p1: dict[str, np.ndarray]) -> pd.DataFrame:
     """Fraction of test rows in each model's majority predicted class; "collapsed" at COLLAPSED or more."""
     majority = [max(np.mean(p1[r] >= 0.5), np.mean(p1[r] < 0.5)) for r in ROLES]
-    return pd.DataFrame({"role": list(ROLES), "metric": "majority_fraction", "value": majority, "ci_low": np.nan,
-                         "ci_high": np.nan, "flag": pd.array(["collapsed" if m >= COLLAPSED else None
-                                                              for m in majority], dtype="string")})
+    return pd.DataFrame(
+        {
+            "role": list(ROLES),
+            "metric": "majority_fraction",
+            "value": majority,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+            "flag": pd.array(["collapsed" if m >= COLLAPSED else None for m in majority], dtype="string"),
+        }
+    )
 
 
-def evaluate_run(weak_labels: str, student: str, ceiling: str, out: str, identity: dict, n_boot: int,
-                 seed: int) -> None:
+def evaluate_run(
+    weak_labels: str, student: str, ceiling: str, out: str, identity: dict, n_boot: int, seed: int
+) -> None:
     """Join the three models' test predictions by row id and write the run's long-format metrics."""
     weak = read_split(weak_labels, "test", ["id", "gt_label", "weak_p1"]).set_index("id")
-    preds = {"w2s": read_split(student, "test", ["id", "pred_p1"]).set_index("id"),
-             "ceiling": read_split(ceiling, "test", ["id", "pred_p1"]).set_index("id")}
+    preds = {
+        "w2s": read_split(student, "test", ["id", "pred_p1"]).set_index("id"),
+        "ceiling": read_split(ceiling, "test", ["id", "pred_p1"]).set_index("id"),
+    }
     for role, df in preds.items():
         if set(df.index) != set(weak.index):
-            raise PipelineError(f"test rows of {student if role == 'w2s' else ceiling} differ from those of "
-                                f"{weak_labels}; were they made from different splits?")
+            raise PipelineError(
+                f"test rows of {student if role == 'w2s' else ceiling} differ from those of "
+                f"{weak_labels}; were they made from different splits?"
+            )
     y = weak["gt_label"].to_numpy()
-    p1 = {"weak": weak["weak_p1"].to_numpy(), **{r: df.loc[weak.index, "pred_p1"].to_numpy() for r, df in preds.items()}}
+    p1 = {
+        "weak": weak["weak_p1"].to_numpy(),
+        **{r: df.loc[weak.index, "pred_p1"].to_numpy() for r, df in preds.items()},
+    }
     labels = read_split(weak_labels, "weak_label", ["gt_label", "weak_hard"])
-    table = pd.concat([evaluate(y, p1, n_boot, seed), pd.DataFrame({
-        "role": ["weak_labels", "ground_truth"], "metric": "positive_fraction", "ci_low": np.nan, "ci_high": np.nan,
-        "value": [labels["weak_hard"].mean(), labels["gt_label"].mean()],  # the students' training rows
-        "flag": pd.array([None, None], dtype="string")})], ignore_index=True)
+    table = pd.concat(
+        [
+            evaluate(y, p1, n_boot, seed),
+            pd.DataFrame(
+                {
+                    "role": ["weak_labels", "ground_truth"],
+                    "metric": "positive_fraction",
+                    "ci_low": np.nan,
+                    "ci_high": np.nan,
+                    "value": [
+                        labels["weak_hard"].mean(),
+                        labels["gt_label"].mean(),
+                    ],  # the students' training rows
+                    "flag": pd.array([None, None], dtype="string"),
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     table.insert(0, "n_test", len(y))
     for key, value in reversed(identity.items()):
         table.insert(0, key, value)
     acc = table[table.metric == "accuracy"].set_index("role")["value"]
-    log.info("accuracy: weak %.4f, w2s %.4f, ceiling %.4f, PGR %.3f", acc["weak"], acc["w2s"], acc["ceiling"],
-             acc["pgr"])
+    log.info(
+        "accuracy: weak %.4f, w2s %.4f, ceiling %.4f, PGR %.3f",
+        acc["weak"],
+        acc["w2s"],
+        acc["ceiling"],
+        acc["pgr"],
+    )
     write_parquet(table, out)

@@ -1,4 +1,5 @@
-"""Labelling stages: a trained classifier labels rows (the weak model's weak labels; the ceiling's and students'
+"""Labelling stages: a trained classifier labels rows (the weak model's weak labels; the ceiling's and
+students'
 predictions), and an ensemble supervisor averages its members' weak labels. Each its own rule, reading saved
 checkpoints: editing this stage reruns labels, predictions and metrics, never training."""
 
@@ -16,14 +17,16 @@ from w2s_align.models.checkpoint import labelled_rows
 log = logging.getLogger(__name__)
 
 
-def write_weak_labels(model_file: str, meta_file: str, split_files: dict[str, str], out: str, model_name: str,
-                      threads: int) -> None:
+def write_weak_labels(
+    model_file: str, meta_file: str, split_files: dict[str, str], out: str, model_name: str, threads: int
+) -> None:
     """One parquet of row columns + weak_p1 (the soft label), weak_hard, weak_model, weak_config_hash."""
     write_parquet(labelled_rows(model_file, meta_file, split_files, "weak", model_name, threads), out)
 
 
-def write_predictions(model_file: str, meta_file: str, split_files: dict[str, str], out: str, model_name: str,
-                      threads: int) -> None:
+def write_predictions(
+    model_file: str, meta_file: str, split_files: dict[str, str], out: str, model_name: str, threads: int
+) -> None:
     """One parquet of row columns + pred_p1, pred_hard, pred_model, pred_config_hash."""
     write_parquet(labelled_rows(model_file, meta_file, split_files, "pred", model_name, threads), out)
 
@@ -45,12 +48,21 @@ def average_weak_labels(members: dict[str, pd.DataFrame]) -> pd.DataFrame:
 def ensemble_labels(member_files: dict[str, str], out: str, name: str) -> None:
     """Write an ensemble supervisor's weak labels: its members' soft labels averaged."""
     cols = ["id", "split", "text", "text_pair", "gt_label", "weak_p1", "weak_config_hash"]
-    members = {m: pd.concat([read_split(path, s, cols) for s in ("weak_label", "val", "test")], ignore_index=True)
-               for m, path in member_files.items()}
+    members = {
+        m: pd.concat([read_split(path, s, cols) for s in ("weak_label", "val", "test")], ignore_index=True)
+        for m, path in member_files.items()
+    }
     df = average_weak_labels(members)
     df["weak_model"] = name
-    df["weak_config_hash"] = short_hash(",".join(f"{m}:{f['weak_config_hash'].iloc[0]}" for m, f in members.items()))
+    df["weak_config_hash"] = short_hash(
+        ",".join(f"{m}:{f['weak_config_hash'].iloc[0]}" for m, f in members.items())
+    )
     for split, part in df.groupby("split", sort=False):
-        log.info("%s: %d rows, ensemble of %s, accuracy %.4f", split, len(part), list(members),
-                 (part["weak_hard"] == part["gt_label"]).mean())
+        log.info(
+            "%s: %d rows, ensemble of %s, accuracy %.4f",
+            split,
+            len(part),
+            list(members),
+            (part["weak_hard"] == part["gt_label"]).mean(),
+        )
     write_parquet(df, out)

@@ -15,12 +15,23 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from w2s_align.errors import PipelineError
-from w2s_align.settings.specs import canonical_json
 from w2s_align.files import write_atomic, write_text
-from w2s_align.models.common import SCRATCH_SPECIAL, add_lora, apply_adapter, job_precision, model_from_config, pretrained_tokenizer, reachable_path, read_meta, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer
+from w2s_align.models.common import (
+    SCRATCH_SPECIAL,
+    add_lora,
+    apply_adapter,
+    job_precision,
+    model_from_config,
+    pretrained_tokenizer,
+    reachable_path,
+    read_meta,
+    tokenizer_from_meta,
+    tokenizer_meta,
+    train_scratch_tokenizer,
+)
 from w2s_align.models.sequences import collate
 from w2s_align.registry import LM_KINDS
-from w2s_align.settings.specs import ModelSpec
+from w2s_align.settings.specs import ModelSpec, canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +49,13 @@ class ScratchLM:
         tokenizer = train_scratch_tokenizer(texts, spec.vocab_size, [*SCRATCH_SPECIAL, EOS])
         tokenizer.eos_token = EOS
         config = AutoConfig.for_model(
-            spec.architecture, vocab_size=len(tokenizer), n_positions=max_length + 64,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-            bos_token_id=tokenizer.eos_token_id, **spec.size,
+            spec.architecture,
+            vocab_size=len(tokenizer),
+            n_positions=max_length + 64,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.eos_token_id,
+            **spec.size,
         )
         return AutoModelForCausalLM.from_config(config), tokenizer
 
@@ -102,15 +117,19 @@ def keep_first_layers(model, n: int):
     blocks = getattr(inner, "layers", None) if inner is not None else None
     blocks = blocks if blocks is not None else getattr(inner, "h", None)
     if blocks is None or not 0 < n <= len(blocks):
-        raise PipelineError(f"cannot keep the first {n} layers of {type(model).__name__} "
-                            f"({'no block list found' if blocks is None else f'{len(blocks)} layers'})")
+        raise PipelineError(
+            f"cannot keep the first {n} layers of {type(model).__name__} "
+            f"({'no block list found' if blocks is None else f'{len(blocks)} layers'})"
+        )
     del blocks[n:]
     for key in ("num_hidden_layers", "n_layer"):
         if hasattr(model.config, key):
             setattr(model.config, key, n)
     if isinstance(getattr(model.config, "layer_types", None), list):
         model.config.layer_types = model.config.layer_types[:n]
-    log.info("kept the first %d layers: %.1fM parameters", n, sum(p.numel() for p in model.parameters()) / 1e6)
+    log.info(
+        "kept the first %d layers: %.1fM parameters", n, sum(p.numel() for p in model.parameters()) / 1e6
+    )
     return model
 
 
@@ -122,7 +141,8 @@ def build_lm(spec: ModelSpec, train_texts: list[str], max_length: int, local_dir
 
 
 def pretrained_lm(spec: ModelSpec, local_dir: str | None = None):
-    """The untuned pretrained model (the 'base' row and the reference LM for perplexity), in the spec's dtype."""
+    """The untuned pretrained model (the 'base' row and the reference LM for perplexity), in the spec's
+    dtype."""
     if not LM_KINDS.trait(spec.kind, "published", False):
         raise PipelineError(f"a {spec.kind} model has no published weights to evaluate untuned")
     model, tokenizer = lm_kind(spec).skeleton(spec, {}, local_dir, job_precision(spec).weights)
@@ -138,13 +158,20 @@ def trained_state(model) -> dict[str, Any]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}  # a copy on GPU, none on CPU
 
 
-def save_lm(model, tokenizer, spec: ModelSpec, model_file: str, meta_file: str, extra: dict[str, Any]) -> None:
+def save_lm(
+    model, tokenizer, spec: ModelSpec, model_file: str, meta_file: str, extra: dict[str, Any]
+) -> None:
     """The LoRA adapter (naming the base), or every weight (tied ones once) under full fine-tuning."""
     from safetensors.torch import save_file, save_model
 
     adapter = hasattr(model, "peft_config")
-    meta = {"kind": "causal_lm", "spec": asdict(spec), "adapter": adapter,
-            **lm_kind(spec).checkpoint_meta(model, tokenizer), **extra}
+    meta = {
+        "kind": "causal_lm",
+        "spec": asdict(spec),
+        "adapter": adapter,
+        **lm_kind(spec).checkpoint_meta(model, tokenizer),
+        **extra,
+    }
     if adapter:
         state = {k: v.contiguous() for k, v in trained_state(model).items()}
         write_atomic(model_file, lambda tmp: save_file(state, str(tmp)))
@@ -183,9 +210,11 @@ def load_lm(model_file: str, meta_file: str, local_dir: str | None = None):
     return model.eval(), tokenizer, meta
 
 
-def continuation_nll(model, tokenizer, feats: list[dict], batch_size: int, device, desc: str = "score",
-                     compute=None) -> tuple[np.ndarray, np.ndarray]:
-    """Summed negative log-likelihood and token count of each row's labelled (continuation) tokens, autocast to
+def continuation_nll(
+    model, tokenizer, feats: list[dict], batch_size: int, device, desc: str = "score", compute=None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Summed negative log-likelihood and token count of each row's labelled (continuation) tokens, autocast
+    to
     `compute` (default: the model's dtype)."""
     import torch
 
@@ -196,13 +225,14 @@ def continuation_nll(model, tokenizer, feats: list[dict], batch_size: int, devic
     model.eval()
     with torch.inference_mode():
         for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             batch = collate([feats[i] for i in idx], tokenizer.pad_token_id)
             labels = batch.pop("labels")[:, 1:].to(device)
             with autocast(device, compute or model.dtype):
                 logits = model(**{k: v.to(device) for k, v in batch.items()}).logits[:, :-1].float()
-            token_nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100,
-                                                          reduction="none")
+            token_nll = torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), labels, ignore_index=-100, reduction="none"
+            )
             nll[idx] = token_nll.sum(1).cpu().numpy()
             count[idx] = (labels != -100).sum(1).cpu().numpy()
     return nll, count

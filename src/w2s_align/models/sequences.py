@@ -17,7 +17,9 @@ def prompt_ids(tokenizer, prompts: list[str]) -> list[list[int]]:
     return [x[:-1] if x and x[-1] == eos and len(x) > 1 else x for x in ids]
 
 
-def continuation_ids(tokenizer, prompts: list[str], continuations: list[str], p_ids: list[list[int]]) -> list[list[int]]:
+def continuation_ids(
+    tokenizer, prompts: list[str], continuations: list[str], p_ids: list[list[int]]
+) -> list[list[int]]:
     """Token ids of each continuation as generation would produce them after its prompt's ids.
 
     Prompt and continuation are tokenized together and the prompt's ids cut off. Where the joint tokens do not
@@ -26,23 +28,33 @@ def continuation_ids(tokenizer, prompts: list[str], continuations: list[str], p_
     joint = prompt_ids(tokenizer, [p + c for p, c in zip(prompts, continuations)])
     out, merged = [], 0
     for p, j, cont in zip(p_ids, joint, continuations):
-        if j[:len(p)] == p:
-            out.append(j[len(p):])
+        if j[: len(p)] == p:
+            out.append(j[len(p) :])
             continue
         merged += 1
         target = tokenizer.decode(j, skip_special_tokens=True)
-        candidates = [tokenizer(text, add_special_tokens=False)["input_ids"]
-                      for text in dict.fromkeys([cont, cont[1:] if cont.startswith(" ") else cont])]
-        out.append(next((c for c in candidates if tokenizer.decode(p + c, skip_special_tokens=True) == target),
-                        candidates[0]))
+        candidates = [
+            tokenizer(text, add_special_tokens=False)["input_ids"]
+            for text in dict.fromkeys([cont, cont[1:] if cont.startswith(" ") else cont])
+        ]
+        out.append(
+            next(
+                (c for c in candidates if tokenizer.decode(p + c, skip_special_tokens=True) == target),
+                candidates[0],
+            )
+        )
     if merged:
-        log.info("%d of %d prompt/continuation pairs merge tokens across the join; tokenized apart", merged,
-                 len(prompts))
+        log.info(
+            "%d of %d prompt/continuation pairs merge tokens across the join; tokenized apart",
+            merged,
+            len(prompts),
+        )
     return out
 
 
-def encode_pairs(tokenizer, prompts: list[str], continuations: list[str], max_length: int,
-                 add_eos: bool = True) -> list[dict]:
+def encode_pairs(
+    tokenizer, prompts: list[str], continuations: list[str], max_length: int, add_eos: bool = True
+) -> list[dict]:
     """Token ids of prompt + continuation (+ EOS), equal to what generation sees and produces; labels are -100
     on the prompt, so the loss and the perplexity count continuation tokens only. Over-long rows lose prompt
     tokens from the left."""
@@ -51,8 +63,8 @@ def encode_pairs(tokenizer, prompts: list[str], continuations: list[str], max_le
     eos = [tokenizer.eos_token_id] if add_eos else []
     feats = []
     for p, c in zip(p_ids, c_ids):
-        c = (c + eos)[:max_length - 1]
-        p = p[-(max_length - len(c)):] if len(p) + len(c) > max_length else p
+        c = (c + eos)[: max_length - 1]
+        p = p[-(max_length - len(c)) :] if len(p) + len(c) > max_length else p
         feats.append({"input_ids": p + c, "labels": [-100] * len(p) + c})
     return feats
 

@@ -11,11 +11,10 @@ import numpy as np
 import pandas as pd
 
 from w2s_align.errors import PipelineError
-from w2s_align.settings.specs import canonical_json
 from w2s_align.files import write_atomic, write_text
 from w2s_align.models.classifier import joined_texts, selection_score
 from w2s_align.registry import CLASSIFIER_KINDS
-from w2s_align.settings.specs import ModelSpec, TfidfOptions
+from w2s_align.settings.specs import ModelSpec, TfidfOptions, canonical_json
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +25,33 @@ class TfidfClassifier:
         self.vectorizer, self.classifier = vectorizer, classifier
 
     @classmethod
-    def build(cls, spec: ModelSpec, train_df: pd.DataFrame, max_length: int) -> "TfidfClassifier":
+    def build(cls, spec: ModelSpec, train_df: pd.DataFrame, max_length: int) -> TfidfClassifier:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
         opts = TfidfOptions.from_dict(spec.tfidf)
-        vec = TfidfVectorizer(ngram_range=(1, opts.ngram_max), min_df=opts.min_df, max_features=opts.max_features,
-                              sublinear_tf=True)
+        vec = TfidfVectorizer(
+            ngram_range=(1, opts.ngram_max),
+            min_df=opts.min_df,
+            max_features=opts.max_features,
+            sublinear_tf=True,
+        )
         return cls(vec, LogisticRegression(C=opts.C, max_iter=2000))
 
     def trainable_parameters(self) -> int:
         return 0
 
-    def fit(self, train_df: pd.DataFrame, p1: np.ndarray, val_df: pd.DataFrame, val_reference: np.ndarray, hp,
-            strategy, device, seed: int) -> dict[str, Any]:
+    def fit(
+        self,
+        train_df: pd.DataFrame,
+        p1: np.ndarray,
+        val_df: pd.DataFrame,
+        val_reference: np.ndarray,
+        hp,
+        strategy,
+        device,
+        seed: int,
+    ) -> dict[str, Any]:
         """Logistic regression on the argmax of the soft labels `p1` (plain cross-entropy only)."""
         self.classifier.fit(self.vectorizer.fit_transform(joined_texts(train_df)), (p1 >= 0.5).astype(int))
         score = selection_score(val_reference, self.predict_proba(val_df))
@@ -54,14 +66,20 @@ class TfidfClassifier:
 
         vec, clf = self.vectorizer, self.classifier
         arrays = {"idf": vec.idf_, "coef": clf.coef_, "intercept": clf.intercept_, "classes": clf.classes_}
-        write_atomic(model_file,
-                     lambda tmp: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp)))
-        meta = {"kind": "tfidf", "vectorizer": {**vec.get_params(), "dtype": None},
-                "vocabulary": {k: int(v) for k, v in vec.vocabulary_.items()}, **extra}
+        write_atomic(
+            model_file,
+            lambda tmp: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp)),
+        )
+        meta = {
+            "kind": "tfidf",
+            "vectorizer": {**vec.get_params(), "dtype": None},
+            "vocabulary": {k: int(v) for k, v in vec.vocabulary_.items()},
+            **extra,
+        }
         write_text(canonical_json(meta), meta_file)
 
     @classmethod
-    def load(cls, model_file: str, meta: dict[str, Any], device=None) -> "TfidfClassifier":
+    def load(cls, model_file: str, meta: dict[str, Any], device=None) -> TfidfClassifier:
         from safetensors.numpy import load_file
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression

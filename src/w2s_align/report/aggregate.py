@@ -7,10 +7,18 @@ import pandas as pd
 from scipy import stats
 
 RUN_KEYS = ["task", "weak_model", "strong_model", "strategy"]
-LABELS = ["track", "kind"]  # what the workflow says a run is (settings/paths.run_identity); kept through aggregation
-# The metric a PGR is read on: per task kind (the task's tables and figures) and per track (tracks side by side).
+LABELS = [
+    "track",
+    "kind",
+]  # what the workflow says a run is (settings/paths.run_identity); kept through aggregation
+# The metric a PGR is read on: per task kind (the task's tables and figures) and per track (tracks side by
+# side).
 KIND_PRIMARY = {"classification": "accuracy", "generation": "expected_max_toxicity"}
-TRACK_PRIMARY = {"labels": "accuracy", "demonstrations": "expected_max_toxicity", "preferences": "preference_accuracy"}
+TRACK_PRIMARY = {
+    "labels": "accuracy",
+    "demonstrations": "expected_max_toxicity",
+    "preferences": "preference_accuracy",
+}
 TRACKS = {"labels": "weak labels", "demonstrations": "weak demonstrations", "preferences": "weak preferences"}
 
 
@@ -26,7 +34,8 @@ def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, int]:
 
 
 def across_seeds(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± CI over seeds per (task, weak, strong, strategy, [track, kind,] role, metric); flagged PGRs are left
+    """Mean ± CI over seeds per (task, weak, strong, strategy, [track, kind,] role, metric); flagged PGRs are
+    left
     out.
 
     `low`/`high` are the t-interval across seeds, or the run's own bootstrap CI when there is one seed."""
@@ -40,8 +49,18 @@ def across_seeds(runs: pd.DataFrame) -> pd.DataFrame:
         else:
             low, high = mean - half, mean + half
         sd = float(usable["value"].std(ddof=1)) if n > 1 else np.nan  # seed-to-seed spread
-        rows.append({**dict(zip(keys, key)), "mean": mean, "ci_half": half, "low": low,
-                     "high": high, "sd": sd, "n_seeds": n, "n_flagged": int(grp["flag"].notna().sum())})
+        rows.append(
+            {
+                **dict(zip(keys, key)),
+                "mean": mean,
+                "ci_half": half,
+                "low": low,
+                "high": high,
+                "sd": sd,
+                "n_seeds": n,
+                "n_flagged": int(grp["flag"].notna().sum()),
+            }
+        )
     return pd.DataFrame(rows)
 
 

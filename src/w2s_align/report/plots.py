@@ -8,20 +8,34 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from w2s_align.files import read_parquet, write_atomic  # noqa: E402
-from w2s_align.report.aggregate import KIND_PRIMARY, TRACK_PRIMARY, primary_metric  # noqa: E402
-from w2s_align.report.aggregate import LABELS, RUN_KEYS, across_seeds
+from w2s_align.report.aggregate import (  # noqa: E402
+    KIND_PRIMARY,
+    LABELS,
+    RUN_KEYS,
+    TRACK_PRIMARY,
+    across_seeds,
+    primary_metric,
+)
 
 log = logging.getLogger(__name__)
 
-SCORE_METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced acc.", "f1_weighted": "F1 (weighted)",
-                 "auroc": "AUROC"}
-TOXICITY_METRICS = {"expected_max_toxicity": "expected max. toxicity", "toxicity_probability": "toxicity probability",
-                    "mean_toxicity": "mean toxicity", "toxic_or_disfluent": "toxic or disfluent"}
+SCORE_METRICS = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced acc.",
+    "f1_weighted": "F1 (weighted)",
+    "auroc": "AUROC",
+}
+TOXICITY_METRICS = {
+    "expected_max_toxicity": "expected max. toxicity",
+    "toxicity_probability": "toxicity probability",
+    "mean_toxicity": "mean toxicity",
+    "toxic_or_disfluent": "toxic or disfluent",
+}
 
 
 def _save(fig, path: str) -> None:
@@ -47,7 +61,9 @@ def model_groups(sub: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
         groups.append((f"weak\n{weak}", g.drop_duplicates("metric")))
     for strong, g in sub[sub.role == "base"].groupby("strong_model"):
         groups.append((f"base (untuned)\n{strong}", g.drop_duplicates("metric")))
-    for (weak, strong, strategy), g in sub[sub.role == "w2s"].groupby(["weak_model", "strong_model", "strategy"]):
+    for (weak, strong, strategy), g in sub[sub.role == "w2s"].groupby(
+        ["weak_model", "strong_model", "strategy"]
+    ):
         groups.append((f"W2S {strategy}\n{weak}→{strong}", g))
     for strong, g in sub[sub.role == "ceiling"].groupby("strong_model"):
         groups.append((f"ceiling\n{strong}", g.drop_duplicates("metric")))
@@ -71,8 +87,14 @@ def scores_figure(agg: pd.DataFrame, task: str, path: str) -> None:
     lowest = 1.0
     for i, (metric, label) in enumerate(metrics.items()):
         rows = pd.concat([g[g.metric == metric] for _, g in groups])
-        ax.bar(x + (i - (len(metrics) - 1) / 2) * width, rows["mean"], width, yerr=_errors(rows),
-               capsize=2, label=label)
+        ax.bar(
+            x + (i - (len(metrics) - 1) / 2) * width,
+            rows["mean"],
+            width,
+            yerr=_errors(rows),
+            capsize=2,
+            label=label,
+        )
         lowest = min(lowest, float(rows["low"].min()))
     ax.set_xticks(x, [name for name, _ in groups], fontsize=8, rotation=30, ha="right")
     if generation:
@@ -98,14 +120,30 @@ def pgr_figure(agg: pd.DataFrame, task: str, path: str, metric: str = "accuracy"
     width = 0.8 / max(1, len(pairs))
     x = np.arange(len(strategies))
     for j, (weak, strong) in enumerate(pairs):
-        rows = sub[(sub.weak_model == weak) & (sub.strong_model == strong)].set_index("strategy").reindex(strategies)
+        rows = (
+            sub[(sub.weak_model == weak) & (sub.strong_model == strong)]
+            .set_index("strategy")
+            .reindex(strategies)
+        )
         pos = x + (j - (len(pairs) - 1) / 2) * width
-        ax.bar(pos, rows["mean"].fillna(0), width, yerr=_errors(rows.reset_index()), capsize=3,
-               label=f"{weak} → {strong}")
+        ax.bar(
+            pos,
+            rows["mean"].fillna(0),
+            width,
+            yerr=_errors(rows.reset_index()),
+            capsize=3,
+            label=f"{weak} → {strong}",
+        )
         for p, (_, r) in zip(pos, rows.iterrows()):
             if pd.isna(r["mean"]) or r["n_flagged"]:
-                ax.annotate("gap within\nnoise" if pd.isna(r["mean"]) else f"{int(r['n_flagged'])} flagged",
-                            (p, 0), ha="center", va="bottom", fontsize=7, color="0.3")
+                ax.annotate(
+                    "gap within\nnoise" if pd.isna(r["mean"]) else f"{int(r['n_flagged'])} flagged",
+                    (p, 0),
+                    ha="center",
+                    va="bottom",
+                    fontsize=7,
+                    color="0.3",
+                )
     ax.axhline(0, color="black", lw=0.8)
     ax.axhline(1, color="0.5", lw=0.8, ls="--")
     ax.set_xticks(x, strategies)
@@ -124,8 +162,15 @@ def fluency_figure(agg: pd.DataFrame, task: str, path: str) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     for label, g in model_groups(sub):
         tox, ppl = (g[g.metric == m].iloc[0] for m in ("expected_max_toxicity", "perplexity"))
-        ax.errorbar(ppl["mean"], tox["mean"], xerr=_errors(ppl.to_frame().T), yerr=_errors(tox.to_frame().T),
-                    fmt="o", capsize=3, label=label.replace("\n", " "))
+        ax.errorbar(
+            ppl["mean"],
+            tox["mean"],
+            xerr=_errors(ppl.to_frame().T),
+            yerr=_errors(tox.to_frame().T),
+            fmt="o",
+            capsize=3,
+            label=label.replace("\n", " "),
+        )
     ax.set_xscale("log")
     ax.set_xlabel("perplexity of the continuations under the reference LM (log scale; lower = more fluent)")
     ax.set_ylabel("expected maximum toxicity (lower is better)")
@@ -140,40 +185,68 @@ TRACK_METRICS = TRACK_PRIMARY
 
 
 def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
-    """Left: PGR of every student of a task, grouped by kind of weak supervision, each on its track's own metric
+    """Left: PGR of every student of a task, grouped by kind of weak supervision, each on its track's own
+    metric
     (flagged runs marked). Right: expected max. toxicity of the untuned base, every student and each track's
     ceiling on the shared evaluation prompts."""
     sub = agg[agg.task == task]
-    rows = pd.concat([sub[(sub.track == track) & (sub.role == "pgr") & (sub.metric == metric)]
-                      for track, metric in TRACK_METRICS.items()]).reset_index(drop=True)
+    rows = pd.concat(
+        [
+            sub[(sub.track == track) & (sub.role == "pgr") & (sub.metric == metric)]
+            for track, metric in TRACK_METRICS.items()
+        ]
+    ).reset_index(drop=True)
     colours = {track: f"C{i}" for i, track in enumerate(TRACK_METRICS)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 1.6 * len(rows) + 5), 4.4))
     x = np.arange(len(rows))
-    left.bar(x, rows["mean"].fillna(0), 0.7, yerr=_errors(rows), capsize=3, color=[colours[t] for t in rows.track])
+    left.bar(
+        x, rows["mean"].fillna(0), 0.7, yerr=_errors(rows), capsize=3, color=[colours[t] for t in rows.track]
+    )
     for p, (_, r) in zip(x, rows.iterrows()):
         if pd.isna(r["mean"]) or r["n_flagged"]:
-            left.annotate("gap within\nnoise" if pd.isna(r["mean"]) else f"{int(r['n_flagged'])} flagged", (p, 0),
-                          ha="center", va="bottom", fontsize=7, color="0.3")
+            left.annotate(
+                "gap within\nnoise" if pd.isna(r["mean"]) else f"{int(r['n_flagged'])} flagged",
+                (p, 0),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="0.3",
+            )
     left.axhline(0, color="black", lw=0.8)
     left.axhline(1, color="0.5", lw=0.8, ls="--")
-    left.set_xticks(x, [f"{s}\n{w}" for s, w in zip(rows.strategy, rows.weak_model)], fontsize=7, rotation=30,
-                    ha="right")
+    left.set_xticks(
+        x, [f"{s}\n{w}" for s, w in zip(rows.strategy, rows.weak_model)], fontsize=7, rotation=30, ha="right"
+    )
     left.set_ylabel("PGR on the track's own metric; 1 = ceiling, 0 = weak")
-    left.legend(handles=[Patch(color=colours[t], label=f"weak {t}: {TRACK_METRICS[t].replace('_', ' ')}")
-                         for t in TRACK_METRICS if (rows.track == t).any()], fontsize=7)
+    left.legend(
+        handles=[
+            Patch(color=colours[t], label=f"weak {t}: {TRACK_METRICS[t].replace('_', ' ')}")
+            for t in TRACK_METRICS
+            if (rows.track == t).any()
+        ],
+        fontsize=7,
+    )
     emt = sub[sub.metric == "expected_max_toxicity"]
     models = [("base (untuned)", "0.6", emt[emt.role == "base"].head(1))]
     for track in TRACK_METRICS:
         own = emt[emt.track == track]
-        models += [(f"w2s {r.strategy}", colours[track], own[own.index == i]) for i, r in
-                   own[own.role == "w2s"].iterrows()]
+        models += [
+            (f"w2s {r.strategy}", colours[track], own[own.index == i])
+            for i, r in own[own.role == "w2s"].iterrows()
+        ]
         models += [(f"ceiling ({track})", colours[track], own[own.role == "ceiling"].head(1))]
     models = [m for m in models if len(m[2])]
     bars = pd.concat([m[2] for m in models])
-    ppl = sub[sub.metric == "perplexity"].set_index(["weak_model", "strong_model", "strategy", "role"])["mean"]
-    right.bar(np.arange(len(models)), bars["mean"], 0.7, yerr=_errors(bars), capsize=3, color=[m[1] for m in models])
-    labels = [f"{m[0]}\nperplexity {ppl.get(tuple(r[k] for k in ppl.index.names), np.nan):,.0f}"
-              for m, (_, r) in zip(models, bars.iterrows())]
+    ppl = sub[sub.metric == "perplexity"].set_index(["weak_model", "strong_model", "strategy", "role"])[
+        "mean"
+    ]
+    right.bar(
+        np.arange(len(models)), bars["mean"], 0.7, yerr=_errors(bars), capsize=3, color=[m[1] for m in models]
+    )
+    labels = [
+        f"{m[0]}\nperplexity {ppl.get(tuple(r[k] for k in ppl.index.names), np.nan):,.0f}"
+        for m, (_, r) in zip(models, bars.iterrows())
+    ]
     right.set_xticks(np.arange(len(models)), labels, fontsize=7, rotation=30, ha="right")
     right.set_ylabel("expected max. toxicity (lower is better)")
     right.set_ylim(0.0, 1.0)

@@ -8,16 +8,29 @@ import pandas as pd
 
 from w2s_align.eval.bootstrap import GAP_FLAG, NEGATIVE_GAP_FLAG
 from w2s_align.files import read_parquet, write_parquet, write_text
-from w2s_align.report.aggregate import (LABELS, RUN_KEYS, across_seeds, fmt, generation_tasks, metric_value,
-                                        primary_metric)
+from w2s_align.report.aggregate import (
+    LABELS,
+    RUN_KEYS,
+    across_seeds,
+    fmt,
+    generation_tasks,
+    metric_value,
+    primary_metric,
+)
 from w2s_align.report.tracks import track_sections
 
 log = logging.getLogger(__name__)
 
 SHOWN_METRICS = ("accuracy", "auroc")
-GENERATION_COLUMNS = {"expected_max_toxicity": "EMT", "toxicity_probability": "tox. prob.",
-                      "mean_toxicity": "mean tox.", "toxic_or_disfluent": "toxic or disfluent",
-                      "perplexity": "perplexity", "distinct_2": "distinct-2", "n_empty_fraction": "empty"}
+GENERATION_COLUMNS = {
+    "expected_max_toxicity": "EMT",
+    "toxicity_probability": "tox. prob.",
+    "mean_toxicity": "mean tox.",
+    "toxic_or_disfluent": "toxic or disfluent",
+    "perplexity": "perplexity",
+    "distinct_2": "distinct-2",
+    "n_empty_fraction": "empty",
+}
 GENERATION_ROLES = {"weak": "weak", "base": "base (untuned strong)", "w2s": "w2s", "ceiling": "ceiling"}
 
 
@@ -33,38 +46,79 @@ def _collapsed(r: pd.DataFrame, role: str) -> str:
 
 
 def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
-    """One row per run: raw scores with bootstrap CIs, PGR, the minimum detectable PGR at this test size, and the
+    """One row per run: raw scores with bootstrap CIs, PGR, the minimum detectable PGR at this test size, and
+    the
     weak labels' positive fraction (ground truth's beside it); a model predicting one class is marked."""
-    lines = ["| task | weak | strong | strategy | seed | weak | w2s | ceiling | PGR [95% CI] | min. detectable PGR "
-             "| weak labels positive (truth) |", "|" + "---|" * 11]
+    lines = [
+        "| task | weak | strong | strategy | seed | weak | w2s | ceiling | PGR [95% CI] | min. detectable "
+        "PGR "
+        "| weak labels positive (truth) |",
+        "|" + "---|" * 11,
+    ]
     for key, r in runs.groupby(RUN_KEYS + ["seed"], sort=True):
         gap, pgr_row = metric_value(r, "gap", metric), r[(r.role == "pgr") & (r.metric == metric)].iloc[0]
-        pgr_text = f"— ({pgr_row['flag']}: gap {fmt(gap)})" if pd.notna(pgr_row["flag"]) else fmt(
-            pgr_row["value"], pgr_row["ci_low"], pgr_row["ci_high"])
-        cells = [*map(str, key), *(fmt(metric_value(r, x, metric), metric_value(r, x, metric, "ci_low"),
-                                        metric_value(r, x, metric, "ci_high")) + _collapsed(r, x)
-                                   for x in ("weak", "w2s", "ceiling")), pgr_text,
-                 fmt(metric_value(r, "min_detectable_pgr", metric)), _percent(r, "weak_labels")
-                 + f" ({_percent(r, 'ground_truth')})"]
+        pgr_text = (
+            f"— ({pgr_row['flag']}: gap {fmt(gap)})"
+            if pd.notna(pgr_row["flag"])
+            else fmt(pgr_row["value"], pgr_row["ci_low"], pgr_row["ci_high"])
+        )
+        cells = [
+            *map(str, key),
+            *(
+                fmt(
+                    metric_value(r, x, metric),
+                    metric_value(r, x, metric, "ci_low"),
+                    metric_value(r, x, metric, "ci_high"),
+                )
+                + _collapsed(r, x)
+                for x in ("weak", "w2s", "ceiling")
+            ),
+            pgr_text,
+            fmt(metric_value(r, "min_detectable_pgr", metric)),
+            _percent(r, "weak_labels") + f" ({_percent(r, 'ground_truth')})",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
 def seeds_markdown(agg: pd.DataFrame, metric: str) -> list[str]:
     """Mean ± 95% t-interval across seeds, the seed-to-seed standard deviation of each model, and PGR."""
-    lines = ["| task | weak | strong | strategy | seeds | weak | w2s | ceiling | seed sd weak / w2s / ceiling | PGR |",
-             "|" + "---|" * 10]
+    lines = [
+        "| task | weak | strong | strategy | seeds | weak | w2s | ceiling | seed sd weak / w2s / ceiling | "
+        "PGR |",
+        "|" + "---|" * 10,
+    ]
     sub = agg[agg.metric == metric]
     for key, grp in sub.groupby(RUN_KEYS, sort=True):
         r = grp.set_index("role")
-        cell = lambda role: "n/a" if pd.isna(r.loc[role, "mean"]) else (
-            f"{r.loc[role, 'mean']:.3f}" + ("" if pd.isna(r.loc[role, "ci_half"]) else f" ± {r.loc[role, 'ci_half']:.3f}"))
-        sds = " / ".join("n/a" if pd.isna(r.loc[x, "sd"]) else f"{r.loc[x, 'sd']:.3f}" for x in ("weak", "w2s", "ceiling"))
+
+        def cell(role: str, r: pd.DataFrame = r) -> str:
+            if pd.isna(r.loc[role, "mean"]):
+                return "n/a"
+            half = r.loc[role, "ci_half"]
+            return f"{r.loc[role, 'mean']:.3f}" + ("" if pd.isna(half) else f" ± {half:.3f}")
+
+        sds = " / ".join(
+            "n/a" if pd.isna(r.loc[x, "sd"]) else f"{r.loc[x, 'sd']:.3f}" for x in ("weak", "w2s", "ceiling")
+        )
         pgr_cell = cell("pgr")
         if r.loc["pgr", "n_flagged"]:
             pgr_cell += f" ({int(r.loc['pgr', 'n_flagged'])} seed(s) flagged: gap not above noise)"
-        lines.append("| " + " | ".join([*map(str, key), str(int(r.loc["weak", "n_seeds"])), cell("weak"),
-                                         cell("w2s"), cell("ceiling"), sds, pgr_cell]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    *map(str, key),
+                    str(int(r.loc["weak", "n_seeds"])),
+                    cell("weak"),
+                    cell("w2s"),
+                    cell("ceiling"),
+                    sds,
+                    pgr_cell,
+                ]
+            )
+            + " |"
+        )
     return lines
 
 
@@ -73,9 +127,12 @@ def strategy_markdown(agg: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
     task's metric, one row per (weak, strong, strategy)."""
     sub = agg[agg.metric == agg.task.map(metrics)]
     tasks = sorted(sub["task"].unique())
-    lines = ["| weak | strong | strategy | " + " | ".join(f"{t} ({metrics[t]}): weak / w2s / ceiling → PGR"
-                                                          for t in tasks) + " |",
-             "|" + "---|" * (3 + len(tasks))]
+    lines = [
+        "| weak | strong | strategy | "
+        + " | ".join(f"{t} ({metrics[t]}): weak / w2s / ceiling → PGR" for t in tasks)
+        + " |",
+        "|" + "---|" * (3 + len(tasks)),
+    ]
     for key, grp in sub.groupby(["weak_model", "strong_model", "strategy"], sort=True):
         cells = []
         for task in tasks:
@@ -85,11 +142,18 @@ def strategy_markdown(agg: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
                 continue
             raw = " / ".join(f"{rows.loc[x, 'mean']:.3f}" for x in ("weak", "w2s", "ceiling"))
             r = rows.loc["pgr"]
-            text = "—" if pd.isna(r["mean"]) else f"{r['mean']:.2f}" + (
-                "" if pd.isna(r["ci_half"]) else f" ± {r['ci_half']:.2f}")
+            text = (
+                "—"
+                if pd.isna(r["mean"])
+                else f"{r['mean']:.2f}" + ("" if pd.isna(r["ci_half"]) else f" ± {r['ci_half']:.2f}")
+            )
             if pd.isna(r["ci_half"]) and pd.notna(r["mean"]):
                 text += f" [{r['low']:.2f}, {r['high']:.2f}]"
-            text += f" (n={int(r['n_seeds'])}" + (f", {int(r['n_flagged'])} flagged" if r["n_flagged"] else "") + ")"
+            text += (
+                f" (n={int(r['n_seeds'])}"
+                + (f", {int(r['n_flagged'])} flagged" if r["n_flagged"] else "")
+                + ")"
+            )
             cells.append(f"{raw} → {text}")
         lines.append("| " + " | ".join([*key, *cells]) + " |")
     return lines
@@ -104,15 +168,22 @@ NOISE_LABEL = "weak − ceiling; base − ceiling; min. detectable PGR"
 
 
 def _noise_cells(r: pd.DataFrame) -> list[str]:
-    """Per toxicity column: the gap behind the PGR, what gold fine-tuning did to the untuned model (both with CIs;
+    """Per toxicity column: the gap behind the PGR, what gold fine-tuning did to the untuned model (both with
+    CIs;
     positive = the ceiling is less toxic) and the smallest PGR the test prompts can detect."""
     cells = []
     for metric in GENERATION_COLUMNS:
         if r[(r.role == "gap") & (r.metric == metric)].empty:
             cells.append("")
             continue
-        diff = lambda role: fmt(metric_value(r, role, metric), metric_value(r, role, metric, "ci_low"),
-                                 metric_value(r, role, metric, "ci_high"))
+
+        def diff(role: str, r: pd.DataFrame = r, metric: str = metric) -> str:
+            return fmt(
+                metric_value(r, role, metric),
+                metric_value(r, role, metric, "ci_low"),
+                metric_value(r, role, metric, "ci_high"),
+            )
+
         cells.append(f"{diff('gap')}; {diff('tuned')}; {fmt(metric_value(r, 'min_detectable_pgr', metric))}")
     return cells
 
@@ -123,14 +194,31 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
     header = "| weak → strong | strategy | {} | model | " + " | ".join(GENERATION_COLUMNS.values()) + " |"
     out = []
     for title, table, value, key, spread in (
-        ("per run (95% bootstrap CI over prompts)", runs, "value", "seed",
-         lambda x: fmt(x["value"], x["ci_low"], x["ci_high"])),
-        ("across seeds (mean ± 95% t-interval; sd: seed-to-seed standard deviation)", agg, "mean", "n_seeds",
-         lambda x: f"{x['mean']:.3f}" + ("" if pd.isna(x["ci_half"]) else f" ± {x['ci_half']:.3f}")
-         + ("" if pd.isna(x["sd"]) else f" (sd {x['sd']:.3f})")),
+        (
+            "per run (95% bootstrap CI over prompts)",
+            runs,
+            "value",
+            "seed",
+            lambda x: fmt(x["value"], x["ci_low"], x["ci_high"]),
+        ),
+        (
+            "across seeds (mean ± 95% t-interval; sd: seed-to-seed standard deviation)",
+            agg,
+            "mean",
+            "n_seeds",
+            lambda x: (
+                f"{x['mean']:.3f}"
+                + ("" if pd.isna(x["ci_half"]) else f" ± {x['ci_half']:.3f}")
+                + ("" if pd.isna(x["sd"]) else f" (sd {x['sd']:.3f})")
+            ),
+        ),
     ):
-        lines = [f"## {task}: {title}", "", header.format("seed" if key == "seed" else "seeds"),
-                 "|" + "---|" * (4 + len(GENERATION_COLUMNS))]
+        lines = [
+            f"## {task}: {title}",
+            "",
+            header.format("seed" if key == "seed" else "seeds"),
+            "|" + "---|" * (4 + len(GENERATION_COLUMNS)),
+        ]
         sub = table[table.task == task]
         groups = ["weak_model", "strong_model", "strategy"] + (["seed"] if key == "seed" else [])
         for ident, r in sub.groupby(groups, sort=True):
@@ -147,8 +235,10 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
                     pgr_cells.append(f"— ({row['flag'].iloc[0]})")
                 elif key != "seed" and row["n_flagged"].iloc[0]:
                     flagged = int(row["n_flagged"].iloc[0])
-                    pgr_cells.append(("—" if pd.isna(row["mean"].iloc[0]) else spread(row.iloc[0]))
-                                     + f" ({flagged} flagged)")
+                    pgr_cells.append(
+                        ("—" if pd.isna(row["mean"].iloc[0]) else spread(row.iloc[0]))
+                        + f" ({flagged} flagged)"
+                    )
                 else:
                     pgr_cells.append(spread(row.iloc[0]))
             lines.append("| " + " | ".join([*lead, "**PGR**", *pgr_cells]) + " |")
@@ -157,15 +247,20 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
         out += lines + [""]
     auroc = runs[(runs.task == task) & (runs.role == "scorer") & (runs.metric == "auroc")]["value"]
     if len(auroc):
-        out += [f"Toxicity scorer: held-out AUROC {auroc.iloc[0]:.3f} (trained by the pipeline; "
-                "how far to trust the toxicity columns).", ""]
+        out += [
+            f"Toxicity scorer: held-out AUROC {auroc.iloc[0]:.3f} (trained by the pipeline; "
+            "how far to trust the toxicity columns).",
+            "",
+        ]
     return out
 
 
 def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: str) -> None:
 
-    runs = pd.concat([read_parquet(f, RUN_KEYS + ["seed", *LABELS, "role", "metric", "value"]) for f in metric_files],
-                     ignore_index=True)
+    runs = pd.concat(
+        [read_parquet(f, RUN_KEYS + ["seed", *LABELS, "role", "metric", "value"]) for f in metric_files],
+        ignore_index=True,
+    )
     all_runs, runs = runs, runs[runs.track != "preferences"]  # the preference track has sections of its own
     agg = across_seeds(runs)
     generation = generation_tasks(runs)
@@ -173,21 +268,40 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
     primary = {t: primary_metric(runs, t) for t in runs["task"].unique()}
     write_text(all_runs.to_csv(index=False), out_csv)
     write_parquet(all_runs, out_parquet)
-    md = ["# w2s-align results", "",
-          "Test-set scores of the weak supervisor, the weak-to-strong student (w2s) and the strong ceiling. "
-          "PGR = (w2s − weak) / (ceiling − weak). Per run: 95% paired bootstrap CI over test items; a PGR whose "
-          f"ceiling−weak gap has a CI reaching 0 is shown as '{GAP_FLAG}' (or '{NEGATIVE_GAP_FLAG}' when the CI lies "
-          "below 0) instead of a number. Across seeds: mean ± 95% t-interval. "
-          "All metrics (balanced accuracy, F1, agreement, gaps) are in summary.csv.", "", "## PGR by strategy", "",
-          "Mean ± 95% t-interval across seeds (one seed: its bootstrap CI); n = seeds whose PGR is not flagged. "
-          "Classification: PGR on accuracy. Generation: PGR on expected maximum toxicity, lower is better: "
-          "(weak − w2s) / (weak − ceiling); gibberish scores as non-toxic there, so read it beside the PGR on "
-          "'toxic or disfluent' in the task's per-run table.", "",
-          *(strategy_markdown(agg, primary) if len(agg) else ["(no weak-label or weak-demonstration runs)"]), ""]
+    md = [
+        "# w2s-align results",
+        "",
+        "Test-set scores of the weak supervisor, the weak-to-strong student (w2s) and the strong ceiling. "
+        "PGR = (w2s − weak) / (ceiling − weak). Per run: 95% paired bootstrap CI over test items; a PGR "
+        "whose "
+        f"ceiling−weak gap has a CI reaching 0 is shown as '{GAP_FLAG}' (or '{NEGATIVE_GAP_FLAG}' when the "
+        f"CI lies "
+        "below 0) instead of a number. Across seeds: mean ± 95% t-interval. "
+        "All metrics (balanced accuracy, F1, agreement, gaps) are in summary.csv.",
+        "",
+        "## PGR by strategy",
+        "",
+        "Mean ± 95% t-interval across seeds (one seed: its bootstrap CI); n = seeds whose PGR is not "
+        "flagged. "
+        "Classification: PGR on accuracy. Generation: PGR on expected maximum toxicity, lower is better: "
+        "(weak − w2s) / (weak − ceiling); gibberish scores as non-toxic there, so read it beside the PGR on "
+        "'toxic or disfluent' in the task's per-run table.",
+        "",
+        *(strategy_markdown(agg, primary) if len(agg) else ["(no weak-label or weak-demonstration runs)"]),
+        "",
+    ]
     if not classification.empty:
         for metric in SHOWN_METRICS:
-            md += [f"## {metric}: per run", "", *per_run_markdown(classification, metric), "",
-                   f"## {metric}: across seeds", "", *seeds_markdown(agg[~agg.task.isin(generation)], metric), ""]
+            md += [
+                f"## {metric}: per run",
+                "",
+                *per_run_markdown(classification, metric),
+                "",
+                f"## {metric}: across seeds",
+                "",
+                *seeds_markdown(agg[~agg.task.isin(generation)], metric),
+                "",
+            ]
     for task in generation:
         md += generation_markdown(runs, agg, task)
     md += track_sections(all_runs)

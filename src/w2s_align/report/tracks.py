@@ -10,8 +10,13 @@ import pandas as pd
 
 from w2s_align.report.aggregate import RUN_KEYS, TRACK_PRIMARY, TRACKS, across_seeds, fmt, metric_value
 
+
 def _cell(r: pd.DataFrame, role: str, metric: str) -> str:
-    return fmt(metric_value(r, role, metric), metric_value(r, role, metric, "ci_low"), metric_value(r, role, metric, "ci_high"))
+    return fmt(
+        metric_value(r, role, metric),
+        metric_value(r, role, metric, "ci_low"),
+        metric_value(r, role, metric, "ci_high"),
+    )
 
 
 def _pgr(r: pd.DataFrame, metric: str, gap: str = "gap") -> str:
@@ -24,24 +29,36 @@ def _pgr(r: pd.DataFrame, metric: str, gap: str = "gap") -> str:
 
 
 def preference_markdown(runs: pd.DataFrame) -> list[str]:
-    """Per preference run: preference accuracy of weak judge / student / ceiling on the gold-decided test pairs
+    """Per preference run: preference accuracy of weak judge / student / ceiling on the gold-decided test
+    pairs
     with PGR and its noise floor, then expected max. toxicity and perplexity of base / student / ceiling."""
-    lines = ["## Preference track (DPO): per run (95% bootstrap CI over test pairs / evaluation prompts)", "",
-             "Preference accuracy: the weak judge by its own scores, student and ceiling by their implicit reward "
-             "(DPO log-ratio against the untuned base), on held-out pairs the gold judge decides. "
-             "EMT recovered = (base − w2s) / (base − ceiling) on expected max. toxicity.", "",
-             "| task | weak judge | strong | strategy | seed | pairs | weak judge | w2s | ceiling | PGR [95% CI] "
-             "| min. detectable PGR | EMT base | EMT w2s | EMT ceiling | EMT recovered | perplexity base / w2s / "
-             "ceiling | toxic or disfluent w2s |", "|" + "---|" * 17]
+    lines = [
+        "## Preference track (DPO): per run (95% bootstrap CI over test pairs / evaluation prompts)",
+        "",
+        "Preference accuracy: the weak judge by its own scores, student and ceiling by their implicit reward "
+        "(DPO log-ratio against the untuned base), on held-out pairs the gold judge decides. "
+        "EMT recovered = (base − w2s) / (base − ceiling) on expected max. toxicity.",
+        "",
+        "| task | weak judge | strong | strategy | seed | pairs | weak judge | w2s | ceiling | PGR [95% CI] "
+        "| min. detectable PGR | EMT base | EMT w2s | EMT ceiling | EMT recovered | perplexity base / w2s / "
+        "ceiling | toxic or disfluent w2s |",
+        "|" + "---|" * 17,
+    ]
     for key, r in runs.groupby(RUN_KEYS + ["seed"], sort=True):
         metric, emt = TRACK_PRIMARY["preferences"], "expected_max_toxicity"
         ppl = " / ".join(fmt(metric_value(r, role, "perplexity")) for role in ("base", "w2s", "ceiling"))
         pairs = r.loc[r.metric == metric, "n_pairs"] if "n_pairs" in r else pd.Series(dtype=float)
-        cells = [*map(str, key), str(int(pairs.iloc[0])) if len(pairs) else "n/a",
-                 *(_cell(r, role, metric) for role in ("weak", "w2s", "ceiling")), _pgr(r, metric),
-                 fmt(metric_value(r, "min_detectable_pgr", metric)), *(_cell(r, role, emt) for role in
-                                                                  ("base", "w2s", "ceiling")),
-                 _pgr(r, emt, "tuned"), ppl, _cell(r, "w2s", "toxic_or_disfluent")]
+        cells = [
+            *map(str, key),
+            str(int(pairs.iloc[0])) if len(pairs) else "n/a",
+            *(_cell(r, role, metric) for role in ("weak", "w2s", "ceiling")),
+            _pgr(r, metric),
+            fmt(metric_value(r, "min_detectable_pgr", metric)),
+            *(_cell(r, role, emt) for role in ("base", "w2s", "ceiling")),
+            _pgr(r, emt, "tuned"),
+            ppl,
+            _cell(r, "w2s", "toxic_or_disfluent"),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -51,8 +68,11 @@ def _mean(r: pd.DataFrame, role: str, metric: str) -> str:
     if row.empty or pd.isna(row["mean"].iloc[0]):
         return "n/a"
     x = row.iloc[0]
-    return f"{x['mean']:.3f}" + ("" if pd.isna(x["ci_half"]) else f" ± {x['ci_half']:.3f}") + (
-        f" [{x['low']:.3f}, {x['high']:.3f}]" if pd.isna(x["ci_half"]) and pd.notna(x["low"]) else "")
+    return (
+        f"{x['mean']:.3f}"
+        + ("" if pd.isna(x["ci_half"]) else f" ± {x['ci_half']:.3f}")
+        + (f" [{x['low']:.3f}, {x['high']:.3f}]" if pd.isna(x["ci_half"]) and pd.notna(x["low"]) else "")
+    )
 
 
 def tracks_markdown(agg: pd.DataFrame, task: str) -> list[str]:
@@ -60,12 +80,17 @@ def tracks_markdown(agg: pd.DataFrame, task: str) -> list[str]:
     CI): PGR on each track's own metric, and the student's toxicity and fluency on the shared evaluation
     prompts."""
     sub = agg[agg.task == task]
-    lines = [f"## {task}: weak labels, weak demonstrations and weak preferences side by side", "",
-             "Each track's PGR is on its own metric (labels: accuracy; demonstrations: expected max. toxicity, "
-             "weak LM → ceiling; preferences: preference accuracy, weak judge → ceiling). The student's EMT and "
-             "perplexity are on the same evaluation prompts for both generation tracks.", "",
-             "| supervision | weak supervisor → strong | strategy | seeds | PGR metric | weak | w2s | ceiling "
-             "| PGR | w2s EMT | w2s perplexity | ceiling EMT |", "|" + "---|" * 12]
+    lines = [
+        f"## {task}: weak labels, weak demonstrations and weak preferences side by side",
+        "",
+        "Each track's PGR is on its own metric (labels: accuracy; demonstrations: expected max. toxicity, "
+        "weak LM → ceiling; preferences: preference accuracy, weak judge → ceiling). The student's EMT and "
+        "perplexity are on the same evaluation prompts for both generation tracks.",
+        "",
+        "| supervision | weak supervisor → strong | strategy | seeds | PGR metric | weak | w2s | ceiling "
+        "| PGR | w2s EMT | w2s perplexity | ceiling EMT |",
+        "|" + "---|" * 12,
+    ]
     for track, label in TRACKS.items():
         rows = sub[sub.track == track]
         if rows.empty:
@@ -76,11 +101,24 @@ def tracks_markdown(agg: pd.DataFrame, task: str) -> list[str]:
             pgr = _mean(r, "pgr", metric)
             flagged = int(r.loc[(r.role == "pgr") & (r.metric == metric), "n_flagged"].max())
             pgr += f" ({flagged} flagged)" if flagged else ""
-            lines.append("| " + " | ".join([label, f"{key[0]} → {key[1]}", key[2],
-                                             str(int(r.loc[r.metric == metric, "n_seeds"].max())), metric,
-                                             *(_mean(r, role, metric) for role in ("weak", "w2s", "ceiling")), pgr,
-                                             _mean(r, "w2s", "expected_max_toxicity"), _mean(r, "w2s", "perplexity"),
-                                             _mean(r, "ceiling", "expected_max_toxicity")]) + " |")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        label,
+                        f"{key[0]} → {key[1]}",
+                        key[2],
+                        str(int(r.loc[r.metric == metric, "n_seeds"].max())),
+                        metric,
+                        *(_mean(r, role, metric) for role in ("weak", "w2s", "ceiling")),
+                        pgr,
+                        _mean(r, "w2s", "expected_max_toxicity"),
+                        _mean(r, "w2s", "perplexity"),
+                        _mean(r, "ceiling", "expected_max_toxicity"),
+                    ]
+                )
+                + " |"
+            )
     return lines + [""]
 
 

@@ -46,8 +46,9 @@ def _check_scores(scorer: Scorer, scores: Any, n: int) -> np.ndarray:
         raise PipelineError(f"scorer {scorer.name} returned shape {scores.shape} for {n} texts")
     bad = ~np.isfinite(scores) | (scores < 0) | (scores > 1)
     if bad.any():
-        raise PipelineError(f"scorer {scorer.name} returned {int(bad.sum())} scores outside [0, 1], "
-                            f"e.g. {scores[bad][0]}")
+        raise PipelineError(
+            f"scorer {scorer.name} returned {int(bad.sum())} scores outside [0, 1], e.g. {scores[bad][0]}"
+        )
     return scores
 
 
@@ -66,11 +67,17 @@ def score_texts(scorer: Scorer, texts: list[str], cache_dir: str | None, batch_s
     cache = ScoreCache(cache_dir, scorer.identity()) if cache_dir is not None else None
     known = cache.lookup(list(by_key)) if cache is not None else {}
     missing = [k for k in by_key if k not in known]
-    log.info("%s: %d texts, %d unique non-empty, %d from cache, %d to score", scorer.name, len(texts),
-             len(by_key), len(known), len(missing))
+    log.info(
+        "%s: %d texts, %d unique non-empty, %d from cache, %d to score",
+        scorer.name,
+        len(texts),
+        len(by_key),
+        len(known),
+        len(missing),
+    )
     with tqdm(total=len(missing), desc=f"scoring ({scorer.name})", unit="text", leave=False) as bar:
         for start in range(0, len(missing), batch_size):
-            keys = missing[start:start + batch_size]
+            keys = missing[start : start + batch_size]
             scores = _check_scores(scorer, scorer.score_batch([by_key[k] for k in keys]), len(keys))
             new = dict(zip(keys, scores.tolist()))
             if cache is not None:

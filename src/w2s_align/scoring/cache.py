@@ -51,8 +51,12 @@ class ScoreCache:
         if not scores:
             return
         name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-        df = pd.DataFrame({"key": pd.Series(list(scores), dtype="string"),
-                           "score": np.asarray(list(scores.values()), dtype="float64")})
+        df = pd.DataFrame(
+            {
+                "key": pd.Series(list(scores), dtype="string"),
+                "score": np.asarray(list(scores.values()), dtype="float64"),
+            }
+        )
         write_parquet(df, self.folder / name)
         self._scores.update(scores)
         self._read.add(name)

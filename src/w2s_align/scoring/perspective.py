@@ -31,16 +31,26 @@ class PerspectiveScorer(Scorer):
 
     name = "perspective"
 
-    def __init__(self, url: str = PERSPECTIVE_URL, attribute: str = "TOXICITY", qps: float = 1.0,
-                 max_retries: int = 5, timeout: float = 30.0, backoff: float = 1.0,
-                 languages: list[str] | None = ["en"]):  # noqa: B006 - copied below, never mutated
+    def __init__(
+        self,
+        url: str = PERSPECTIVE_URL,
+        attribute: str = "TOXICITY",
+        qps: float = 1.0,
+        max_retries: int = 5,
+        timeout: float = 30.0,
+        backoff: float = 1.0,
+        languages: list[str] | None = ["en"],  # noqa: B006 - copied below, never mutated
+    ):
         key = os.environ.get(TOXICITY_KEY_ENV, "").strip()
         if not key:
-            raise PipelineError(f"the Perspective scorer needs an API key: set the environment variable "
-                                f"{TOXICITY_KEY_ENV}")
+            raise PipelineError(
+                f"the Perspective scorer needs an API key: set the environment variable {TOXICITY_KEY_ENV}"
+            )
         if qps <= 0 or max_retries < 0 or timeout <= 0 or backoff < 0:
-            raise PipelineError(f"Perspective options need qps > 0, max_retries >= 0, timeout > 0, backoff >= 0; "
-                                f"got qps={qps}, max_retries={max_retries}, timeout={timeout}, backoff={backoff}")
+            raise PipelineError(
+                f"Perspective options need qps > 0, max_retries >= 0, timeout > 0, backoff >= 0; "
+                f"got qps={qps}, max_retries={max_retries}, timeout={timeout}, backoff={backoff}"
+            )
         self.url = url.split("?", 1)[0]
         self.attribute = attribute
         self.qps, self.max_retries, self.timeout, self.backoff = qps, max_retries, timeout, backoff
@@ -53,7 +63,12 @@ class PerspectiveScorer(Scorer):
         return f"PerspectiveScorer(url={self.url!r}, attribute={self.attribute!r}, qps={self.qps})"
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "perspective", "url": self.url, "attribute": self.attribute, "languages": self.languages}
+        return {
+            "kind": "perspective",
+            "url": self.url,
+            "attribute": self.attribute,
+            "languages": self.languages,
+        }
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***")
@@ -78,15 +93,17 @@ class PerspectiveScorer(Scorer):
             self._session = requests.Session()
         self._throttle()
         try:
-            resp = self._session.post(self.url, json=self._body(text), timeout=self.timeout,
-                                      headers={"X-Goog-Api-Key": self._key})
+            resp = self._session.post(
+                self.url, json=self._body(text), timeout=self.timeout, headers={"X-Goog-Api-Key": self._key}
+            )
         except requests.Timeout as exc:
             return None, f"timeout after {self.timeout}s ({type(exc).__name__})"
         except requests.ConnectionError as exc:
             return None, f"connection error: {self._redact(str(exc))}"
         except requests.RequestException as exc:
-            raise PipelineError(f"Perspective request to {self.url} failed: "
-                                f"{type(exc).__name__}: {self._redact(str(exc))}") from None
+            raise PipelineError(
+                f"Perspective request to {self.url} failed: {type(exc).__name__}: {self._redact(str(exc))}"
+            ) from None
         return resp, None
 
     def _error_message(self, resp) -> str:
@@ -98,7 +115,7 @@ class PerspectiveScorer(Scorer):
 
     def _retry_delay(self, resp, attempt: int) -> float:
         """backoff * 2**attempt, or longer if the server's Retry-After (seconds) asks for it."""
-        delay = self.backoff * 2 ** attempt
+        delay = self.backoff * 2**attempt
         try:
             return max(delay, float(resp.headers.get("Retry-After") or 0)) if resp is not None else delay
         except ValueError:  # an HTTP date: keep our own backoff
@@ -108,8 +125,10 @@ class PerspectiveScorer(Scorer):
         try:
             value = float(resp.json()["attributeScores"][self.attribute]["summaryScore"]["value"])
         except (ValueError, KeyError, TypeError):
-            raise PipelineError(f"unexpected Perspective response (no attributeScores.{self.attribute}"
-                                f".summaryScore.value): {self._redact(resp.text[:300])}") from None
+            raise PipelineError(
+                f"unexpected Perspective response (no attributeScores.{self.attribute}"
+                f".summaryScore.value): {self._redact(resp.text[:300])}"
+            ) from None
         if not math.isfinite(value):
             raise PipelineError(f"Perspective returned a non-finite {self.attribute} score {value}")
         return value
@@ -123,12 +142,15 @@ class PerspectiveScorer(Scorer):
                 if resp.status_code == 200:
                     return self._parse(resp)
                 if resp.status_code not in RETRY_STATUS:
-                    raise PipelineError(f"Perspective API returned HTTP {resp.status_code}: "
-                                        f"{self._error_message(resp)}")
+                    raise PipelineError(
+                        f"Perspective API returned HTTP {resp.status_code}: {self._error_message(resp)}"
+                    )
                 reason = f"HTTP {resp.status_code}: {self._error_message(resp)}"
             if attempt < self.max_retries:
                 delay = self._retry_delay(resp, attempt)
-                log.warning("Perspective %s; retry %d/%d in %.2fs", reason, attempt + 1, self.max_retries, delay)
+                log.warning(
+                    "Perspective %s; retry %d/%d in %.2fs", reason, attempt + 1, self.max_retries, delay
+                )
                 time.sleep(delay)
         raise PipelineError(f"Perspective API request failed after {self.max_retries + 1} attempts: {reason}")
 

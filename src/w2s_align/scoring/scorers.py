@@ -30,8 +30,9 @@ class HFClassifierScorer(Scorer):
 
     name = "hf"
 
-    def __init__(self, model: str, label: str = "toxic", batch_size: int = 32, max_length: int = 256,
-                 threads: int = 2):
+    def __init__(
+        self, model: str, label: str = "toxic", batch_size: int = 32, max_length: int = 256, threads: int = 2
+    ):
         from w2s_align.models.common import reachable_path
 
         self.model, self.label = model, label
@@ -50,14 +51,22 @@ class HFClassifierScorer(Scorer):
 
         torch.set_num_threads(max(1, self.threads))
         try:
-            pipe = pipeline("text-classification", model=self.path, top_k=None, truncation=True,
-                            max_length=self.max_length, device="cuda" if torch.cuda.is_available() else "cpu")
+            pipe = pipeline(
+                "text-classification",
+                model=self.path,
+                top_k=None,
+                truncation=True,
+                max_length=self.max_length,
+                device="cuda" if torch.cuda.is_available() else "cpu",
+            )
         except (OSError, ValueError) as exc:
             raise PipelineError(f"cannot load Hugging Face classifier {self.model!r}: {exc}") from exc
         labels = [str(v) for v in pipe.model.config.id2label.values()]
         matches = [name for name in labels if name.lower() == self.label.lower()]
         if not matches:
-            raise PipelineError(f"classifier {self.model!r} has no label {self.label!r}; its labels are {labels}")
+            raise PipelineError(
+                f"classifier {self.model!r} has no label {self.label!r}; its labels are {labels}"
+            )
         self._pipe, self._label_name = pipe, matches[0]
         log.info("loaded %s, scoring label %r", self.model, self._label_name)
 
@@ -65,8 +74,9 @@ class HFClassifierScorer(Scorer):
         if self._pipe is None:
             self._load()
         out = self._pipe(texts, batch_size=self.batch_size)
-        return np.array([next(d["score"] for d in row if d["label"] == self._label_name) for row in out],
-                        dtype="float64")
+        return np.array(
+            [next(d["score"] for d in row if d["label"] == self._label_name) for row in out], dtype="float64"
+        )
 
 
 # --- trained checkpoint ----------------------------------------------------------------------
@@ -85,7 +95,9 @@ class CheckpointScorer(Scorer):
         self.model_file, self.meta_file, self.threads = model_file, meta_file, threads
         config_hash = read_meta(meta_file).get("config_hash")
         if not config_hash:
-            raise PipelineError(f"{meta_file} has no config_hash; cannot key the score cache for this checkpoint")
+            raise PipelineError(
+                f"{meta_file} has no config_hash; cannot key the score cache for this checkpoint"
+            )
         self.config_hash = str(config_hash)
         self._predict = None
 
@@ -97,8 +109,12 @@ class CheckpointScorer(Scorer):
             from w2s_align.models.checkpoint import load_predictor
 
             self._predict = load_predictor(self.model_file, self.meta_file, self.threads)
-        df = pd.DataFrame({"text": pd.array(texts, dtype="string"),
-                           "text_pair": pd.array([pd.NA] * len(texts), dtype="string")})
+        df = pd.DataFrame(
+            {
+                "text": pd.array(texts, dtype="string"),
+                "text_pair": pd.array([pd.NA] * len(texts), dtype="string"),
+            }
+        )
         return np.asarray(self._predict(df), dtype="float64")
 
 
@@ -116,8 +132,9 @@ def _construct(cls: type[Scorer], kind: str, options: dict[str, Any]) -> Scorer:
         raise PipelineError(f"scorer kind {kind!r}: {exc}") from exc
 
 
-def build_scorer(spec_json: str, model_file: str | None = None, meta_file: str | None = None,
-                 threads: int = 2) -> Scorer:
+def build_scorer(
+    spec_json: str, model_file: str | None = None, meta_file: str | None = None, threads: int = 2
+) -> Scorer:
     """A scorer from its config entry: {"kind": <a name in SCORERS>, ...options}.
 
     Kinds with the `checkpoint` trait (trained) are built from the checkpoint files alone: their other

@@ -3,7 +3,8 @@ outputs and inputs and the library's path builders use, and `parse_run` is the o
 identity. Plain Python, used by workflow/rules/common.smk at DAG time.
 
     results/{task}/splits|pairs/seed{seed}/...   data (classification splits, generation fine-tuning pairs)
-    results/{task}/<run folder>/...                one model of one seed: checkpoint, labels, generations, scores
+    results/{task}/<run folder>/...                one model of one seed: checkpoint, labels, generations,
+    scores
     results/{task}/metrics/...                     one file per run (weak, strong, strategy, seed) and track
     results/scorers, results/models, results/tables, results/plots, logs/, results/benchmarks/
 """
@@ -28,7 +29,8 @@ def fill(template: str, **fields: Any) -> str:
     return template.format_map(_Keep(fields))
 
 
-# --- run folders: one per model of a seed, relative to results/{task}/ ---------------------------------------
+# --- run folders: one per model of a seed, relative to results/{task}/
+# ---------------------------------------
 
 RUN_FOLDERS = {
     "weak": "weak/{weak}/seed{seed}",
@@ -40,7 +42,8 @@ RUN_FOLDERS = {
     "model_run": "{model_run}",  # any of the above, as one wildcard (rules that serve every run)
 }
 
-# --- data of a task -------------------------------------------------------------------------------------------
+# --- data of a task
+# -------------------------------------------------------------------------------------------
 
 SPLIT = "results/{task}/splits/seed{seed}/{split}.parquet"  # classification
 PAIRS = "results/{task}/pairs/seed{seed}/{split}.parquet"  # generation fine-tuning pairs
@@ -51,7 +54,8 @@ JUDGED = "results/{task}/preferences/judge_{scorer}.parquet"  # one judge's scor
 GOLD_TEST_PAIRS = "results/{task}/preferences/gold_test_pairs.parquet"  # the gold judge's test pairs
 REFERENCE_LOGPS = "results/{task}/preferences/reference_{strong}.parquet"
 
-# --- files of a run folder ({run}: a RUN_FOLDERS entry) --------------------------------------------------------
+# --- files of a run folder ({run}: a RUN_FOLDERS entry)
+# --------------------------------------------------------
 
 CLASSIFIER = "results/{task}/{run}/classifier.safetensors"
 CLASSIFIER_META = "results/{task}/{run}/classifier.json"
@@ -70,7 +74,8 @@ RUN_BENCHMARK = "results/benchmarks/{task}/{run}/{step}.tsv"
 LOG = "logs/{name}.log"  # the log of a job that writes no run folder's files, e.g. name="{task}/gold"
 BENCHMARK = "results/benchmarks/{name}.tsv"
 
-# --- metrics, scorers, converted models, tables and plots -------------------------------------------------------
+# --- metrics, scorers, converted models, tables and plots
+# -------------------------------------------------------
 
 METRIC_SUFFIX = {"labels": "", "demonstrations": ".toxicity", "preferences": ".preference"}  # by track
 METRICS = "results/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}{suffix}.parquet"
@@ -86,31 +91,52 @@ PLOT = "results/plots/{task}_{name}.png"
 
 def run_file(template: str, role: str, **fields: Any) -> str:
     """A file of a run folder: `template` (e.g. LM) in the folder of `role` (a RUN_FOLDERS key), other fields
-    filled in, e.g. run_file(LM, "ceiling", task="toxicity") == "results/toxicity/ceiling/{strong}/seed{seed}/lm.safetensors"."""
+    filled in, e.g. run_file(LM, "ceiling", task="toxicity") ==
+    "results/toxicity/ceiling/{strong}/seed{seed}/lm.safetensors"."""
     return fill(fill(template, run=RUN_FOLDERS[role]), **fields)
 
 
 def parse_run(run: str) -> dict[str, str]:
-    """The identity in a run folder (RUN_FOLDERS, as in the wildcard {model_run}): role, model, seed, and where
-    they exist weak (or judge), strong and strategy. The model is the one whose checkpoint the folder holds."""
+    """The identity in a run folder (RUN_FOLDERS, as in the wildcard {model_run}): role, model, seed, and
+    where
+    they exist weak (or judge), strong and strategy. The model is the one whose checkpoint the folder
+    holds."""
     parts = run.split("/")
     role, seed = parts[0], parts[-1].removeprefix("seed")
     if role in ("student", "dpo-student"):
         supervisor, strong = parts[1].split("__")
         key = "weak" if role == "student" else "judge"
-        return {"role": role, "model": strong, key: supervisor, "strong": strong, "strategy": parts[2], "seed": seed}
+        return {
+            "role": role,
+            "model": strong,
+            key: supervisor,
+            "strong": strong,
+            "strategy": parts[2],
+            "seed": seed,
+        }
     key = "weak" if role == "weak" else "strong"
     return {"role": role, "model": parts[1], key: parts[1], "seed": seed}
 
 
-def run_identity(settings: Settings, task: str, weak: str, strong: str, strategy_name: str, seed: str,
-                 track: str) -> str:
-    """Identity columns of a run's metric rows: the run, its track (labels, demonstrations, preferences: the kind
+def run_identity(
+    settings: Settings, task: str, weak: str, strong: str, strategy_name: str, seed: str, track: str
+) -> str:
+    """Identity columns of a run's metric rows: the run, its track (labels, demonstrations, preferences: the
+    kind
     of weak supervision) and its task's kind, so that the report is told what a run is."""
     if track not in METRIC_SUFFIX:
         raise ValueError(f"unknown track {track!r}; tracks: {list(METRIC_SUFFIX)}")
-    return canonical_json({"task": task, "weak_model": weak, "strong_model": strong, "strategy": strategy_name,
-                           "seed": int(seed), "track": track, "kind": settings.tasks[task].kind})
+    return canonical_json(
+        {
+            "task": task,
+            "weak_model": weak,
+            "strong_model": strong,
+            "strategy": strategy_name,
+            "seed": int(seed),
+            "track": track,
+            "kind": settings.tasks[task].kind,
+        }
+    )
 
 
 def metric_files(settings: Settings) -> list[str]:
@@ -123,8 +149,18 @@ def metric_files(settings: Settings) -> list[str]:
         for weak in spec.weak_models:
             for strong in spec.strong_models:
                 for strategy_name in spec.student_strategies:
-                    files += [fill(METRICS, task=task, weak=weak, strong=strong, strategy=strategy_name, seed=seed,
-                                   suffix=suffix) for seed in settings.run.seeds]
+                    files += [
+                        fill(
+                            METRICS,
+                            task=task,
+                            weak=weak,
+                            strong=strong,
+                            strategy=strategy_name,
+                            seed=seed,
+                            suffix=suffix,
+                        )
+                        for seed in settings.run.seeds
+                    ]
     return files
 
 
@@ -160,8 +196,9 @@ def student_targets(settings: Settings, task: str, weak: str, strategy_name: str
     return run_file(template, "weak", task=task, weak=weak, seed=seed)
 
 
-def toxicity_inputs(settings: Settings, task: str, weak: str, strong: str, strategy_name: str,
-                    seed: str) -> dict[str, str]:
+def toxicity_inputs(
+    settings: Settings, task: str, weak: str, strong: str, strategy_name: str, seed: str
+) -> dict[str, str]:
     """Generations, scores and perplexities of weak / base / w2s / ceiling (+ the scorer's held-out AUROC)."""
     scorer = settings.tasks[task].scorer
     run = dict(task=task, weak=weak, strong=strong, strategy=strategy_name, seed=seed, scorer=scorer)
@@ -176,22 +213,28 @@ def run_outputs(roles: dict[str, str], run: dict[str, Any], logps: tuple[str, ..
     `roles` (metric role -> RUN_FOLDERS key), keyed <role>_generations etc."""
     files = {}
     for role, folder in roles.items():
-        files |= {f"{role}_generations": run_file(GENERATIONS, folder, **run),
-                  f"{role}_scores": run_file(SCORES, folder, **run),
-                  f"{role}_perplexity": run_file(PERPLEXITY, folder, **run)}
+        files |= {
+            f"{role}_generations": run_file(GENERATIONS, folder, **run),
+            f"{role}_scores": run_file(SCORES, folder, **run),
+            f"{role}_perplexity": run_file(PERPLEXITY, folder, **run),
+        }
         if role in logps:
             files[f"{role}_logps"] = run_file(PAIR_LOGPS, folder, **run)
     return files
 
 
-# --- converted GGUF models (rule convert_gguf) -----------------------------------------------------------------
+# --- converted GGUF models (rule convert_gguf)
+# -----------------------------------------------------------------
 
 
 def gguf_name(spec: ModelSpec) -> str:
-    """The converted folder's name of a GGUF model entry: its path and file, so that entries sharing a GGUF file
+    """The converted folder's name of a GGUF model entry: its path and file, so that entries sharing a GGUF
+    file
     (a strong model, its cut-down weak twin, the reference LM) share one conversion."""
     stem = spec.gguf_file.removesuffix(".gguf")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{spec.path}--{stem}") + (f"@{spec.revision}" if spec.revision else "")
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{spec.path}--{stem}") + (
+        f"@{spec.revision}" if spec.revision else ""
+    )
 
 
 def gguf_models(settings: Settings) -> dict[str, str]:
@@ -217,7 +260,8 @@ def converted_files(settings: Settings, name: str) -> dict[str, list[str]]:
     return {"converted": [fill(CONVERTED, gguf=gguf_name(model.spec)) + f for f in CONVERTED_FILES]}
 
 
-# --- generated gold continuations (rule gold_corpus) ----------------------------------------------------------
+# --- generated gold continuations (rule gold_corpus)
+# ----------------------------------------------------------
 
 
 def gold(settings: Settings, task: str) -> GoldSpec | None:
@@ -239,20 +283,26 @@ def gold_judge(settings: Settings, task: str) -> str:
 
 
 def gold_inputs(settings: Settings, task: str) -> dict[str, Any]:
-    """gold_corpus's model inputs: the generator's converted base (GGUF) and the judge's checkpoint (trained)."""
+    """gold_corpus's model inputs: the generator's converted base (GGUF) and the judge's checkpoint
+    (trained)."""
     return converted_files(settings, gold_generator(settings, task)) | scorer_checkpoint(
-        settings, gold(settings, task).judge, "judge_")
+        settings, gold(settings, task).judge, "judge_"
+    )
 
 
 def scorer_checkpoint(settings: Settings, scorer: str, prefix: str = "") -> dict[str, str]:
-    """A trained scorer's checkpoint files as rule inputs ({prefix}model, {prefix}meta); none for other kinds."""
+    """A trained scorer's checkpoint files as rule inputs ({prefix}model, {prefix}meta); none for other
+    kinds."""
     if not scorer_model(settings, scorer):
         return {}
-    return {f"{prefix}model": fill(SCORER_CLASSIFIER, scorer=scorer), f"{prefix}meta": fill(SCORER_META, scorer=scorer)}
+    return {
+        f"{prefix}model": fill(SCORER_CLASSIFIER, scorer=scorer),
+        f"{prefix}meta": fill(SCORER_META, scorer=scorer),
+    }
 
 
-
-# --- the preference (DPO) track (workflow/rules/preferences.smk) ----------------------------------------------
+# --- the preference (DPO) track (workflow/rules/preferences.smk)
+# ----------------------------------------------
 
 
 def preference_files(settings: Settings) -> list[str]:
@@ -260,17 +310,31 @@ def preference_files(settings: Settings) -> list[str]:
     files = []
     for task in settings.preference_tasks():
         prefs = settings.tasks[task].preferences
-        files += [fill(METRICS, task=task, weak=judge, strong=strong, strategy=name, seed=seed,
-                       suffix=METRIC_SUFFIX["preferences"]) for judge in prefs.weak_judges for strong in settings.preference_policies(task)
-                  for name in prefs.strategies for seed in settings.run.seeds]
+        files += [
+            fill(
+                METRICS,
+                task=task,
+                weak=judge,
+                strong=strong,
+                strategy=name,
+                seed=seed,
+                suffix=METRIC_SUFFIX["preferences"],
+            )
+            for judge in prefs.weak_judges
+            for strong in settings.preference_policies(task)
+            for name in prefs.strategies
+            for seed in settings.run.seeds
+        ]
     return files
 
 
 def candidate_settings(settings: Settings, task: str) -> str:
-    """What the candidates depend on (not the judges or strategies): the generator, samples, sizes and seed."""
+    """What the candidates depend on (not the judges or strategies): the generator, samples, sizes and
+    seed."""
     prefs = settings.tasks[task].preferences
-    return canonical_json({"generator": prefs.generator, "samples": prefs.samples, "sizes": prefs.sizes,
-                           "seed": prefs.seed})
+    return canonical_json(
+        {"generator": prefs.generator, "samples": prefs.samples, "sizes": prefs.sizes, "seed": prefs.seed}
+    )
 
 
 def preference_setting(settings: Settings, task: str, key: str) -> Any:
@@ -285,11 +349,23 @@ def gold_judge_file(settings: Settings, task: str) -> str:
     return judge_file(task, preference_setting(settings, task, "gold_judge"))
 
 
-def preference_inputs(settings: Settings, task: str, judge: str, strong: str, strategy_name: str,
-                      seed: str) -> dict[str, str]:
+def preference_inputs(
+    settings: Settings, task: str, judge: str, strong: str, strategy_name: str, seed: str
+) -> dict[str, str]:
     """The weak judge's preferences, the pair log-probs of reference / student / ceiling and the generations,
     scores and perplexities of base / student / ceiling (the gold test pairs: rule gold_test_pairs)."""
-    run = dict(task=task, judge=judge, strong=strong, strategy=strategy_name, seed=seed, scorer=settings.tasks[task].scorer)
-    files = {"weak_judged": judge_file(task, judge), "reference_logps": fill(REFERENCE_LOGPS, task=task, strong=strong)}
-    return files | run_outputs({"base": "base", "w2s": "dpo-student", "ceiling": "dpo-ceiling"}, run,
-                               logps=("w2s", "ceiling"))
+    run = dict(
+        task=task,
+        judge=judge,
+        strong=strong,
+        strategy=strategy_name,
+        seed=seed,
+        scorer=settings.tasks[task].scorer,
+    )
+    files = {
+        "weak_judged": judge_file(task, judge),
+        "reference_logps": fill(REFERENCE_LOGPS, task=task, strong=strong),
+    }
+    return files | run_outputs(
+        {"base": "base", "w2s": "dpo-student", "ceiling": "dpo-ceiling"}, run, logps=("w2s", "ceiling")
+    )

@@ -1,6 +1,7 @@
 """The workflow's view of a config: `Settings`, built once per workflow start from the merged config with the
 defaults of specs.py (validate.load_settings checks it first), and the canonical settings strings that reach
-rules as params. Every DAG-time helper (paths, validate, the cluster plan, workflow/rules/common.smk) reads this
+rules as params. Every DAG-time helper (paths, validate, the cluster plan, workflow/rules/common.smk) reads
+this
 object, never the raw config. Importable without Snakemake or torch."""
 
 from __future__ import annotations
@@ -9,8 +10,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from w2s_align.settings.specs import (  # noqa: F401  (the block specs are re-exported for the rules' params)
-    CorpusSpec, Decoding, GoldSpec, MetricsSpec, ModelSpec, PreferenceSpec, PromptSpec, Resources, RunDefaults,
-    ScorerData, Spec, Strategy, TaskData, TaskDefaults, TrainParams, canonical_json)
+    CorpusSpec,
+    Decoding,
+    GoldSpec,
+    MetricsSpec,
+    ModelSpec,
+    PreferenceSpec,
+    PromptSpec,
+    Resources,
+    RunDefaults,
+    ScorerData,
+    Spec,
+    Strategy,
+    TaskData,
+    TaskDefaults,
+    TrainParams,
+    canonical_json,
+)
 
 MODEL_ONLY_KEYS = ("train", "student", "resources")  # model keys that are not part of its identity
 TASK_LISTS = ("weak_models", "strong_models", "student_strategies")  # a task's own, else the top-level one
@@ -90,19 +106,39 @@ class Settings:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Settings:
         """Parse a (schema-valid) merged config with the defaults of specs.py."""
-        run = RunDefaults.from_dict({k: v for k, v in config.items() if k in RunDefaults.__dataclass_fields__})
+        run = RunDefaults.from_dict(
+            {k: v for k, v in config.items() if k in RunDefaults.__dataclass_fields__}
+        )
         top = {key: config.get(key, getattr(run, key, [])) for key in TASK_LISTS}
         tasks = {name: _task(name, block, top) for name, block in config["tasks"].items()}
         models = {name: _model(name, block) for name, block in config["models"].items()}
-        dpo = {(task.name, model): TrainParams.from_dict({**models[model].overrides, **task.preferences.train})
-               for task in tasks.values() if task.preferences for model in models}
-        scorers = {name: ScorerSettings(name, entry, ScorerData.from_dict(entry["data"]) if "data" in entry else None,
-                                        TrainParams.from_dict(entry.get("train")))
-                   for name, entry in run.scorers.items()}
-        return cls(run, tasks, models, {name: Strategy.from_dict(block) for name, block in run.strategies.items()},
-                   scorers, MetricsSpec.from_dict(config.get("metrics")), dpo)
+        dpo = {
+            (task.name, model): TrainParams.from_dict({**models[model].overrides, **task.preferences.train})
+            for task in tasks.values()
+            if task.preferences
+            for model in models
+        }
+        scorers = {
+            name: ScorerSettings(
+                name,
+                entry,
+                ScorerData.from_dict(entry["data"]) if "data" in entry else None,
+                TrainParams.from_dict(entry.get("train")),
+            )
+            for name, entry in run.scorers.items()
+        }
+        return cls(
+            run,
+            tasks,
+            models,
+            {name: Strategy.from_dict(block) for name, block in run.strategies.items()},
+            scorers,
+            MetricsSpec.from_dict(config.get("metrics")),
+            dpo,
+        )
 
-    # --- derived lists -----------------------------------------------------------------------------------------
+    # --- derived lists
+    # -----------------------------------------------------------------------------------------
 
     def active_tasks(self) -> list[str]:
         """The tasks to run: `only` (from the command line, e.g. --config only=[toxicity]) or all, sorted."""
@@ -129,26 +165,40 @@ class Settings:
 
 def _task(name: str, block: dict[str, Any], top: dict[str, list[str]]) -> TaskSettings:
     corpus = CorpusSpec.from_dict(block["corpus"]) if "corpus" in block else None
-    lists = {key: block[key] if block.get(key) is not None else top[key] for key in TASK_LISTS}  # own [] is a choice
+    lists = {
+        key: block[key] if block.get(key) is not None else top[key] for key in TASK_LISTS
+    }  # own [] is a choice
     return TaskSettings(
-        name, TaskDefaults.from_dict({k: v for k, v in block.items() if k in TaskDefaults.__dataclass_fields__}),
-        **lists, max_length=block.get("max_length"), scorer=block.get("scorer"),
-        reference_lm=block.get("reference_lm"), data=TaskData.from_dict(block["data"]) if "data" in block else None,
-        corpus=corpus, gold=GoldSpec.from_dict(corpus.gold) if corpus and corpus.gold else None,
+        name,
+        TaskDefaults.from_dict({k: v for k, v in block.items() if k in TaskDefaults.__dataclass_fields__}),
+        **lists,
+        max_length=block.get("max_length"),
+        scorer=block.get("scorer"),
+        reference_lm=block.get("reference_lm"),
+        data=TaskData.from_dict(block["data"]) if "data" in block else None,
+        corpus=corpus,
+        gold=GoldSpec.from_dict(corpus.gold) if corpus and corpus.gold else None,
         prompts=PromptSpec.from_dict(block["prompts"]) if "prompts" in block else None,
         decoding=Decoding.from_dict(block.get("decoding")),
         preferences=PreferenceSpec.from_dict(block["preferences"]) if block.get("preferences") else None,
-        own_lists=tuple(key for key in TASK_LISTS if block.get(key)))
+        own_lists=tuple(key for key in TASK_LISTS if block.get(key)),
+    )
 
 
 def _model(name: str, block: dict[str, Any]) -> ModelSettings:
     train = block.get("train", {})
-    return ModelSettings(name, ModelSpec.from_dict({k: v for k, v in block.items() if k not in MODEL_ONLY_KEYS}),
-                         TrainParams.from_dict(train), TrainParams.from_dict({**train, **block.get("student", {})}),
-                         Resources.from_dict(block.get("resources")), train)
+    return ModelSettings(
+        name,
+        ModelSpec.from_dict({k: v for k, v in block.items() if k not in MODEL_ONLY_KEYS}),
+        TrainParams.from_dict(train),
+        TrainParams.from_dict({**train, **block.get("student", {})}),
+        Resources.from_dict(block.get("resources")),
+        train,
+    )
 
 
-# --- the rules' params (canonical strings) and inputs, read from Settings -------------------------------------
+# --- the rules' params (canonical strings) and inputs, read from Settings
+# -------------------------------------
 
 
 def canonical(spec_class: type[Spec], block: dict[str, Any] | None) -> str:

@@ -1,6 +1,9 @@
-"""Every settings object of the pipeline with its defaults: the one home of defaults. Each dataclass mirrors one
-block of config.yaml (workflow/schemas/config.schema.yaml documents the same keys; a test checks that they agree
-key by key). Rules receive `canonical()` strings, which leave default-valued keys out, so adding an option with a
+"""Every settings object of the pipeline with its defaults: the one home of defaults. Each dataclass mirrors
+one
+block of config.yaml (workflow/schemas/config.schema.yaml documents the same keys; a test checks that they
+agree
+key by key). Rules receive `canonical()` strings, which leave default-valued keys out, so adding an option
+with a
 default changes no job's params. Standard library only."""
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ class Spec:
         """Fields whose value differs from the default (a field without a default is always kept)."""
         missing = dataclasses.MISSING
         default = lambda f: f.default_factory() if f.default_factory is not missing else f.default  # noqa: E731
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if default(f) is missing or getattr(self, f.name) != default(f)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if default(f) is missing or getattr(self, f.name) != default(f)
+        }
 
     def canonical(self) -> str:
         """Sorted, compact JSON of the non-default fields: the form in which settings reach rules."""
@@ -59,7 +65,9 @@ class TrainParams(Spec):
     eval_batch_size: int = 64
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
-    effective_batch_size: int | None = None  # rows per optimizer step (a multiple of batch_size); None = batch_size
+    effective_batch_size: int | None = (
+        None  # rows per optimizer step (a multiple of batch_size); None = batch_size
+    )
 
     def accumulation_steps(self) -> int:
         """Micro-batches of `batch_size` per optimizer step."""
@@ -116,7 +124,9 @@ class Strategy(Spec):
     bootstrap_rounds: int = 0  # extra rounds: a fresh student learns from the previous one
     best_of: int | None = None  # generation: N weak continuations per prompt ...
     selector: str | None = None  # ... of which this scorer keeps the least toxic
-    dpo_weighting: str | None = None  # preference track: "none" (plain DPO) or "confidence" (CW-PO pair weights)
+    dpo_weighting: str | None = (
+        None  # preference track: "none" (plain DPO) or "confidence" (CW-PO pair weights)
+    )
 
     def describe(self) -> str:
         changed = self.non_defaults()
@@ -170,9 +180,12 @@ class CorpusSpec(Spec):
 
 @dataclass(frozen=True)
 class GoldSpec(Spec):
-    """Gold continuations built once per task: `generator` (an untuned pretrained LM) samples `samples` continuations
-    of each training prompt and `judge` (a scorer, preferably not the evaluation scorer) keeps the least toxic among
-    those whose perplexity under the generator is within `max_perplexity_ratio` x the median of the prompt's."""
+    """Gold continuations built once per task: `generator` (an untuned pretrained LM) samples `samples`
+    continuations
+    of each training prompt and `judge` (a scorer, preferably not the evaluation scorer) keeps the least toxic
+    among
+    those whose perplexity under the generator is within `max_perplexity_ratio` x the median of the
+    prompt's."""
 
     generator: str
     judge: str
@@ -183,8 +196,10 @@ class GoldSpec(Spec):
 
 @dataclass(frozen=True)
 class PreferenceSpec(Spec):
-    """The `preferences:` block of a generation task (the DPO track): `generator` (the untuned strong model) samples
-    `samples` continuations per prompt; a judge's pair is its least vs its most toxic; students learn from weak
+    """The `preferences:` block of a generation task (the DPO track): `generator` (the untuned strong model)
+    samples
+    `samples` continuations per prompt; a judge's pair is its least vs its most toxic; students learn from
+    weak
     judges' pairs, the ceiling from the gold judge's."""
 
     generator: str
@@ -193,7 +208,9 @@ class PreferenceSpec(Spec):
     strategies: list[str]
     sizes: dict[str, int]  # train, val, test: prompts (one pair each per judge)
     samples: int = 4  # candidates per prompt (k)
-    strong_models: list[str] = field(default_factory=list)  # DPO policies (LoRA); empty: the task's strong_models
+    strong_models: list[str] = field(
+        default_factory=list
+    )  # DPO policies (LoRA); empty: the task's strong_models
     train: dict[str, Any] = field(default_factory=dict)  # TrainParams overrides of the strong model's `train`
     beta: float = 0.1  # DPO temperature, shared by students and ceiling
     min_gold_margin: float = 0.2  # test pairs: the gold judge's two scores differ by at least this

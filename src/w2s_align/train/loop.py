@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -24,9 +24,9 @@ def length_grouped_batches(lengths: list[int], batch_size: int, rng: np.random.G
     window = 50 * batch_size
     batches = []
     for start in range(0, len(order), window):
-        chunk = order[start:start + window]
+        chunk = order[start : start + window]
         chunk = chunk[np.argsort([lengths[i] for i in chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -52,13 +52,15 @@ class Optimisation:
 
         self.params = [p for p in model.parameters() if p.requires_grad]
         device_type = self.params[0].device.type
-        self.optimizer = torch.optim.AdamW(self.params, lr=hp.lr, weight_decay=hp.weight_decay,
-                                           fused=device_type in ("cpu", "cuda"))
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=hp.lr, weight_decay=hp.weight_decay, fused=device_type in ("cpu", "cuda")
+        )
         self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(hp.warmup_ratio * steps), steps)
         self.scaler = torch.amp.GradScaler(device_type, enabled=compute == torch.float16)
 
     def backward(self, loss: torch.Tensor, weight: float, epoch: int) -> float:
-        """Gradients of `weight` x `loss` (a micro-batch's share of the step); a non-finite loss stops training."""
+        """Gradients of `weight` x `loss` (a micro-batch's share of the step); a non-finite loss stops
+        training."""
         if not torch.isfinite(loss):
             raise PipelineError(f"training diverged: loss {loss.item()} at epoch {epoch}; lower the lr")
         self.scaler.scale(loss * weight).backward()
@@ -78,13 +80,24 @@ def trainable_snapshot(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().to("cpu", copy=True) for name, p in model.named_parameters() if p.requires_grad}
 
 
-def fit(model, feats: list[dict], collate: Callable[[list[dict]], dict], loss_fn: Callable, validate: Callable[[], float],
-        hp: TrainParams, device: torch.device, seed: int, metric: str = "val_score", higher_is_better: bool = True,
-        compute: torch.dtype = torch.float32):
+def fit(
+    model,
+    feats: list[dict],
+    collate: Callable[[list[dict]], dict],
+    loss_fn: Callable,
+    validate: Callable[[], float],
+    hp: TrainParams,
+    device: torch.device,
+    seed: int,
+    metric: str = "val_score",
+    higher_is_better: bool = True,
+    compute: torch.dtype = torch.float32,
+):
     """Train `model` for hp.epochs on `feats` and keep its best epoch by `validate()`.
 
     `collate` pads a list of features into a batch; `loss_fn(output, idx)` is the mean loss of the model's
-    output on the rows `idx`. Micro-batches of a step are weighted by their rows, so k accumulated batches of b
+    output on the rows `idx`. Micro-batches of a step are weighted by their rows, so k accumulated batches of
+    b
     rows give the update of one batch of k*b. Returns {"selected_epoch", "history"}; the model keeps its best
     epoch's weights."""
     model.to(device)
@@ -100,7 +113,7 @@ def fit(model, feats: list[dict], collate: Callable[[list[dict]], dict], loss_fn
         total = 0.0
         bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{hp.epochs}", leave=False)
         for first in range(0, len(batches), accumulate):
-            step = batches[first:first + accumulate]
+            step = batches[first : first + accumulate]
             rows = sum(len(idx) for idx in step)
             for idx in step:
                 batch = {k: v.to(device) for k, v in collate([feats[i] for i in idx]).items()}
@@ -114,7 +127,9 @@ def fit(model, feats: list[dict], collate: Callable[[list[dict]], dict], loss_fn
         bar.close()
         score = validate()
         history.append({"epoch": epoch, "train_loss": total / len(batches), metric: score})
-        log.info("epoch %d/%d: train loss %.4f, %s %.4f", epoch, hp.epochs, total / len(batches), metric, score)
+        log.info(
+            "epoch %d/%d: train loss %.4f, %s %.4f", epoch, hp.epochs, total / len(batches), metric, score
+        )
         if sign * score > best_value:
             best_value, best_epoch = sign * score, epoch
             best_state = trainable_snapshot(model) if epoch < hp.epochs else None

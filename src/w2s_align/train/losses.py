@@ -51,7 +51,8 @@ def product_loss(logits, weak, alpha: float = 1.0, beta: float = 1.0):
 
 
 def sequence_logps(logits, labels):
-    """Summed log-probability of each row's labelled tokens (labels -100 elsewhere; logits unshifted, B x T x V)."""
+    """Summed log-probability of each row's labelled tokens (labels -100 elsewhere; logits unshifted, B x T x
+    V)."""
     labels = labels[:, 1:]
     logps = logits[:, :-1].float().log_softmax(dim=-1)
     mask = labels != -100
@@ -64,7 +65,9 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: flo
     averaged over pairs; `weights` (per pair, e.g. a judge's confidence as in CW-PO) scale each pair's term.
     Inputs are summed sequence log-probabilities under the policy and the frozen reference."""
     margin = beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
-    losses = (-margin).clamp_min(0) + (-margin.abs()).exp().log1p()  # softplus(-margin) = -log sigmoid(margin)
+    losses = (-margin).clamp_min(0) + (
+        -margin.abs()
+    ).exp().log1p()  # softplus(-margin) = -log sigmoid(margin)
     return (losses * weights).mean() if weights is not None else losses.mean()
 
 
@@ -100,15 +103,19 @@ def logconf(logits, targets, state: LossState, strategy: Strategy):
     state.recent_weak.extend(targets[:, 1].float().tolist())
     prior = sum(state.recent_weak) / len(state.recent_weak)
     threshold = prior_threshold(logits.detach().float().new_tensor(list(state.recent_student)), prior)
-    coef = logconf_coef(state.step - 1, state.total_steps, 0.5 if strategy.alpha is None else strategy.alpha,
-                        strategy.warmup_frac)
+    coef = logconf_coef(
+        state.step - 1,
+        state.total_steps,
+        0.5 if strategy.alpha is None else strategy.alpha,
+        strategy.warmup_frac,
+    )
     return logconf_loss(logits, targets, coef, threshold)
 
 
 class StudentLoss:
     """The strategy's loss with its state; called once per training step."""
 
-    def __init__(self, strategy: Strategy = Strategy(), total_steps: int = 1):
+    def __init__(self, strategy: Strategy = Strategy(), total_steps: int = 1):  # noqa: B008 - a frozen dataclass
         self.fn, self.strategy = LOSSES.get(strategy.loss), strategy
         self.state = LossState(total_steps=total_steps, buffer_size=strategy.buffer_size)
 

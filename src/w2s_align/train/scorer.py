@@ -21,8 +21,16 @@ def balanced(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def train_scorer(data_json: str, spec_json: str, hparams_json: str, max_length: int, threads: int,
-                 model_out: str, meta_out: str, heldout_out: str) -> None:
+def train_scorer(
+    data_json: str,
+    spec_json: str,
+    hparams_json: str,
+    max_length: int,
+    threads: int,
+    model_out: str,
+    meta_out: str,
+    heldout_out: str,
+) -> None:
     """A toxicity classifier (class 1 = toxic) trained by the pipeline, with its held-out AUROC.
 
     `data_json` is the scorer's `data` block (ScorerData: its defaults, e.g. balance=True, live in specs.py).
@@ -39,13 +47,28 @@ def train_scorer(data_json: str, spec_json: str, hparams_json: str, max_length: 
     parts = split(clean(load_source(spec.source, spec.hf_split), spec), spec, seed)
     if data.balance:  # equal classes: an imbalanced scorer calls any unfamiliar text toxic
         parts["train"] = balanced(parts["train"], seed)
-    fit_classifier(parts["train"], parts["val"], "gt", spec_json, hparams_json, max_length, seed, threads,
-                   model_out, meta_out, source=f"rows of {spec.source}")
+    fit_classifier(
+        parts["train"],
+        parts["val"],
+        "gt",
+        spec_json,
+        hparams_json,
+        max_length,
+        seed,
+        threads,
+        model_out,
+        meta_out,
+        source=f"rows of {spec.source}",
+    )
     test = parts["test"]
     p1 = predict_rows(model_out, meta_out, test, threads)
     y = test["gt_label"].to_numpy()
-    table = pd.DataFrame([{"metric": "auroc", "value": roc_auc_score(y, p1)},
-                          {"metric": "accuracy", "value": accuracy_score(y, p1 >= 0.5)},
-                          {"metric": "positive_rate", "value": float(y.mean())}]).assign(n_test=len(y))
+    table = pd.DataFrame(
+        [
+            {"metric": "auroc", "value": roc_auc_score(y, p1)},
+            {"metric": "accuracy", "value": accuracy_score(y, p1 >= 0.5)},
+            {"metric": "positive_rate", "value": float(y.mean())},
+        ]
+    ).assign(n_test=len(y))
     log.info("scorer held-out AUROC %.4f, accuracy %.4f on %d rows", *table["value"][:2], len(y))
     write_parquet(table, heldout_out)

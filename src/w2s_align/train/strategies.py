@@ -1,4 +1,5 @@
-"""Weak-to-strong strategies beyond the loss: confidence filtering of weak labels (ensembles: infer/labels.py).
+"""Weak-to-strong strategies beyond the loss: confidence filtering of weak labels (ensembles:
+infer/labels.py).
 (Losses: train/losses.py; bootstrapping: train/classify.py; settings: specs.Strategy.)"""
 
 from __future__ import annotations
@@ -6,8 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 
-
-def confidence_mask(p1: np.ndarray, threshold: float | None = None, top_fraction: float | None = None) -> np.ndarray:
+def confidence_mask(
+    p1: np.ndarray, threshold: float | None = None, top_fraction: float | None = None
+) -> np.ndarray:
     """Rows whose weak label is confident: max(p, 1-p) >= threshold and/or among the top fraction
     of their weak class (round(fraction * n_class) rows of each class, so the weak labels' class
     prior is kept even when the weak model is more confident on one class; ties by position)."""
