@@ -1,5 +1,5 @@
-"""Transformers sequence classifiers (model kinds `scratch` and `pretrained`): build, fit, predict, save,
-load.
+"""Transformers sequence classifiers (model kinds `scratch` and `pretrained`): build, predict, save, load; the
+training stage (train/classify.py) trains them in the one loop.
 
 A checkpoint is two files: `classifier.safetensors` and `classifier.json`. A LoRA run saves the adapter and
 its trained head (megabytes) and names its base model, which loads once at reload; full fine-tuning saves
