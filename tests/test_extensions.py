@@ -86,12 +86,7 @@ def extended_run(tiny_run, tmp_path) -> Path:
         ("scoring/scorers.py", TOY_SCORER),
         ("models/tfidf.py", TOY_KIND),
     ):
-        text = (src / module).read_text()
-        if module == "scoring/scorers.py":  # before the import at the bottom of the module
-            head, tail = text.rsplit("\n# Registers the Perspective kind", 1)
-            text = head + code + "\n# Registers the Perspective kind" + tail
-        else:
-            text += code
+        text = (src / module).read_text() + code
         (src / module).write_text(text)
     cfg = yaml.safe_load((work / "config.yaml").read_text())
     cfg["models"]["toy"] = {"kind": "toy-length"}

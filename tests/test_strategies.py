@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from w2s_align.errors import PipelineError
-from w2s_align.infer.labels import average_weak_labels
+from w2s_align.infer.weak_labels import average_weak_labels
 from w2s_align.registry import LOSSES
 from w2s_align.settings.specs import Strategy
 from w2s_align.train import losses

@@ -4,7 +4,7 @@ from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.infer.labels import write_predictions
+from w2s_align.infer.predict import write_predictions
 
 write_predictions(
     snakemake.input.model,

@@ -4,7 +4,7 @@ from w2s_align.logs import setup_stage_logging
 
 setup_stage_logging(snakemake.log[0])
 
-from w2s_align.infer.labels import write_weak_labels
+from w2s_align.infer.weak_labels import write_weak_labels
 
 write_weak_labels(
     snakemake.input.model,

@@ -1,5 +1,5 @@
 """Weak-to-strong strategies beyond the loss: confidence filtering of weak labels (ensembles:
-infer/labels.py).
+infer/weak_labels.py).
 (Losses: train/losses.py; bootstrapping: train/classify.py; settings: specs.Strategy.)"""
 
 from __future__ import annotations

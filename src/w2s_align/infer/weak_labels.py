@@ -1,7 +1,6 @@
-"""Labelling stages: a trained classifier labels rows (the weak model's weak labels; the ceiling's and
-students'
-predictions), and an ensemble supervisor averages its members' weak labels. Each its own rule, reading saved
-checkpoints: editing this stage reruns labels, predictions and metrics, never training."""
+"""Weak-label stages: the weak model labels the held-out weak_label split (and val, test), and an ensemble
+supervisor averages its members' weak labels. Their own rules, reading saved checkpoints: editing this module
+reruns the weak labels and what learns from them, never a weak model's training or a ceiling."""
 
 from __future__ import annotations
 
@@ -22,13 +21,6 @@ def write_weak_labels(
 ) -> None:
     """One parquet of row columns + weak_p1 (the soft label), weak_hard, weak_model, weak_config_hash."""
     write_parquet(labelled_rows(model_file, meta_file, split_files, "weak", model_name, threads), out)
-
-
-def write_predictions(
-    model_file: str, meta_file: str, split_files: dict[str, str], out: str, model_name: str, threads: int
-) -> None:
-    """One parquet of row columns + pred_p1, pred_hard, pred_model, pred_config_hash."""
-    write_parquet(labelled_rows(model_file, meta_file, split_files, "pred", model_name, threads), out)
 
 
 def average_weak_labels(members: dict[str, pd.DataFrame]) -> pd.DataFrame:
