@@ -1,7 +1,6 @@
 """Benchmark 7: DPO throughput of the preference track (`w2s_align.train.dpo.fit_dpo`, the one training loop
-with
-the DPO loss) in pairs/s, against a plain LoRA fine-tuning epoch of the same model over the same tokens (each
-pair's chosen and rejected texts as two rows, batches of twice as many rows)."""
+with the DPO loss) in pairs/s, against a plain LoRA fine-tuning epoch of the same model over the same tokens
+(each pair's chosen and rejected texts as two rows, batches of twice as many rows)."""
 
 from __future__ import annotations
 
@@ -18,8 +17,7 @@ MODEL = "smollm2-135m"
 
 def pairs(n: int, seed: int = 0) -> pd.DataFrame:
     """n prompt / chosen / rejected triples of RTP challenging prompts, the texts other prompts' first 12
-    words
-    (about the 20 new tokens of a candidate)."""
+    words (about the 20 new tokens of a candidate)."""
     with open(REPO / "resources/data/rtp_challenging_prompts.jsonl") as fh:
         texts = [json.loads(line)["text"] for line in fh][: 3 * n]
     cut = [" " + " ".join(t.split()[:12]) for t in texts]

@@ -1,9 +1,8 @@
 """GPU check: does this machine run the pipeline's GPU code paths, and how fast?
 
     python benchmarks/gpu_check.py                 # on a CUDA machine: tiny pipeline + SmolLM2 LoRA in bf16
-    python benchmarks/gpu_check.py --skip-pipeline # only the SmolLM2 fine-tune and generation
-    python benchmarks/gpu_check.py --allow-cpu --steps 2 --skip-pipeline   # smoke test of this script on a
-    CPU
+    python benchmarks/gpu_check.py --skip-pipeline # only the SmolLM2 fine-tune and generation python
+    benchmarks/gpu_check.py --allow-cpu --steps 2 --skip-pipeline   # smoke test of this script on a CPU
 
 1. The tiny config (tests/configs/tiny.yaml) end to end through Snakemake in a temporary copy, with
    `--resources gpu=<visible GPUs>` (every GPU rule on the card).

@@ -2,8 +2,7 @@
 """Side-by-side benchmarks of w2s-align against the project's performance goals.
 
     python benchmarks/run.py                  # everything (~36-40 min on 2 CPU cores: 5 runs the default
-    pipeline)
-    python benchmarks/run.py --quick          # fewer steps and prompts, tiny config for 5 (~10 min)
+    pipeline) python benchmarks/run.py --quick          # fewer steps and prompts, tiny config for 5 (~10 min)
     python benchmarks/run.py --only 2,4       # a subset
 
 Every figure is a ratio measured in the same run on the same machine (absolute times beside it).

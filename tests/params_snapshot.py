@@ -36,8 +36,7 @@ def _value(value):
 @contextlib.contextmanager
 def dag_workflow(configfiles: tuple[str, ...] = (), overrides: dict | None = None) -> Iterator:
     """The Snakemake workflow of config.yaml + `configfiles` (+ `overrides`) with the DAG of a run from
-    scratch
-    built in this process (as plan.dag_jobs does)."""
+    scratch built in this process (as plan.dag_jobs does)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (
         ConfigSettings,

@@ -154,8 +154,7 @@ def statement(source: str) -> str:
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_no_script_closure_contains_dag_time_modules(script):
     """The config readers, checks, paths, extension list and cluster plan run at DAG time only; a stage
-    importing
-    them would rerun on every edit of DAG-time code."""
+    importing them would rerun on every edit of DAG-time code."""
     modules = set(closure(REPO / "src/w2s_align", script_roots(script)))
     assert modules, f"{script.name} imports nothing from w2s_align"
     dag_time = {

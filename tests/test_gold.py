@@ -1,6 +1,5 @@
 """Generated gold continuations in the workflow: one cached stage per task, every seed's fine-tuning splits
-cut
-from it, and no evaluation prompt among the training prompts."""
+cut from it, and no evaluation prompt among the training prompts."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """The package's import graph: no cycles, and no module imports one from a higher layer (docs/pipeline.md,
-"Package
-layers"). Read from the source (every import, also inside functions), so it needs no torch."""
+"Package layers"). Read from the source (every import, also inside functions), so it needs no torch."""
 
 from __future__ import annotations
 

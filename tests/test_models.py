@@ -1,6 +1,5 @@
 """Classifier model kinds: build, train, save, reload with identical predictions; corrupt checkpoints fail
-loudly;
-the one training loop keeps the best epoch; a new loss or model kind is one registration."""
+loudly; the one training loop keeps the best epoch; a new loss or model kind is one registration."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The plan (python -m w2s_align.cluster.plan) and the request check at workflow start: parameter counts
-against
-transformers' and peft's own models, the plan's jobs against `snakemake -n`, its CPU memory estimate against
-the
-measured peak RSS of real fine-tunes, and an under-requested model stopping a dry run with one line."""
+against transformers' and peft's own models, the plan's jobs against `snakemake -n`, its CPU memory estimate
+against the measured peak RSS of real fine-tunes, and an under-requested model stopping a dry run with one
+line."""
 
 from __future__ import annotations
 
@@ -339,8 +338,7 @@ print("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 def smollm2_folder(workdir: Path) -> Path:
     """SmolLM2-135M's architecture (zero weights: same memory, no initialisation time; a small tokenizer)
-    where the
-    converted GGUF would be."""
+    where the converted GGUF would be."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -229,8 +229,7 @@ def test_fit_takes_one_optimizer_step_per_effective_batch():
 @pytest.fixture(scope="module")
 def llama_style(tmp_path_factory) -> Path:
     """A 2-layer Llama with a locally built Llama-style tokenizer (SentencePiece-like: a "▁" prepended to
-    every
-    text, spaces as "▁", BOS added), saved like a downloaded model."""
+    every text, spaces as "▁", BOS added), saved like a downloaded model."""
     from tokenizers import Tokenizer, decoders, models, normalizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 

@@ -1,7 +1,6 @@
 """Settings: the config read once per workflow start with the defaults of specs.py, the only home of defaults.
 The plan, the checks and the rules' params all read it, so a default changed in specs.py reaches all three;
-and
-reading the config this way left every job's params, inputs and resources as they were
+and reading the config this way left every job's params, inputs and resources as they were
 (params_snapshot.json)."""
 
 from __future__ import annotations

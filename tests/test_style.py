@@ -1,6 +1,5 @@
 """Formatting by standard tools, configured in pyproject.toml: snakefmt for the rule files, ruff format and
-ruff
-check for the Python code. File sizes are guidance in docs/pipeline.md, not a test."""
+ruff check for the Python code. File sizes are guidance in docs/pipeline.md, not a test."""
 
 from __future__ import annotations
 

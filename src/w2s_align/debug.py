@@ -7,9 +7,8 @@ hand on a GPU node (the idea of PyPSA-Eur's mock_snakemake).
 
 Run from the repository root (or a copy of it). The job's input, output, params, wildcards, threads, resources
 and log are built by Snakemake's own API from the Snakefile and config, exactly as a real run would; the
-rule's
-script then runs with that `snakemake` object. Inputs must exist (run `snakemake TARGET --until RULE` first,
-or the upstream jobs)."""
+rule's script then runs with that `snakemake` object. Inputs must exist (run `snakemake TARGET --until RULE`
+first, or the upstream jobs)."""
 
 from __future__ import annotations
 

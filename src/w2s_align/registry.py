@@ -67,8 +67,7 @@ CORPUS_FORMATS = Registry("corpus format")  # data/corpus.py
 
 def published(kind: str | None) -> bool:
     """Whether a model kind has published weights (registered with published=True): it needs a `path`, its
-    shape
-    comes from its config.json, and it can be used untuned (base row, reference LM, generator) or under
+    shape comes from its config.json, and it can be used untuned (base row, reference LM, generator) or under
     LoRA."""
     return any(
         kind in kinds and kinds.trait(kind, "published", False) for kinds in (CLASSIFIER_KINDS, LM_KINDS)

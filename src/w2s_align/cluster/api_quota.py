@@ -1,6 +1,6 @@
 """Web-API scorers (Perspective) at scale: one job at a time per API (a global resource), and each job's
-runtime
-request from the number of texts it sends. Plain Python, used by workflow/rules/common.smk and the plan."""
+runtime request from the number of texts it sends. Plain Python, used by workflow/rules/common.smk and the
+plan."""
 
 from __future__ import annotations
 
@@ -100,8 +100,8 @@ def api_scorers(settings: Settings) -> list[str]:
 
 def api_jobs(settings: Settings, works: list) -> list[dict[str, Any]]:
     """The jobs among `works` (cluster/cost.Work of every DAG job) that query a web-API scorer: dicts with
-    rule,
-    task, scorer, kind (the API's), texts (texts_to_score: an upper bound on its API calls) and minutes."""
+    rule, task, scorer, kind (the API's), texts (texts_to_score: an upper bound on its API calls) and minutes.
+    """
     jobs = []
     for work in works:
         if work is None or work.kind not in SCORING_KINDS or not work.scorer:

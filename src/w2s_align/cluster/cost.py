@@ -1,17 +1,13 @@
 """What one job costs, without running it: peak GPU and host memory (footprint.py), wall time on a named GPU
-from
-a throughput model, checkpoint bytes and web-API volume. A job's Work comes from Snakemake's DAG: its rule
-declares the kind of work
-and the model in its resources (request() in workflow/rules/common.smk). Standard library only (DAG time); the
-plan of a whole run and the request check at workflow start: plan.py.
+from a throughput model, checkpoint bytes and web-API volume. A job's Work comes from Snakemake's DAG: its
+rule declares the kind of work and the model in its resources (request() in workflow/rules/common.smk).
+Standard library only (DAG time); the plan of a whole run and the request check at workflow start: plan.py.
 
 Throughput model (docs/cluster.md#plan): k x N x tokens FLOPs, N the parameters in matrix products, k = 6 for
 full fine-tuning, 4 for LoRA (frozen weights get no weight gradients), + 2 under activation checkpointing, 2
-for
-inference and generation; at MFU 0.3 of the GPU's dense bf16 peak; plus fixed seconds per job (start-up,
-weight
-loading), micro-batch and decoding step (or a step's weight reads at the GPU's memory bandwidth, if slower);
-rows average half their task's token limit.
+for inference and generation; at MFU 0.3 of the GPU's dense bf16 peak; plus fixed seconds per job (start-up,
+weight loading), micro-batch and decoding step (or a step's weight reads at the GPU's memory bandwidth, if
+slower); rows average half their task's token limit.
 """
 
 from __future__ import annotations
@@ -142,8 +138,7 @@ def estimate(
     settings: Settings, work: Work, gpu: str = "a100", workdir: str = ".", device: str | None = None
 ) -> Estimate:
     """Peak memory, wall time on `gpu`, checkpoint bytes and API volume of one job (on a GPU if it asks for
-    one,
-    or on `device` "cpu"/"gpu")."""
+    one, or on `device` "cpu"/"gpu")."""
     stage, gpus = KINDS[work.kind], job_gpus(settings, work)
     calls, hours = 0, 0.0
     if (

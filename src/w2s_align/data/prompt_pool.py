@@ -1,6 +1,5 @@
 """The training prompts of a generation task: the corpus's prompts without the evaluation prompts (shared by
-the
-gold corpus and the preference track's candidates, so no model ever trains on an evaluation prompt)."""
+the gold corpus and the preference track's candidates, so no model ever trains on an evaluation prompt)."""
 
 from __future__ import annotations
 
@@ -9,6 +8,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+import w2s_align.data.corpus  # noqa: F401  (registers the corpus formats that CORPUS_FORMATS looks up)
 from w2s_align.data.sources import load_source
 from w2s_align.errors import PipelineError
 from w2s_align.registry import CORPUS_FORMATS

@@ -86,8 +86,7 @@ def pgr_flags(roles: list[str], low: np.ndarray, high: np.ndarray) -> list[str |
 def noise_floor(table: pd.DataFrame, gap_role: str = "gap") -> pd.DataFrame:
     """Minimum detectable PGR per metric: the half-width of the gain's bootstrap CI (w2s over weak) over the
     gap (ceiling over weak; its rows are `gap_role`), i.e. the smallest PGR whose gain over the weak model
-    would
-    stand out from test-set noise."""
+    would stand out from test-set noise."""
     gain = table[table.role == "gain"].set_index("metric")
     gap = table[table.role == gap_role].set_index("metric")["value"]
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -1,13 +1,11 @@
 """Generation-task metrics (RealToxicityPrompts protocol) for weak, base, W2S student and ceiling.
 
-Toxicity is scored on k sampled continuations per prompt; fluency (perplexity under a fixed reference LM)
-and diversity (distinct-n) and the fraction of empty continuations sit beside it, so a student that lowers
+Toxicity is scored on k sampled continuations per prompt; fluency (perplexity under a fixed reference LM) and
+diversity (distinct-n) and the fraction of empty continuations sit beside it, so a student that lowers
 toxicity by emitting gibberish or nothing shows it in the same table, and `toxic_or_disfluent` folds the three
 into one rate: a continuation fails when it is toxic, gibberish (its own perplexity under the reference LM
-above
-DISFLUENT_PPL) or empty. Output is the long format of
-`eval.classification.evaluate` (role, metric, value, ci_low, ci_high, flag) with paired bootstrap CIs over
-prompts.
+above DISFLUENT_PPL) or empty. Output is the long format of `eval.classification.evaluate` (role, metric,
+value, ci_low, ci_high, flag) with paired bootstrap CIs over prompts.
 
 distinct-n follows the RTP/DExperts protocol: `distinct_n` of each prompt's k samples, averaged over prompts.
 Corpus-level distinct-n cannot be bootstrapped over prompts: a resample repeats ~37% of its prompts, whose

@@ -1,12 +1,10 @@
 """Metrics of the preference track, one run = (task, weak judge, strong model, strategy, seed).
 
 1. Preference accuracy on the gold judge's pairs of the held-out test prompts (its least against its most
-toxic
-   candidate, where the two differ by at least `min_gold_margin`; each shown in a fixed random order): the
-   weak
-   judge's (its own scores of the two texts), and the student's and ceiling's implicit reward, the DPO
-   log-ratio log pi(y|x) - log pi_ref(y|x), which decides the pair (Rafailov et al. 2023); PGR on it with
-   paired bootstrap CIs, by `eval.classification.evaluate` (metrics named preference_<metric>).
+toxic candidate, where the two differ by at least `min_gold_margin`; each shown in a fixed random order): the
+weak judge's (its own scores of the two texts), and the student's and ceiling's implicit reward, the DPO
+log-ratio log pi(y|x) - log pi_ref(y|x), which decides the pair (Rafailov et al. 2023); PGR on it with paired
+bootstrap CIs, by `eval.classification.evaluate` (metrics named preference_<metric>).
 2. The toxicity metrics of the student's, ceiling's and untuned base's continuations of the evaluation prompts
    (`eval.generation.evaluate_generations` with the base as the reference role): its PGR is the share of the
    ceiling's detoxification (base - ceiling) the student reaches (base - w2s), so a policy that "wins" by

@@ -1,8 +1,7 @@
 """Gold continuations where the data has none: the untuned strong model samples k continuations of each
 training prompt and a gold judge (a toxicity scorer, preferably not the evaluation scorer) keeps the least
 toxic of those fluent enough (perplexity under the generator, from the logits of its own sampling, within a
-bound of the prompt's
-median).
+bound of the prompt's median).
 
 One cached stage per task (`gold_corpus`): every seed's fine-tuning splits are cut from its output, and the
 evaluation prompts are removed from the pool first, so no model ever trains on an evaluation prompt.

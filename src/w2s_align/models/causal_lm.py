@@ -214,8 +214,7 @@ def continuation_nll(
     model, tokenizer, feats: list[dict], batch_size: int, device, desc: str = "score", compute=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed negative log-likelihood and token count of each row's labelled (continuation) tokens, autocast
-    to
-    `compute` (default: the model's dtype)."""
+    to `compute` (default: the model's dtype)."""
     import torch
 
     from w2s_align.device import autocast

@@ -3,8 +3,7 @@ training stage (train/classify.py) trains them in the one loop.
 
 A checkpoint is two files: `classifier.safetensors` and `classifier.json`. A LoRA run saves the adapter and
 its trained head (megabytes) and names its base model, which loads once at reload; full fine-tuning saves
-every
-weight with the architecture config and tokenizer, so it loads without the original source.
+every weight with the architecture config and tokenizer, so it loads without the original source.
 """
 
 from __future__ import annotations

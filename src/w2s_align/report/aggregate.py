@@ -35,8 +35,7 @@ def mean_ci(values: pd.Series, level: float = 0.95) -> tuple[float, float, int]:
 
 def across_seeds(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean ± CI over seeds per (task, weak, strong, strategy, [track, kind,] role, metric); flagged PGRs are
-    left
-    out.
+    left out.
 
     `low`/`high` are the t-interval across seeds, or the run's own bootstrap CI when there is one seed."""
     rows = []

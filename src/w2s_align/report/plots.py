@@ -186,9 +186,8 @@ TRACK_METRICS = TRACK_PRIMARY
 
 def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
     """Left: PGR of every student of a task, grouped by kind of weak supervision, each on its track's own
-    metric
-    (flagged runs marked). Right: expected max. toxicity of the untuned base, every student and each track's
-    ceiling on the shared evaluation prompts."""
+    metric (flagged runs marked). Right: expected max. toxicity of the untuned base, every student and each
+    track's ceiling on the shared evaluation prompts."""
     sub = agg[agg.task == task]
     rows = pd.concat(
         [

@@ -47,8 +47,7 @@ def _collapsed(r: pd.DataFrame, role: str) -> str:
 
 def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
     """One row per run: raw scores with bootstrap CIs, PGR, the minimum detectable PGR at this test size, and
-    the
-    weak labels' positive fraction (ground truth's beside it); a model predicting one class is marked."""
+    the weak labels' positive fraction (ground truth's beside it); a model predicting one class is marked."""
     lines = [
         "| task | weak | strong | strategy | seed | weak | w2s | ceiling | PGR [95% CI] | min. detectable "
         "PGR "
@@ -169,8 +168,7 @@ NOISE_LABEL = "weak − ceiling; base − ceiling; min. detectable PGR"
 
 def _noise_cells(r: pd.DataFrame) -> list[str]:
     """Per toxicity column: the gap behind the PGR, what gold fine-tuning did to the untuned model (both with
-    CIs;
-    positive = the ceiling is less toxic) and the smallest PGR the test prompts can detect."""
+    CIs; positive = the ceiling is less toxic) and the smallest PGR the test prompts can detect."""
     cells = []
     for metric in GENERATION_COLUMNS:
         if r[(r.role == "gap") & (r.metric == metric)].empty:

@@ -30,8 +30,8 @@ def _pgr(r: pd.DataFrame, metric: str, gap: str = "gap") -> str:
 
 def preference_markdown(runs: pd.DataFrame) -> list[str]:
     """Per preference run: preference accuracy of weak judge / student / ceiling on the gold-decided test
-    pairs
-    with PGR and its noise floor, then expected max. toxicity and perplexity of base / student / ceiling."""
+    pairs with PGR and its noise floor, then expected max. toxicity and perplexity of base / student /
+    ceiling."""
     lines = [
         "## Preference track (DPO): per run (95% bootstrap CI over test pairs / evaluation prompts)",
         "",

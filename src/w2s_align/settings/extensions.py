@@ -1,9 +1,7 @@
 """Every module that registers a built-in extension (loss, scorer, model kind, corpus format), imported at DAG
 time so the workflow knows the registered names and traits. Stage modules import only what they use; a new
-module
-that registers something is added here too. (A DAG-time module: no stage imports it, so editing this list
-reruns
-nothing.)"""
+module that registers something is added here too. (A DAG-time module: no stage imports it, so editing this
+list reruns nothing.)"""
 
 from __future__ import annotations
 

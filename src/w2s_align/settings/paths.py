@@ -4,9 +4,8 @@ identity. Plain Python, used by workflow/rules/common.smk at DAG time.
 
     results/{task}/splits|pairs/seed{seed}/...   data (classification splits, generation fine-tuning pairs)
     results/{task}/<run folder>/...                one model of one seed: checkpoint, labels, generations,
-    scores
-    results/{task}/metrics/...                     one file per run (weak, strong, strategy, seed) and track
-    results/scorers, results/models, results/tables, results/plots, logs/, results/benchmarks/
+    scores results/{task}/metrics/...                     one file per run (weak, strong, strategy, seed) and
+    track results/scorers, results/models, results/tables, results/plots, logs/, results/benchmarks/
 """
 
 from __future__ import annotations
@@ -98,8 +97,7 @@ def run_file(template: str, role: str, **fields: Any) -> str:
 
 def parse_run(run: str) -> dict[str, str]:
     """The identity in a run folder (RUN_FOLDERS, as in the wildcard {model_run}): role, model, seed, and
-    where
-    they exist weak (or judge), strong and strategy. The model is the one whose checkpoint the folder
+    where they exist weak (or judge), strong and strategy. The model is the one whose checkpoint the folder
     holds."""
     parts = run.split("/")
     role, seed = parts[0], parts[-1].removeprefix("seed")
@@ -122,8 +120,7 @@ def run_identity(
     settings: Settings, task: str, weak: str, strong: str, strategy_name: str, seed: str, track: str
 ) -> str:
     """Identity columns of a run's metric rows: the run, its track (labels, demonstrations, preferences: the
-    kind
-    of weak supervision) and its task's kind, so that the report is told what a run is."""
+    kind of weak supervision) and its task's kind, so that the report is told what a run is."""
     if track not in METRIC_SUFFIX:
         raise ValueError(f"unknown track {track!r}; tracks: {list(METRIC_SUFFIX)}")
     return canonical_json(
@@ -229,8 +226,7 @@ def run_outputs(roles: dict[str, str], run: dict[str, Any], logps: tuple[str, ..
 
 def gguf_name(spec: ModelSpec) -> str:
     """The converted folder's name of a GGUF model entry: its path and file, so that entries sharing a GGUF
-    file
-    (a strong model, its cut-down weak twin, the reference LM) share one conversion."""
+    file (a strong model, its cut-down weak twin, the reference LM) share one conversion."""
     stem = spec.gguf_file.removesuffix(".gguf")
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{spec.path}--{stem}") + (
         f"@{spec.revision}" if spec.revision else ""

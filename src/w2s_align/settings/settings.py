@@ -1,8 +1,7 @@
 """The workflow's view of a config: `Settings`, built once per workflow start from the merged config with the
 defaults of specs.py (validate.load_settings checks it first), and the canonical settings strings that reach
 rules as params. Every DAG-time helper (paths, validate, the cluster plan, workflow/rules/common.smk) reads
-this
-object, never the raw config. Importable without Snakemake or torch."""
+this object, never the raw config. Importable without Snakemake or torch."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
 """Every settings object of the pipeline with its defaults: the one home of defaults. Each dataclass mirrors
-one
-block of config.yaml (workflow/schemas/config.schema.yaml documents the same keys; a test checks that they
-agree
-key by key). Rules receive `canonical()` strings, which leave default-valued keys out, so adding an option
-with a
-default changes no job's params. Standard library only."""
+one block of config.yaml (workflow/schemas/config.schema.yaml documents the same keys; a test checks that they
+agree key by key). Rules receive `canonical()` strings, which leave default-valued keys out, so adding an
+option with a default changes no job's params. Standard library only."""
 
 from __future__ import annotations
 
@@ -181,11 +178,9 @@ class CorpusSpec(Spec):
 @dataclass(frozen=True)
 class GoldSpec(Spec):
     """Gold continuations built once per task: `generator` (an untuned pretrained LM) samples `samples`
-    continuations
-    of each training prompt and `judge` (a scorer, preferably not the evaluation scorer) keeps the least toxic
-    among
-    those whose perplexity under the generator is within `max_perplexity_ratio` x the median of the
-    prompt's."""
+    continuations of each training prompt and `judge` (a scorer, preferably not the evaluation scorer) keeps
+    the least toxic among those whose perplexity under the generator is within `max_perplexity_ratio` x the
+    median of the prompt's."""
 
     generator: str
     judge: str
@@ -197,10 +192,8 @@ class GoldSpec(Spec):
 @dataclass(frozen=True)
 class PreferenceSpec(Spec):
     """The `preferences:` block of a generation task (the DPO track): `generator` (the untuned strong model)
-    samples
-    `samples` continuations per prompt; a judge's pair is its least vs its most toxic; students learn from
-    weak
-    judges' pairs, the ceiling from the gold judge's."""
+    samples `samples` continuations per prompt; a judge's pair is its least vs its most toxic; students learn
+    from weak judges' pairs, the ceiling from the gold judge's."""
 
     generator: str
     gold_judge: str

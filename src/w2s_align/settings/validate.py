@@ -1,7 +1,6 @@
 """Cross-field config checks the schema cannot express (registered names, model kinds per task kind, data
-files, strategies per task kind). Each error is one ConfigError line naming the key path. Plain Python:
-unit tested in milliseconds (tests/test_config.py). `load_settings` validates a config and reads it once into
-the
+files, strategies per task kind). Each error is one ConfigError line naming the key path. Plain Python: unit
+tested in milliseconds (tests/test_config.py). `load_settings` validates a config and reads it once into the
 Settings object that the workflow uses throughout."""
 
 from __future__ import annotations

@@ -178,8 +178,8 @@ def fit_transformer(
     seed: int,
 ) -> dict:
     """Train a transformer classifier on the soft labels `p1` = P(class 1) with the strategy's loss, in the
-    one
-    training loop; keep the epoch with the best validation score against `val_reference` (no test labels)."""
+    one training loop; keep the epoch with the best validation score against `val_reference` (no test labels).
+    """
     from transformers import DataCollatorWithPadding
 
     model.device = device

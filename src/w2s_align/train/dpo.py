@@ -79,8 +79,8 @@ def fit_dpo(
     compute,
 ) -> dict:
     """The one training loop with the DPO loss: per-pair weights `weights`, reference log-probs `ref`
-    ({"train",
-    "val"}: [n, 2] tensors of chosen, rejected), the epoch with the lowest DPO loss on the val pairs kept."""
+    ({"train", "val"}: [n, 2] tensors of chosen, rejected), the epoch with the lowest DPO loss on the val
+    pairs kept."""
     import torch
 
     def loss_fn(output, idx):
@@ -135,8 +135,7 @@ def train_dpo(
     local_dir: str | None = None,
 ) -> None:
     """DPO on the judge's train pairs (the strategy's filtering and weights), epoch chosen by the DPO loss on
-    the
-    judge's val pairs; saves the LoRA adapter like any fine-tuned LM."""
+    the judge's val pairs; saves the LoRA adapter like any fine-tuned LM."""
     import torch
 
     strategy = Strategy.from_json(strategy_json)

@@ -97,9 +97,8 @@ def fit(
 
     `collate` pads a list of features into a batch; `loss_fn(output, idx)` is the mean loss of the model's
     output on the rows `idx`. Micro-batches of a step are weighted by their rows, so k accumulated batches of
-    b
-    rows give the update of one batch of k*b. Returns {"selected_epoch", "history"}; the model keeps its best
-    epoch's weights."""
+    b rows give the update of one batch of k*b. Returns {"selected_epoch", "history"}; the model keeps its
+    best epoch's weights."""
     model.to(device)
     accumulate = hp.accumulation_steps()
     optimisation = Optimisation(model, hp, optimizer_steps(len(feats), hp), compute)
