@@ -642,3 +642,51 @@ def test_generate_left_padding_matches_unpadded_greedy(scratch, fitted):
             assert rows["n_new_tokens"].tolist() == [n_expected, n_expected]
             alone = generate(model, tok, [prompt], dec, CPU, seed=0)
             assert alone["continuation"].tolist() == [expected, expected]
+
+
+def test_generate_does_not_depend_on_how_sequences_are_batched(scratch):
+    """Each continuation draws from its own random numbers: one sequence per call, a few, or all at once
+    give the same continuations, and a prompt's samples do not change when later prompts are added."""
+    model, tok = scratch
+    runs = [
+        generate(model, tok, PROMPTS, Decoding(max_new_tokens=6, samples=3, batch_size=n), CPU, seed=0)
+        for n in (1, 4, 9)
+    ]
+    assert runs[0].equals(runs[1]) and runs[0].equals(runs[2])
+    first = generate(model, tok, PROMPTS[:1], Decoding(max_new_tokens=6, samples=3, batch_size=4), CPU, 0)
+    assert first["continuation"].tolist() == runs[0]["continuation"][:3].tolist()
+
+
+def test_keyed_sampler_draws_from_the_warped_distribution():
+    """20,000 draws from a fixed distribution over 6 tokens (one filtered out): frequencies within 4
+    standard errors of the probabilities, the filtered token never; the same keys give the same tokens."""
+    from w2s_align.infer.sampling import KeyedSampler, sequence_keys
+
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.1, 0.0, 0.0])
+    scores = probs.log().expand(20_000, -1).clone()  # log 0 = -inf: filtered
+    keys = sequence_keys(7, np.arange(20_000), np.zeros(20_000))
+    ids_ = torch.zeros(20_000, 3, dtype=torch.long)
+    out = KeyedSampler(keys, prompt_length=2)(ids_, scores)
+    assert (torch.isfinite(out).sum(1) == 1).all()
+    tokens = out.argmax(1)
+    freq = torch.bincount(tokens, minlength=6).double() / 20_000
+    se = (probs * (1 - probs) / 20_000).sqrt().double()
+    assert ((freq - probs.double()).abs() <= 4 * se + 1e-12).all(), freq
+    assert torch.equal(tokens, KeyedSampler(keys, prompt_length=2)(ids_, scores).argmax(1))
+    other_step = KeyedSampler(keys, prompt_length=1)(ids_, scores).argmax(1)  # step 2 instead of 1
+    assert not torch.equal(tokens, other_step)
+
+
+def test_sequences_per_call_is_capped_by_the_config_and_by_memory(scratch, monkeypatch):
+    from w2s_align.infer import generate as gen_module
+
+    model, _ = scratch
+    dec = Decoding(max_new_tokens=20, batch_size=64)
+    assert gen_module.sequences_per_call(model, dec, 30, CPU) == 64
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    monkeypatch.setattr(gen_module, "job_memory", lambda device: 4 * weights + 4 * 10**6)
+    few = gen_module.sequences_per_call(model, dec, 30, CPU)
+    assert 1 <= few < 64
+    assert gen_module.sequences_per_call(model, dec, 30, CPU, with_nll=True) <= few
+    monkeypatch.setattr(gen_module, "job_memory", lambda device: 0)
+    assert gen_module.sequences_per_call(model, dec, 30, CPU) == 1

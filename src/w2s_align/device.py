@@ -126,3 +126,16 @@ def autocast(device: torch.device, dtype: torch.dtype = torch.float32):
     if dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=dtype)
+
+
+def job_memory(device: torch.device) -> int:
+    """Bytes of memory this job has: the GPU's total memory, or on the CPU the host's physical memory
+    limited by the job's cgroup (a SLURM allocation, a container). Fixed for a machine and allocation, so
+    sizes derived from it (sequences per generation call) are the same on every rerun."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            total = min(total, int(Path(limit_file).read_text().strip()))
+    return int(total)

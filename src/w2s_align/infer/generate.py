@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import json
 import logging
 import time
@@ -18,9 +19,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from w2s_align.device import autocast, setup_torch
+from w2s_align.device import autocast, job_memory, setup_torch
 from w2s_align.files import read_parquet, read_split, short_hash, write_parquet
-from w2s_align.infer.sampling import sampling_warpers
+from w2s_align.infer.sampling import KeyedSampler, sampling_warpers, sequence_keys
 from w2s_align.models.causal_lm import continuation_nll, load_lm, pretrained_lm
 from w2s_align.models.sequences import encode_pairs, prompt_ids
 from w2s_align.settings.specs import Decoding, ModelSpec, canonical_json
@@ -46,63 +47,96 @@ def generate(
     desc: str = "generate",
     with_nll: bool = False,
 ) -> pd.DataFrame:
-    """`decoding.samples` continuations per prompt: left-padded batches of similar length, sampled
-    `max_new_tokens` new tokens, sliced at the token level and decoded without special tokens. `with_nll` adds
-    each continuation's summed negative log-likelihood under the model's own (unwarped) distribution, `nll`,
-    over its `n_new_tokens` tokens (special tokens excluded), at no extra forward pass."""
+    """`decoding.samples` continuations per prompt: `max_new_tokens` sampled new tokens, sliced at the token
+    level and decoded without special tokens. `with_nll` adds each continuation's summed negative
+    log-likelihood under the model's own (unwarped) distribution, `nll`, over its `n_new_tokens` tokens
+    (special tokens excluded), at no extra forward pass.
+
+    Batches are counted in sequences: every (prompt, sample) is one sequence, sequences are sorted by
+    prompt length (little padding) and decoded `sequences_per_call` at a time. Each continuation draws
+    from its own random numbers (KeyedSampler), so the result does not depend on how they are batched."""
+    from transformers import GenerationConfig, LogitsProcessorList
+
     ids = prompt_ids(tokenizer, prompts)
     order = np.argsort([len(x) for x in ids], kind="stable")
-    per_batch = max(1, decoding.batch_size // decoding.samples)
-    rows, start_time = [], time.monotonic()
-    torch.manual_seed(seed)
+    rows = np.repeat(order, decoding.samples)
+    samples = np.tile(np.arange(decoding.samples), len(order))
+    keys = sequence_keys(seed, rows, samples)
     model.to(device).eval()
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    longest = max((len(x) for x in ids), default=1)
+    per_call = sequences_per_call(model, decoding, longest, device, with_nll)
+    config = GenerationConfig(
+        do_sample=False,  # the KeyedSampler draws; the greedy step takes its token
+        max_new_tokens=decoding.max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        return_dict_in_generate=True,
+        output_logits=with_nll,
+    )
     warpers = sampling_warpers(decoding)
-    with torch.inference_mode(), _restore(tokenizer, padding_side):
-        for start in tqdm(range(0, len(order), per_batch), desc=desc, leave=False):
-            idx = order[start : start + per_batch]
-            batch = tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt").to(device)
+    out_rows, start_time = [], time.monotonic()
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    with (
+        torch.inference_mode(),
+        _restore(tokenizer, padding_side),
+        tqdm(total=len(rows), desc=desc, unit="seq", leave=False) as bar,
+    ):
+        for start in range(0, len(rows), per_call):
+            chunk = slice(start, start + per_call)
+            batch = tokenizer.pad({"input_ids": [ids[i] for i in rows[chunk]]}, return_tensors="pt").to(device)
+            sampler = KeyedSampler(keys[chunk], batch["input_ids"].shape[1])
             with autocast(device, model.dtype):
                 out = model.generate(
                     **batch,
-                    do_sample=True,
-                    temperature=1.0,
-                    top_k=0,
-                    top_p=1.0,  # done by the warpers
-                    logits_processor=warpers,
-                    max_new_tokens=decoding.max_new_tokens,
-                    num_return_sequences=decoding.samples,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
-                    return_dict_in_generate=True,
-                    output_logits=with_nll,
+                    generation_config=config,
+                    logits_processor=LogitsProcessorList([*warpers, sampler]),
                 )
             new = out.sequences[:, batch["input_ids"].shape[1] :].cpu()
             texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             counted = ~torch.isin(new, torch.tensor(tokenizer.all_special_ids))
             n_new = counted.sum(1).tolist()
             nll = _sampled_nll(out.logits, new, counted) if with_nll else [None] * len(texts)
-            for j, (text, n, value) in enumerate(zip(texts, n_new, nll)):
-                rows.append(
-                    {
-                        "row": int(idx[j // decoding.samples]),
-                        "sample": j % decoding.samples,
-                        "continuation": text,
-                        "n_new_tokens": n,
-                    }
+            for row, sample, text, n, value in zip(rows[chunk], samples[chunk], texts, n_new, nll):
+                out_rows.append(
+                    {"row": int(row), "sample": int(sample), "continuation": text, "n_new_tokens": n}
                     | ({"nll": value} if with_nll else {})
                 )
+            bar.update(len(texts))
     elapsed = time.monotonic() - start_time
+    new_tokens = sum(r["n_new_tokens"] for r in out_rows)
     log.info(
-        "%s: %d prompts x %d samples in %.1f s (%.2f prompts/s, %.1f continuations/s)",
+        "%s: %d prompts x %d samples, %d sequences per call, in %.1f s (%.1f continuations/s, %.0f new tokens/s)",
         desc,
         len(prompts),
         decoding.samples,
+        per_call,
         elapsed,
-        len(prompts) / elapsed,
-        len(rows) / elapsed,
+        len(out_rows) / elapsed,
+        new_tokens / elapsed,
     )
-    return pd.DataFrame(rows).sort_values(["row", "sample"]).reset_index(drop=True)
+    return pd.DataFrame(out_rows).sort_values(["row", "sample"]).reset_index(drop=True)
+
+
+def sequences_per_call(model, decoding: Decoding, prompt_tokens: int, device, with_nll: bool = False) -> int:
+    """Sequences decoded per generate() call: as many as a quarter of the job's memory (job_memory) holds
+    besides the weights, at most `decoding.batch_size`. A sequence holds its KV cache (2 x layers x KV heads x
+    head width per token, prompt + new tokens) and its logits: the step's scores, the sampler's float64
+    distribution and cumulative sum, and with `with_nll` the logits of every step."""
+    cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1)
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 1)
+    hidden = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", 64)
+    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
+    head_dim = getattr(cfg, "head_dim", None) or hidden // heads
+    vocab = getattr(cfg, "vocab_size", 1)
+    element = torch.finfo(model.dtype).bits // 8
+    kv = 2 * layers * kv_heads * head_dim * element * (prompt_tokens + decoding.max_new_tokens)
+    logits = vocab * (4 + 4 + 2 * 8 + (4 * decoding.max_new_tokens if with_nll else 0))
+    if "logits_to_keep" not in inspect.signature(model.forward).parameters:  # the prompt's logits at step 0
+        logits += vocab * 4 * prompt_tokens
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    room = max(0, job_memory(device) // 4 - weights)
+    return max(1, min(decoding.batch_size, room // (kv + logits)))
 
 
 def _sampled_nll(logits: tuple[torch.Tensor, ...], new: torch.Tensor, counted: torch.Tensor) -> list[float]:

@@ -1,10 +1,17 @@
 """Sampling: transformers' temperature -> top-k -> top-p warpers, with top-p computed on the most likely
-tokens only (NucleusWarper: the same tokens as TopPLogitsWarper, without sorting the whole vocabulary)."""
+tokens only (NucleusWarper: the same tokens as TopPLogitsWarper, without sorting the whole vocabulary), and
+the draw itself from random numbers that belong to each continuation (KeyedSampler).
+
+A continuation's random numbers are a function of (seed, prompt, sample, step) only: which other
+sequences share its batch, how many sequences a call holds and how many jobs run at once do not change
+them. The draw is inverse-CDF sampling: one uniform number per sequence and step picks the token whose
+interval of the cumulative (warped) distribution holds it, an exact draw from that distribution."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from w2s_align.settings.specs import Decoding
@@ -48,3 +55,48 @@ class NucleusWarper:
         if short.any():
             out[short] = self.full_sort(input_ids[short], scores[short])
         return out
+
+
+_U64 = np.uint64
+
+
+def splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele, Lea & Flood 2014) on uint64 arrays: a well-mixed 64-bit hash."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(x, dtype=np.uint64) + _U64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+        return z ^ (z >> _U64(31))
+
+
+def sequence_keys(seed: int, rows, samples) -> np.ndarray:
+    """One 64-bit key per continuation: (seed, prompt row, sample number)."""
+    rows = np.asarray(rows, dtype=np.uint64)
+    samples = np.asarray(samples, dtype=np.uint64)
+    return splitmix64(splitmix64(splitmix64(np.full_like(rows, seed)) ^ rows) ^ samples)
+
+
+def uniforms(keys: np.ndarray, step: int) -> np.ndarray:
+    """A uniform number in (0, 1) per key for decoding step `step` (53 bits, float64)."""
+    z = splitmix64(keys ^ splitmix64(np.full_like(keys, step)))
+    return ((z >> _U64(11)).astype(np.float64) + 0.5) / float(2**53)
+
+
+class KeyedSampler:
+    """The last logits processor of sampling: draws each row's token from its warped distribution with the
+    row's own uniform number (`uniforms(keys, step)`) and leaves only that token finite, so that
+    generate()'s greedy step takes it. `prompt_length` is the batch's padded prompt length (step 0 is the
+    first new token)."""
+
+    def __init__(self, keys: np.ndarray, prompt_length: int):
+        self.keys, self.prompt_length = keys, prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.prompt_length
+        u = torch.from_numpy(uniforms(self.keys, step)).to(scores.device)
+        probs = torch.softmax(scores.float(), dim=-1).double()
+        cdf = probs.cumsum(dim=-1)
+        token = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
+        last = probs.shape[1] - 1 - (probs > 0).flip(1).int().argmax(dim=1)  # rounding at the top end
+        token = torch.minimum(token, last)
+        return torch.full_like(scores, -math.inf).scatter_(1, token.unsqueeze(1), 0.0)
