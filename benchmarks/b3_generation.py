@@ -1,6 +1,7 @@
-"""Benchmark 3: generation throughput of `w2s_align.infer.generate.generate`, batched vs one prompt at
-a time (SmolLM2-135M; the weak scratch GPT-2 LM too when a pipeline run left its checkpoint), and the
-nucleus sampling of `w2s_align.infer.sampling` against transformers' full-vocabulary sort."""
+"""Benchmark 3: generation throughput of `w2s_align.infer.generate.generate` by sequences per call
+(SmolLM2-135M; the weak scratch GPT-2 LM too when a pipeline run left its checkpoint), the same
+continuations at every size, and the nucleus sampling of `w2s_align.infer.sampling` against
+transformers' full-vocabulary sort."""
 
 from __future__ import annotations
 
@@ -9,20 +10,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from _harness import REPO, Row, Section, Timing, model_spec, quiet, stopwatch
+from _harness import REPO, Row, Section, model_spec, quiet, stopwatch
 
 WEAK_LM = REPO / "results/toxicity/weak/gpt2-scratch/seed0"  # the pipeline's train_weak_lm output
 
 
-def time_generation(model, tokenizer, prompts: list[str], decoding, seed: int) -> tuple[Timing, int, int]:
-    """(Timing, continuations, new tokens) of one generate() call on CPU."""
+def time_generation(model, tokenizer, prompts: list[str], decoding, seed: int):
+    """(Timing, continuations frame, new tokens) of one generate() call on CPU."""
     import torch
 
     from w2s_align.infer.generate import generate
 
     with stopwatch() as timing, quiet():
         df = generate(model, tokenizer, prompts, decoding, torch.device("cpu"), seed)
-    return timing, len(df), int(df["n_new_tokens"].sum())
+    return timing, df, int(df["n_new_tokens"].sum())
 
 
 def smollm2_folder(cfg: dict, stack: contextlib.ExitStack, details: list[str]) -> Path:
@@ -100,21 +101,23 @@ def run(args, cfg: dict) -> Section:
     from w2s_align.models.causal_lm import load_lm
     from w2s_align.settings.specs import Decoding, PromptSpec
 
-    sec = Section("3. Generation throughput: batched vs one prompt at a time")
+    sec = Section("3. Generation throughput by sequences per call")
     torch.set_num_threads(args.threads)
     tox = cfg["tasks"]["toxicity"]
     prompts = eval_prompts(PromptSpec(source=str(REPO / tox["prompts"]["source"]), n=args.prompts))[
         "prompt"
     ].tolist()
     decoding = {k: v for k, v in tox["decoding"].items() if k != "batch_size"}
-    decoding["max_new_tokens"] = args.new_tokens
+    decoding |= {"max_new_tokens": args.new_tokens, "samples": args.gen_samples}
+    sizes = sorted({*args.gen_sizes, args.gen_batch})
     sec.details.append(
-        f"{len(prompts)} RTP challenging prompts (`eval_prompts`, test_seed 0) × 1 sample × "
-        f"{args.new_tokens} new tokens, top_p {decoding['top_p']}, "
-        f"temperature {decoding['temperature']}, `w2s_align.infer.generate.generate` on CPU "
-        f"({torch.get_num_threads()} threads); batch size {args.gen_batch} vs 1; one warm-up call "
-        f"first; calls shorter than 2 s in all are repeated (best of up to 10). Same sampling seed "
-        f"both ways."
+        f"{len(prompts)} RTP challenging prompts (`eval_prompts`, test_seed 0) × {args.gen_samples} "
+        f"samples × {args.new_tokens} new tokens ({len(prompts) * args.gen_samples} sequences), top_p "
+        f"{decoding['top_p']}, temperature {decoding['temperature']}, `w2s_align.infer.generate.generate` "
+        f"on CPU ({torch.get_num_threads()} threads), sequences per call (`decoding.batch_size`) "
+        f"{', '.join(map(str, sizes))}; one warm-up call first; calls shorter than 2 s in all are repeated "
+        f"(best of up to 10). Same sampling seed at every size; 'same' says whether the continuations equal "
+        f"those of {args.gen_batch} per call (the previous default: 32 sequences per call)."
     )
     with contextlib.ExitStack() as stack:
         models = [("smollm2-135m (base)", *smollm2(cfg, stack, sec.details))]
@@ -129,43 +132,44 @@ def run(args, cfg: dict) -> Section:
             )
         sec.details += [
             "",
-            "| model | batch | seconds | CPU s | continuations/s | new tokens | new tokens/s |",
-            "|---|---|---|---|---|---|---|",
+            "| model | sequences per call | seconds | CPU s | continuations/s | new tokens | new tokens/s "
+            "| same |",
+            "|---|---|---|---|---|---|---|---|",
         ]
-        cpu_ratios, nucleus = [], []
+        nucleus = []
         for label, model, tokenizer in models:
-            warm = Decoding.from_dict({**decoding, "max_new_tokens": 2, "batch_size": 2})
+            warm = Decoding.from_dict({**decoding, "max_new_tokens": 2, "samples": 1, "batch_size": 2})
             time_generation(model, tokenizer, prompts[:2], warm, 0)
-            result = {}
-            for batch_size in (args.gen_batch, 1):
-                spec = Decoding.from_dict({**decoding, "batch_size": batch_size})
+            timed = {}
+            for size in sizes:
+                spec = Decoding.from_dict({**decoding, "batch_size": size})
                 runs = [time_generation(model, tokenizer, prompts, spec, 0)]
                 while sum(r[0].wall for r in runs) < 2.0 and len(runs) < 10:  # short: repeat, keep the best
                     runs.append(time_generation(model, tokenizer, prompts, spec, 0))
-                t, n, tokens = min(runs, key=lambda r: r[0].wall)
-                result[batch_size] = (t, n)
+                timed[size] = min(runs, key=lambda r: r[0].wall)
+            rate = {size: t[2] / t[0].wall for size, t in timed.items()}
+            best = max(sizes, key=rate.get)
+            for size, (t, frame, tokens) in timed.items():
+                same = frame["continuation"].equals(timed[args.gen_batch][1]["continuation"])
                 sec.details.append(
-                    f"| {label} | {batch_size} | {t.wall:.2f} | {t.cpu:.2f} | {n / t.wall:.2f} | "
-                    f"{tokens} | {tokens / t.wall:.1f} |"
+                    f"| {label} | {size} | {t.wall:.2f} | {t.cpu:.2f} | {len(frame) / t.wall:.2f} | "
+                    f"{tokens} | {rate[size]:.1f} | {'yes' if same else '**no**'} |"
                 )
-            (tb, nb), (t1, n1) = result[args.gen_batch], result[1]
-            cpu_ratios.append(f"{label}: {(nb / tb.cpu) / (n1 / t1.cpu):.2f}")
             sec.rows.append(
                 Row(
                     "3",
-                    f"continuations/s, {label}, batch {args.gen_batch} vs 1",
-                    f"batched {nb / tb.wall:.2f}/s ({tb.wall:.1f} s)",
-                    f"one at a time {n1 / t1.wall:.2f}/s ({t1.wall:.1f} s)",
-                    (nb / tb.wall) / (n1 / t1.wall),
-                    ">= 8",
+                    f"new tokens/s, {label}, {best} vs {args.gen_batch} sequences per call",
+                    f"{best} per call: {rate[best]:.1f}/s",
+                    f"{args.gen_batch} per call: {rate[args.gen_batch]:.1f}/s",
+                    rate[best] / rate[args.gen_batch],
+                    ">= 2",
                 )
             )
             nucleus.append(f"- {label}: {nucleus_check(model, tokenizer, prompts, decoding['top_p'])}")
     sec.details += [
         "",
-        f"Ratio of continuations per CPU-second (batched / one at a time): {'; '.join(cpu_ratios)}. "
-        "A prompt generated alone stops at its EOS; a batch runs until every row has stopped (or "
-        "max_new_tokens), so a model that often ends early (few new tokens) gains little from batching.",
+        "A batch runs until every row has stopped (EOS or max_new_tokens): sequences are sorted by prompt "
+        "length, so a call holds prompts of similar length.",
         "",
         "Nucleus sampling (`w2s_align.infer.sampling`), one step on the prompts' next-token logits:",
         *nucleus,

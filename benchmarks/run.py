@@ -81,7 +81,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         name: args.repeats or default for name, default in (("minilm-l6", 3), ("gpt2-scratch", 6))
     }
     args.padding_rows = 16 if args.quick else 64
-    args.prompts, args.new_tokens, args.gen_batch = (8, 8, 8) if args.quick else (32, 20, 32)
+    args.prompts, args.new_tokens, args.gen_samples = (8, 8, 2) if args.quick else (64, 20, 4)
+    args.gen_batch = 32  # the previous default: 8 prompts x 4 samples per call
+    args.gen_sizes = (4, 16, 64) if args.quick else (8, 32, 64, 128, 256)
     args.dry_runs = 1 if args.quick else 3
     args.rerun_config = args.rerun_config or ("tests/configs/tiny.yaml" if args.quick else "config.yaml")
     args.fix_steps, args.fix_repeats = (6, 1) if args.quick else (30, 2)
