@@ -30,7 +30,8 @@ def run_stage(tmp_path, ending: str = "") -> tuple[subprocess.CompletedProcess, 
 
 
 def job_time(line: str) -> tuple[float, float]:
-    match = re.search(r"job time: ([\d.]+) s in all, ([\d.]+) s of it before the stage's first log line", line)
+    pattern = r"job time: ([\d.]+) s in all, ([\d.]+) s of it before the stage's first log line"
+    match = re.search(pattern, line)
     assert match, line
     return float(match[1]), float(match[2])
 

@@ -72,6 +72,8 @@ def _log_job_time_at_exit() -> None:
     def report():
         now = time.monotonic()
         start_up = (first.at or now) - began
-        log.info("job time: %.1f s in all, %.1f s of it before the stage's first log line", now - began, start_up)
+        log.info(
+            "job time: %.1f s in all, %.1f s of it before the stage's first log line", now - began, start_up
+        )
 
     atexit.register(report)

@@ -83,7 +83,8 @@ def generate(
     ):
         for start in range(0, len(rows), per_call):
             chunk = slice(start, start + per_call)
-            batch = tokenizer.pad({"input_ids": [ids[i] for i in rows[chunk]]}, return_tensors="pt").to(device)
+            batch = tokenizer.pad({"input_ids": [ids[i] for i in rows[chunk]]}, return_tensors="pt")
+            batch = batch.to(device)
             sampler = KeyedSampler(keys[chunk], batch["input_ids"].shape[1])
             with autocast(device, model.dtype):
                 out = model.generate(
@@ -105,7 +106,8 @@ def generate(
     elapsed = time.monotonic() - start_time
     new_tokens = sum(r["n_new_tokens"] for r in out_rows)
     log.info(
-        "%s: %d prompts x %d samples, %d sequences per call, in %.1f s (%.1f continuations/s, %.0f new tokens/s)",
+        "%s: %d prompts x %d samples, %d sequences per call, in %.1f s "
+        "(%.1f continuations/s, %.0f new tokens/s)",
         desc,
         len(prompts),
         decoding.samples,
