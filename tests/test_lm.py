@@ -690,3 +690,18 @@ def test_sequences_per_call_is_capped_by_the_config_and_by_memory(scratch, monke
     assert gen_module.sequences_per_call(model, dec, 30, CPU, with_nll=True) <= few
     monkeypatch.setattr(gen_module, "job_memory", lambda device: 0)
     assert gen_module.sequences_per_call(model, dec, 30, CPU) == 1
+
+
+def test_length_batches_respect_rows_and_tokens():
+    from w2s_align.device import length_batches
+
+    lengths = [5, 1, 9, 3, 3, 7, 2, 30]
+    batches = length_batches(lengths, max_rows=3, max_tokens=12)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len(batch) <= 3
+        assert len(batch) == 1 or len(batch) * max(lengths[i] for i in batch) <= 12
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat)  # shortest first
+    assert [7] in batches  # longer than the budget allows with a neighbour: alone
+    assert length_batches(lengths, 100, 10**9) == [sorted(range(8), key=lambda i: lengths[i])]

@@ -139,3 +139,23 @@ def job_memory(device: torch.device) -> int:
         with contextlib.suppress(OSError, ValueError):
             total = min(total, int(Path(limit_file).read_text().strip()))
     return int(total)
+
+
+def batch_memory(model, device: torch.device) -> int:
+    """Bytes one inference batch may take: a quarter of the job's memory (job_memory), less the weights."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return max(0, job_memory(device) // 4 - weights)
+
+
+def length_batches(lengths, max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Row indices grouped by length (shortest first) into batches of at most `max_rows` rows and
+    `max_tokens` padded tokens (rows x the batch's longest row); a row longer than the budget goes alone."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        batch = batches[-1] if batches else None
+        if batch is not None and len(batch) < max_rows and (len(batch) + 1) * lengths[i] <= max_tokens:
+            batch.append(i)
+        else:
+            batches.append([i])
+    return batches

@@ -214,17 +214,19 @@ def continuation_nll(
     model, tokenizer, feats: list[dict], batch_size: int, device, desc: str = "score", compute=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed negative log-likelihood and token count of each row's labelled (continuation) tokens, autocast
-    to `compute` (default: the model's dtype)."""
+    to `compute` (default: the model's dtype). Rows go by length, at most `batch_size` per forward pass and
+    as many padded tokens as the job's memory holds (their logits dominate: batch_memory / logit bytes)."""
     import torch
 
-    from w2s_align.device import autocast
+    from w2s_align.device import autocast, batch_memory, length_batches
 
-    order = np.argsort([len(f["input_ids"]) for f in feats], kind="stable")
+    vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() else 1
+    max_tokens = batch_memory(model, device) // (vocab * 4 * 3 + 64 * 1024)  # logits, float, loss; activations
+    batches = length_batches([len(f["input_ids"]) for f in feats], batch_size, max_tokens)
     nll, count = np.zeros(len(feats)), np.zeros(len(feats), dtype=np.int64)
     model.eval()
     with torch.inference_mode():
-        for start in tqdm(range(0, len(order), batch_size), desc=desc, leave=False):
-            idx = order[start : start + batch_size]
+        for idx in tqdm(batches, desc=desc, leave=False):
             batch = collate([feats[i] for i in idx], tokenizer.pad_token_id)
             labels = batch.pop("labels")[:, 1:].to(device)
             with autocast(device, compute or model.dtype):
