@@ -221,7 +221,8 @@ def continuation_nll(
     from w2s_align.device import autocast, batch_memory, length_batches
 
     vocab = model.get_output_embeddings().weight.shape[0] if model.get_output_embeddings() else 1
-    max_tokens = batch_memory(model, device) // (vocab * 4 * 3 + 64 * 1024)  # logits, float, loss; activations
+    per_token = vocab * 4 * 3 + 64 * 1024  # logits, their float copy and the loss; activations
+    max_tokens = batch_memory(model, device) // per_token
     batches = length_batches([len(f["input_ids"]) for f in feats], batch_size, max_tokens)
     nll, count = np.zeros(len(feats)), np.zeros(len(feats), dtype=np.int64)
     model.eval()
