@@ -27,14 +27,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
-    tmp.chmod(
-        0o666 & ~current_umask()
-    )  # mkstemp creates 0600; the result keeps the user's umask like any new file
     try:
         yield tmp
+        # mkstemp creates 0600, and writers that replace the file (safetensors) keep 0600: the result
+        # gets the user's umask like any new file
+        tmp.chmod(0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def apply_umask(folder: str | os.PathLike) -> None:
+    """Give every file and folder under `folder` (itself included) the user's umask, as new files get:
+    writers that create temporary files (mkstemp, mkdtemp, safetensors) make them 0600 / 0700."""
+    mask = current_umask()
+    for root, dirs, files in os.walk(folder):
+        Path(root).chmod(0o777 & ~mask)
+        for name in files:
+            (Path(root) / name).chmod(0o666 & ~mask)
 
 
 def current_umask() -> int:

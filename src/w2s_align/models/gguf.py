@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from w2s_align.errors import PipelineError
-from w2s_align.files import current_umask
+from w2s_align.files import apply_umask
 from w2s_align.models.common import resolve_path
 from w2s_align.settings.specs import ModelSpec
 
@@ -37,10 +37,10 @@ def convert_gguf(spec: ModelSpec, out_dir: str) -> None:
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    tmp.chmod(0o777 & ~current_umask())  # mkdtemp creates 0700
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        apply_umask(tmp)  # mkdtemp and safetensors create 0700 / 0600
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
