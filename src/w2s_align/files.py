@@ -41,7 +41,7 @@ def apply_umask(folder: str | os.PathLike) -> None:
     """Give every file and folder under `folder` (itself included) the user's umask, as new files get:
     writers that create temporary files (mkstemp, mkdtemp, safetensors) make them 0600 / 0700."""
     mask = current_umask()
-    for root, dirs, files in os.walk(folder):
+    for root, _dirs, files in os.walk(folder):
         Path(root).chmod(0o777 & ~mask)
         for name in files:
             (Path(root) / name).chmod(0o666 & ~mask)
