@@ -94,9 +94,11 @@ class KeyedSampler:
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         step = input_ids.shape[1] - self.prompt_length
         u = torch.from_numpy(uniforms(self.keys, step)).to(scores.device)
-        probs = torch.softmax(scores.float(), dim=-1).double()
-        cdf = probs.cumsum(dim=-1)
+        probs = torch.softmax(scores.float(), dim=-1)  # filtered tokens (-inf) get 0: an empty interval
+        cdf = probs.cumsum(dim=-1, dtype=torch.float64)  # float64: tokens of 1e-9 keep their share
         token = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
-        last = probs.shape[1] - 1 - (probs > 0).flip(1).int().argmax(dim=1)  # rounding at the top end
-        token = torch.minimum(token, last)
+        token = token.clamp_(max=probs.shape[1] - 1)
+        empty = probs.gather(1, token.unsqueeze(1)).squeeze(1) == 0  # rounding at the top end of the cdf
+        if empty.any():
+            token[empty] = probs[empty].argmax(dim=1)
         return torch.full_like(scores, -math.inf).scatter_(1, token.unsqueeze(1), 0.0)
