@@ -7,7 +7,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Extra pip options for torch, e.g. TORCH_PIP="--index-url https://download.pytorch.org/whl/cpu"
 TORCH_PIP ?=
-CORES ?= all
+# Snakemake's --cores for `make run`: two more than the machine has, so that one job more than the cores hold
+# runs at once. Every torch job keeps its `threads` (2), so results equal a one-job-at-a-time run's, and
+# waiting threads sleep (OMP_WAIT_POLICY=PASSIVE) instead of spinning: jobs that leave a core idle (small
+# batches, Python between steps) share it. CORES=N sets it; CORES=all is one job per 2 cores.
+CORES ?= $(shell echo $$(( $$(nproc) + 2 )))
 ARGS ?=
 
 .PHONY: run test test-fast lint dry-run plan report clean
@@ -21,7 +25,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: $(STAMP)
-	HF_HUB_OFFLINE=1 $(BIN)/snakemake --cores $(CORES) --show-failed-logs $(ARGS)
+	HF_HUB_OFFLINE=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/snakemake --cores $(CORES) --show-failed-logs $(ARGS)
 	@echo "Results: results/tables/summary.md"
 
 test: $(STAMP)

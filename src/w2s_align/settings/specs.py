@@ -230,7 +230,7 @@ class Decoding(Spec):
     top_p: float = 0.9
     top_k: int = 0  # 0 = off (transformers' generate would apply top_k=50 when unset)
     samples: int = 1  # continuations per prompt
-    batch_size: int = 32
+    batch_size: int = 128  # sequences per forward pass at most (infer/generate.py:sequences_per_call)
 
 
 @dataclass(frozen=True)
