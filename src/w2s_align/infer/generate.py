@@ -54,7 +54,8 @@ def generate(
 
     Batches are counted in sequences: every (prompt, sample) is one sequence, sequences are sorted by
     prompt length (little padding) and decoded `sequences_per_call` at a time. Each continuation draws
-    from its own random numbers (KeyedSampler), so the result does not depend on how they are batched."""
+    from its own random numbers (KeyedSampler): in fp32 the result does not depend on how sequences are
+    batched; in bf16 the logits move with the batch's shape (docs/configuration.md#decoding)."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     ids = prompt_ids(tokenizer, prompts)
