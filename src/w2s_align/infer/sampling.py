@@ -4,7 +4,8 @@ the draw itself from random numbers that belong to each continuation (KeyedSampl
 
 A continuation's random numbers are a function of (seed, prompt, sample, step) only: which other
 sequences share its batch, how many sequences a call holds and how many jobs run at once do not change
-them (in bf16 the logits themselves move with the batch's shape, and with them most draws). The draw is inverse-CDF sampling: one uniform number per sequence and step picks the token whose
+them (in bf16 the logits themselves move with the batch's shape, and with them most draws). The draw
+is inverse-CDF sampling: one uniform number per sequence and step picks the token whose
 interval of the cumulative (warped) distribution holds it, an exact draw from that distribution."""
 
 from __future__ import annotations
