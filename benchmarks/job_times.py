@@ -20,7 +20,7 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+STAMP = re.compile(r"\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")  # may follow a progress bar
 RULE = re.compile(r"^(?:local)?rule (\w+):$")
 FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
 JOB_TIME = re.compile(r"job time: ([\d.]+) s in all, ([\d.]+) s of it before")
@@ -30,7 +30,7 @@ def jobs(console_log: Path) -> list[dict]:
     """One dict per finished job: rule, jobid, seconds, log (the job's log file, if it has one)."""
     stamp, current, started, rows = None, None, {}, []
     for line in console_log.read_text(errors="replace").splitlines():
-        if m := STAMP.match(line):
+        if m := STAMP.search(line):
             stamp = datetime.strptime(" ".join(m[1].split()), "%a %b %d %H:%M:%S %Y")
         elif m := RULE.match(line):
             current = {"rule": m[1], "start": stamp, "log": None}
