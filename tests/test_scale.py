@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -315,6 +316,7 @@ class RecordingLM:
     """Stands in for a causal LM in `generate`: records the prompt ids it is given, emits fixed tokens."""
 
     dtype = torch.float32
+    config = SimpleNamespace(num_hidden_layers=1, num_attention_heads=1, hidden_size=8, vocab_size=100)
 
     def __init__(self, new_ids: list[int]):
         self.new_ids, self.inputs = new_ids, []
@@ -325,11 +327,16 @@ class RecordingLM:
     def eval(self):
         return self
 
-    def generate(self, input_ids, attention_mask, num_return_sequences, **_):
+    def parameters(self):
+        return iter(())
+
+    def forward(self, input_ids, logits_to_keep=0):
+        raise NotImplementedError
+
+    def generate(self, input_ids, attention_mask, **_):
         self.inputs += [row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)]
         new = torch.tensor([self.new_ids] * len(input_ids))
-        sequences = torch.cat([input_ids, new], 1).repeat_interleave(num_return_sequences, 0)
-        return type("Output", (), {"sequences": sequences, "logits": None})
+        return type("Output", (), {"sequences": torch.cat([input_ids, new], 1), "logits": None})
 
 
 @pytest.mark.parametrize("which", ["llama_style", "smollm2"])
