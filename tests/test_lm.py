@@ -678,17 +678,18 @@ def test_keyed_sampler_draws_from_the_warped_distribution():
 
 
 def test_sequences_per_call_is_capped_by_the_config_and_by_memory(scratch, monkeypatch):
+    from w2s_align import device as device_module
     from w2s_align.infer import generate as gen_module
 
     model, _ = scratch
     dec = Decoding(max_new_tokens=20, batch_size=64)
     assert gen_module.sequences_per_call(model, dec, 30, CPU) == 64
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    monkeypatch.setattr(gen_module, "job_memory", lambda device: 4 * weights + 4 * 10**6)
+    monkeypatch.setattr(device_module, "job_memory", lambda device: 4 * weights + 4 * 10**6)
     few = gen_module.sequences_per_call(model, dec, 30, CPU)
     assert 1 <= few < 64
     assert gen_module.sequences_per_call(model, dec, 30, CPU, with_nll=True) <= few
-    monkeypatch.setattr(gen_module, "job_memory", lambda device: 0)
+    monkeypatch.setattr(device_module, "job_memory", lambda device: 0)
     assert gen_module.sequences_per_call(model, dec, 30, CPU) == 1
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from w2s_align.device import autocast, job_memory, setup_torch
+from w2s_align.device import autocast, batch_memory, setup_torch
 from w2s_align.files import read_parquet, read_split, short_hash, write_parquet
 from w2s_align.infer.sampling import KeyedSampler, sampling_warpers, sequence_keys
 from w2s_align.models.causal_lm import continuation_nll, load_lm, pretrained_lm
@@ -121,10 +121,10 @@ def generate(
 
 
 def sequences_per_call(model, decoding: Decoding, prompt_tokens: int, device, with_nll: bool = False) -> int:
-    """Sequences decoded per generate() call: as many as a quarter of the job's memory (job_memory) holds
-    besides the weights, at most `decoding.batch_size`. A sequence holds its KV cache (2 x layers x KV heads x
-    head width per token, prompt + new tokens) and its logits: the step's scores, the sampler's float64
-    distribution and cumulative sum, and with `with_nll` the logits of every step."""
+    """Sequences decoded per generate() call: as many as device.batch_memory (a quarter of the job's memory
+    less the weights) holds, at most `decoding.batch_size`. A sequence holds its KV cache (2 x layers x KV
+    heads x head width per token, prompt + new tokens) and its logits: the step's scores, the sampler's
+    float64 distribution and cumulative sum, and with `with_nll` the logits of every step."""
     cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", 1)
     heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", 1)
@@ -137,9 +137,7 @@ def sequences_per_call(model, decoding: Decoding, prompt_tokens: int, device, wi
     logits = vocab * (4 + 4 + 2 * 8 + (4 * decoding.max_new_tokens if with_nll else 0))
     if "logits_to_keep" not in inspect.signature(model.forward).parameters:  # the prompt's logits at step 0
         logits += vocab * 4 * prompt_tokens
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    room = max(0, job_memory(device) // 4 - weights)
-    return max(1, min(decoding.batch_size, room // (kv + logits)))
+    return max(1, min(decoding.batch_size, batch_memory(model, device) // (kv + logits)))
 
 
 def _sampled_nll(logits: tuple[torch.Tensor, ...], new: torch.Tensor, counted: torch.Tensor) -> list[float]:
