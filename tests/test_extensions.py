@@ -101,7 +101,8 @@ def extended_run(tiny_run, tmp_path) -> Path:
 
 def test_toy_loss_scorer_and_model_kind_run_through_the_workflow(extended_run):
     # the summary table and what it is made of: every job the extensions touch, no plots
-    proc = snakemake(extended_run, "--cores", CORES, "--config", "only=[safety,toxicity]", SUMMARY)
+    proc = snakemake(extended_run, SUMMARY, "--cores", CORES, "--config", "only=[safety,toxicity]")  # target
+    # first: after --config it would be read as one more config entry
     ran = executed_rules(proc)
     # the edited modules (losses, tfidf, scorers) are in every classifier's and scorer's code closure, so
     # safety retrains (4 students: 2 weak models x 2 strategies); toxicity rescores every model's generations
