@@ -2,8 +2,9 @@
 
 Tests that run Snakemake are marked `workflow`; `make test-fast` runs the others (unit tests). The suite runs
 on two pytest-xdist workers (`addopts` in pyproject.toml; `-n 0` runs it in one process): the expensive
-shared runs are made once per session (`once`), and the tests of a fixture that cannot be shared between
-processes (a SLURM cluster, a module's run) go to one worker together (`xdist_group`, GROUPS)."""
+shared runs are made once per session (`once`), and the tests of a module whose module-scoped fixture cannot
+be shared between processes (a SLURM cluster, a module's run) go to one worker together (MODULES_ON_ONE_WORKER,
+`pytest_xdist_make_scheduler`)."""
 
 from __future__ import annotations
 
@@ -116,19 +117,19 @@ def fake_perspective():
         yield api.url
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(items):
     """Every test that runs the workflow (through a fixture of this file or the helpers) is `workflow`; the
-    users of a fixture in GROUPS share a worker; the longest work comes first (ORDER), so that the two
-    workers start on the long runs at once and end on short tests."""
+    longest work comes first (ORDER), so that the two workers start on the long runs at once and end on
+    short tests. The tests of a module in MODULES_ON_ONE_WORKER stay together, at the rank of its first."""
     for item in items:
-        fixtures = set(item.fixturenames)
-        if WORKFLOW_FIXTURES & fixtures or item.module.__name__ in WORKFLOW_MODULES:
+        if WORKFLOW_FIXTURES & set(item.fixturenames) or item.module.__name__ in WORKFLOW_MODULES:
             item.add_marker(pytest.mark.workflow)
-        for fixture, group in GROUPS.items():
-            if fixture in fixtures:
-                item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=rank)  # stable: collection order within a rank
+    ranks = {item.nodeid: rank(item) for item in items}
+    for module in MODULES_ON_ONE_WORKER:
+        members = [item.nodeid for item in items if item.module.__name__ == module]
+        first = min((ranks[nodeid] for nodeid in members), default=0)
+        ranks.update(dict.fromkeys(members, first))
+    items.sort(key=lambda item: ranks[item.nodeid])  # stable: collection order within a rank
 
 
 def rank(item: pytest.Item) -> int:
@@ -139,10 +140,32 @@ def rank(item: pytest.Item) -> int:
     )
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduler for `-n N` (its default `--dist load`): tests are handed out one at a time
+    in collection order, except that a module in MODULES_ON_ONE_WORKER goes to one worker as a whole.
+
+    (Not `--dist loadgroup` with `xdist_group` marks: pytest-xdist 3.8 marks a group in the test's node id,
+    which pytest 9.2 no longer lets a plugin change, so the groups are silently ignored:
+    pytest-dev/pytest-xdist#1386.) Another `--dist` gets pytest-xdist's own scheduler."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModulesOnOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return path if Path(path).stem in MODULES_ON_ONE_WORKER else nodeid
+
+    config.option.loadscopereorder = False  # keep ORDER (LoadScopeScheduling would put big modules first)
+    return ModulesOnOneWorker(config, log)
+
+
 WORKFLOW_FIXTURES = {"tiny_run", "workflow_copy", "preference_run"}
 WORKFLOW_MODULES = {"test_workflow", "test_faults", "test_slurm", "test_extensions"}
-# Fixtures whose tests run on one worker: one SLURM cluster per machine; module-scoped runs, built once
-GROUPS = {"slurm_cluster": "slurm", "preference_run": "preferences"}
+# Modules whose tests share a module-scoped fixture that must exist once: one SLURM cluster per machine (its
+# ports); the preference track's tiny run (minutes)
+MODULES_ON_ONE_WORKER = {"test_slurm", "test_preferences"}
 # The first tests to hand out: the extension run (which makes the tiny run), the SLURM tests, the preference
 # run, the other users of the tiny run; then the other workflow tests, then the unit tests
 ORDER = [{"extended_run"}, {"slurm_cluster"}, {"preference_run"}, {"tiny_run"}]
