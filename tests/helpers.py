@@ -15,6 +15,14 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 SHIMS = Path(__file__).resolve().parent / "bin"  # see bin/scontrol
 COPIED = ["Snakefile", "config.yaml", "workflow", "envs", "profiles", "resources", "src", "tests/configs"]
+SHARED_WEIGHTS = "results/models"  # converted pretrained weights: read by jobs, rewritten by none
+CORES = "1" if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1 else "2"
+"""`--cores` of the tests' own Snakemake runs: 2 in a single pytest process; 1 under pytest-xdist with
+several workers, whose runs share the machine's cores (2 runs of 2 two-thread jobs on 2 cores only add
+switching). A test that compares results of two runs makes both with the same value."""
+TINY_CORES = "2"
+"""`--cores` of the shared tiny run and of the reruns compared with it byte for byte: its jobs get the
+config's 2 threads, as a user's run and a stage run outside Snakemake (`python -m w2s_align.debug`) do."""
 
 
 def copy_repo(dest: Path, config: str | Path = REPO / "tests/configs/tiny.yaml") -> Path:
@@ -27,6 +35,23 @@ def copy_repo(dest: Path, config: str | Path = REPO / "tests/configs/tiny.yaml")
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
     shutil.copy2(config, dest / "config.yaml")
+    return dest
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """A private copy of the finished run in `src` (workflow files, config, results, logs and Snakemake's
+    records, modification times kept) to edit, rerun or break without touching `src`. The converted weights
+    under results/models are hard links: no test writes into them and a job that remakes them deletes its
+    outputs first, so a rerun writes new files instead of changing the shared ones."""
+    shared = src / SHARED_WEIGHTS
+
+    def link_or_copy(path: str, target: str) -> str:
+        if Path(path).is_relative_to(shared):
+            os.link(path, target)
+            return target
+        return shutil.copy2(path, target)
+
+    shutil.copytree(src, dest, symlinks=True, copy_function=link_or_copy)
     return dest
 
 

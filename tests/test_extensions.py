@@ -3,15 +3,15 @@ classifier model kind, appended to the modules of a repository copy, run through
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from helpers import copy_repo, executed_rules, snakemake
+from helpers import CORES, copy_run, executed_rules, snakemake
 
+SUMMARY = "results/tables/summary.csv"
 TOY_LOSS = '''
 
 @LOSSES.register("toy-hinge")
@@ -77,9 +77,7 @@ class LengthClassifier:
 @pytest.fixture
 def extended_run(tiny_run, tmp_path) -> Path:
     """A copy of the finished tiny run whose package has the three toy extensions."""
-    work = copy_repo(tmp_path)
-    for name in ("results", ".snakemake"):
-        shutil.copytree(tiny_run / name, work / name, symlinks=True)
+    work = copy_run(tiny_run, tmp_path / "extended")
     src = work / "src/w2s_align"
     for module, code in (
         ("train/losses.py", TOY_LOSS),
@@ -102,7 +100,9 @@ def extended_run(tiny_run, tmp_path) -> Path:
 
 
 def test_toy_loss_scorer_and_model_kind_run_through_the_workflow(extended_run):
-    proc = snakemake(extended_run, "--cores", "2", "--config", "only=[safety,toxicity]")
+    # the summary table and what it is made of: every job the extensions touch, no plots
+    proc = snakemake(extended_run, SUMMARY, "--cores", CORES, "--config", "only=[safety,toxicity]")  # target
+    # first: after --config it would be read as one more config entry
     ran = executed_rules(proc)
     # the edited modules (losses, tfidf, scorers) are in every classifier's and scorer's code closure, so
     # safety retrains (4 students: 2 weak models x 2 strategies); toxicity rescores every model's generations
@@ -119,7 +119,7 @@ def test_toy_loss_scorer_and_model_kind_run_through_the_workflow(extended_run):
         "lm_generations",
         "train_scorer",
     } & set(ran)
-    summary = pd.read_csv(extended_run / "results/tables/summary.csv")
+    summary = pd.read_csv(extended_run / SUMMARY)
     toy = summary[(summary.weak_model == "toy") & (summary.role == "weak") & (summary.metric == "accuracy")]
     assert (
         len(toy) == 2 and toy["value"].between(0, 1).all()

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import SHIMS, SNAKEMAKE, copy_repo, executed_rules, snakemake
+from helpers import CORES, SHIMS, SNAKEMAKE, copy_repo, executed_rules, snakemake
 
 METRICS = "results/safety/metrics/tiny-gpt2__small-bert/naive/seed0.parquet"
 CEILING = Path("results/safety/ceiling/small-bert/seed0")
@@ -47,7 +47,7 @@ def kill_during_second_epoch(work: Path, target: str) -> None:
         "PYTHONPATH": str(work / "src"),
     }
     proc = subprocess.Popen(
-        [SNAKEMAKE, "--cores", "2", target],
+        [SNAKEMAKE, "--cores", CORES, target],
         cwd=work,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -74,9 +74,9 @@ def test_kill_9_mid_epoch_leaves_nothing_finished_and_rerun_matches(finished_cop
     declared = ["classifier.safetensors", "classifier.json"]
     assert not any((finished_copy / CEILING / name).exists() for name in declared)
     snakemake(finished_copy, "--unlock")  # the killed controller left its lock, as after a power loss
-    snakemake(finished_copy, "--cores", "2", METRICS)  # Snakemake notices and reruns the killed job
+    snakemake(finished_copy, "--cores", CORES, METRICS)  # Snakemake notices and reruns the killed job
     resumed = pd.read_parquet(finished_copy / METRICS)
-    proc = snakemake(finished_copy, "--cores", "2", METRICS, "--forcerun", "train_ceiling")  # uninterrupted
+    proc = snakemake(finished_copy, "--cores", CORES, METRICS, "--forcerun", "train_ceiling")  # uninterrupted
     assert sorted(executed_rules(proc)) == ["metrics", "predict", "train_ceiling"]
     pd.testing.assert_frame_equal(resumed, pd.read_parquet(finished_copy / METRICS))
 
@@ -86,7 +86,7 @@ def test_truncated_weak_labels_stop_the_student_with_the_file_named(finished_cop
     data = labels.read_bytes()
     labels.write_bytes(data[: len(data) // 2])
     student = "results/safety/student/tiny-gpt2__small-bert/naive/seed0/classifier.safetensors"
-    proc = snakemake(finished_copy, "--cores", "2", student, check=False)
+    proc = snakemake(finished_copy, "--cores", CORES, student, check=False)
     assert proc.returncode != 0
     log = (finished_copy / "logs/safety/student/tiny-gpt2__small-bert/naive/seed0/train.log").read_text()
     assert f"cannot read parquet artifact {labels.relative_to(finished_copy)}" in log

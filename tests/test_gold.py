@@ -3,12 +3,13 @@ cut from it, and no evaluation prompt among the training prompts."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pandas as pd
 import yaml
 
-from helpers import copy_repo, executed_rules, snakemake
+from helpers import CORES, SHARED_WEIGHTS, copy_repo, executed_rules, snakemake
 
 GOLD_CORPUS = {
     "source": "resources/data/rtp_challenging_prompts.jsonl",
@@ -24,13 +25,14 @@ def test_gold_pairs_are_made_once_and_split_for_every_seed(tiny_run, tmp_path):
     cfg["seeds"] = [0, 1]
     cfg["tasks"]["toxicity"]["corpus"] = GOLD_CORPUS
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
-    shutil.copytree(tiny_run / "results/models", work / "results/models")  # the converted SmolLM2
+    # the converted SmolLM2, hard-linked: read by the jobs, remade by none (helpers.copy_run)
+    shutil.copytree(tiny_run / SHARED_WEIGHTS, work / SHARED_WEIGHTS, copy_function=os.link)
     targets = [
         f"results/toxicity/pairs/seed{s}/{split}.parquet"
         for s in (0, 1)
         for split in ("weak_train", "weak_label", "val")
     ]
-    proc = snakemake(work, *targets, "--cores", "2", "--config", "only=[toxicity]")
+    proc = snakemake(work, *targets, "--cores", CORES, "--config", "only=[toxicity]")
     assert executed_rules(proc).count("gold_corpus") == 1 and executed_rules(proc).count("split_corpus") == 2
     gold = pd.read_parquet(work / "results/toxicity/gold.parquet")
     evaluation = pd.read_parquet(work / "results/toxicity/prompts.parquet")

@@ -19,7 +19,7 @@ from w2s_align.settings.specs import ModelSpec
 from w2s_align.train.dpo import encode_preferences, pair_batch, policy_logps, reference_logps
 from w2s_align.train.losses import dpo_loss, sequence_logps
 
-from helpers import copy_repo, make_pairs, pending_jobs, snakemake
+from helpers import CORES, copy_repo, make_pairs, pending_jobs, snakemake
 
 CPU = torch.device("cpu")
 LORA = {"r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "v_proj"]}
@@ -211,7 +211,7 @@ def preference_run(tmp_path_factory):
     """The tiny config with the preference track alone (tests/configs/tiny-preferences.yaml), run to the
     end."""
     work = copy_repo(tmp_path_factory.mktemp("prefs"))
-    snakemake(work, "--cores", "2", "--configfile", "config.yaml", "tests/configs/tiny-preferences.yaml")
+    snakemake(work, "--cores", CORES, "--configfile", "config.yaml", "tests/configs/tiny-preferences.yaml")
     return work
 
 

@@ -648,10 +648,13 @@ def slurm_cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slurm_run(slurm_cluster, tmp_path_factory):
-    """The tiny config (safety and toxicity) run to completion through SLURM: (workdir, output, seconds)."""
+    """The tiny config (safety and toxicity) run to completion through SLURM: (workdir, output, seconds).
+    The smallest run with a job of every non-optional rule: safety with one weak model (TF-IDF, no GPU) and
+    one strategy runs every classification rule, toxicity every generation rule."""
     work = profile_copy(tmp_path_factory.mktemp("slurm-run"), "tests/configs/tiny.yaml")
     cfg = yaml.safe_load((work / "config.yaml").read_text())
-    del cfg["tasks"]["legal"]  # safety runs every classification rule; one strategy runs train_student
+    del cfg["tasks"]["legal"]
+    cfg["weak_models"] = ["tfidf"]  # toxicity keeps its own weak LM (tiny-gpt2)
     cfg["student_strategies"] = ["naive"]
     (work / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     (work / "slurm-test.yaml").write_text(SMALL_REQUESTS)

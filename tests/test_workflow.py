@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import executed_rules, pending_jobs, snakemake
+from helpers import TINY_CORES, executed_rules, pending_jobs, snakemake
 
 STRONG_JOBS = {"train_student", "train_ceiling", "predict", "metrics", "summary", "plots", "all"}
 REPORTING = {"metrics", "summary", "plots", "all"}
@@ -124,12 +124,12 @@ def test_toxicity_generations_scores_and_table(tiny_run):
     assert "held-out AUROC" in md
 
 
-def test_decoding_temperature_reruns_generation_strong_training_and_metrics(tiny_run):
+def test_decoding_temperature_reruns_generation_strong_training_and_metrics(tiny_copy):
     def change(cfg):
         cfg["tasks"]["toxicity"]["decoding"]["temperature"] = 0.7
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     assert set(jobs) == {
         "weak_generations",
         "train_lm_student",
@@ -142,12 +142,12 @@ def test_decoding_temperature_reruns_generation_strong_training_and_metrics(tiny
     assert len(jobs["lm_generations"]) == 3 and len(jobs["score_generations"]) == 4
 
 
-def test_evaluation_prompts_rerun_evaluation_only_never_a_fine_tune(tiny_run):
+def test_evaluation_prompts_rerun_evaluation_only_never_a_fine_tune(tiny_copy):
     def change(cfg):
         cfg["tasks"]["toxicity"]["prompts"]["n"] = 5
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     assert set(jobs) == {
         "eval_prompts",
         "lm_generations",
@@ -158,25 +158,25 @@ def test_evaluation_prompts_rerun_evaluation_only_never_a_fine_tune(tiny_run):
     } | REPORTING - {"metrics"}
 
 
-def test_changing_the_scorer_reruns_only_scoring_and_metrics(tiny_run):
+def test_changing_the_scorer_reruns_only_scoring_and_metrics(tiny_copy):
     def change(cfg):
         cfg["tasks"]["toxicity"]["scorer"] = "tfidf-davidson-b"
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     assert set(jobs) == {"train_scorer", "score_generations", "toxicity_metrics"} | REPORTING - {"metrics"}
     assert len(jobs["score_generations"]) == 4
 
 
-def test_tuning_the_scorers_model_leaves_the_scorer_alone(tiny_run):
+def test_tuning_the_scorers_model_leaves_the_scorer_alone(tiny_copy):
     """A trained scorer has its own training settings: editing its model's `train` (here the TF-IDF
     weak model's) reruns that model's jobs, never the evaluation yardstick."""
 
     def change(cfg):
         cfg["models"]["tfidf"]["train"] = {"epochs": 7}
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     assert "train_weak" in jobs and not {"train_scorer", "score_generations"} & set(jobs)
 
 
@@ -235,30 +235,30 @@ def test_dry_run_imports_no_torch(tiny_run):
     ]  # checks ran; no torch & co.
 
 
-def test_student_lr_reruns_only_the_students(tiny_run):
+def test_student_lr_reruns_only_the_students(tiny_copy):
     def change(cfg):
         cfg["models"]["small-bert"]["student"] = {"lr": 5e-4}
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     assert set(jobs) == {"train_student", "predict"} | REPORTING
     assert any("Params have changed" in r for r in jobs["train_student"])
 
 
-def test_strong_lr_reruns_strong_and_metrics_only(tiny_run):
+def test_strong_lr_reruns_strong_and_metrics_only(tiny_copy):
     def change(cfg):
         cfg["models"]["small-bert"]["train"]["lr"] = 5e-4
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        assert set(pending_jobs(tiny_run)) == STRONG_JOBS
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        assert set(pending_jobs(tiny_copy)) == STRONG_JOBS
 
 
-def test_weak_lr_reruns_weak_labels_students_not_ceiling(tiny_run):
+def test_weak_lr_reruns_weak_labels_students_not_ceiling(tiny_copy):
     def change(cfg):
         cfg["models"]["tiny-gpt2"]["train"]["lr"] = 1e-3
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     toxicity = {
         "train_weak_lm",
         "weak_generations",
@@ -273,31 +273,34 @@ def test_weak_lr_reruns_weak_labels_students_not_ceiling(tiny_run):
     assert "train_lm_ceiling" not in jobs and "base_generations" not in jobs
 
 
-def test_model_entries_naming_one_gguf_file_share_its_conversion(tiny_run):
+def test_model_entries_naming_one_gguf_file_share_its_conversion(tiny_copy):
     def change(cfg):  # a cut-down twin of the strong LM as reference LM: no second conversion
         cfg["models"]["smollm2-cut"] = {**cfg["models"]["smollm2-135m"], "layers": 2}
         cfg["tasks"]["toxicity"]["reference_lm"] = "smollm2-cut"
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     assert "perplexity" in jobs and "convert_gguf" not in jobs
 
 
-def test_reordering_config_keys_changes_nothing(tiny_run):
+def test_reordering_config_keys_changes_nothing(tiny_copy):
     def reorder(text):
         def rev(obj):
             return {k: rev(obj[k]) for k in reversed(list(obj))} if isinstance(obj, dict) else obj
 
         return yaml.safe_dump(rev(yaml.safe_load(text)), sort_keys=False)
 
-    with edited(tiny_run / "config.yaml", reorder):
-        assert pending_jobs(tiny_run) == {}
+    with edited(tiny_copy / "config.yaml", reorder):
+        assert pending_jobs(tiny_copy) == {}
 
 
-def test_touching_code_changes_nothing(tiny_run):
-    for path in [*(tiny_run / "src/w2s_align").rglob("*.py"), *(tiny_run / "workflow/scripts").glob("*.py")]:
+def test_touching_code_changes_nothing(tiny_copy):
+    for path in [
+        *(tiny_copy / "src/w2s_align").rglob("*.py"),
+        *(tiny_copy / "workflow/scripts").glob("*.py"),
+    ]:
         path.touch()
-    assert pending_jobs(tiny_run) == {}
+    assert pending_jobs(tiny_copy) == {}
 
 
 def _reword(text: str) -> str:
@@ -315,19 +318,19 @@ def _reword(text: str) -> str:
     return "# a comment\n" + ast.unparse(tree) + "\n\n\n# trailing comment\n"
 
 
-def test_docstring_comment_and_formatting_edits_rerun_nothing(tiny_run):
-    files = [*(tiny_run / "src/w2s_align").rglob("*.py"), *(tiny_run / "workflow/scripts").glob("*.py")]
+def test_docstring_comment_and_formatting_edits_rerun_nothing(tiny_copy):
+    files = [*(tiny_copy / "src/w2s_align").rglob("*.py"), *(tiny_copy / "workflow/scripts").glob("*.py")]
     originals = {f: f.read_text() for f in files}
     try:
         for f, text in originals.items():
             f.write_text(_reword(text))
-        assert pending_jobs(tiny_run) == {}
+        assert pending_jobs(tiny_copy) == {}
     finally:
         for f, text in originals.items():
             f.write_text(text)
 
 
-def test_options_at_their_defaults_rerun_nothing(tiny_run):
+def test_options_at_their_defaults_rerun_nothing(tiny_copy):
     """Writing out a default (what an upgrade that adds an option amounts to for old configs) changes no
     params."""
 
@@ -340,8 +343,8 @@ def test_options_at_their_defaults_rerun_nothing(tiny_run):
         cfg["metrics"]["bootstrap"] = 50
         cfg["threads"] = 2
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        assert pending_jobs(tiny_run) == {}
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        assert pending_jobs(tiny_copy) == {}
 
 
 CLASSIFICATION_JOBS = {
@@ -405,12 +408,12 @@ GENERATION_EVAL = {
         ),
     ],
 )
-def test_a_behaviour_edit_reruns_exactly_the_users_of_the_module(tiny_run, module, direct, pending):
+def test_a_behaviour_edit_reruns_exactly_the_users_of_the_module(tiny_copy, module, direct, pending):
     """Jobs whose code fingerprint changed say "params changed" (unless an updated input is the reason
     Snakemake prints first); every other pending job is downstream of them."""
-    path = tiny_run / "src/w2s_align" / module
+    path = tiny_copy / "src/w2s_align" / module
     with edited(path, lambda text: text + "\n_EDITED = True\n"):
-        jobs = pending_jobs(tiny_run)
+        jobs = pending_jobs(tiny_copy)
     changed = {rule for rule, reasons in jobs.items() if any("Params have changed" in r for r in reasons)}
     first = {
         rule for rule, reasons in jobs.items() if not any("updated by another job" in r for r in reasons)
@@ -427,40 +430,40 @@ def test_only_runs_a_subset_of_tasks(tiny_run):
     assert all("legal" in r or "Forced" in r for r in fresh["train_weak"])
 
 
-def test_adding_a_strategy_reruns_only_its_students_and_reporting(tiny_run):
+def test_adding_a_strategy_reruns_only_its_students_and_reporting(tiny_copy):
     def change(cfg):
         cfg["strategies"]["confident"] = {"top_fraction": 0.5}
         cfg["student_strategies"].append("confident")
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     assert set(jobs) == {"train_student", "predict"} | REPORTING
     assert len(jobs["train_student"]) == 4  # 2 tasks x 2 weak models, the new strategy only
 
 
-def test_adding_a_weak_ensemble_reuses_its_members(tiny_run):
+def test_adding_a_weak_ensemble_reuses_its_members(tiny_copy):
     def change(cfg):
         cfg["models"]["ens"] = {"kind": "ensemble", "members": ["tiny-gpt2", "tfidf"]}
         cfg["weak_models"].append("ens")
 
-    with edited(tiny_run / "config.yaml", edit_config(change)):
-        jobs = pending_jobs(tiny_run)
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
     assert set(jobs) == {"ensemble_labels", "train_student", "predict"} | REPORTING
 
 
-def test_weak_labels_are_byte_identical_when_rerun(tiny_run):
+def test_weak_labels_are_byte_identical_when_rerun(tiny_copy):
     target = "results/safety/weak/tiny-gpt2/seed0/weak_labels.parquet"
-    before = (tiny_run / target).read_bytes()
+    before = (tiny_copy / target).read_bytes()
     proc = snakemake(
-        tiny_run, "--cores", "2", target, "--forcerun", "train_weak"
+        tiny_copy, "--cores", TINY_CORES, target, "--forcerun", "train_weak"
     )  # targets first: --forcerun takes a list
     assert sorted(executed_rules(proc)) == ["train_weak", "weak_labels"]
-    assert (tiny_run / target).read_bytes() == before
+    assert (tiny_copy / target).read_bytes() == before
 
 
-def test_report_bundles_tables_and_plots(tiny_run):
-    snakemake(tiny_run, "--report", "results/report.html")
-    html = (tiny_run / "results/report.html").read_text()
+def test_report_bundles_tables_and_plots(tiny_copy):
+    snakemake(tiny_copy, "--report", "results/report.html")
+    html = (tiny_copy / "results/report.html").read_text()
     assert "Performance gap recovered" in html and "legal_scores.png" in html and "summary.csv" in html
 
 
@@ -469,14 +472,14 @@ def test_lint_passes(tiny_run):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_a_stage_runs_outside_snakemake_with_the_same_result(tiny_run):
+def test_a_stage_runs_outside_snakemake_with_the_same_result(tiny_copy):
     """`python -m w2s_align.debug RULE TARGET` builds the job as Snakemake would and runs its script here."""
-    target = tiny_run / "results/safety/ceiling/small-bert/seed0/predictions.parquet"
+    target = tiny_copy / "results/safety/ceiling/small-bert/seed0/predictions.parquet"
     before, stat = target.read_bytes(), target.stat()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tiny_run / "src")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(tiny_copy / "src")}
     dry = subprocess.run(
-        [sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_run)), "--dry"],
-        cwd=tiny_run,
+        [sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_copy)), "--dry"],
+        cwd=tiny_copy,
         env=env,
         capture_output=True,
         text=True,
@@ -485,8 +488,8 @@ def test_a_stage_runs_outside_snakemake_with_the_same_result(tiny_run):
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "classifier.safetensors" in dry.stdout and "'model_name': 'small-bert'" in dry.stdout
     proc = subprocess.run(
-        [sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_run))],
-        cwd=tiny_run,
+        [sys.executable, "-m", "w2s_align.debug", "predict", str(target.relative_to(tiny_copy))],
+        cwd=tiny_copy,
         env=env,
         capture_output=True,
         text=True,
