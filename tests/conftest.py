@@ -3,8 +3,8 @@
 Tests that run Snakemake are marked `workflow`; `make test-fast` runs the others (unit tests). The suite runs
 on two pytest-xdist workers (`addopts` in pyproject.toml; `-n 0` runs it in one process): the expensive
 shared runs are made once per session (`once`), and the tests of a module whose module-scoped fixture cannot
-be shared between processes (a SLURM cluster, a module's run) go to one worker together (MODULES_ON_ONE_WORKER,
-`pytest_xdist_make_scheduler`)."""
+be shared between processes (a SLURM cluster, a module's run) go to one worker together
+(MODULES_ON_ONE_WORKER, `pytest_xdist_make_scheduler`)."""
 
 from __future__ import annotations
 
