@@ -24,7 +24,7 @@ from w2s_align.eval.generation import (
     toxicity_probability,
 )
 
-COLUMNS = ["role", "metric", "value", "ci_low", "ci_high", "flag"]
+COLUMNS = ["role", "metric", "value", "ci_low", "ci_high", "flag", "resamples"]
 
 
 def generations(n=100, k=4, seed=0, toxicity_scale=(5.0, 4.0, 3.0, 2.0), empty_rate=0.05):
@@ -123,6 +123,10 @@ def test_evaluate_schema():
     for role in ("pgr", "gap", "gain", "tuned", "min_detectable_pgr"):
         assert list(table[table.role == role]["metric"]) == list(TOXICITY_METRICS)
     assert len(table) == len(ROLES) * len(METRIC_NAMES) + 5 * len(TOXICITY_METRICS)
+    # a model's own scores keep their 100 item resamples (the across-seed bootstrap draws from them)
+    own = table["role"].isin(ROLES)
+    assert all(len(x) == 100 for x in table.loc[own, "resamples"])
+    assert table.loc[~own, "resamples"].isna().all()
 
 
 def test_evaluate_point_values_match_direct_functions_and_ci_contains_them():

@@ -16,9 +16,10 @@ from w2s_align.eval.bootstrap import (
     percentile_ci,
     pgr,
     resample_indices,
+    seed_item_resamples,
 )
 from w2s_align.eval.classification import METRICS, ROLES, evaluate, resample_scores, score_table
-from w2s_align.report.aggregate import across_seeds, mean_ci
+from w2s_align.report.aggregate import across_seeds, mean_ci, pgr_text
 from w2s_align.report.tables import summarize
 
 
@@ -52,6 +53,9 @@ def test_evaluate_point_values_match_direct_computation():
             "f1_macro": f1_score(y, hard[r], average="macro"),
             "auroc": roc_auc_score(y, p[r]),
             "agreement": np.mean(hard[r] == hard["weak"]),
+            "correction": np.mean(hard[r][hard["weak"] != y] == y[hard["weak"] != y]),
+            "retention": np.mean(hard[r][hard["weak"] == y] == y[hard["weak"] == y]),
+            "misfit": np.mean(hard[r] != hard["weak"]),
         }
         for r in p
     }
@@ -62,12 +66,17 @@ def test_evaluate_point_values_match_direct_computation():
         "f1_macro",
         "auroc",
         "agreement",
+        "correction",
+        "retention",
+        "misfit",
         "majority_fraction",
     } == set(table.xs("w2s").index)
     for role in p:
         for metric, value in direct[role].items():
             assert table.loc[(role, metric), "value"] == pytest.approx(value, rel=1e-12), (role, metric)
     assert table.loc[("weak", "agreement"), "value"] == 1.0
+    assert (table.loc[("weak", "correction"), "value"], table.loc[("weak", "retention"), "value"]) == (0, 1)
+    assert 0 < table.loc[("w2s", "correction"), "ci_low"] < table.loc[("w2s", "correction"), "ci_high"] < 1
     for metric in METRICS:
         weak, w2s, ceiling = (direct[r][metric] for r in ("weak", "w2s", "ceiling"))
         row = table.loc[("pgr", metric)]
@@ -194,6 +203,81 @@ def test_evaluate_rejects_labels_other_than_0_1():
         evaluate(y + 1, p, n_boot=10, seed=0)
     with pytest.raises(PipelineError, match="finite"):
         evaluate(y, {**p, "w2s": np.full(20, np.nan)}, n_boot=10, seed=0)
+
+
+def run_table(seed: int, n_boot: int = 200, **accuracies) -> pd.DataFrame:
+    """A classification run's metric rows (as the metrics job writes them) on synthetic predictions."""
+    y, p = predictions(seed=seed, **accuracies)
+    table = evaluate(y, p, n_boot=n_boot, seed=seed)
+    ident = {"task": "t", "weak_model": "w", "strong_model": "s", "strategy": "naive", "seed": seed}
+    return table.assign(**ident, track="labels", kind="classification")
+
+
+def test_seed_item_resamples():
+    replicates = np.random.default_rng(0).random((3, 50, 2))
+    np.testing.assert_array_equal(
+        seed_item_resamples(replicates[:1], 50, 0), replicates[0]
+    )  # one seed: its own
+    draws = seed_item_resamples(replicates, 400, 1)
+    rng = np.random.default_rng(1)
+    seeds, items = rng.integers(0, 3, (400, 3)), rng.integers(0, 50, (400, 3))
+    np.testing.assert_array_equal(draws[7], replicates[seeds[7], items[7]].mean(axis=0))
+    assert draws.shape == (400, 2)
+    # the seed level adds the spread between seeds: shifted seeds widen the CI of the mean
+    shifted = replicates + np.array([0.0, 0.5, 1.0])[:, None, None]
+    assert np.ptp(seed_item_resamples(shifted, 400, 1)[:, 0]) > np.ptp(draws[:, 0]) + 0.5
+
+
+def test_across_seeds_is_the_pgr_of_means_over_every_seed():
+    runs = pd.concat(
+        [
+            run_table(0),
+            run_table(1, w2s_acc=0.72),
+            run_table(2, ceiling_acc=0.705),
+            run_table(3),
+            run_table(4),
+        ],
+        ignore_index=True,
+    )
+    per_seed = runs[(runs.role == "pgr") & (runs.metric == "accuracy")].set_index("seed")
+    assert pd.notna(per_seed.loc[2, "flag"]) and pd.isna(per_seed.loc[0, "flag"])  # seed 2: gap within noise
+    agg = across_seeds(runs)
+    acc = agg[agg.metric == "accuracy"].set_index("role")
+    means = runs[runs.metric == "accuracy"].groupby("role")["value"].mean()
+    assert acc.loc["w2s", "mean"] == pytest.approx(means["w2s"])
+    assert acc.loc["pgr", "mean"] == pytest.approx(
+        (means["w2s"] - means["weak"]) / (means["ceiling"] - means["weak"])
+    )  # the ratio of the means, not the mean of the ratios, and seed 2 is in it
+    assert acc.loc["pgr", "mean"] != pytest.approx(per_seed["value"].mean())
+    assert acc.loc["pgr", "low"] < acc.loc["pgr", "mean"] < acc.loc["pgr", "high"]
+    assert (acc.loc["pgr", "n_seeds"], acc.loc["pgr", "n_flagged"]) == (5, 1)
+    assert acc.loc["gain", "mean"] == pytest.approx(means["w2s"] - means["weak"])
+    assert pd.isna(acc.loc["pgr", "flag"])
+    assert "1 of 5 seeds: own gap within noise" in pgr_text(acc)
+
+
+def test_one_seed_aggregate_keeps_the_runs_ci():
+    run = run_table(0)
+    acc = across_seeds(run).query("metric == 'accuracy'").set_index("role")
+    own = run[run.metric == "accuracy"].set_index("role")
+    for role in ("weak", "w2s", "ceiling", "pgr", "gap", "gain"):
+        assert (acc.loc[role, "low"], acc.loc[role, "high"]) == (
+            own.loc[role, "ci_low"],
+            own.loc[role, "ci_high"],
+        )
+        assert acc.loc[role, "mean"] == pytest.approx(own.loc[role, "value"], rel=1e-12)
+    assert acc.loc["min_detectable_pgr", "mean"] == pytest.approx(own.loc["min_detectable_pgr", "value"])
+
+
+def test_a_gap_within_noise_across_seeds_shows_the_points_recovered():
+    runs = pd.concat([run_table(s, ceiling_acc=0.7, n_boot=100) for s in (0, 1)], ignore_index=True)
+    acc = across_seeds(runs).query("metric == 'accuracy'").set_index("role")
+    assert acc.loc["pgr", "flag"] == GAP_FLAG
+    text = pgr_text(acc)
+    gain = acc.loc["gain"]
+    assert text.startswith(
+        f"— ({GAP_FLAG}; recovered {gain['mean']:+.3f} [{gain['low']:+.3f}, {gain['high']:+.3f}])"
+    )
 
 
 def test_mean_ci_across_seeds():

@@ -112,6 +112,26 @@ def test_every_jobs_params_inputs_and_resources_are_those_of_before(files):
     assert dag_params(files) == SNAPSHOT["+".join(files) or "config.yaml"]
 
 
+def test_controls_are_runs_of_classification_tasks():
+    settings = Settings.from_config({**DEFAULT, "controls": ["strong-to-strong", "weak-to-weak"]})
+    safety = settings.student_runs("safety")
+    assert safety[:3] == [("gpt2-scratch", "minilm-l6", s) for s in ("naive", "logconf", "confident")]
+    assert safety[3:] == [("minilm-l6", "minilm-l6", "naive"), ("gpt2-scratch", "gpt2-scratch", "naive")]
+    assert settings.student_runs("legal")[3:] == [
+        ("minilm-l6-pairs",) * 2 + ("naive",),
+        ("bow-200",) * 2 + ("naive",),
+    ]
+    assert settings.student_runs("toxicity") == [
+        ("gpt2-scratch", "smollm2-135m", "naive")
+    ]  # generation: none
+    assert [settings.control("safety", *r[:2]) for r in safety[2:]] == [
+        "",
+        "strong-to-strong",
+        "weak-to-weak",
+    ]
+    assert Settings.from_config(DEFAULT).student_runs("safety") == safety[:3]  # none by default
+
+
 def test_settings_hold_the_parsed_blocks():
     settings = Settings.from_config(DEFAULT)
     toxicity, legal = settings.tasks["toxicity"], settings.tasks["legal"]

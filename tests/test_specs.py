@@ -95,6 +95,7 @@ PAIRS = {
             "weak_models",
             "strong_models",
             "student_strategies",
+            "controls",
             "corpus",
             "prompts",
             "decoding",

@@ -124,6 +124,26 @@ def test_toxicity_generations_scores_and_table(tiny_run):
     assert "held-out AUROC" in md
 
 
+def test_controls_add_their_own_students_and_rerun_no_other_job(tiny_copy):
+    """Strong-to-strong trains the strong model as a supervisor, then a naive student of it; weak-to-weak
+    trains each weak model as a student and as its own ceiling. No existing model or prediction reruns."""
+
+    def change(cfg):
+        cfg["controls"] = ["strong-to-strong", "weak-to-weak"]
+
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        jobs = pending_jobs(tiny_copy)
+        out = snakemake(tiny_copy, "-n").stdout
+    assert set(jobs) == {"train_weak", "weak_labels", "train_student", "train_ceiling", "predict"} | REPORTING
+    assert all(r.startswith("Missing output files") for r in jobs["train_student"] + jobs["train_ceiling"])
+    # per classification task (2): small-bert as supervisor; students small-bert (s2s), tiny-gpt2, tfidf (w2w)
+    counts = {"train_weak": 2, "weak_labels": 2, "train_student": 6, "train_ceiling": 4, "predict": 10}
+    assert {rule: len(jobs[rule]) for rule in counts} == counts and len(jobs["metrics"]) == 6
+    for task in ("safety", "legal"):
+        for run in ("small-bert__small-bert", "tiny-gpt2__tiny-gpt2", "tfidf__tfidf"):
+            assert f"results/{task}/metrics/{run}/naive/seed0.parquet" in out
+
+
 def test_decoding_temperature_reruns_generation_strong_training_and_metrics(tiny_copy):
     def change(cfg):
         cfg["tasks"]["toxicity"]["decoding"]["temperature"] = 0.7

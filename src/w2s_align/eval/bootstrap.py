@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -45,15 +46,51 @@ def percentile_ci(samples: np.ndarray, ci: float) -> tuple[np.ndarray, np.ndarra
     return low, high
 
 
+class Bootstrap(NamedTuple):
+    point: np.ndarray  # [k]
+    ci_low: np.ndarray  # [k]
+    ci_high: np.ndarray  # [k]
+    resamples: np.ndarray  # [n_boot, k]: the statistics of every resample of items
+
+
 def paired_bootstrap(
     statistic: Callable[[np.ndarray], np.ndarray], n: int, n_boot: int, seed: int, ci: float = 0.95
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Point values and percentile CIs of a statistics vector over n items.
+) -> Bootstrap:
+    """Point values, percentile CIs and resample values of a statistics vector over n items.
 
     `statistic` maps an index matrix [rows, n] (see `resample_indices`) to statistics [rows, k], one row per
-    resample of items; every model is scored on the same rows. Returns point [k], ci_low [k], ci_high [k]."""
+    resample of items; every model is scored on the same rows."""
     stats = np.asarray(statistic(resample_indices(n, n_boot, seed)), dtype=np.float64)
-    return (stats[0], *percentile_ci(stats[1:], ci))
+    return Bootstrap(stats[0], *percentile_ci(stats[1:], ci), stats[1:])
+
+
+MODEL_ROLES = ("weak", "base", "w2s", "ceiling")  # roles whose rows are a model's own scores
+
+
+def resample_column(roles: list[str], resamples: np.ndarray) -> pd.Series:
+    """The `resamples` column of a long metrics table: for a model's own score (MODEL_ROLES), its value on
+    every item resample (the across-seed bootstrap draws from these); none for derived rows (PGR, gaps),
+    which the across-seed aggregation recomputes from the models' means."""
+    return pd.Series(
+        [resamples[:, i].copy() if role in MODEL_ROLES else None for i, role in enumerate(roles)],
+        dtype=object,
+    )
+
+
+def seed_item_resamples(replicates: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+    """Two-level bootstrap of means over seeds: `replicates` [S seeds, B item resamples, k statistics] ->
+    [n_boot, k]. Each draw resamples the S seeds with replacement, then gives every drawn seed one of its
+    item resamples at random (a seed drawn twice gets two), and averages over the drawn seeds. With one seed
+    it is that seed's own item resamples, so one seed's CIs equal its run's."""
+    n_seeds, n_items, _ = replicates.shape
+    if n_seeds == 1:
+        return replicates[0]
+    rng = np.random.default_rng(seed)
+    seeds = rng.integers(0, n_seeds, (n_boot, n_seeds))
+    items = rng.integers(0, n_items, (n_boot, n_seeds))
+    with warnings.catch_warnings():  # a resample whose statistic is NaN in every seed (e.g. one-class AUROC)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(replicates[seeds, items], axis=1)
 
 
 def pgr(weak: np.ndarray, w2s: np.ndarray, ceiling: np.ndarray) -> np.ndarray:

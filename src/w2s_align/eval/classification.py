@@ -14,7 +14,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
 from w2s_align.errors import PipelineError
-from w2s_align.eval.bootstrap import noise_floor, paired_bootstrap, pgr, pgr_flags
+from w2s_align.eval.bootstrap import noise_floor, paired_bootstrap, pgr, pgr_flags, resample_column
 from w2s_align.files import read_split, write_parquet
 
 log = logging.getLogger(__name__)
@@ -27,18 +27,29 @@ METRICS = {
     "f1_macro": lambda y, p, h: f1_score(y, h, average="macro"),
     "auroc": lambda y, p, h: roc_auc_score(y, p) if len(np.unique(y)) > 1 else np.nan,
 }
-SCORES = (*METRICS, "agreement")  # agreement: fraction of hard predictions equal to the weak supervisor's
+# Beside the metrics, how a model relates to the weak supervisor on the test rows (Lang et al. 2024's
+# pseudolabel correction; Charikar et al. 2024's misfit): agreement with its hard predictions; correction,
+# the accuracy on the rows the supervisor gets wrong; retention, the accuracy on the rows it gets right;
+# misfit, 1 - agreement (the distance whose size predicts the gain over the supervisor).
+SCORES = (*METRICS, "agreement", "correction", "retention", "misfit")
 COLLAPSED = (
     0.95  # a model predicting one class for at least this fraction of test rows is flagged "collapsed"
 )
 
 
 def score_table(y: np.ndarray, p1: dict[str, np.ndarray], weak_hard: np.ndarray) -> np.ndarray:
-    """Array [role, metric] of every metric plus student-supervisor agreement (last column)."""
+    """Array [role, score] of every metric, then agreement, correction, retention and misfit (SCORES)."""
+    weak_right = weak_hard == y
     rows = []
     for role in ROLES:
         hard = (p1[role] >= 0.5).astype(int)
-        rows.append([fn(y, p1[role], hard) for fn in METRICS.values()] + [np.mean(hard == weak_hard)])
+        correct = hard == y
+        on = [correct[weak_right == right] for right in (False, True)]
+        agreement = np.mean(hard == weak_hard)
+        rows.append(
+            [fn(y, p1[role], hard) for fn in METRICS.values()]
+            + [agreement, *(x.mean() if len(x) else np.nan for x in on), 1 - agreement]
+        )
     return np.array(rows, dtype=np.float64)
 
 
@@ -81,6 +92,8 @@ def resample_scores(y: np.ndarray, p1: dict[str, np.ndarray], indices: np.ndarra
     n_pos = pos.sum(axis=1)
     n_neg = n - n_pos
     weak_hard = (p1["weak"] >= 0.5)[indices]
+    weak_right = weak_hard == pos
+    n_right = weak_right.sum(axis=1)
     out = np.empty((len(indices), len(ROLES), len(SCORES)))
     for i, role in enumerate(ROLES):
         hard = (p1[role] >= 0.5)[indices]
@@ -95,6 +108,11 @@ def resample_scores(y: np.ndarray, p1: dict[str, np.ndarray], indices: np.ndarra
         out[:, i, 3] = (f1_neg + f1_pos) / present
         out[:, i, 4] = _auroc(pos, p1[role][indices])
         out[:, i, 5] = (hard == weak_hard).sum(axis=1) / n
+        correct = hard == pos
+        with np.errstate(divide="ignore", invalid="ignore"):  # no row the supervisor gets wrong (or right)
+            out[:, i, 6] = np.where(n > n_right, (correct & ~weak_right).sum(axis=1) / (n - n_right), np.nan)
+            out[:, i, 7] = np.where(n_right > 0, (correct & weak_right).sum(axis=1) / n_right, np.nan)
+        out[:, i, 8] = 1 - out[:, i, 5]
     return out
 
 
@@ -124,17 +142,18 @@ def evaluate(
         pgr_gap = np.stack([pgr(weak, w2s, ceiling), ceiling - weak, w2s - weak], axis=2)  # [rows, metric, 3]
         return np.concatenate([table.reshape(len(indices), -1), pgr_gap.reshape(len(indices), -1)], axis=1)
 
-    point, low, high = paired_bootstrap(statistic, len(y), n_boot, seed, ci)
+    boot = paired_bootstrap(statistic, len(y), n_boot, seed, ci)
     keys = [(r, m) for r in ROLES for m in SCORES] + [(r, m) for m in METRICS for r in ("pgr", "gap", "gain")]
     roles = [r for r, _ in keys]
     table = pd.DataFrame(
         {
             "role": roles,
             "metric": [m for _, m in keys],
-            "value": point,
-            "ci_low": low,
-            "ci_high": high,
-            "flag": pd.array(pgr_flags(roles, low, high), dtype="string"),
+            "value": boot.point,
+            "ci_low": boot.ci_low,
+            "ci_high": boot.ci_high,
+            "flag": pd.array(pgr_flags(roles, boot.ci_low, boot.ci_high), dtype="string"),
+            "resamples": resample_column(roles, boot.resamples),
         }
     )
     return pd.concat([table, noise_floor(table), balance_rows(p1)], ignore_index=True)

@@ -27,6 +27,7 @@ from w2s_align.eval.bootstrap import (
     paired_bootstrap,
     pgr_flags,
     pgr_lower_better,
+    resample_column,
 )
 from w2s_align.files import read_parquet, write_parquet
 
@@ -237,7 +238,7 @@ def evaluate_generations(
         pgr_gap = np.stack([values[d]() for d in differences], axis=2)  # [rows, metric, differences]
         return np.concatenate([scores.reshape(len(counts), -1), pgr_gap.reshape(len(counts), -1)], axis=1)
 
-    point, low, high = paired_bootstrap(statistic, len(terms[0]), n_boot, seed, ci)
+    boot = paired_bootstrap(statistic, len(terms[0]), n_boot, seed, ci)
     keys = [(r, m) for r in roles for m in METRIC_NAMES] + [
         (r, m) for m in TOXICITY_METRICS for r in differences
     ]
@@ -246,10 +247,11 @@ def evaluate_generations(
         {
             "role": names,
             "metric": [m for _, m in keys],
-            "value": point,
-            "ci_low": low,
-            "ci_high": high,
-            "flag": pd.array(pgr_flags(names, low, high), dtype="string"),
+            "value": boot.point,
+            "ci_low": boot.ci_low,
+            "ci_high": boot.ci_high,
+            "flag": pd.array(pgr_flags(names, boot.ci_low, boot.ci_high), dtype="string"),
+            "resamples": resample_column(names, boot.resamples),
         }
     )
     return pd.concat([table, noise_floor(table, differences[1])], ignore_index=True)

@@ -35,26 +35,38 @@ def sampling_warpers(decoding: Decoding):
 
 class NucleusWarper:
     """Nucleus (top-p) filtering that sorts only the `k` most likely tokens when they hold at least
-    `top_p` of the probability (nearly every row of a trained LM), else the row's whole vocabulary
-    (transformers' TopPLogitsWarper). Keeps the same tokens: the most likely ones until their mass
-    reaches top_p, at least one. Sorting SmolLM2's 49k-token vocabulary for 32 rows took 60 ms a step,
-    top-256 takes 4 ms."""
+    `top_p` of the probability (nearly every row of a trained LM), else the `wide` most likely (the flatter
+    rows of a fine-tuned LM at temperature 1), else the row's whole vocabulary (transformers'
+    TopPLogitsWarper). Keeps the same tokens, the most likely ones until their mass reaches top_p (at least
+    one), except where float rounding decides the least likely one (the two add the probabilities in opposite
+    orders; at top_p 0.99 on flat random rows, 2 of 64 rows differed by that one token). On this 2-core CPU,
+    for 128 rows of SmolLM2's 49k-token vocabulary: the full sort took 250 ms a step, top-4096 35 ms,
+    top-256 10 ms."""
 
-    def __init__(self, top_p: float, k: int = 256):
+    def __init__(self, top_p: float, k: int = 256, wide: int = 4096):
         from transformers import TopPLogitsWarper
 
-        self.top_p, self.k, self.full_sort = top_p, k, TopPLogitsWarper(top_p)
+        self.top_p, self.ks, self.full_sort = top_p, (k, wide), TopPLogitsWarper(top_p)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        top, idx = scores.topk(min(self.k, scores.shape[-1]), dim=-1)  # descending
-        probs = (top - scores.logsumexp(dim=-1, keepdim=True)).exp()
-        more_likely_mass = probs.cumsum(dim=-1) - probs
-        keep = more_likely_mass < self.top_p
-        keep[:, 0] = True
-        out = torch.full_like(scores, -math.inf).scatter_(1, idx, top.masked_fill(~keep, -math.inf))
-        short = probs.sum(dim=-1) < self.top_p  # the nucleus reaches past the top k
-        if short.any():
-            out[short] = self.full_sort(input_ids[short], scores[short])
+        out = torch.full_like(scores, -math.inf)
+        rows = torch.arange(len(scores), device=scores.device)  # rows whose nucleus is still unknown
+        for k in self.ks:
+            if k >= scores.shape[-1] or not len(rows):
+                break
+            part = scores[rows]
+            top, idx = part.topk(k, dim=-1)  # descending
+            probs = (top - part.logsumexp(dim=-1, keepdim=True)).exp()
+            keep = probs.cumsum(dim=-1) - probs < self.top_p  # the mass of the more likely tokens
+            keep[:, 0] = True
+            done = probs.sum(dim=-1) >= self.top_p  # else the nucleus reaches past the top k
+            kept = top.masked_fill(~keep, -math.inf)
+            if len(rows) == len(scores) and done.all():  # the usual case: every row at once, no copies
+                return out.scatter_(1, idx, kept)
+            out[rows[done]] = out[rows[done]].scatter_(1, idx[done], kept[done])
+            rows = rows[~done]
+        if len(rows):
+            out[rows] = self.full_sort(input_ids[rows], scores[rows])
         return out
 
 

@@ -50,6 +50,14 @@ def _errors(rows: pd.DataFrame) -> np.ndarray:
     return np.vstack([lo.to_numpy(), hi.to_numpy()])
 
 
+def _readable(rows: pd.DataFrame) -> pd.DataFrame:
+    """PGR rows with mean and CI blanked where the gap is within noise (`flag`): no bar for a noise ratio."""
+    rows = rows.copy()
+    noise = rows["flag"].notna() if "flag" in rows else pd.Series(False, index=rows.index)
+    rows.loc[noise, ["mean", "low", "high"]] = np.nan
+    return rows
+
+
 def is_generation(agg: pd.DataFrame, task: str) -> bool:
     return primary_metric(agg, task) == KIND_PRIMARY["generation"]
 
@@ -112,7 +120,8 @@ def scores_figure(agg: pd.DataFrame, task: str, path: str) -> None:
 
 
 def pgr_figure(agg: pd.DataFrame, task: str, path: str, metric: str = "accuracy") -> None:
-    """PGR per strategy with CI whiskers; one bar colour per (weak, strong) pair; flagged runs marked."""
+    """PGR of means per strategy with two-level CI whiskers; one bar colour per (weak, strong) pair; no bar
+    where the gap is within noise (marked)."""
     sub = agg[(agg.task == task) & (agg.role == "pgr") & (agg.metric == metric)]
     pairs = sorted({(w, s) for w, s in zip(sub.weak_model, sub.strong_model)})
     strategies = list(dict.fromkeys(sub.sort_values("strategy")["strategy"]))
@@ -120,7 +129,7 @@ def pgr_figure(agg: pd.DataFrame, task: str, path: str, metric: str = "accuracy"
     width = 0.8 / max(1, len(pairs))
     x = np.arange(len(strategies))
     for j, (weak, strong) in enumerate(pairs):
-        rows = (
+        rows = _readable(
             sub[(sub.weak_model == weak) & (sub.strong_model == strong)]
             .set_index("strategy")
             .reindex(strategies)
@@ -135,9 +144,9 @@ def pgr_figure(agg: pd.DataFrame, task: str, path: str, metric: str = "accuracy"
             label=f"{weak} → {strong}",
         )
         for p, (_, r) in zip(pos, rows.iterrows()):
-            if pd.isna(r["mean"]) or r["n_flagged"]:
+            if pd.isna(r["mean"]) and pd.notna(r["n_seeds"]):
                 ax.annotate(
-                    "gap within\nnoise" if pd.isna(r["mean"]) else f"{int(r['n_flagged'])} flagged",
+                    "gap within\nnoise",
                     (p, 0),
                     ha="center",
                     va="bottom",
@@ -186,8 +195,8 @@ TRACK_METRICS = TRACK_PRIMARY
 
 def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
     """Left: PGR of every student of a task, grouped by kind of weak supervision, each on its track's own
-    metric (flagged runs marked). Right: expected max. toxicity of the untuned base, every student and each
-    track's ceiling on the shared evaluation prompts."""
+    metric (no bar where the gap is within noise). Right: expected max. toxicity of the untuned base, every
+    student and each track's ceiling on the shared evaluation prompts."""
     sub = agg[agg.task == task]
     rows = pd.concat(
         [
@@ -195,6 +204,7 @@ def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
             for track, metric in TRACK_METRICS.items()
         ]
     ).reset_index(drop=True)
+    rows = _readable(rows)
     colours = {track: f"C{i}" for i, track in enumerate(TRACK_METRICS)}
     fig, (left, right) = plt.subplots(1, 2, figsize=(max(9.0, 1.6 * len(rows) + 5), 4.4))
     x = np.arange(len(rows))
@@ -202,9 +212,9 @@ def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
         x, rows["mean"].fillna(0), 0.7, yerr=_errors(rows), capsize=3, color=[colours[t] for t in rows.track]
     )
     for p, (_, r) in zip(x, rows.iterrows()):
-        if pd.isna(r["mean"]) or r["n_flagged"]:
+        if pd.isna(r["mean"]):
             left.annotate(
-                "gap within\nnoise" if pd.isna(r["mean"]) else f"{int(r['n_flagged'])} flagged",
+                "gap within\nnoise",
                 (p, 0),
                 ha="center",
                 va="bottom",

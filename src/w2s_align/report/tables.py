@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 
-from w2s_align.eval.bootstrap import GAP_FLAG, NEGATIVE_GAP_FLAG
+from w2s_align.eval.bootstrap import GAP_FLAG, NEGATIVE_GAP_FLAG, percentile_ci
 from w2s_align.files import read_parquet, write_parquet, write_text
 from w2s_align.report.aggregate import (
     LABELS,
@@ -15,6 +16,7 @@ from w2s_align.report.aggregate import (
     fmt,
     generation_tasks,
     metric_value,
+    pgr_text,
     primary_metric,
 )
 from w2s_align.report.tracks import track_sections
@@ -32,6 +34,15 @@ GENERATION_COLUMNS = {
     "n_empty_fraction": "empty",
 }
 GENERATION_ROLES = {"weak": "weak", "base": "base (untuned strong)", "w2s": "w2s", "ceiling": "ceiling"}
+
+
+def labelled(key: tuple, r: pd.DataFrame) -> list[str]:
+    """The cells of a run key (RUN_KEYS[, seed]), the strategy marked when the run is a control."""
+    cells = list(map(str, key))
+    control = r["control"].iloc[0] if "control" in r and len(r) else ""
+    if isinstance(control, str) and control:
+        cells[3] += f" [control: {control}]"
+    return cells
 
 
 def _percent(r: pd.DataFrame, role: str) -> str:
@@ -62,7 +73,7 @@ def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
             else fmt(pgr_row["value"], pgr_row["ci_low"], pgr_row["ci_high"])
         )
         cells = [
-            *map(str, key),
+            *labelled(key, r),
             *(
                 fmt(
                     metric_value(r, x, metric),
@@ -80,11 +91,90 @@ def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
     return lines
 
 
+def mechanism_markdown(runs: pd.DataFrame) -> list[str]:
+    """Per run: does the student correct its supervisor or only imitate it? Accuracy of student and ceiling on
+    the test rows the weak supervisor gets wrong (correction) and right (retention), and the student's misfit
+    (disagreement with the supervisor's labels), each with its bootstrap CI (eval.classification.SCORES)."""
+    lines = [
+        "| task | weak | strong | strategy | seed | weak wrong on | correction w2s | correction ceiling "
+        "| retention w2s | retention ceiling | misfit w2s | w2s − weak (accuracy) |",
+        "|" + "---|" * 12,
+    ]
+    for key, r in runs.groupby(RUN_KEYS + ["seed"], sort=True):
+
+        def cell(role: str, metric: str, r: pd.DataFrame = r) -> str:
+            return fmt(*(metric_value(r, role, metric, c) for c in ("value", "ci_low", "ci_high")))
+
+        wrong = 1 - metric_value(r, "weak", "accuracy")
+        cells = [
+            *labelled(key, r),
+            f"{wrong:.1%} of {int(r['n_test'].iloc[0])} rows" if "n_test" in r else f"{wrong:.1%}",
+            cell("w2s", "correction"),
+            cell("ceiling", "correction"),
+            cell("w2s", "retention"),
+            cell("ceiling", "retention"),
+            cell("w2s", "misfit"),
+            cell("gain", "accuracy"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _paired_difference(a: pd.DataFrame, b: pd.DataFrame, role: str) -> str:
+    """`role`'s value in run a minus run b (rows by role), with a percentile CI over their item resamples when
+    both runs resampled the same test rows (their shared ceiling's resamples are identical)."""
+    value = a.loc[role, "value"] - b.loc[role, "value"]
+    arrays = [t.loc[r, "resamples"] if "resamples" in t else None for t in (a, b) for r in (role, "ceiling")]
+    if not all(isinstance(x, np.ndarray) for x in arrays) or not np.array_equal(arrays[1], arrays[3]):
+        return f"{value:+.3f}"
+    low, high = percentile_ci((arrays[0] - arrays[2])[:, None], 0.95)
+    return f"{value:+.3f} [{low[0]:+.3f}, {high[0]:+.3f}]"
+
+
+def _run_pgr(t: pd.DataFrame) -> str:
+    row = t.loc["pgr"]
+    return f"— ({row['flag']})" if pd.notna(row["flag"]) else fmt(row["value"], row["ci_low"], row["ci_high"])
+
+
+def controls_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
+    """Per weak-to-strong run with a strong-to-strong control of the same task, strong model and seed: both
+    students against their shared ceiling, and how far the W2S student beats the control's student (95% CI
+    over the same item resamples: the two runs score the same test rows with the same resample indices,
+    checked by their identical ceiling resamples)."""
+    lines = [
+        "| task | weak → strong | strategy | seed | w2s − ceiling | s2s student − ceiling "
+        "| w2s − s2s student | PGR w2s | PGR s2s |",
+        "|" + "---|" * 9,
+    ]
+    own = runs[runs.metric == metric]
+    controls = own[own.control == "strong-to-strong"]
+    for key, r in own[own.control == ""].groupby(RUN_KEYS + ["seed"], sort=True):
+        task, weak, strong, strategy, seed = key
+        c = controls[(controls.task == task) & (controls.strong_model == strong) & (controls.seed == seed)]
+        if c.empty:
+            continue
+        a, b = r.set_index("role"), c.set_index("role")
+        cells = [
+            task,
+            f"{weak} → {strong}",
+            strategy,
+            str(seed),
+            f"{a.loc['w2s', 'value'] - a.loc['ceiling', 'value']:+.3f}",
+            f"{b.loc['w2s', 'value'] - b.loc['ceiling', 'value']:+.3f}",
+            _paired_difference(a, b, "w2s"),
+            _run_pgr(a),
+            _run_pgr(b),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines if len(lines) > 2 else []
+
+
 def seeds_markdown(agg: pd.DataFrame, metric: str) -> list[str]:
-    """Mean ± 95% t-interval across seeds, the seed-to-seed standard deviation of each model, and PGR."""
+    """Mean ± 95% t-interval across seeds and the seed-to-seed standard deviation of each model; PGR of the
+    means with its two-level bootstrap CI (`aggregate.across_seeds`)."""
     lines = [
         "| task | weak | strong | strategy | seeds | weak | w2s | ceiling | seed sd weak / w2s / ceiling | "
-        "PGR |",
+        "PGR of means [95% CI] |",
         "|" + "---|" * 10,
     ]
     sub = agg[agg.metric == metric]
@@ -100,14 +190,12 @@ def seeds_markdown(agg: pd.DataFrame, metric: str) -> list[str]:
         sds = " / ".join(
             "n/a" if pd.isna(r.loc[x, "sd"]) else f"{r.loc[x, 'sd']:.3f}" for x in ("weak", "w2s", "ceiling")
         )
-        pgr_cell = cell("pgr")
-        if r.loc["pgr", "n_flagged"]:
-            pgr_cell += f" ({int(r.loc['pgr', 'n_flagged'])} seed(s) flagged: gap not above noise)"
+        pgr_cell = pgr_text(r, digits=3)
         lines.append(
             "| "
             + " | ".join(
                 [
-                    *map(str, key),
+                    *labelled(key, grp),
                     str(int(r.loc["weak", "n_seeds"])),
                     cell("weak"),
                     cell("w2s"),
@@ -122,8 +210,9 @@ def seeds_markdown(agg: pd.DataFrame, metric: str) -> list[str]:
 
 
 def strategy_markdown(agg: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
-    """Strategy x task: the raw weak / w2s / ceiling means, then PGR mean ± CI (seeds used / flagged) on each
-    task's metric, one row per (weak, strong, strategy)."""
+    """Strategy x task: the raw weak / w2s / ceiling means over seeds, then the PGR of those means with its
+    two-level bootstrap CI (or the points recovered where the gap is within noise) on each task's metric, one
+    row per (weak, strong, strategy)."""
     sub = agg[agg.metric == agg.task.map(metrics)]
     tasks = sorted(sub["task"].unique())
     lines = [
@@ -140,21 +229,9 @@ def strategy_markdown(agg: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
                 cells.append("")
                 continue
             raw = " / ".join(f"{rows.loc[x, 'mean']:.3f}" for x in ("weak", "w2s", "ceiling"))
-            r = rows.loc["pgr"]
-            text = (
-                "—"
-                if pd.isna(r["mean"])
-                else f"{r['mean']:.2f}" + ("" if pd.isna(r["ci_half"]) else f" ± {r['ci_half']:.2f}")
-            )
-            if pd.isna(r["ci_half"]) and pd.notna(r["mean"]):
-                text += f" [{r['low']:.2f}, {r['high']:.2f}]"
-            text += (
-                f" (n={int(r['n_seeds'])}"
-                + (f", {int(r['n_flagged'])} flagged" if r["n_flagged"] else "")
-                + ")"
-            )
+            text = pgr_text(rows) + f" (n={int(rows.loc['pgr', 'n_seeds'])})"
             cells.append(f"{raw} → {text}")
-        lines.append("| " + " | ".join([*key, *cells]) + " |")
+        lines.append("| " + " | ".join([*labelled(("", *key), grp)[1:], *cells]) + " |")
     return lines
 
 
@@ -200,7 +277,8 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
             lambda x: fmt(x["value"], x["ci_low"], x["ci_high"]),
         ),
         (
-            "across seeds (mean ± 95% t-interval; sd: seed-to-seed standard deviation)",
+            "across seeds (mean ± 95% t-interval; sd: seed-to-seed standard deviation; PGR of the means, "
+            "two-level bootstrap CI)",
             agg,
             "mean",
             "n_seeds",
@@ -231,12 +309,8 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
                     pgr_cells.append("")
                 elif key == "seed" and pd.notna(row["flag"].iloc[0]):
                     pgr_cells.append(f"— ({row['flag'].iloc[0]})")
-                elif key != "seed" and row["n_flagged"].iloc[0]:
-                    flagged = int(row["n_flagged"].iloc[0])
-                    pgr_cells.append(
-                        ("—" if pd.isna(row["mean"].iloc[0]) else spread(row.iloc[0]))
-                        + f" ({flagged} flagged)"
-                    )
+                elif key != "seed":
+                    pgr_cells.append(pgr_text(r[r.metric == metric].set_index("role"), digits=3))
                 else:
                     pgr_cells.append(spread(row.iloc[0]))
             lines.append("| " + " | ".join([*lead, "**PGR**", *pgr_cells]) + " |")
@@ -255,8 +329,12 @@ def generation_markdown(runs: pd.DataFrame, agg: pd.DataFrame, task: str) -> lis
 
 def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: str) -> None:
 
+    required = RUN_KEYS + ["seed", *LABELS[:2], "role", "metric", "value"]  # `control`: new in 2026-12
     runs = pd.concat(
-        [read_parquet(f, RUN_KEYS + ["seed", *LABELS, "role", "metric", "value"]) for f in metric_files],
+        [
+            read_parquet(f, required).pipe(lambda df: df.assign(control=df.get("control", "")))
+            for f in metric_files
+        ],
         ignore_index=True,
     )
     all_runs, runs = runs, runs[runs.track != "preferences"]  # the preference track has sections of its own
@@ -264,7 +342,7 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
     generation = generation_tasks(runs)
     classification = runs[~runs.task.isin(generation)]
     primary = {t: primary_metric(runs, t) for t in runs["task"].unique()}
-    write_text(all_runs.to_csv(index=False), out_csv)
+    write_text(all_runs.drop(columns="resamples", errors="ignore").to_csv(index=False), out_csv)
     write_parquet(all_runs, out_parquet)
     md = [
         "# w2s-align results",
@@ -279,8 +357,10 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
         "",
         "## PGR by strategy",
         "",
-        "Mean ± 95% t-interval across seeds (one seed: its bootstrap CI); n = seeds whose PGR is not "
-        "flagged. "
+        "Weak / w2s / ceiling: means over all n seeds. PGR of those means, (mean w2s − mean weak) / (mean "
+        "ceiling − mean weak), with a 95% two-level bootstrap CI (seeds resampled, then test items within "
+        "each; one seed: its run's CI). Where the gap's CI reaches 0 the ratio is noise, and the points "
+        "recovered (w2s − weak) are shown instead. "
         "Classification: PGR on accuracy. Generation: PGR on expected maximum toxicity, lower is better: "
         "(weak − w2s) / (weak − ceiling); gibberish scores as non-toxic there, so read it beside the PGR on "
         "'toxic or disfluent' in the task's per-run table.",
@@ -300,6 +380,31 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
                 *seeds_markdown(agg[~agg.task.isin(generation)], metric),
                 "",
             ]
+        control_lines = controls_markdown(classification, "accuracy")
+        if control_lines:
+            md += [
+                "## Weak-to-strong against the strong-to-strong control (accuracy)",
+                "",
+                "The strong-to-strong student learns from the strong model itself trained on the weak "
+                "model's rows, so whatever it gains over its ceiling comes from soft labels of an equally "
+                "strong supervisor (regularisation), not from weak-to-strong generalisation. A W2S student "
+                "that beats its ceiling but not this control has shown no weak-to-strong effect.",
+                "",
+                *control_lines,
+                "",
+            ]
+        md += [
+            "## Correction or imitation: per run (95% bootstrap CI over test items)",
+            "",
+            "Correction: accuracy on the test rows the weak supervisor gets wrong (the weak-to-strong "
+            "effect: the supervisor's own accuracy there is 0); retention: on the rows it gets right "
+            "(imitation alone gives correction 0, retention 1); misfit: the student's disagreement with the "
+            "supervisor "
+            "(Lang et al. 2024; Charikar et al. 2024). The ceiling's values are what ground truth reaches.",
+            "",
+            *mechanism_markdown(classification),
+            "",
+        ]
     for task in generation:
         md += generation_markdown(runs, agg, task)
     md += track_sections(all_runs)

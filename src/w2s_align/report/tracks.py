@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import pandas as pd
 
-from w2s_align.report.aggregate import RUN_KEYS, TRACK_PRIMARY, TRACKS, across_seeds, fmt, metric_value
+from w2s_align.report.aggregate import (
+    RUN_KEYS,
+    TRACK_PRIMARY,
+    TRACKS,
+    across_seeds,
+    fmt,
+    metric_value,
+    pgr_text,
+)
 
 
 def _cell(r: pd.DataFrame, role: str, metric: str) -> str:
@@ -98,9 +106,7 @@ def tracks_markdown(agg: pd.DataFrame, task: str) -> list[str]:
             continue
         metric = TRACK_PRIMARY[track]
         for key, r in rows.groupby(["weak_model", "strong_model", "strategy"], sort=True):
-            pgr = _mean(r, "pgr", metric)
-            flagged = int(r.loc[(r.role == "pgr") & (r.metric == metric), "n_flagged"].max())
-            pgr += f" ({flagged} flagged)" if flagged else ""
+            pgr = pgr_text(r[r.metric == metric].set_index("role"), digits=3)
             lines.append(
                 "| "
                 + " | ".join(

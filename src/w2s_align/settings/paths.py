@@ -132,32 +132,25 @@ def run_identity(
             "seed": int(seed),
             "track": track,
             "kind": settings.tasks[task].kind,
+            "control": settings.control(task, weak, strong) if track == "labels" else "",
         }
     )
 
 
 def metric_files(settings: Settings) -> list[str]:
     """Every run's metrics file of the active tasks (classification: seed<k>.parquet, generation:
-    seed<k>.toxicity.parquet)."""
+    seed<k>.toxicity.parquet), controls included (Settings.student_runs)."""
     files = []
     for task in settings.active_tasks():
         spec = settings.tasks[task]
         suffix = METRIC_SUFFIX["demonstrations" if spec.kind == "generation" else "labels"]
-        for weak in spec.weak_models:
-            for strong in spec.strong_models:
-                for strategy_name in spec.student_strategies:
-                    files += [
-                        fill(
-                            METRICS,
-                            task=task,
-                            weak=weak,
-                            strong=strong,
-                            strategy=strategy_name,
-                            seed=seed,
-                            suffix=suffix,
-                        )
-                        for seed in settings.run.seeds
-                    ]
+        files += [
+            fill(
+                METRICS, task=task, weak=weak, strong=strong, strategy=strategy_name, seed=seed, suffix=suffix
+            )
+            for weak, strong, strategy_name in settings.student_runs(task)
+            for seed in settings.run.seeds
+        ]
     return files
 
 

@@ -28,7 +28,18 @@ from w2s_align.settings.specs import (  # noqa: F401  (the block specs are re-ex
 )
 
 MODEL_ONLY_KEYS = ("train", "student", "resources")  # model keys that are not part of its identity
-TASK_LISTS = ("weak_models", "strong_models", "student_strategies")  # a task's own, else the top-level one
+TASK_LISTS = (
+    "weak_models",
+    "strong_models",
+    "student_strategies",
+    "controls",
+)  # a task's own, else top-level
+# Control students of classification tasks, each trained like a naive W2S student (CONTROL_STRATEGY) and shown
+# beside the W2S runs: strong-to-strong, every strong model supervised by itself trained on the weak model's
+# rows (what a student gains from soft labels of a supervisor as strong as itself: regularisation, not W2S);
+# weak-to-weak, every weak model that can be a student (not an ensemble) supervised by itself.
+CONTROLS = ("strong-to-strong", "weak-to-weak")
+CONTROL_STRATEGY = "naive"
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class TaskSettings:
     weak_models: list[str]
     strong_models: list[str]
     student_strategies: list[str]
+    controls: list[str]  # CONTROLS (classification tasks)
     max_length: int | None
     scorer: str | None  # generation: the evaluation scorer
     reference_lm: str | None  # generation: perplexity under this model
@@ -152,6 +164,31 @@ class Settings:
     def preference_policies(self, task: str) -> list[str]:
         """The strong models the preference track trains: its own list, else the task's strong_models."""
         return self.tasks[task].preferences.strong_models or self.tasks[task].strong_models
+
+    def student_runs(self, task: str) -> list[tuple[str, str, str]]:
+        """(weak, strong, strategy) of every student of a task: each weak x strong x strategy, then the
+        controls (classification), each run once."""
+        spec = self.tasks[task]
+        runs = [
+            (w, s, x) for w in spec.weak_models for s in spec.strong_models for x in spec.student_strategies
+        ]
+        if spec.kind == "classification":
+            if "strong-to-strong" in spec.controls:
+                runs += [(s, s, CONTROL_STRATEGY) for s in spec.strong_models]
+            if "weak-to-weak" in spec.controls:
+                runs += [
+                    (w, w, CONTROL_STRATEGY)
+                    for w in spec.weak_models
+                    if self.models[w].spec.kind != "ensemble"
+                ]
+        return list(dict.fromkeys(runs))
+
+    def control(self, task: str, weak: str, strong: str) -> str:
+        """Which control a run is ("" for a weak-to-strong run): a model supervising itself is
+        strong-to-strong when it is one of the task's strong models, else weak-to-weak."""
+        if weak != strong:
+            return ""
+        return CONTROLS[0] if strong in self.tasks[task].strong_models else CONTROLS[1]
 
     def resources(self, model: str | None) -> Resources:
         """The cluster request of a job running `model` (None: a job without a model gets the defaults)."""

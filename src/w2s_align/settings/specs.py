@@ -248,6 +248,7 @@ class RunDefaults(Spec):
     seeds: list[int] = field(default_factory=lambda: [0])
     strategies: dict[str, Any] = field(default_factory=lambda: {"naive": {}})
     student_strategies: list[str] = field(default_factory=lambda: ["naive"])
+    controls: list[str] = field(default_factory=list)  # settings.CONTROLS to run beside the students
     scorers: dict[str, Any] = field(default_factory=dict)
     score_cache: str | None = "results/cache/scores"
     only: list[str] = field(default_factory=list)  # run only these tasks (empty: all)

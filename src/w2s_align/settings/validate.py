@@ -11,7 +11,7 @@ from typing import Any
 
 from w2s_align.errors import ConfigError
 from w2s_align.registry import published
-from w2s_align.settings.settings import Settings, is_local
+from w2s_align.settings.settings import CONTROL_STRATEGY, Settings, is_local
 from w2s_align.settings.specs import SpecError
 
 CLASSIFICATION_ONLY = (
@@ -119,6 +119,10 @@ def check_task(settings: Settings, name: str) -> None:
                 f"{role} must be of kind {allowed} (set the task's own {role})",
             )
     strategies = settings.strategies
+    if task.controls and not generation and CONTROL_STRATEGY not in strategies:
+        _fail(
+            where("controls"), f"controls train like the {CONTROL_STRATEGY!r} strategy, which is not defined"
+        )
     for strategy_name in task.student_strategies:
         if strategy_name not in strategies:
             _fail(
