@@ -31,7 +31,7 @@ run: $(STAMP)
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/pytest $(ARGS)
 
-test-fast: $(STAMP)  # unit tests only (no Snakemake runs), about 2 minutes
+test-fast: $(STAMP)  # unit tests only (no Snakemake runs), about 1 minute on 2 cores
 	HF_HUB_OFFLINE=1 $(BIN)/pytest -m "not workflow" $(ARGS)
 
 lint: $(STAMP)

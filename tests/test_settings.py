@@ -115,8 +115,8 @@ def test_every_jobs_params_inputs_and_resources_are_those_of_before(files):
 def test_controls_are_runs_of_classification_tasks():
     settings = Settings.from_config({**DEFAULT, "controls": ["strong-to-strong", "weak-to-weak"]})
     safety = settings.student_runs("safety")
-    assert safety[:3] == [("gpt2-scratch", "minilm-l6", s) for s in ("naive", "logconf", "confident")]
-    assert safety[3:] == [("minilm-l6", "minilm-l6", "naive"), ("gpt2-scratch", "gpt2-scratch", "naive")]
+    assert safety[:3] == [("bow-10", "minilm-l6", s) for s in ("naive", "logconf", "confident")]
+    assert safety[3:] == [("minilm-l6", "minilm-l6", "naive"), ("bow-10", "bow-10", "naive")]
     assert settings.student_runs("legal")[3:] == [
         ("minilm-l6-pairs",) * 2 + ("naive",),
         ("bow-200",) * 2 + ("naive",),
