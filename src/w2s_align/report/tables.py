@@ -352,7 +352,7 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
         "whose "
         f"ceiling−weak gap has a CI reaching 0 is shown as '{GAP_FLAG}' (or '{NEGATIVE_GAP_FLAG}' when the "
         f"CI lies "
-        "below 0) instead of a number. Across seeds: mean ± 95% t-interval. "
+        "below 0) instead of a number. Across seeds: means with 95% t-intervals and the PGR of the means. "
         "All metrics (balanced accuracy, F1, agreement, gaps) are in summary.csv.",
         "",
         "## PGR by strategy",
