@@ -524,14 +524,15 @@ def test_cluster_values_reach_every_gpu_job(default_copy, clean_env):
         for j in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout)
         if j["rule"] in GPU_RULES
     }
-    bow = {
-        key for key in plain if key[0] in ("train_weak", "weak_labels") and dict(key[1])["task"] == "legal"
+    models = yaml.safe_load((default_copy / "config.yaml").read_text())["models"]
+    bow = {  # safety's and legal's weak supervisors are bags of words (bow-10, bow-200): no GPU
+        key
+        for key in plain
+        if key[0] in ("train_weak", "weak_labels") and models[dict(key[1])["weak"]]["kind"] == "tfidf"
     }
+    assert {dict(key[1])["task"] for key in bow} == {"safety", "legal"}
     assert {rule for rule, _ in plain} >= GENERATION_GPU_RULES - OPTIONAL_RULES
-    assert {plain[k] for k in bow} == {"0"} and {v for k, v in plain.items() if k not in bow} == {
-        "1"
-    }  # legal's
-    # weak supervisor is bag-of-words (bow-200): no GPU
+    assert {plain[k] for k in bow} == {"0"} and {v for k, v in plain.items() if k not in bow} == {"1"}
     clean_env.setenv("W2S_SLURM_GPU_MODEL", "a100")
     clean_env.setenv("W2S_SLURM_GPU_CONSTRAINT", "a100|h100")
     for job in parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n").stdout):
