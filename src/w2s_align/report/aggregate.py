@@ -93,19 +93,13 @@ def _derived(m: pd.DataFrame, metric: str, ci: float) -> dict[str, tuple[float, 
     models = [r for r in MODEL_ROLES if r in set(m.role)]
     ref = "weak" if "weak" in models else "base"
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
-    own = m[m.role.isin(models)].sort_values("seed")
-    seeds = sorted(own.seed.unique())
-    point = np.array(
-        [[own[(own.seed == s) & (own.role == r)]["value"].iloc[0] for r in models] for s in seeds]
-    ).mean(axis=0)
-    column = own["resamples"] if "resamples" in own else pd.Series([None] * len(own), index=own.index)
-    if column.isna().any():  # metrics written before the runs kept their resamples: no CI
+    own = m[m.role.isin(models)].set_index(["seed", "role"])
+    cells = [[(s, r) for r in models] for s in sorted(own.index.unique("seed"))]
+    point = np.array([[own.loc[c, "value"] for c in seed] for seed in cells]).mean(axis=0)
+    if "resamples" not in own or own["resamples"].isna().any():  # metrics written before runs kept them
         draws = np.empty((0, len(models)))
-    else:
-        stacked = [
-            [own[(own.seed == s) & (own.role == r)]["resamples"].iloc[0] for r in models] for s in seeds
-        ]
-        replicates = np.stack([np.stack(x, axis=1) for x in stacked])  # [seeds, item resamples, models]
+    else:  # [seeds, item resamples, models]
+        replicates = np.stack([np.stack([own.loc[c, "resamples"] for c in seed], axis=1) for seed in cells])
         draws = seed_item_resamples(replicates, replicates.shape[1], AGGREGATE_SEED)
 
     def values(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -153,6 +147,17 @@ def primary_metric(runs: pd.DataFrame, task: str) -> str:
 
 def generation_tasks(runs: pd.DataFrame) -> list[str]:
     return sorted(runs.loc[runs.kind == "generation", "task"].unique())
+
+
+def run_pgr_text(r: pd.DataFrame, metric: str, gap: str = "gap") -> str:
+    """A run's PGR cell on `metric` (r: the run's long rows): the value with its bootstrap CI, or, when the
+    gap's CI reaches 0, the flag and the gap (role `gap`; with the untuned base as reference, `tuned`)."""
+    row = r[(r.role == "pgr") & (r.metric == metric)]
+    if row.empty:
+        return "n/a"
+    if pd.notna(row["flag"].iloc[0]):
+        return f"— ({row['flag'].iloc[0]}: gap {fmt(metric_value(r, gap, metric))})"
+    return fmt(*(metric_value(r, "pgr", metric, c) for c in ("value", "ci_low", "ci_high")))
 
 
 def pgr_text(rows: pd.DataFrame, digits: int = 2) -> str:

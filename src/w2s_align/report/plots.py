@@ -272,9 +272,11 @@ def plot_all(summary_parquet: str, outputs: dict[str, dict[str, str]]) -> None:
     runs = read_parquet(summary_parquet, RUN_KEYS + ["seed", *LABELS, "role", "metric", "value"])
     for task, paths in outputs.items():
         own = runs[runs.task == task]
-        agg = across_seeds(own[own.track != "preferences"] if (own.track != "preferences").any() else own)
+        every = across_seeds(own)  # per run key: the preference runs' rows are apart from the others
+        mixed = (own.track != "preferences").any()
+        agg = every[every.track != "preferences"].reset_index(drop=True) if mixed else every
         if "tracks" in paths:
-            tracks_figure(across_seeds(own), task, paths["tracks"])
+            tracks_figure(every, task, paths["tracks"])
         scores_figure(agg, task, paths["scores"])
         pgr_figure(agg, task, paths["pgr"], primary_metric(agg, task))
         if "fluency" in paths:

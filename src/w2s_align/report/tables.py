@@ -18,6 +18,7 @@ from w2s_align.report.aggregate import (
     metric_value,
     pgr_text,
     primary_metric,
+    run_pgr_text,
 )
 from w2s_align.report.tracks import track_sections
 
@@ -36,12 +37,13 @@ GENERATION_COLUMNS = {
 GENERATION_ROLES = {"weak": "weak", "base": "base (untuned strong)", "w2s": "w2s", "ceiling": "ceiling"}
 
 
-def labelled(key: tuple, r: pd.DataFrame) -> list[str]:
-    """The cells of a run key (RUN_KEYS[, seed]), the strategy marked when the run is a control."""
+def labelled(key: tuple, r: pd.DataFrame, strategy_at: int = 3) -> list[str]:
+    """The cells of a run key (RUN_KEYS[, seed]; the strategy at `strategy_at`), the strategy marked when the
+    run is a control."""
     cells = list(map(str, key))
     control = r["control"].iloc[0] if "control" in r and len(r) else ""
     if isinstance(control, str) and control:
-        cells[3] += f" [control: {control}]"
+        cells[strategy_at] += f" [control: {control}]"
     return cells
 
 
@@ -66,12 +68,6 @@ def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
         "|" + "---|" * 11,
     ]
     for key, r in runs.groupby(RUN_KEYS + ["seed"], sort=True):
-        gap, pgr_row = metric_value(r, "gap", metric), r[(r.role == "pgr") & (r.metric == metric)].iloc[0]
-        pgr_text = (
-            f"— ({pgr_row['flag']}: gap {fmt(gap)})"
-            if pd.notna(pgr_row["flag"])
-            else fmt(pgr_row["value"], pgr_row["ci_low"], pgr_row["ci_high"])
-        )
         cells = [
             *labelled(key, r),
             *(
@@ -83,7 +79,7 @@ def per_run_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
                 + _collapsed(r, x)
                 for x in ("weak", "w2s", "ceiling")
             ),
-            pgr_text,
+            run_pgr_text(r, metric),
             fmt(metric_value(r, "min_detectable_pgr", metric)),
             _percent(r, "weak_labels") + f" ({_percent(r, 'ground_truth')})",
         ]
@@ -131,11 +127,6 @@ def _paired_difference(a: pd.DataFrame, b: pd.DataFrame, role: str) -> str:
     return f"{value:+.3f} [{low[0]:+.3f}, {high[0]:+.3f}]"
 
 
-def _run_pgr(t: pd.DataFrame) -> str:
-    row = t.loc["pgr"]
-    return f"— ({row['flag']})" if pd.notna(row["flag"]) else fmt(row["value"], row["ci_low"], row["ci_high"])
-
-
 def controls_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
     """Per weak-to-strong run with a strong-to-strong control of the same task, strong model and seed: both
     students against their shared ceiling, and how far the W2S student beats the control's student (95% CI
@@ -162,8 +153,8 @@ def controls_markdown(runs: pd.DataFrame, metric: str) -> list[str]:
             f"{a.loc['w2s', 'value'] - a.loc['ceiling', 'value']:+.3f}",
             f"{b.loc['w2s', 'value'] - b.loc['ceiling', 'value']:+.3f}",
             _paired_difference(a, b, "w2s"),
-            _run_pgr(a),
-            _run_pgr(b),
+            run_pgr_text(r, metric),
+            run_pgr_text(c, metric),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines if len(lines) > 2 else []
@@ -231,7 +222,7 @@ def strategy_markdown(agg: pd.DataFrame, metrics: dict[str, str]) -> list[str]:
             raw = " / ".join(f"{rows.loc[x, 'mean']:.3f}" for x in ("weak", "w2s", "ceiling"))
             text = pgr_text(rows) + f" (n={int(rows.loc['pgr', 'n_seeds'])})"
             cells.append(f"{raw} → {text}")
-        lines.append("| " + " | ".join([*labelled(("", *key), grp)[1:], *cells]) + " |")
+        lines.append("| " + " | ".join([*labelled(key, grp, strategy_at=2), *cells]) + " |")
     return lines
 
 
@@ -338,7 +329,8 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
         ignore_index=True,
     )
     all_runs, runs = runs, runs[runs.track != "preferences"]  # the preference track has sections of its own
-    agg = across_seeds(runs)
+    all_agg = across_seeds(all_runs)  # per run key, so the preference runs' rows are apart from the others
+    agg = all_agg[all_agg.track != "preferences"].reset_index(drop=True)
     generation = generation_tasks(runs)
     classification = runs[~runs.task.isin(generation)]
     primary = {t: primary_metric(runs, t) for t in runs["task"].unique()}
@@ -407,6 +399,6 @@ def summarize(metric_files: list[str], out_csv: str, out_parquet: str, out_md: s
         ]
     for task in generation:
         md += generation_markdown(runs, agg, task)
-    md += track_sections(all_runs)
+    md += track_sections(all_runs, all_agg)
     write_text("\n".join(md), out_md)
     log.info("summarized %d runs into %s and %s", len(metric_files), out_csv, out_md)

@@ -12,10 +12,10 @@ from w2s_align.report.aggregate import (
     RUN_KEYS,
     TRACK_PRIMARY,
     TRACKS,
-    across_seeds,
     fmt,
     metric_value,
     pgr_text,
+    run_pgr_text,
 )
 
 
@@ -25,15 +25,6 @@ def _cell(r: pd.DataFrame, role: str, metric: str) -> str:
         metric_value(r, role, metric, "ci_low"),
         metric_value(r, role, metric, "ci_high"),
     )
-
-
-def _pgr(r: pd.DataFrame, metric: str, gap: str = "gap") -> str:
-    row = r[(r.role == "pgr") & (r.metric == metric)]
-    if row.empty:
-        return "n/a"
-    if pd.notna(row["flag"].iloc[0]):
-        return f"— ({row['flag'].iloc[0]}: gap {fmt(metric_value(r, gap, metric))})"
-    return _cell(r, "pgr", metric)
 
 
 def preference_markdown(runs: pd.DataFrame) -> list[str]:
@@ -60,10 +51,10 @@ def preference_markdown(runs: pd.DataFrame) -> list[str]:
             *map(str, key),
             str(int(pairs.iloc[0])) if len(pairs) else "n/a",
             *(_cell(r, role, metric) for role in ("weak", "w2s", "ceiling")),
-            _pgr(r, metric),
+            run_pgr_text(r, metric),
             fmt(metric_value(r, "min_detectable_pgr", metric)),
             *(_cell(r, role, emt) for role in ("base", "w2s", "ceiling")),
-            _pgr(r, emt, "tuned"),
+            run_pgr_text(r, emt, "tuned"),
             ppl,
             _cell(r, "w2s", "toxic_or_disfluent"),
         ]
@@ -128,14 +119,13 @@ def tracks_markdown(agg: pd.DataFrame, task: str) -> list[str]:
     return lines + [""]
 
 
-def track_sections(runs: pd.DataFrame) -> list[str]:
+def track_sections(runs: pd.DataFrame, agg: pd.DataFrame) -> list[str]:
     """The preference track's per-run table and, per task with it, the tracks side by side (nothing without
-    preference runs)."""
+    preference runs); `agg` is `across_seeds(runs)`."""
 
     preference = runs[runs.track == "preferences"]
     if preference.empty:
         return []
-    agg = across_seeds(runs)
     out = preference_markdown(preference)
     for task in sorted(preference["task"].unique()):
         out += tracks_markdown(agg, task)
