@@ -233,6 +233,12 @@ SCHEMA_ERRORS = [
         ["['tfidf'] is too short"],
     ),
     ("threads-zero", lambda c: c.update(threads=0), "threads", ["0 is less than the minimum of 1"]),
+    (
+        "archive-hash-not-hex",
+        lambda c: c["models"]["smollm2-135m"].update(archive={"parts": ["a.zip.001"], "sha256": "abc"}),
+        r"models\.smollm2-135m\.archive\.sha256",
+        ["'abc'"],
+    ),
 ]
 
 CROSS_FIELD_ERRORS = [
@@ -307,6 +313,18 @@ CROSS_FIELD_ERRORS = [
         lambda c: c["models"]["smollm2-135m"].pop("path"),
         r"models\.smollm2-135m",
         ["'pretrained' needs a `path`"],
+    ),
+    (
+        "archive-on-a-tfidf-model",
+        lambda c: c["models"]["tfidf"].update(archive={"parts": ["a.zip.001"], "sha256": "0" * 64}),
+        r"models\.tfidf\.archive",
+        ["only pretrained models load from one, not kind 'tfidf'"],
+    ),
+    (
+        "gguf-file-and-archive",
+        lambda c: c["models"]["smollm2-135m"].update(archive={"parts": ["a.zip.001"], "sha256": "0" * 64}),
+        r"models\.smollm2-135m",
+        ["give `gguf_file` or `archive`, not both"],
     ),
     (
         "ensemble-with-unknown-member",

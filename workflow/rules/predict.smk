@@ -6,6 +6,7 @@ DPO_RUN = r"dpo-ceiling/[^/]+/seed\d+|dpo-student/[^/]+/[^/]+/seed\d+"  # ... tr
 
 rule predict:
     input:
+        unpack(converted_of(run_model)),  # a LoRA checkpoint's base
         model=paths.run_file(paths.CLASSIFIER, "model_run"),
         meta=paths.run_file(paths.CLASSIFIER_META, "model_run"),
         val=run_split("val"),

@@ -21,6 +21,7 @@ rule summary:
 rule plots:
     input:
         summary=rules.summary.output.parquet,
+        sizes=[f for models in paths.ladder_sizes(SETTINGS).values() for f in models.values()],
     output:
         scores=report(
             expand(paths.fill(paths.PLOT, name="scores"), task=TASKS),
@@ -45,6 +46,11 @@ rule plots:
             caption="../report/tracks.rst",
             category="Plots",
         ),
+        ladder=report(
+            expand(paths.fill(paths.PLOT, name="ladder"), task=SETTINGS.ladder_tasks()),
+            caption="../report/ladder.rst",
+            category="Plots",
+        ),
     log:
         paths.fill(paths.LOG, name="plots/plots"),
     conda:
@@ -53,6 +59,7 @@ rule plots:
         tasks=TASKS,
         generation_tasks=w2s.tasks_of(SETTINGS, "generation"),
         preference_tasks=w2s.preference_tasks(SETTINGS),
+        ladder=paths.ladder_sizes(SETTINGS),
         code=code("plots.py"),
     script:
         "../scripts/plots.py"

@@ -4,6 +4,7 @@
 
 rule train_ceiling:
     input:
+        unpack(converted_of("strong")),
         train=split_path("weak_label"),
         val=split_path("val"),
     output:
@@ -31,6 +32,7 @@ rule train_ceiling:
 
 use rule train_ceiling as train_student with:
     input:
+        unpack(converted_of("strong")),
         train=paths.run_file(paths.WEAK_LABELS, "weak"),
         val=paths.run_file(paths.WEAK_LABELS, "weak"),
     output:
@@ -62,10 +64,28 @@ rule convert_gguf:
     resources:
         **request(lambda wc: paths.gguf_models(SETTINGS)[wc.gguf], "convert", share=0.5, gpu=0),
     params:
-        spec=from_config(paths.gguf_spec, "gguf"),
+        spec=from_config(paths.local_spec, "gguf"),
         code=code("convert_gguf.py"),
     script:
         "../scripts/convert_gguf.py"
+
+
+rule unpack_archive:
+    output:
+        multiext(paths.CONVERTED, *paths.CONVERTED_FILES),
+    log:
+        paths.fill(paths.LOG, name="models/{gguf}"),
+    wildcard_constraints:
+        gguf=names_regex(paths.archive_models(SETTINGS)),
+    conda:
+        "../../envs/w2s.yaml"
+    resources:
+        **request(lambda wc: paths.archive_models(SETTINGS)[wc.gguf], "convert", share=0.5, gpu=0),
+    params:
+        spec=from_config(paths.local_spec, "gguf"),
+        code=code("unpack_archive.py"),
+    script:
+        "../scripts/unpack_archive.py"
 
 
 rule train_lm_ceiling:

@@ -4,6 +4,7 @@
 
 rule train_weak:
     input:
+        unpack(converted_of("weak")),
         train=split_path("weak_train"),
         val=split_path("val"),
     output:
@@ -31,6 +32,7 @@ rule train_weak:
 
 rule weak_labels:
     input:
+        unpack(converted_of("weak")),  # a LoRA checkpoint's base
         **{s: split_path(s) for s in ("weak_label", "val", "test")},
         model=rules.train_weak.output.model,
         meta=rules.train_weak.output.meta,

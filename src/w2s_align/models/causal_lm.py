@@ -22,8 +22,8 @@ from w2s_align.models.common import (
     apply_adapter,
     job_precision,
     model_from_config,
+    pretrained_source,
     pretrained_tokenizer,
-    reachable_path,
     read_meta,
     tokenizer_from_meta,
     tokenizer_meta,
@@ -97,7 +97,7 @@ def lm_kind(spec: ModelSpec):
 
 def pretrained_path(spec: ModelSpec, local_dir: str | None) -> str:
     """Where a pretrained model loads from: the converted folder for GGUF models, else its path."""
-    return local_dir if spec.gguf_file else reachable_path(spec.path)
+    return pretrained_source(spec, local_dir)
 
 
 def load_pretrained(path: str, revision: str | None = None, dtype=None):

@@ -22,8 +22,8 @@ from w2s_align.models.common import (
     apply_adapter,
     job_precision,
     model_from_config,
+    pretrained_source,
     pretrained_tokenizer,
-    reachable_path,
     tokenizer_from_meta,
     tokenizer_meta,
     train_scratch_tokenizer,
@@ -103,6 +103,10 @@ class TransformerClassifier:
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def parameters(self) -> int:
+        """Every parameter of the model without its LoRA adapters (the base and the new head)."""
+        return sum(p.numel() for n, p in self.model.named_parameters() if "lora_" not in n)
 
     def encode(self, df: pd.DataFrame) -> list[dict]:
         pairs = df["text_pair"].notna().any()
@@ -184,7 +188,7 @@ def pretrained_classifier(spec: ModelSpec, dtype):
     """A pretrained model with a fresh two-class head, and its tokenizer."""
     from transformers import AutoModelForSequenceClassification
 
-    path = reachable_path(spec.path)
+    path = pretrained_source(spec)
     tokenizer = pretrained_tokenizer(path, spec.revision)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=2, revision=spec.revision, pad_token_id=tokenizer.pad_token_id, dtype=dtype

@@ -12,7 +12,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from w2s_align.errors import PipelineError  # noqa: E402
 from w2s_align.files import read_parquet, write_atomic  # noqa: E402
+from w2s_align.models.common import read_meta  # noqa: E402
 from w2s_align.report.aggregate import (  # noqa: E402
     KIND_PRIMARY,
     LABELS,
@@ -23,6 +25,7 @@ from w2s_align.report.aggregate import (  # noqa: E402
 )
 
 log = logging.getLogger(__name__)
+LADDER_STRATEGY = "naive"  # the ladder figure's students (other strategies: the PGR-by-strategy figure)
 
 SCORE_METRICS = {
     "accuracy": "accuracy",
@@ -265,10 +268,67 @@ def tracks_figure(agg: pd.DataFrame, task: str, path: str) -> None:
     _save(fig, path)
 
 
-def plot_all(summary_parquet: str, outputs: dict[str, dict[str, str]]) -> None:
-    """outputs: task -> {"scores": png, "pgr": png, for generation tasks "fluency": png, and for tasks with a
-    preference track "tracks": png}. A task's first three figures show its weak-label or weak-demonstration
-    runs, or its preference runs when it has no others."""
+def ladder_figure(agg: pd.DataFrame, task: str, sizes: dict[str, int], path: str, metric: str) -> None:
+    """PGR of means (left) and points recovered (right) against the strong model's parameters, one line per
+    weak supervisor (naive students), 95 % two-level CIs; a PGR whose gap is within noise is left out (the
+    right panel still shows its points recovered)."""
+    sub = agg[(agg.task == task) & (agg.metric == metric) & (agg.strategy == LADDER_STRATEGY)]
+    if "control" in sub:
+        sub = sub[sub["control"].fillna("") == ""]  # weak supervisors only, not the controls
+    sub = sub[sub.strong_model.isin(sizes)]
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0))
+    for weak, rows in sub.groupby("weak_model", sort=True):
+        for ax, role, scale in ((axes[0], "pgr", 1.0), (axes[1], "gain", 100.0)):
+            r = rows[rows.role == role].assign(size=lambda d: d.strong_model.map(sizes)).sort_values("size")
+            r = _readable(r) if role == "pgr" else r
+            ax.errorbar(
+                r["size"],
+                r["mean"] * scale,
+                yerr=_errors(r) * scale,
+                marker="o",
+                capsize=3,
+                label=f"weak: {weak}",
+            )
+    names = {size: name for name, size in sizes.items()}
+    for ax, label in (
+        (axes[0], "PGR of means; 1 = ceiling, 0 = weak"),
+        (axes[1], "points recovered (w2s − weak)"),
+    ):
+        ax.set_xscale("log")
+        ax.set_xticks(sorted(names), [f"{names[n]}\n{n / 1e6:.1f}M" for n in sorted(names)], fontsize=7)
+        ax.minorticks_off()
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xlabel("strong model (parameters)")
+        ax.set_ylabel(f"{label} ({metric.replace('_', ' ')})", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].axhline(1, color="0.5", lw=0.8, ls="--")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(
+        f"{task}: weak-to-strong by strong-model size ({LADDER_STRATEGY} students, 95% CI)", fontsize=10
+    )
+    _save(fig, path)
+
+
+def model_sizes(meta_files: dict[str, str]) -> dict[str, int]:
+    """Strong model -> its parameter count, read from a ceiling checkpoint's metadata."""
+    sizes = {}
+    for model, meta_file in meta_files.items():
+        meta = read_meta(meta_file)
+        if "parameters" not in meta:
+            raise PipelineError(
+                f"{meta_file}: no `parameters` (a checkpoint from before the ladder plot; retrain it)"
+            )
+        sizes[model] = int(meta["parameters"])
+    return sizes
+
+
+def plot_all(
+    summary_parquet: str, outputs: dict[str, dict[str, str]], ladder: dict[str, dict[str, str]] | None = None
+) -> None:
+    """outputs: task -> {"scores": png, "pgr": png, for generation tasks "fluency": png, for tasks with a
+    preference track "tracks": png, and for classification tasks with several strong models "ladder": png
+    (`ladder`: task -> strong model -> a ceiling's metadata file, for its size)}. A task's first three
+    figures show its weak-label or weak-demonstration runs, or its preference runs when it has no others."""
     runs = read_parquet(summary_parquet, RUN_KEYS + ["seed", *LABELS, "role", "metric", "value"])
     for task, paths in outputs.items():
         own = runs[runs.task == task]
@@ -281,4 +341,6 @@ def plot_all(summary_parquet: str, outputs: dict[str, dict[str, str]]) -> None:
         pgr_figure(agg, task, paths["pgr"], primary_metric(agg, task))
         if "fluency" in paths:
             fluency_figure(agg, task, paths["fluency"])
+        if "ladder" in paths:
+            ladder_figure(agg, task, model_sizes(ladder[task]), paths["ladder"], primary_metric(agg, task))
         log.info("%s: wrote %s", task, ", ".join(paths.values()))

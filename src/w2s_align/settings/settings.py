@@ -158,6 +158,10 @@ class Settings:
     def tasks_of(self, kind: str) -> list[str]:
         return [t for t in self.active_tasks() if self.tasks[t].kind == kind]
 
+    def ladder_tasks(self) -> list[str]:
+        """Classification tasks with several strong models: their PGR against strong-model size is a figure."""
+        return [t for t in self.tasks_of("classification") if len(self.tasks[t].strong_models) > 1]
+
     def preference_tasks(self) -> list[str]:
         return [t for t in self.tasks_of("generation") if self.tasks[t].preferences]
 

@@ -95,6 +95,9 @@ class ModelSpec(Spec):
     revision: str | None = None
     tfidf: dict[str, Any] = field(default_factory=dict)  # TfidfOptions
     gguf_file: str | None = None  # pretrained: a GGUF file inside `path`, converted once
+    archive: dict[str, Any] | None = (
+        None  # pretrained: {parts, sha256} of a zip holding folder `path`, unpacked once
+    )
     members: list[str] = field(default_factory=list)  # ensemble: weak models whose labels are averaged
 
 

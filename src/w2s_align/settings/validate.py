@@ -80,6 +80,13 @@ def check_models(settings: Settings) -> None:
             _fail(f"models.{name}.kind", f"unknown kind {spec.kind!r}; registered kinds: {kinds}")
         if published(spec.kind) and spec.path is None:
             _fail(f"models.{name}", f"kind {spec.kind!r} needs a `path`")
+        local = [key for key in ("gguf_file", "archive") if getattr(spec, key)]
+        if local and not published(spec.kind):
+            _fail(
+                f"models.{name}.{local[0]}", f"only pretrained models load from one, not kind {spec.kind!r}"
+            )
+        if len(local) > 1:
+            _fail(f"models.{name}", "give `gguf_file` or `archive`, not both")
         for block, hp in (("train", model.train), ("student", model.student)):
             if hp.effective_batch_size is not None and hp.effective_batch_size % hp.batch_size:
                 _fail(
