@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +106,44 @@ def make_pairs(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
     prompts = [" ".join(rng.choice(WORDS, rng.integers(2, 7))) for _ in range(n)]
     conts = [" " + " ".join(rng.choice(WORDS, rng.integers(2, 6))) for _ in range(n)]
     return prompts, conts
+
+
+def tiny_bert_folder(folder: Path) -> None:
+    """A random two-layer BERT with a word-level tokenizer, saved as a Hugging Face folder."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "how", "to", "make", "a", "cake", "bomb", "safe", "unsafe"]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
+    )
+    config = BertConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+    )
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+
+def split_archive(tmp_path: Path, parts: int = 3, inner: str = "tiny-bert") -> tuple[list[str], str]:
+    """The tiny BERT zipped under `inner/`, cut into `parts` files; (their paths, the archive's SHA-256)."""
+    model = tmp_path / "model"
+    tiny_bert_folder(model)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in sorted(model.iterdir()):
+            archive.write(file, f"{inner}/{file.name}")
+        archive.writestr(f"{inner}/extra/readme.txt", "kept")
+    data = buffer.getvalue()
+    size = -(-len(data) // parts)
+    paths = []
+    for i in range(parts):
+        path = tmp_path / f"archive.zip.{i + 1:03d}"
+        path.write_bytes(data[i * size : (i + 1) * size])
+        paths.append(str(path))
+    return paths, hashlib.sha256(data).hexdigest()

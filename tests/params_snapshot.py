@@ -24,6 +24,7 @@ CONFIGS = [
     ("configs/strategies.yaml",),
     ("configs/compare-tracks.yaml",),
     ("configs/toxicity-classification.yaml",),
+    ("configs/ladder.yaml",),
     ("tests/configs/tiny.yaml",),
     ("tests/configs/tiny.yaml", "tests/configs/tiny-preferences.yaml"),
 ]

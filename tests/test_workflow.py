@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from helpers import TINY_CORES, executed_rules, pending_jobs, snakemake
+from helpers import TINY_CORES, executed_rules, pending_jobs, snakemake, split_archive
 
 STRONG_JOBS = {"train_student", "train_ceiling", "predict", "metrics", "summary", "plots", "all"}
 REPORTING = {"metrics", "summary", "plots", "all"}
@@ -301,6 +302,39 @@ def test_model_entries_naming_one_gguf_file_share_its_conversion(tiny_copy):
     with edited(tiny_copy / "config.yaml", edit_config(change)):
         jobs = pending_jobs(tiny_copy)
     assert "perplexity" in jobs and "convert_gguf" not in jobs
+
+
+def test_strong_models_from_an_archive_and_a_gguf_file_train_and_make_a_ladder(tiny_copy):
+    """A ladder of three strong models on safety: the scratch BERT, a BERT unpacked from a zip split into
+    parts (rule unpack_archive), and SmolLM2 from its converted GGUF file as a LoRA classifier (the toxicity
+    LM's conversion, not redone). The ladder figure places them by their checkpoints' parameter counts."""
+    parts, sha = split_archive(tiny_copy / "parts")
+
+    def change(cfg):
+        cfg.update(only=["safety"], weak_models=["tfidf"], student_strategies=["naive"])
+        cfg["models"]["tiny-archive"] = {
+            "kind": "pretrained",
+            "path": "tiny-bert",
+            "archive": {"parts": [str(Path(p).relative_to(tiny_copy)) for p in parts], "sha256": sha},
+            "train": {"lr": 1.0e-3, "epochs": 1, "batch_size": 32},
+        }
+        cfg["tasks"]["safety"]["strong_models"] = ["small-bert", "tiny-archive", "smollm2-135m"]
+
+    with edited(tiny_copy / "config.yaml", edit_config(change)):
+        rules = executed_rules(snakemake(tiny_copy, "--cores", TINY_CORES))
+    counts = {r: rules.count(r) for r in ("unpack_archive", "convert_gguf", "train_ceiling", "train_student")}
+    assert counts == {"unpack_archive": 1, "convert_gguf": 0, "train_ceiling": 2, "train_student": 2}
+    ceiling = tiny_copy / "results/safety/ceiling"
+    metas = {
+        m: json.loads((ceiling / m / "seed0/classifier.json").read_text())
+        for m in ("tiny-archive", "smollm2-135m")
+    }
+    assert metas["smollm2-135m"]["adapter"] and 130e6 < metas["smollm2-135m"]["parameters"] < 140e6
+    assert not metas["tiny-archive"].get("adapter") and metas["tiny-archive"]["parameters"] < 1e5
+    summary = pd.read_csv(tiny_copy / "results/tables/summary.csv")
+    assert set(summary.strong_model) == {"small-bert", "tiny-archive", "smollm2-135m"}
+    assert (tiny_copy / "results/plots/safety_ladder.png").stat().st_size > 10_000
+    assert not (tiny_copy / "results/plots/legal_ladder.png").exists()
 
 
 def test_reordering_config_keys_changes_nothing(tiny_copy):
