@@ -74,7 +74,10 @@ LOCAL_RULES = {
     "summary",
     "plots",
 }  # the Snakefile's localrules
-LIGHT_RULES = {"convert_gguf"}  # SLURM jobs with gpu=0: its model's memory, half its runtime
+LIGHT_RULES = {
+    "convert_gguf",
+    "unpack_archive",
+}  # SLURM jobs with gpu=0: the model's memory, half its runtime
 ALL_RULES = GPU_RULES | LOCAL_RULES | LIGHT_RULES
 PREFERENCE_RULES = {
     "preference_candidates",
@@ -87,6 +90,7 @@ PREFERENCE_RULES = {
     "preference_metrics",
 }
 OPTIONAL_RULES = {
+    "unpack_archive",  # only with a model from a split archive
     "best_of_n",
     "ensemble_labels",
     "gold_corpus",  # only with best-of-N / ensembles / corpus.gold
@@ -132,6 +136,14 @@ DISTINCT_REQUESTS = """models:
 ENSEMBLE = """models:
   ens: {kind: ensemble, members: [gpt2-scratch, tfidf]}
 weak_models: [gpt2-scratch, ens]
+"""
+
+# a strong model unpacked from a split archive (the ladder's mpnet), beside legal's MiniLM
+ARCHIVE = f"""models:
+  archived: {{kind: pretrained, path: some-model, resources: {{mem_mb: 4400, runtime: 44}},
+             archive: {{parts: [parts/some-model.zip.001], sha256: "{'ab' * 32}"}}}}
+tasks:
+  legal: {{strong_models: [minilm-l6-pairs, archived]}}
 """
 
 
@@ -242,9 +254,8 @@ def check_requests(jobs: list[dict], config: dict) -> None:
             assert "gpu" not in res and "cpus_per_gpu" not in res, job
             continue
         if rule in LIGHT_RULES:
-            request = models[
-                layout.gguf_models(settings)[job["wildcards"]["gguf"]]
-            ]  # the first entry naming it
+            local = layout.gguf_models(settings) | layout.archive_models(settings)
+            request = models[local[job["wildcards"]["gguf"]]]  # the first entry naming it
             assert res.get("gpu", "0") == "0", job
             assert (int(res["mem_mb"]), int(res["runtime"])) == (
                 request["mem_mb"],
@@ -374,6 +385,7 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     (default_copy / "distinct-requests.yaml").write_text(DISTINCT_REQUESTS)
     (default_copy / "ensemble.yaml").write_text(ENSEMBLE)
     (default_copy / "all-tasks.yaml").write_text("only: []\n")
+    (default_copy / "archive.yaml").write_text(ARCHIVE)
     # the preference track on every task (not only toxicity); strategies: best-of-N with two selectors;
     # layered
     # files go after one --configfile (repeating the flag keeps only the last)
@@ -383,6 +395,7 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
         "configs/strategies.yaml",
         "distinct-requests.yaml",
         "ensemble.yaml",
+        "archive.yaml",
     )
     jobs = parse_jobs(snakemake(default_copy, "--profile", "slurm", "-n", "--configfile", *layers).stdout)
     assert {j["rule"] for j in jobs} == ALL_RULES
@@ -407,12 +420,12 @@ def test_jobs_take_requests_from_their_own_model(default_copy, clean_env):
     ]
     assert weak_runs and {(r["mem_mb"], r["runtime"]) for r in weak_runs} == {("1000", "5")}
     # predictions of ceilings and students: the strong classifier's (safety: minilm-l6, legal:
-    # minilm-l6-pairs)
+    # minilm-l6-pairs and the archived model)
     assert {
         (j["wildcards"]["task"], j["resources"]["mem_mb"], j["resources"]["runtime"])
         for j in jobs
         if j["rule"] == "predict"
-    } == {("safety", "2600", "13"), ("legal", "3000", "15")}
+    } == {("safety", "2600", "13"), ("legal", "3000", "15"), ("legal", "4400", "22")}
     assert {j["wildcards"]["weak"] for j in jobs if j["rule"] == "ensemble_labels"} == {"ens"}
 
 
