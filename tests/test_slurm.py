@@ -141,7 +141,7 @@ weak_models: [gpt2-scratch, ens]
 # a strong model unpacked from a split archive (the ladder's mpnet), beside legal's MiniLM
 ARCHIVE = f"""models:
   archived: {{kind: pretrained, path: some-model, resources: {{mem_mb: 4400, runtime: 44}},
-             archive: {{parts: [parts/some-model.zip.001], sha256: "{'ab' * 32}"}}}}
+             archive: {{parts: [parts/some-model.zip.001], sha256: "{"ab" * 32}"}}}}
 tasks:
   legal: {{strong_models: [minilm-l6-pairs, archived]}}
 """

@@ -41,6 +41,10 @@ class TfidfClassifier:
     def trainable_parameters(self) -> int:
         return 0
 
+    def parameters(self) -> int:
+        """The fitted logistic regression's weights and intercept (one per vocabulary entry, plus one)."""
+        return int(self.classifier.coef_.size + self.classifier.intercept_.size)
+
     def fit(
         self,
         train_df: pd.DataFrame,

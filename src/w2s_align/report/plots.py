@@ -316,7 +316,8 @@ def model_sizes(meta_files: dict[str, str]) -> dict[str, int]:
         meta = read_meta(meta_file)
         if "parameters" not in meta:
             raise PipelineError(
-                f"{meta_file}: no `parameters` (a checkpoint from before the ladder plot; retrain it)"
+                f"{meta_file}: no `parameters` for the ladder figure (a model kind without parameters(), "
+                "or a checkpoint written before the figure existed: delete it to retrain)"
             )
         sizes[model] = int(meta["parameters"])
     return sizes

@@ -159,7 +159,7 @@ class Settings:
         return [t for t in self.active_tasks() if self.tasks[t].kind == kind]
 
     def ladder_tasks(self) -> list[str]:
-        """Classification tasks with several strong models: their PGR against strong-model size is a figure."""
+        """Classification tasks with several strong models: a figure of their PGR against model size."""
         return [t for t in self.tasks_of("classification") if len(self.tasks[t].strong_models) > 1]
 
     def preference_tasks(self) -> list[str]:

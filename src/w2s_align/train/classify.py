@@ -163,8 +163,8 @@ def fit_classifier(
         "seed": seed,
         "config_hash": short_hash(spec_json + hparams_json + strategy_json),
     }
-    if hasattr(model, "parameters"):
-        extra["parameters"] = model.parameters()  # the model's size (the ladder plot's x axis)
+    if hasattr(model, "parameters"):  # optional for a registered kind; the ladder figure's x axis
+        extra["parameters"] = model.parameters()
     model.save(model_out, meta_out, {**extra, **rounds[-1], "rounds": len(rounds)})
 
 
