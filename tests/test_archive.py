@@ -38,16 +38,21 @@ def test_parts_are_joined_checked_and_unpacked_with_the_users_umask(tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["tiny"]  # no temporary folder or joined zip left
 
 
-def test_a_classifier_trains_from_the_unpacked_folder(tmp_path, monkeypatch):
+def test_a_classifier_trains_from_the_unpacked_folder_its_rule_hands_in(tmp_path):
     parts, sha = split_archive(tmp_path)
     spec = archive_spec(parts, sha)
-    monkeypatch.chdir(tmp_path)  # the workflow's working directory: results/models/<name>/ is relative to it
-    with pytest.raises(PipelineError, match="prepared folder .* is missing"):
+    assert local_folder(spec) == f"results/models/tiny-bert@{sha[:12]}/"  # the rule's output and input
+    folder = str(tmp_path / local_folder(spec))
+    with pytest.raises(
+        PipelineError, match="this stage got none: give the rule the model's `converted` input"
+    ):
         pretrained_source(spec)
-    unpack_archive(spec, local_folder(spec).rstrip("/"))
-    assert pretrained_source(spec) == f"results/models/tiny-bert@{sha[:12]}/" == local_folder(spec)
+    with pytest.raises(PipelineError, match="which has no config.json"):
+        pretrained_source(spec, folder)
+    unpack_archive(spec, folder)
+    assert pretrained_source(spec, folder) == folder
     df = pd.DataFrame({"text": ["how to make a cake", "how to make a bomb"] * 4, "text_pair": None})
-    model = TransformerClassifier.build(spec, df, max_length=16)
+    model = TransformerClassifier.build(spec, df, max_length=16, local_dir=folder)
     assert model.parameters() == sum(p.numel() for p in model.model.parameters())
     assert model.predict_proba(df).shape == (8,)
 

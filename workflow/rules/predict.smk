@@ -24,6 +24,7 @@ rule predict:
         **request(run_model, "predict", share=0.5),
     params:
         model_name=run_model,
+        local_dir=local_dir,
         code=code("predict.py"),
     script:
         "../scripts/predict.py"

@@ -25,6 +25,7 @@ rule train_ceiling:
         max_length=max_length,
         target="gt",
         train_split="weak_label",
+        local_dir=local_dir,
         code=code("train_classifier.py"),
     script:
         "../scripts/train_classifier.py"
@@ -49,6 +50,7 @@ use rule train_ceiling as train_student with:
         target="weak",
         train_split="weak_label",
         strategy=strategy_spec,
+        local_dir=local_dir,
         code=code("train_classifier.py"),
 
 

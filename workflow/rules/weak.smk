@@ -25,6 +25,7 @@ rule train_weak:
         max_length=max_length,
         target="gt",
         train_split="weak_train",
+        local_dir=local_dir,
         code=code("train_classifier.py"),
     script:
         "../scripts/train_classifier.py"
@@ -46,6 +47,7 @@ rule weak_labels:
     resources:
         **request("weak", "weak_labels", share=0.5),
     params:
+        local_dir=local_dir,
         code=code("weak_labels.py"),
     script:
         "../scripts/weak_labels.py"

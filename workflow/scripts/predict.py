@@ -13,4 +13,5 @@ write_predictions(
     snakemake.output[0],
     model_name=snakemake.params.model_name,
     threads=snakemake.threads,
+    local_dir=snakemake.params.local_dir,
 )

@@ -19,4 +19,5 @@ train_classifier(
     model_out=snakemake.output.model,
     meta_out=snakemake.output.meta,
     strategy_json=snakemake.params.get("strategy", "{}"),
+    local_dir=snakemake.params.local_dir,
 )

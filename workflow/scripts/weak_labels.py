@@ -13,4 +13,5 @@ write_weak_labels(
     snakemake.output[0],
     model_name=snakemake.wildcards.weak,
     threads=snakemake.threads,
+    local_dir=snakemake.params.local_dir,
 )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from w2s_align.errors import PipelineError
-from w2s_align.models.common import resolve_path
+from w2s_align.files import resolve_path
 from w2s_align.registry import published
 from w2s_align.settings.paths import local_folder
 from w2s_align.settings.settings import Settings

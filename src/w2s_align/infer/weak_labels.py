@@ -17,10 +17,17 @@ log = logging.getLogger(__name__)
 
 
 def write_weak_labels(
-    model_file: str, meta_file: str, split_files: dict[str, str], out: str, model_name: str, threads: int
+    model_file: str,
+    meta_file: str,
+    split_files: dict[str, str],
+    out: str,
+    model_name: str,
+    threads: int,
+    local_dir: str | None = None,
 ) -> None:
     """One parquet of row columns + weak_p1 (the soft label), weak_hard, weak_model, weak_config_hash."""
-    write_parquet(labelled_rows(model_file, meta_file, split_files, "weak", model_name, threads), out)
+    rows = labelled_rows(model_file, meta_file, split_files, "weak", model_name, threads, local_dir)
+    write_parquet(rows, out)
 
 
 def average_weak_labels(members: dict[str, pd.DataFrame]) -> pd.DataFrame:

@@ -13,9 +13,7 @@ import zipfile
 from pathlib import Path
 
 from w2s_align.errors import PipelineError
-from w2s_align.files import apply_umask
-from w2s_align.models.common import resolve_path
-from w2s_align.settings.paths import CONVERTED_FILES
+from w2s_align.files import apply_umask, resolve_path
 from w2s_align.settings.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -75,9 +73,8 @@ def unpack_archive(spec: ModelSpec, out_dir: str) -> None:
                 with archive.open(member) as source, open(target, "wb") as sink:
                     shutil.copyfileobj(source, sink, CHUNK)
         joined.unlink()
-        missing = [f for f in CONVERTED_FILES if not (folder / f).is_file()]
-        if missing:
-            raise PipelineError(f"archive of model {spec.path!r}: its folder lacks {missing}")
+        if not (folder / "config.json").is_file():
+            raise PipelineError(f"archive of model {spec.path!r}: its folder {prefix!r} has no config.json")
         apply_umask(folder)
         if out.exists():
             shutil.rmtree(out)

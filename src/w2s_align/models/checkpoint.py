@@ -21,10 +21,15 @@ ROW_COLUMNS = ["id", "split", "text", "text_pair", "gt_label"]
 
 
 def load_predictor(
-    model_file: str, meta_file: str, threads: int, batch_size: int = 64, meta: dict | None = None
+    model_file: str,
+    meta_file: str,
+    threads: int,
+    batch_size: int = 64,
+    meta: dict | None = None,
+    local_dir: str | None = None,
 ) -> Callable[[pd.DataFrame], np.ndarray]:
     """A checkpoint loaded once: rows (text, text_pair) -> P(class 1) (`meta`: its metadata, if already
-    read)."""
+    read; `local_dir`: the prepared folder of a LoRA checkpoint's GGUF or archive base)."""
     meta = meta if meta is not None else read_meta(meta_file)
     kind = meta.get("kind")
     if kind not in CLASSIFIER_KINDS:
@@ -36,7 +41,8 @@ def load_predictor(
         from w2s_align.device import setup_torch
 
         device = setup_torch(threads, int(meta.get("seed", 0)))
-    model = CLASSIFIER_KINDS.get(kind).load(model_file, meta, device)
+    extra = {"local_dir": local_dir} if local_dir else {}  # only pretrained models load from one
+    model = CLASSIFIER_KINDS.get(kind).load(model_file, meta, device, **extra)
     return lambda df: model.predict_proba(df, batch_size)
 
 
@@ -48,15 +54,21 @@ def predict_rows(
 
 
 def labelled_rows(
-    model_file: str, meta_file: str, split_files: dict[str, str], prefix: str, model_name: str, threads: int
+    model_file: str,
+    meta_file: str,
+    split_files: dict[str, str],
+    prefix: str,
+    model_name: str,
+    threads: int,
+    local_dir: str | None = None,
 ) -> pd.DataFrame:
     """Rows of every listed split with `<prefix>_p1`, `<prefix>_hard` and provenance (`<prefix>_model`,
-    `<prefix>_config_hash`); logs accuracy per split."""
+    `<prefix>_config_hash`); logs accuracy per split (`local_dir`: see load_predictor)."""
     meta = read_meta(meta_file)
     df = pd.concat(
         [read_split(path, split, ROW_COLUMNS) for split, path in split_files.items()], ignore_index=True
     )[ROW_COLUMNS]
-    p1 = load_predictor(model_file, meta_file, threads, meta=meta)(df)
+    p1 = load_predictor(model_file, meta_file, threads, meta=meta, local_dir=local_dir)(df)
     df[f"{prefix}_p1"] = p1
     df[f"{prefix}_hard"] = (p1 >= 0.5).astype("int64")
     df[f"{prefix}_model"] = model_name

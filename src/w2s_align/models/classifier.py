@@ -75,8 +75,11 @@ class TransformerClassifier:
         self.separator = pair_separator(tokenizer)
 
     @classmethod
-    def build(cls, spec: ModelSpec, train_df: pd.DataFrame, max_length: int) -> TransformerClassifier:
-        """Fresh classifier and tokenizer for training."""
+    def build(
+        cls, spec: ModelSpec, train_df: pd.DataFrame, max_length: int, local_dir: str | None = None
+    ) -> TransformerClassifier:
+        """Fresh classifier and tokenizer for training (`local_dir`: the prepared folder of a GGUF or archive
+        model)."""
         from transformers import AutoConfig, AutoModelForSequenceClassification
 
         if spec.kind == "scratch":
@@ -98,7 +101,7 @@ class TransformerClassifier:
             dtypes = job_precision(spec, "full")
         else:
             dtypes = job_precision(spec, "lora" if spec.lora else "full")
-            model, tokenizer = pretrained_classifier(spec, dtypes.weights)
+            model, tokenizer = pretrained_classifier(spec, dtypes.weights, local_dir)
         return cls(add_lora(model, spec, "SEQ_CLS"), tokenizer, max_length, compute=dtypes.compute)
 
     def trainable_parameters(self) -> int:
@@ -163,7 +166,9 @@ class TransformerClassifier:
         write_text(canonical_json(meta), meta_file)
 
     @classmethod
-    def load(cls, model_file: str, meta: dict[str, Any], device) -> TransformerClassifier:
+    def load(
+        cls, model_file: str, meta: dict[str, Any], device, local_dir: str | None = None
+    ) -> TransformerClassifier:
         from safetensors.torch import load_file, load_model
         from transformers import AutoModelForSequenceClassification
 
@@ -171,7 +176,7 @@ class TransformerClassifier:
         dtypes = job_precision(spec)
         try:
             if meta.get("adapter"):
-                base, tokenizer = pretrained_classifier(spec, dtypes.weights)
+                base, tokenizer = pretrained_classifier(spec, dtypes.weights, local_dir)
                 model = apply_adapter(base, spec.lora, "SEQ_CLS", load_file(model_file))
             else:
                 model = model_from_config(AutoModelForSequenceClassification, meta["config"])
@@ -184,11 +189,11 @@ class TransformerClassifier:
         return cls(model.eval(), tokenizer, int(meta["max_length"]), device, dtypes.compute)
 
 
-def pretrained_classifier(spec: ModelSpec, dtype):
+def pretrained_classifier(spec: ModelSpec, dtype, local_dir: str | None = None):
     """A pretrained model with a fresh two-class head, and its tokenizer."""
     from transformers import AutoModelForSequenceClassification
 
-    path = pretrained_source(spec)
+    path = pretrained_source(spec, local_dir)
     tokenizer = pretrained_tokenizer(path, spec.revision)
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=2, revision=spec.revision, pad_token_id=tokenizer.pad_token_id, dtype=dtype

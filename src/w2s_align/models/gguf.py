@@ -12,8 +12,7 @@ from pathlib import Path
 import torch
 
 from w2s_align.errors import PipelineError
-from w2s_align.files import apply_umask
-from w2s_align.models.common import resolve_path
+from w2s_align.files import apply_umask, resolve_path
 from w2s_align.settings.specs import ModelSpec
 
 log = logging.getLogger(__name__)

@@ -61,6 +61,7 @@ def train_classifier(
     model_out: str,
     meta_out: str,
     strategy_json: str = "{}",
+    local_dir: str | None = None,
 ) -> None:
     """Train one classifier on `train_split` rows (ground truth, or weak labels used as the strategy
     says) and save its checkpoint. Epochs are selected on `val` with the same kind of labels."""
@@ -80,6 +81,7 @@ def train_classifier(
         meta_out,
         strategy_json,
         source=f"{train_split} rows of {train_path}",
+        local_dir=local_dir,
     )
 
 
@@ -96,6 +98,7 @@ def fit_classifier(
     meta_out: str,
     strategy_json: str = "{}",
     source: str = "training rows",
+    local_dir: str | None = None,
 ) -> None:
     """Train on the rows of `train_df` and select epochs on `val_df`; see train_classifier.
 
@@ -141,7 +144,7 @@ def fit_classifier(
                 100 * np.mean((train_p1 >= 0.5) == (previous >= 0.5)),
             )
             set_seed(seed + round_)
-        model = kind.build(spec, train_df, max_length)
+        model = kind.build(spec, train_df, max_length, **({"local_dir": local_dir} if local_dir else {}))
         if not round_ and model.trainable_parameters():
             log.info(
                 "model: %s, %.2fM trainable parameters",
