@@ -436,3 +436,14 @@ def test_unknown_kind_and_one_class_training_labels_are_named(tmp_path, splits):
             train.assign(gt_label=1), val, "gt", canonical_json(TINY_GPT2), "{}", 24, 0, 1, model, meta
         )
     assert not (tmp_path / "classifier.json").exists()
+
+
+def test_a_models_size_is_the_same_with_and_without_lora():
+    """`parameters` (the ladder figure's x axis) counts the base and the head once: not LoRA's adapters, not
+    the trained copy of the head that peft keeps beside the original."""
+    df = pd.DataFrame({"text": ["a b c d", "e f g h"] * 50, "text_pair": None})
+    plain = {k: v for k, v in TINY_BERT_LORA.items() if k != "lora"}
+    full = TransformerClassifier.build(ModelSpec.from_dict(plain), df, 16)
+    lora = TransformerClassifier.build(ModelSpec.from_dict(TINY_BERT_LORA), df, 16)
+    assert full.parameters() == lora.parameters() == sum(p.numel() for p in full.model.parameters())
+    assert lora.trainable_parameters() < lora.parameters()

