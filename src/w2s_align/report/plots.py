@@ -276,13 +276,15 @@ def ladder_figure(agg: pd.DataFrame, task: str, sizes: dict[str, int], path: str
     if "control" in sub:
         sub = sub[sub["control"].fillna("") == ""]  # weak supervisors only, not the controls
     sub = sub[sub.strong_model.isin(sizes)]
-    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0))
-    for weak, rows in sub.groupby("weak_model", sort=True):
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.4))
+    weaks = sorted(sub.weak_model.unique())
+    for j, (weak, rows) in enumerate(sub.groupby("weak_model", sort=True)):
+        dodge = 1.04 ** (j - (len(weaks) - 1) / 2)  # side by side at each size, whiskers apart
         for ax, role, scale in ((axes[0], "pgr", 1.0), (axes[1], "gain", 100.0)):
             r = rows[rows.role == role].assign(size=lambda d: d.strong_model.map(sizes)).sort_values("size")
             r = _readable(r) if role == "pgr" else r
             ax.errorbar(
-                r["size"],
+                r["size"] * dodge,
                 r["mean"] * scale,
                 yerr=_errors(r) * scale,
                 marker="o",
@@ -295,7 +297,10 @@ def ladder_figure(agg: pd.DataFrame, task: str, sizes: dict[str, int], path: str
         (axes[1], "points recovered (w2s − weak)"),
     ):
         ax.set_xscale("log")
-        ax.set_xticks(sorted(names), [f"{names[n]}\n{n / 1e6:.1f}M" for n in sorted(names)], fontsize=7)
+        ticks = sorted(names)
+        ax.set_xticks(
+            ticks, [f"{names[n]} ({n / 1e6:.1f}M)" for n in ticks], fontsize=7, rotation=30, ha="right"
+        )
         ax.minorticks_off()
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xlabel("strong model (parameters)")
@@ -304,7 +309,9 @@ def ladder_figure(agg: pd.DataFrame, task: str, sizes: dict[str, int], path: str
     axes[0].axhline(1, color="0.5", lw=0.8, ls="--")
     axes[0].legend(fontsize=8)
     fig.suptitle(
-        f"{task}: weak-to-strong by strong-model size ({LADDER_STRATEGY} students, 95% CI)", fontsize=10
+        f"{task}: weak-to-strong by strong-model size ({LADDER_STRATEGY} students, "
+        f"{int(sub.n_seeds.max()) if len(sub) else 0} seed(s), 95% CI)",
+        fontsize=10,
     )
     _save(fig, path)
 
