@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
-import tempfile
 import time
 import zipfile
 from pathlib import Path
 
 from w2s_align.errors import PipelineError
-from w2s_align.files import apply_umask, resolve_path
+from w2s_align.files import atomic_folder, resolve_path
 from w2s_align.settings.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -44,10 +42,8 @@ def unpack_archive(spec: ModelSpec, out_dir: str) -> None:
     model; the joined archive is deleted as soon as it is unpacked."""
     start, out = time.monotonic(), Path(out_dir)
     parts = archive_parts(spec)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        joined, digest = tmp / "archive.zip", hashlib.sha256()
+    with atomic_folder(out) as folder:
+        joined, digest = folder / ".joined.zip", hashlib.sha256()
         with open(joined, "wb") as sink:
             for part in parts:
                 with open(part, "rb") as source:
@@ -59,7 +55,6 @@ def unpack_archive(spec: ModelSpec, out_dir: str) -> None:
                 f"archive of model {spec.path!r}: SHA-256 of the {len(parts)} joined parts is "
                 f"{digest.hexdigest()}, config says {spec.archive['sha256']} (wrong parts, order or version)"
             )
-        folder = tmp / "model"
         prefix = spec.path.strip("/") + "/"
         with zipfile.ZipFile(joined) as archive:
             members = [m for m in archive.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
@@ -75,12 +70,6 @@ def unpack_archive(spec: ModelSpec, out_dir: str) -> None:
         joined.unlink()
         if not (folder / "config.json").is_file():
             raise PipelineError(f"archive of model {spec.path!r}: its folder {prefix!r} has no config.json")
-        apply_umask(folder)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(folder, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info(
         "unpacked %s from %d parts (SHA-256 checked) into %s in %.1f s",
         spec.path,

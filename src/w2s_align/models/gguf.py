@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from w2s_align.errors import PipelineError
-from w2s_align.files import apply_umask, resolve_path
+from w2s_align.files import atomic_folder, resolve_path
 from w2s_align.settings.specs import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -34,17 +31,9 @@ def convert_gguf(spec: ModelSpec, out_dir: str) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with atomic_folder(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        apply_umask(tmp)  # mkdtemp and safetensors create 0700 / 0600
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     log.info(
         "converted %s/%s to %s in %.1f s (%.1fM parameters)",
         spec.path,
